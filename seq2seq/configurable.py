@@ -1,0 +1,383 @@
+"""The configuration language: YAML loading, deep merging, typed parameters.
+
+Every model, encoder, decoder, input pipeline, hook, metric and task is a
+`Configurable`: a class with `default_params()` (a flat dict of dotted keys)
+built from a `params` dict that the user wrote in YAML. The user's params are
+deep-merged over the defaults, coerced to the defaults' types, and any key the
+class does not know is an error that lists the keys it does know.
+
+Objects are created from `{class: ..., params: ...}` dicts, where `class` is a
+short name looked up in a set of modules (`AttentionSeq2Seq`) or a dotted path
+(`seq2seq.decoders.attention.AttentionLayerDot`).
+"""
+
+import copy
+import difflib
+import importlib
+import inspect
+import os
+
+import yaml
+from absl import logging
+
+from seq2seq.errors import ConfigError
+
+
+class ModeKeys:
+    """The three modes every Configurable is built in."""
+
+    TRAIN = "train"
+    EVAL = "eval"
+    INFER = "infer"
+
+    ALL = (TRAIN, EVAL, INFER)
+
+
+def load_yaml(text, source="YAML string"):
+    """Parses a YAML document with `yaml.safe_load`.
+
+    Args:
+      text: The YAML text. An empty or all-whitespace text gives `{}`.
+      source: What the text came from (a flag name or a path), used in errors.
+
+    Returns:
+      The parsed Python object (`{}` for an empty document).
+
+    Raises:
+      ConfigError: The text is not valid YAML.
+    """
+    if text is None:
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(
+            f"{source}: invalid YAML{where}: {problem}. "
+            "Check indentation and quoting (YAML needs spaces, not tabs)."
+        ) from None
+    return {} if value is None else value
+
+
+def load_yaml_file(path):
+    """Reads and parses a YAML file.
+
+    Raises:
+      ConfigError: The file does not exist or is not valid YAML.
+    """
+    if not os.path.isfile(path):
+        raise ConfigError(
+            f"config file not found: {path}. Check the path given to --config_paths."
+        )
+    with open(path, encoding="utf-8") as handle:
+        return load_yaml(handle.read(), source=path)
+
+
+def maybe_load_yaml(item, source="YAML string"):
+    """Returns `item` parsed if it is a YAML string, or as-is if it is a dict."""
+    if item is None:
+        return {}
+    if isinstance(item, str):
+        return load_yaml(item, source)
+    if isinstance(item, dict):
+        return item
+    raise ConfigError(
+        f"{source}: expected a YAML mapping or string, got {type(item).__name__}."
+    )
+
+
+def deep_merge(*dicts):
+    """Recursively merges dicts, later ones winning; the inputs are not modified.
+
+    Nested dicts are merged key by key; any other value (lists included) is
+    replaced by the later one. `None` arguments are skipped.
+
+    Returns:
+      A new dict.
+    """
+    result = {}
+    for item in dicts:
+        if not item:
+            continue
+        for key, value in item.items():
+            if isinstance(value, dict) and isinstance(result.get(key), dict):
+                result[key] = deep_merge(result[key], value)
+            else:
+                result[key] = copy.deepcopy(value)
+    return result
+
+
+def _closest(name, candidates):
+    match = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+_TRUE_STRINGS = ("true", "yes", "on", "1")
+_FALSE_STRINGS = ("false", "no", "off", "0")
+
+
+def _coerce(value, default, where):
+    """Converts `value` to the type of `default` where that is unambiguous.
+
+    Rules: `None` defaults accept anything; floats accept ints and numeric
+    strings (YAML reads `1e-4` as a string); ints accept integral floats and
+    integer strings; bools accept YAML-ish strings and 0/1; strings accept
+    numbers; lists accept a single scalar (wrapped) or a tuple.
+
+    Raises:
+      ConfigError: The conversion would be a guess.
+    """
+    if default is None or value is None:
+        return value
+    kind = type(default)
+
+    def fail():
+        raise ConfigError(
+            f"{where}: expected a value of type {kind.__name__} "
+            f"(like the default {default!r}), got {value!r}."
+        )
+
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in _TRUE_STRINGS:
+            return True
+        if isinstance(value, str) and value.strip().lower() in _FALSE_STRINGS:
+            return False
+        fail()
+    if isinstance(default, int):
+        if isinstance(value, bool):
+            fail()
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                fail()
+            if number.is_integer():
+                return int(number)
+        fail()
+    if isinstance(default, float):
+        if isinstance(value, bool):
+            fail()
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                fail()
+        fail()
+    if isinstance(default, str):
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        fail()
+    if isinstance(default, list):
+        if isinstance(value, (list, tuple)):
+            return list(value)
+        if isinstance(value, (str, int, float)):
+            return [value]
+        fail()
+    if isinstance(default, dict):
+        if isinstance(value, dict):
+            return value
+        fail()
+    if isinstance(value, kind):
+        return value
+    fail()
+    return value  # unreachable; keeps linters quiet
+
+
+def _is_open_dict(key):
+    """Whether a nested dict's keys are validated by the class it configures.
+
+    `encoder.params`, `cell_params`, `optimizer.params` and friends hold the
+    parameters of another object (a class, a cell, a Keras optimizer), which
+    checks them itself; every other nested dict is checked here.
+    """
+    return str(key).endswith("params")
+
+
+def parse_params(params, default_params, owner="params"):
+    """Merges user params over defaults with validation and type coercion.
+
+    Args:
+      params: The user's dict (or `None`).
+      default_params: The defaults; their keys are the only valid keys and
+        their values give the types.
+      owner: A name for error messages, e.g. the class name.
+
+    Returns:
+      A new dict with every default key.
+
+    Raises:
+      ConfigError: An unknown key or a value of the wrong type.
+    """
+    result = copy.deepcopy(default_params)
+    if params is None:
+        return result
+    if not isinstance(params, dict):
+        raise ConfigError(
+            f"{owner}: params must be a mapping of key: value, got {params!r}."
+        )
+    for key, value in params.items():
+        if key not in default_params:
+            valid = ", ".join(sorted(str(k) for k in default_params)) or "(none)"
+            raise ConfigError(
+                f"{owner}: unknown parameter '{key}'.{_closest(key, default_params)}"
+                f" Valid parameters: {valid}."
+            )
+        default = default_params[key]
+        where = f"{owner}: parameter '{key}'"
+        if value is None:
+            continue
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: expected a mapping, got {value!r}.")
+            if _is_open_dict(key) or not default:
+                result[key] = deep_merge(default, value)
+            else:
+                result[key] = parse_params(value, default, owner=f"{owner}.{key}")
+            continue
+        result[key] = _coerce(value, default, where)
+    return result
+
+
+class Configurable:
+    """Base class of everything that is built from a YAML params dict.
+
+    Subclasses define `default_params()` as a staticmethod returning a flat
+    dict of dotted keys. For Keras layers, inherit from both and call
+    `keras.layers.Layer.__init__` first, then `Configurable.__init__`.
+
+    Args:
+      params: The user's params (dict or `None`); merged over the defaults.
+      mode: One of `ModeKeys.ALL`.
+    """
+
+    def __init__(self, params, mode):
+        if mode not in ModeKeys.ALL:
+            raise ValueError(f"mode must be one of {ModeKeys.ALL}, got {mode!r}")
+        parsed = parse_params(params, self.default_params(), type(self).__name__)
+        # Set through object.__setattr__ so that Keras layer tracking does not
+        # wrap the plain params dict.
+        object.__setattr__(self, "_params", parsed)
+        object.__setattr__(self, "_mode", mode)
+        logging.debug("Creating %s in mode=%s: %s", type(self).__name__, mode, parsed)
+
+    @property
+    def params(self):
+        """The parsed parameters (a dict with every default key)."""
+        return self._params
+
+    @property
+    def mode(self):
+        """The mode the object was built in: `train`, `eval` or `infer`."""
+        return self._mode
+
+    @staticmethod
+    def default_params():
+        """Returns the dict of default parameters; its keys are the valid ones."""
+        raise NotImplementedError
+
+
+def _import_dotted(name):
+    """Imports `a.b.C` as attribute `C` of module `a.b` (or a module itself)."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            obj = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        try:
+            for attr in parts[cut:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            return None
+        return obj
+    return None
+
+
+def _as_module(module):
+    return importlib.import_module(module) if isinstance(module, str) else module
+
+
+def available_classes(modules):
+    """The public class names defined or exported by `modules`."""
+    names = set()
+    for module in modules:
+        module = _as_module(module)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and not name.startswith("_"):
+                names.add(name)
+    return sorted(names)
+
+
+def locate_class(name, modules=(), what="class"):
+    """Finds a class (or function) by short name in `modules` or by dotted path.
+
+    Args:
+      name: `AttentionSeq2Seq` or `seq2seq.models.AttentionSeq2Seq`.
+      modules: Modules (or module names) searched for a short name, in order.
+      what: What is being looked up, for the error message ("model", ...).
+
+    Raises:
+      ConfigError: Nothing of that name exists; the message lists what does.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{what}: expected a class name, got {name!r}.")
+    for module in modules:
+        found = getattr(_as_module(module), name, None)
+        if found is not None:
+            return found
+    if "." in name:
+        found = _import_dotted(name)
+        if found is not None:
+            return found
+    choices = available_classes(modules)
+    raise ConfigError(
+        f"unknown {what} '{name}'.{_closest(name, choices)} "
+        f"Available: {', '.join(choices) or '(none)'}, or a dotted path "
+        "such as seq2seq.models.AttentionSeq2Seq."
+    )
+
+
+def create_from_dict(definition, modules=(), *args, what="class", **kwargs):
+    """Creates an object from `{class: ..., params: ...}`.
+
+    Args:
+      definition: A dict (or YAML string) with a `class` key and an optional
+        `params` key.
+      modules: Where short class names are looked up.
+      *args: Extra positional arguments after `params` (e.g. `mode`).
+      what: What is being created, for error messages.
+      **kwargs: Extra keyword arguments for the constructor.
+
+    Returns:
+      `cls(params, *args, **kwargs)`.
+    """
+    definition = maybe_load_yaml(definition, what)
+    if not isinstance(definition, dict) or "class" not in definition:
+        raise ConfigError(
+            f"{what}: expected a mapping with a 'class' key "
+            f"(and optional 'params'), got {definition!r}."
+        )
+    extra = set(definition) - {"class", "params"}
+    if extra:
+        raise ConfigError(
+            f"{what}: unexpected key(s) {sorted(extra)} next to 'class'; "
+            "only 'class' and 'params' are allowed."
+        )
+    cls = locate_class(definition["class"], modules, what)
+    params = definition.get("params") or {}
+    return cls(params, *args, **kwargs)

@@ -1,0 +1,31 @@
+"""Package metadata for seq2seq, the TensorFlow 2 port of google/seq2seq."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="seq2seq",
+    version="0.2.0",
+    description="A general-purpose encoder-decoder framework for TensorFlow 2",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache 2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["seq2seq", "seq2seq.*", "bin", "bin.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "numpy",
+        "sacrebleu>=2.0",
+        "pyyaml",
+        "absl-py",
+    ],
+    extras_require={
+        "test": ["pytest", "black", "ruff", "matplotlib"],
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+    },
+    entry_points={
+        "console_scripts": [
+            "seq2seq-train=bin.train:entry_point",
+            "seq2seq-infer=bin.infer:entry_point",
+        ]
+    },
+)
