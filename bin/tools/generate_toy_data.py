@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Writes a toy parallel corpus for smoke tests and tutorials.
+
+Every example is a random sequence of tokens. In a `copy` data set the target
+equals the source; in a `reverse` data set it is the source backwards. The
+token set is the numbers `0 .. vocab_size-2` plus one non-ASCII token, `笑`,
+so that Unicode handling is exercised too.
+
+    python3 bin/tools/generate_toy_data.py --type reverse --output_dir toy/train
+
+writes `toy/train/sources.txt` and `toy/train/targets.txt`, one example per
+line, tokens separated by spaces. Give `--seed` for reproducible output.
+Uses only the Python standard library.
+"""
+
+import argparse
+import os
+import random
+import sys
+
+NON_ASCII_TOKEN = "\u7b11"  # 笑
+
+
+class UsageError(Exception):
+    """A mistake in the command line the user can fix."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser():
+    parser = _Parser(description="Generate a toy copy or reverse data set.")
+    parser.add_argument(
+        "--type",
+        default="copy",
+        choices=["copy", "reverse"],
+        help="copy: target = source; reverse: target = reversed source.",
+    )
+    parser.add_argument(
+        "--vocab_size", type=int, default=100, help="Number of distinct tokens."
+    )
+    parser.add_argument(
+        "--num_examples", type=int, default=10000, help="Number of examples."
+    )
+    parser.add_argument(
+        "--min_len", type=int, default=5, help="Shortest sequence, in tokens."
+    )
+    parser.add_argument(
+        "--max_len", type=int, default=40, help="Longest sequence, in tokens."
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="Random seed (default: random)."
+    )
+    parser.add_argument(
+        "--output_dir", required=True, help="Directory for sources.txt and targets.txt."
+    )
+    return parser
+
+
+def toy_vocabulary(vocab_size):
+    """The toy tokens: `"0" .. str(vocab_size - 2)` and `笑`."""
+    return [str(number) for number in range(vocab_size - 1)] + [NON_ASCII_TOKEN]
+
+
+def make_examples(kind, num_examples, min_len, max_len, vocab_size, rng):
+    """Yields `(source_tokens, target_tokens)` lists.
+
+    Args:
+      kind: "copy" or "reverse".
+      num_examples: How many examples.
+      min_len: Shortest length (inclusive).
+      max_len: Longest length (inclusive).
+      vocab_size: Number of distinct tokens.
+      rng: A `random.Random`.
+    """
+    vocabulary = toy_vocabulary(vocab_size)
+    for _ in range(num_examples):
+        length = rng.randint(min_len, max_len)
+        source = [rng.choice(vocabulary) for _ in range(length)]
+        target = list(reversed(source)) if kind == "reverse" else list(source)
+        yield source, target
+
+
+def write_lines(path, lines):
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        for line in lines:
+            handle.write(line + "\n")
+    print(f"Wrote {path}")
+
+
+def _check(args):
+    if args.vocab_size < 1:
+        raise UsageError(f"--vocab_size must be >= 1, got {args.vocab_size}")
+    if args.num_examples < 1:
+        raise UsageError(f"--num_examples must be >= 1, got {args.num_examples}")
+    if args.min_len < 1:
+        raise UsageError(f"--min_len must be >= 1, got {args.min_len}")
+    if args.max_len < args.min_len:
+        raise UsageError(
+            f"--max_len ({args.max_len}) must be >= --min_len ({args.min_len})"
+        )
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise UsageError(
+            f"--output_dir exists and is not a directory: {args.output_dir}"
+        )
+
+
+def main(argv=None):
+    """Runs the tool; returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+        _check(args)
+    except UsageError as err:
+        print(f"generate_toy_data: error: {err}", file=sys.stderr)
+        return 2
+    rng = random.Random(args.seed)
+    examples = list(
+        make_examples(
+            args.type,
+            args.num_examples,
+            args.min_len,
+            args.max_len,
+            args.vocab_size,
+            rng,
+        )
+    )
+    os.makedirs(args.output_dir, exist_ok=True)
+    output_dir = os.path.abspath(args.output_dir)
+    write_lines(
+        os.path.join(output_dir, "sources.txt"), (" ".join(s) for s, _ in examples)
+    )
+    write_lines(
+        os.path.join(output_dir, "targets.txt"), (" ".join(t) for _, t in examples)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,579 @@
+"""Input pipelines: how examples are read from files and split into tokens.
+
+An input pipeline is a `Configurable` built from YAML such as
+
+    class: ParallelTextInputPipeline
+    params:
+      source_files: [train.sources.txt]
+      target_files: [train.targets.txt]
+
+Its `make_dataset()` returns a `tf.data.Dataset` of single, unbatched
+examples, each a dict
+
+    source_tokens  [S] tf.string  the source tokens, then "SEQUENCE_END"
+    source_len     []  tf.int32   S
+    target_tokens  [T] tf.string  "SEQUENCE_START", the target tokens,
+                                  "SEQUENCE_END" (only when there are targets)
+    target_len     []  tf.int32   T (only when there are targets)
+
+Batching, padding and bucketing are done by `seq2seq.data.batching`.
+
+Decisions on input that is not clean, made on purpose:
+
+- Files are checked in Python before any training starts: a missing file (or
+  a glob pattern matching nothing) is a `DataError` naming it; an empty
+  `source_files` list is a `ConfigError`; parallel source and target files
+  whose total line counts differ are a `DataError` naming the files and both
+  counts; a corpus without any line is a `DataError`.
+- Blank lines are kept. A blank source line becomes `[SEQUENCE_END]` and a
+  blank target line `[SEQUENCE_START, SEQUENCE_END]`, so the n-th output of
+  inference always belongs to the n-th input line.
+- Bytes that are not valid UTF-8 are replaced with U+FFFD (the Unicode
+  replacement character) instead of failing in the middle of training.
+- Lines are not truncated here, however long; the model slices sources and
+  targets to `source.max_seq_len` / `target.max_seq_len`.
+- Tokens are split on the delimiter and empty tokens are dropped, so runs of
+  spaces and leading or trailing spaces make no empty tokens. As in the
+  original, every character of a multi-character delimiter is a separator.
+  An empty delimiter splits a line into Unicode characters (not bytes);
+  spaces are then tokens too.
+- A trailing carriage return (Windows line ending) is removed from each line.
+- Shuffling happens only in `train` mode (and only if `shuffle` is true),
+  through a buffer of `shuffle_buffer_size` lines. In the other modes, and
+  with `shuffle: false`, examples keep the order of the lines in the files
+  (files are read one after another in the order given).
+- `num_epochs: null` repeats forever in `train` mode and reads the data once
+  in `eval` and `infer` mode.
+"""
+
+import os
+import sys
+
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+
+from seq2seq.configurable import (
+    Configurable,
+    ModeKeys,
+    deep_merge,
+    locate_class,
+    maybe_load_yaml,
+)
+from seq2seq.errors import ConfigError, DataError
+
+SEQUENCE_START = "SEQUENCE_START"
+SEQUENCE_END = "SEQUENCE_END"
+
+FEATURE_KEYS = frozenset(["source_tokens", "source_len"])
+LABEL_KEYS = frozenset(["target_tokens", "target_len"])
+
+_GLOB_CHARS = "*?["
+
+
+def make_input_pipeline_from_def(def_dict, mode, **kwargs):
+    """Creates an input pipeline from its `{class, params}` definition.
+
+    Args:
+      def_dict: A dict or a YAML string with a `class` key (a class name in
+        this module, e.g. `ParallelTextInputPipeline`, or a dotted path) and an
+        optional `params` key.
+      mode: One of `ModeKeys.ALL`.
+      **kwargs: Params that override those in the definition (e.g.
+        `shuffle=False, num_epochs=1`).
+
+    Returns:
+      An `InputPipeline`.
+
+    Raises:
+      ConfigError: The definition is malformed or names an unknown class.
+    """
+    definition = maybe_load_yaml(def_dict, "input pipeline")
+    if not isinstance(definition, dict) or "class" not in definition:
+        raise ConfigError(
+            "input pipeline: the definition needs a 'class' key (and optional "
+            f"'params'), e.g. class: ParallelTextInputPipeline; got {definition!r}."
+        )
+    extra = sorted(set(definition) - {"class", "params"})
+    if extra:
+        raise ConfigError(
+            f"input pipeline: unexpected key(s) {extra} next to 'class'; only "
+            "'class' and 'params' are allowed."
+        )
+    pipeline_class = locate_class(
+        definition["class"], [sys.modules[__name__]], what="input pipeline"
+    )
+    if not (
+        isinstance(pipeline_class, type) and issubclass(pipeline_class, InputPipeline)
+    ):
+        raise ConfigError(
+            f"input pipeline: {definition['class']!r} is not an InputPipeline class."
+        )
+    params = deep_merge(definition.get("params") or {}, kwargs)
+    return pipeline_class(params, mode)
+
+
+def _as_file_list(value, key, owner):
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    files = []
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(
+                f"{owner}: '{key}' must be a list of file paths, got {item!r}."
+            )
+        files.append(item)
+    return files
+
+
+def expand_files(patterns, key, owner="input pipeline"):
+    """Expands `~` and glob patterns and checks that every file exists.
+
+    Args:
+      patterns: A list of paths or glob patterns, in reading order.
+      key: The parameter the list came from (for error messages).
+      owner: The class name (for error messages).
+
+    Returns:
+      A list of existing file paths (patterns expanded in sorted order).
+
+    Raises:
+      DataError: A file does not exist or a pattern matches nothing.
+    """
+    files = []
+    for pattern in patterns:
+        pattern = os.path.expanduser(pattern)
+        if any(char in pattern for char in _GLOB_CHARS) and not tf.io.gfile.exists(
+            pattern
+        ):
+            matches = sorted(tf.io.gfile.glob(pattern))
+            if not matches:
+                raise DataError(
+                    f"{owner}: pattern {pattern} in '{key}' matches no file; "
+                    "check the path."
+                )
+            files.extend(matches)
+            continue
+        if not tf.io.gfile.exists(pattern):
+            raise DataError(
+                f"{owner}: file in '{key}' not found: {pattern}; check the path."
+            )
+        if tf.io.gfile.isdir(pattern):
+            raise DataError(
+                f"{owner}: '{key}' lists a directory, not a file: {pattern}."
+            )
+        files.append(pattern)
+    return files
+
+
+def count_lines(path, chunk_size=1 << 22):
+    """Counts lines as `tf.data.TextLineDataset` does.
+
+    A last line without a final newline counts; an empty file has 0 lines.
+    """
+    lines = 0
+    last = b"\n"
+    with tf.io.gfile.GFile(path, "rb") as handle:
+        while True:
+            chunk = handle.read(chunk_size)
+            if not chunk:
+                break
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (0 if last == b"\n" else 1)
+
+
+def split_tokens(text, delimiter, prepend_token=None, append_token=None):
+    """Splits one line into tokens inside a `tf.data` map.
+
+    Invalid UTF-8 is replaced with U+FFFD, a trailing carriage return is
+    removed, empty tokens are dropped and the special tokens are added.
+
+    Args:
+      text: A scalar tf.string, one line.
+      delimiter: A Python string; each of its characters separates tokens.
+        An empty string splits into Unicode characters.
+      prepend_token: A token put before the others, or `None`.
+      append_token: A token put after the others, or `None`.
+
+    Returns:
+      A tuple `(tokens [N] tf.string, length [] tf.int32)`.
+    """
+    text = tf.strings.unicode_transcode(
+        text,
+        input_encoding="UTF-8",
+        output_encoding="UTF-8",
+        errors="replace",
+        replacement_char=0xFFFD,
+    )
+    text = tf.strings.regex_replace(text, "\r$", "")
+    if delimiter == "":
+        tokens = tf.strings.unicode_split(text, "UTF-8", errors="replace")
+    else:
+        separator = delimiter[0]
+        rewrite = separator.replace("\\", "\\\\")
+        for other in sorted(set(delimiter[1:]) - {separator}):
+            text = tf.strings.regex_replace(text, _re2_literal(other), rewrite)
+        tokens = tf.strings.split(text, sep=separator)
+        tokens = tf.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+    pieces = []
+    if prepend_token is not None:
+        pieces.append(tf.constant([prepend_token]))
+    pieces.append(tokens)
+    if append_token is not None:
+        pieces.append(tf.constant([append_token]))
+    tokens = tf.concat(pieces, axis=0) if len(pieces) > 1 else tokens
+    tokens = tf.ensure_shape(tokens, [None])
+    return tokens, tf.size(tokens, out_type=tf.int32)
+
+
+def _re2_literal(char):
+    """An RE2 pattern matching exactly `char`."""
+    if char.isalnum() or ord(char) > 127:
+        return char
+    return f"\\x{{{ord(char):x}}}"
+
+
+class InputPipeline(Configurable):
+    """Base class of the input pipelines.
+
+    Params:
+      shuffle: Shuffle the examples (only in `train` mode).
+      num_epochs: How many times to read the data; `None` means forever in
+        `train` mode and once otherwise.
+      shuffle_buffer_size: The number of examples the shuffle draws from (an
+        addition to the original's params).
+
+    Args:
+      params: The user's params, merged over `default_params()`.
+      mode: One of `ModeKeys.ALL`.
+    """
+
+    def __init__(self, params, mode):
+        super().__init__(params, mode)
+        epochs = self.params["num_epochs"]
+        if epochs is not None:
+            if isinstance(epochs, bool) or not isinstance(epochs, (int, float, str)):
+                raise ConfigError(
+                    f"{type(self).__name__}: num_epochs must be a positive integer "
+                    f"or null, got {epochs!r}."
+                )
+            try:
+                number = float(epochs)
+            except ValueError:
+                number = -1.0
+            if not number.is_integer() or number < 1:
+                raise ConfigError(
+                    f"{type(self).__name__}: num_epochs must be a positive integer "
+                    f"or null, got {epochs!r}."
+                )
+            self.params["num_epochs"] = int(number)
+        if self.params["shuffle_buffer_size"] < 1:
+            raise ConfigError(
+                f"{type(self).__name__}: shuffle_buffer_size must be at least 1, "
+                f"got {self.params['shuffle_buffer_size']}."
+            )
+        self.num_examples = None
+        self._validated = False
+
+    @staticmethod
+    def default_params():
+        return {
+            "shuffle": True,
+            "num_epochs": None,
+            "shuffle_buffer_size": 10000,
+        }
+
+    @property
+    def feature_keys(self):
+        """The keys of the features this pipeline produces (a set)."""
+        return set(FEATURE_KEYS)
+
+    @property
+    def label_keys(self):
+        """The keys of the labels this pipeline produces (a set)."""
+        return set()
+
+    @property
+    def shuffles(self):
+        """Whether examples are shuffled: `shuffle` is set and mode is train."""
+        return bool(self.params["shuffle"]) and self.mode == ModeKeys.TRAIN
+
+    @property
+    def epochs(self):
+        """The number of passes over the data; `None` means forever."""
+        if self.params["num_epochs"] is not None:
+            return self.params["num_epochs"]
+        return None if self.mode == ModeKeys.TRAIN else 1
+
+    def validate(self):
+        """Checks the files and params before any reading starts.
+
+        Returns:
+          The number of examples in one epoch, or `None` if unknown.
+
+        Raises:
+          ConfigError, DataError: Something the user must fix.
+        """
+        raise NotImplementedError
+
+    def read_records(self):
+        """Returns a `tf.data.Dataset` of raw records in file order."""
+        raise NotImplementedError
+
+    def parse_record(self, record):
+        """Maps one raw record to the feature dict (runs inside `tf.data`)."""
+        raise NotImplementedError
+
+    def make_dataset(self):
+        """Validates the files and builds the unbatched example dataset.
+
+        Returns:
+          A `tf.data.Dataset` of dicts: `source_tokens` [S] tf.string,
+          `source_len` [] tf.int32 and, when there are targets,
+          `target_tokens` [T] tf.string, `target_len` [] tf.int32.
+
+        Raises:
+          ConfigError, DataError: Something the user must fix.
+        """
+        if not self._validated:
+            self.num_examples = self.validate()
+            self._validated = True
+        dataset = self.read_records()
+        if self.shuffles:
+            dataset = dataset.shuffle(
+                self.params["shuffle_buffer_size"], reshuffle_each_iteration=True
+            )
+        dataset = dataset.repeat(self.epochs)
+        return dataset.map(self.parse_record, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def _source_features(self, text, delimiter):
+        tokens, length = split_tokens(text, delimiter, append_token=SEQUENCE_END)
+        return {"source_tokens": tokens, "source_len": length}
+
+    def _target_features(self, text, delimiter):
+        tokens, length = split_tokens(
+            text, delimiter, prepend_token=SEQUENCE_START, append_token=SEQUENCE_END
+        )
+        return {"target_tokens": tokens, "target_len": length}
+
+    def _needs_targets(self, have_targets, what):
+        if not have_targets and self.mode in (ModeKeys.TRAIN, ModeKeys.EVAL):
+            raise ConfigError(
+                f"{type(self).__name__}: {what}; training and evaluation need "
+                "targets (only inference can do without)."
+            )
+
+
+class ParallelTextInputPipeline(InputPipeline):
+    """Reads line-aligned source and target text files.
+
+    The files of each side are read one after another in the order given, and
+    the n-th source line is paired with the n-th target line.
+
+    Params:
+      source_files: Source text files (paths or glob patterns), one example
+        per line.
+      target_files: Target text files aligned line by line with the sources;
+        may be empty for inference.
+      source_delimiter: Characters separating source tokens; default a space,
+        an empty string for characters.
+      target_delimiter: The same for targets.
+    """
+
+    @staticmethod
+    def default_params():
+        params = InputPipeline.default_params()
+        params.update(
+            {
+                "source_files": [],
+                "target_files": [],
+                "source_delimiter": " ",
+                "target_delimiter": " ",
+            }
+        )
+        return params
+
+    def __init__(self, params, mode):
+        super().__init__(params, mode)
+        name = type(self).__name__
+        self._source_patterns = _as_file_list(
+            self.params["source_files"], "source_files", name
+        )
+        self._target_patterns = _as_file_list(
+            self.params["target_files"], "target_files", name
+        )
+        self.source_files = None
+        self.target_files = None
+
+    @property
+    def has_targets(self):
+        """Whether target files are given."""
+        return bool(self._target_patterns)
+
+    @property
+    def label_keys(self):
+        return set(LABEL_KEYS) if self.has_targets else set()
+
+    def validate(self):
+        name = type(self).__name__
+        if not self._source_patterns:
+            raise ConfigError(
+                f"{name}: 'source_files' is empty; list at least one source text file."
+            )
+        self._needs_targets(self.has_targets, "'target_files' is empty")
+        self.source_files = expand_files(self._source_patterns, "source_files", name)
+        self.target_files = expand_files(self._target_patterns, "target_files", name)
+
+        source_counts = [count_lines(path) for path in self.source_files]
+        total = sum(source_counts)
+        if total == 0:
+            raise DataError(
+                f"{name}: the source files {', '.join(self.source_files)} contain no "
+                "lines; give files with one example per line."
+            )
+        if self.target_files:
+            target_counts = [count_lines(path) for path in self.target_files]
+            if sum(target_counts) != total:
+                raise DataError(
+                    f"{name}: source and target files must have the same number of "
+                    f"lines, but {_describe(self.source_files, source_counts)} and "
+                    f"{_describe(self.target_files, target_counts)}; they must be "
+                    "aligned line by line."
+                )
+        return total
+
+    def read_records(self):
+        sources = tf.data.TextLineDataset(self.source_files)
+        if not self.target_files:
+            return sources
+        targets = tf.data.TextLineDataset(self.target_files)
+        return tf.data.Dataset.zip((sources, targets))
+
+    def parse_record(self, *record):
+        features = self._source_features(record[0], self.params["source_delimiter"])
+        if len(record) > 1:
+            features.update(
+                self._target_features(record[1], self.params["target_delimiter"])
+            )
+        return features
+
+
+def _describe(files, counts):
+    if len(files) == 1:
+        return f"{files[0]} has {counts[0]} lines"
+    parts = ", ".join(f"{path} ({count})" for path, count in zip(files, counts))
+    return f"{parts} have {sum(counts)} lines in total"
+
+
+class TFRecordInputPipeline(InputPipeline):
+    """Reads `tf.train.Example` records holding a source and a target string.
+
+    Each record has a bytes feature with the source text and, except possibly
+    for inference, one with the target text. Whether there are targets is
+    decided from the first record of the files.
+
+    Params:
+      files: TFRecord files (paths or glob patterns).
+      source_field: The feature holding the source text.
+      target_field: The feature holding the target text.
+      source_delimiter: Characters separating source tokens; default a space,
+        an empty string for characters.
+      target_delimiter: The same for targets.
+    """
+
+    @staticmethod
+    def default_params():
+        params = InputPipeline.default_params()
+        params.update(
+            {
+                "files": [],
+                "source_field": "source",
+                "target_field": "target",
+                "source_delimiter": " ",
+                "target_delimiter": " ",
+            }
+        )
+        return params
+
+    def __init__(self, params, mode):
+        super().__init__(params, mode)
+        self._patterns = _as_file_list(
+            self.params["files"], "files", type(self).__name__
+        )
+        self.files = None
+        self.has_targets = True
+
+    @property
+    def label_keys(self):
+        return set(LABEL_KEYS) if self.has_targets else set()
+
+    def validate(self):
+        name = type(self).__name__
+        if not self._patterns:
+            raise ConfigError(
+                f"{name}: 'files' is empty; list at least one TFRecord file."
+            )
+        self.files = expand_files(self._patterns, "files", name)
+        source_field = self.params["source_field"]
+        target_field = self.params["target_field"]
+        first = None
+        for path in self.files:
+            first = self._first_example(path)
+            if first is not None:
+                break
+        if first is None:
+            raise DataError(
+                f"{name}: the files {', '.join(self.files)} contain no records."
+            )
+        path, example = first
+        features = example.features.feature
+        if source_field not in features or features[source_field].WhichOneof(
+            "kind"
+        ) != ("bytes_list"):
+            raise DataError(
+                f"{name}: the first record of {path} has no bytes feature "
+                f"'{source_field}' (features: {', '.join(sorted(features)) or 'none'}); "
+                "set source_field."
+            )
+        self.has_targets = target_field in features
+        self._needs_targets(
+            self.has_targets,
+            f"the first record of {path} has no feature '{target_field}' (set target_field)",
+        )
+        return None
+
+    @staticmethod
+    def _first_example(path):
+        try:
+            for raw in tf.data.TFRecordDataset(path).take(1):
+                return path, tf.train.Example.FromString(raw.numpy())
+        except (tf.errors.OpError, DecodeError, ValueError) as err:
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(
+                f"TFRecordInputPipeline: {path} is not a readable file of "
+                f"tf.train.Example records ({message})."
+            ) from None
+        return None
+
+    def read_records(self):
+        return tf.data.TFRecordDataset(self.files)
+
+    def parse_record(self, record):
+        spec = {self.params["source_field"]: tf.io.FixedLenFeature([], tf.string)}
+        if self.has_targets:
+            spec[self.params["target_field"]] = tf.io.FixedLenFeature(
+                [], tf.string, default_value=""
+            )
+        parsed = tf.io.parse_single_example(record, spec)
+        features = self._source_features(
+            parsed[self.params["source_field"]], self.params["source_delimiter"]
+        )
+        if self.has_targets:
+            features.update(
+                self._target_features(
+                    parsed[self.params["target_field"]], self.params["target_delimiter"]
+                )
+            )
+        return features
