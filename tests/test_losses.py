@@ -1,0 +1,136 @@
+"""Tests for seq2seq.losses."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seq2seq import losses
+
+
+def _ce(logits_row, target):
+    """-log softmax(logits_row)[target], computed by hand in float64."""
+    row = np.asarray(logits_row, np.float64)
+    return math.log(np.exp(row).sum()) - row[target]
+
+
+# T=3, B=3, V=4; lengths 2, 0 (empty) and 5 (> T, counts as 3).
+LOGITS = np.array(
+    [
+        [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0], [2.0, -1.0, 0.5, 0.0]],
+        [[0.5, 0.5, 0.5, 0.5], [1.0, 1.0, 1.0, 1.0], [0.0, 3.0, 0.0, 1.0]],
+        [[9.0, 1.0, 2.0, 3.0], [4.0, 3.0, 2.0, 1.0], [1.0, 2.0, 1.0, 2.0]],
+    ],
+    np.float32,
+)
+TARGETS = np.array([[3, 1, 0], [2, 0, 1], [-1, 7, 3]], np.int32)  # padding: -1, 7
+LENGTHS = np.array([2, 0, 5], np.int32)
+
+
+def test_time_major_hand_computed_values():
+    result = losses.cross_entropy_sequence_loss(LOGITS, TARGETS, LENGTHS).numpy()
+    assert result.shape == (3, 3)
+    assert result.dtype == np.float32
+    # ln(e + e^2 + e^3 + e^4) - 4 = 0.4401897
+    assert result[0, 0] == pytest.approx(0.4401897, abs=1e-6)
+    # uniform over 4 classes: ln 4
+    assert result[1, 0] == pytest.approx(math.log(4.0), abs=1e-6)
+    assert result[0, 2] == pytest.approx(_ce(LOGITS[0, 2], 0), abs=1e-6)
+    assert result[1, 2] == pytest.approx(_ce(LOGITS[1, 2], 1), abs=1e-6)
+    assert result[2, 2] == pytest.approx(_ce(LOGITS[2, 2], 3), abs=1e-6)
+    # Past the length, and the whole length-0 column: exactly zero even
+    # though the padding ids (-1, 7) are out of range.
+    assert result[2, 0] == 0.0
+    np.testing.assert_array_equal(result[:, 1], [0.0, 0.0, 0.0])
+
+
+def test_time_major_gradient_is_exactly_zero_at_padding():
+    logits = tf.Variable(LOGITS)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(
+            losses.cross_entropy_sequence_loss(logits, TARGETS, LENGTHS)
+        )
+    grad = tape.gradient(loss, logits).numpy()
+    np.testing.assert_array_equal(grad[2, 0], np.zeros(4))
+    np.testing.assert_array_equal(grad[:, 1], np.zeros((3, 4)))
+    # Inside: softmax - one_hot.
+    probs = np.exp(LOGITS[0, 0]) / np.exp(LOGITS[0, 0]).sum()
+    np.testing.assert_allclose(grad[0, 0], probs - np.eye(4)[3], atol=1e-6)
+
+
+def test_time_major_half_precision_logits_give_float32():
+    result = losses.cross_entropy_sequence_loss(
+        tf.constant(LOGITS, tf.float16), tf.constant(TARGETS, tf.int64), LENGTHS
+    )
+    assert result.dtype == tf.float32
+    assert result.numpy()[1, 0] == pytest.approx(math.log(4.0), abs=1e-3)
+
+
+def test_time_major_in_tf_function_with_unknown_shapes():
+    spec = [
+        tf.TensorSpec([None, None, None], tf.float32),
+        tf.TensorSpec([None, None], tf.int32),
+        tf.TensorSpec([None], tf.int32),
+    ]
+    fn = tf.function(losses.cross_entropy_sequence_loss, input_signature=spec)
+    eager = losses.cross_entropy_sequence_loss(LOGITS, TARGETS, LENGTHS)
+    np.testing.assert_array_equal(fn(LOGITS, TARGETS, LENGTHS), eager)
+
+
+def _batch_major():
+    return np.transpose(LOGITS, [1, 0, 2]), np.transpose(TARGETS)
+
+
+def test_batch_major_equals_time_major():
+    logits, targets = _batch_major()
+    loss_sum, num_tokens = losses.sequence_loss_batch_major(logits, targets, LENGTHS)
+    time_major = losses.cross_entropy_sequence_loss(LOGITS, TARGETS, LENGTHS)
+    assert loss_sum.dtype == tf.float32 and num_tokens.dtype == tf.float32
+    assert loss_sum.shape == () and num_tokens.shape == ()
+    assert float(loss_sum) == pytest.approx(float(tf.reduce_sum(time_major)), 1e-6)
+    assert float(num_tokens) == 2 + 0 + 3
+
+
+def test_label_smoothing_zero_is_plain_cross_entropy():
+    logits, targets = _batch_major()
+    plain = losses.sequence_loss_batch_major(logits, targets, LENGTHS)
+    smoothed = losses.sequence_loss_batch_major(
+        logits, targets, LENGTHS, label_smoothing=0.0
+    )
+    assert float(plain[0]) == float(smoothed[0])
+    time_major = losses.cross_entropy_sequence_loss(LOGITS, TARGETS, LENGTHS)
+    assert float(plain[0]) == pytest.approx(float(tf.reduce_sum(time_major)), 1e-6)
+
+
+def test_label_smoothing_hand_computed():
+    # One sequence, V=2, logits [0, ln 3] -> p = [1/4, 3/4], target 1.
+    # Second step is padding and must not count.
+    logits = np.array([[[0.0, math.log(3.0)], [5.0, -5.0]]], np.float32)
+    targets = np.array([[1, 1]], np.int32)
+    eps = 0.1
+    # (1 - eps) * -ln(3/4) + eps * mean(-ln(1/4), -ln(3/4))
+    expected = 0.9 * -math.log(0.75) + 0.1 * 0.5 * (-math.log(0.25) - math.log(0.75))
+    loss_sum, num_tokens = losses.sequence_loss_batch_major(
+        logits, targets, [1], label_smoothing=eps
+    )
+    assert float(loss_sum) == pytest.approx(expected, abs=1e-6)
+    assert float(num_tokens) == 1.0
+
+
+def test_label_smoothing_gradient_zero_at_padding():
+    logits = tf.Variable(np.transpose(LOGITS, [1, 0, 2]))
+    with tf.GradientTape() as tape:
+        loss_sum, _ = losses.sequence_loss_batch_major(
+            logits, np.transpose(TARGETS), LENGTHS, label_smoothing=0.2
+        )
+    grad = tape.gradient(loss_sum, logits).numpy()
+    np.testing.assert_array_equal(grad[0, 2], np.zeros(4))
+    np.testing.assert_array_equal(grad[1], np.zeros((3, 4)))
+    assert np.abs(grad[2]).sum() > 0
+
+
+def test_label_smoothing_out_of_range_rejected():
+    logits, targets = _batch_major()
+    with pytest.raises(ValueError, match="label_smoothing"):
+        losses.sequence_loss_batch_major(logits, targets, LENGTHS, 1.0)
