@@ -1,0 +1,306 @@
+"""Evaluation metrics that accumulate over decoded batches.
+
+Evaluation decodes the dev set batch by batch in Python (greedy,
+free-running) and hands each batch to every configured metric spec:
+
+    spec.reset()
+    for batch in dev_set:
+        spec.update(hypotheses, references, loss_sum=..., num_tokens=...)
+    summary_writer.scalar(spec.name, spec.result())
+
+`hypotheses` and `references` are lists with one entry per example, each a
+list of raw tokens as the decoder produced them or as the target file holds
+them: they may start with `SEQUENCE_START`, end with `SEQUENCE_END`, carry
+anything after it (tokens decoded past the end, "" padding) and be `bytes`
+(from a `tf.string` tensor's `.numpy()`). Text metrics clean that up
+themselves; see `TextMetricSpec`.
+
+Specs are created from the `metrics:` list of a config, e.g.
+`{class: RougeMetricSpec, params: {rouge_type: rouge_2/f_score}}`.
+"""
+
+from seq2seq.configurable import Configurable, ModeKeys, locate_class
+from seq2seq.data import postproc
+from seq2seq.errors import ConfigError
+from seq2seq.metrics import bleu, rouge
+
+
+class MetricSpec(Configurable):
+    """A metric accumulated over many `update` calls and read with `result`.
+
+    Subclasses implement `name`, `reset`, `update` and `result`.
+
+    Args:
+      params: The metric's params (dict or `None`).
+      mode: The mode it is built in; metrics are normally built in `eval`.
+    """
+
+    def __init__(self, params, mode=ModeKeys.EVAL):
+        Configurable.__init__(self, params, mode)
+
+    @staticmethod
+    def default_params():
+        return {}
+
+    @property
+    def name(self):
+        """The TensorBoard tag of the metric, e.g. `bleu`."""
+        raise NotImplementedError
+
+    def reset(self):
+        """Forgets everything accumulated so far."""
+        raise NotImplementedError
+
+    def update(self, hypotheses, references, loss_sum=None, num_tokens=None):
+        """Adds one batch.
+
+        Args:
+          hypotheses: A list of B decoded token lists (strings or bytes).
+          references: A list of B target token lists, same order.
+          loss_sum: The sum of the batch's per-token losses (a float or a
+            scalar tensor), for loss-based metrics.
+          num_tokens: The number of target tokens the losses were summed
+            over, for loss-based metrics.
+        """
+        raise NotImplementedError
+
+    def result(self):
+        """The metric over everything since the last `reset`, as a float."""
+        raise NotImplementedError
+
+
+def _to_text(token):
+    return token.decode("utf-8") if isinstance(token, bytes) else str(token)
+
+
+class TextMetricSpec(MetricSpec):
+    """Base of metrics computed on hypothesis and reference text.
+
+    Each example's tokens become one string: bytes are decoded as UTF-8,
+    empty tokens (batch padding) are dropped, the rest are joined with
+    `separator`, the text from the first `eos_token` on and up to the end of
+    the first `sos_token` is cut away, the result is stripped and finally
+    passed through `postproc_fn` if one is set. References get the same
+    treatment as hypotheses. Subclasses score the resulting strings.
+
+    Params:
+      sos_token: The start-of-sequence token to cut away.
+      eos_token: The end-of-sequence token; it and all after it are cut.
+      separator: The string that joins tokens (`""` for characters).
+      postproc_fn: Dotted name of a `str -> str` function applied to each
+        text, e.g. `seq2seq.data.postproc.strip_bpe`; a bare name is looked
+        up in `seq2seq.data.postproc`. Empty for none.
+    """
+
+    def __init__(self, params, mode=ModeKeys.EVAL):
+        super().__init__(params, mode)
+        self._postproc_fn = self._resolve_postproc(self.params["postproc_fn"])
+
+    @staticmethod
+    def default_params():
+        return {
+            "sos_token": "SEQUENCE_START",
+            "eos_token": "SEQUENCE_END",
+            "separator": " ",
+            "postproc_fn": "",
+        }
+
+    def _resolve_postproc(self, name):
+        if not name:
+            return None
+        owner = type(self).__name__
+        hint = (
+            "Give the dotted name of a function taking and returning a str, "
+            "e.g. seq2seq.data.postproc.strip_bpe, or leave it empty."
+        )
+        try:
+            function = locate_class(name, [postproc], what="postproc_fn")
+        except ConfigError:
+            raise ConfigError(
+                f"{owner}: postproc_fn '{name}' not found. {hint}"
+            ) from None
+        if not callable(function):
+            raise ConfigError(
+                f"{owner}: postproc_fn '{name}' is not a function. {hint}"
+            )
+        return function
+
+    def to_text(self, tokens):
+        """Turns one example's raw tokens into the text that is scored.
+
+        Args:
+          tokens: A sequence of tokens (str or bytes), or one already-joined
+            string (bytes or str), which is then only sliced and
+            post-processed.
+
+        Returns:
+          A str.
+        """
+        if isinstance(tokens, (str, bytes)):
+            text = _to_text(tokens)
+        else:
+            words = (_to_text(token) for token in tokens)
+            text = self.params["separator"].join(word for word in words if word)
+        text = postproc.slice_text(
+            text, self.params["eos_token"], self.params["sos_token"]
+        )
+        if self._postproc_fn is not None:
+            text = self._postproc_fn(text)
+        return text
+
+    def update(self, hypotheses, references, loss_sum=None, num_tokens=None):
+        del loss_sum, num_tokens  # Text metrics only look at the tokens.
+        hypotheses = list(hypotheses)
+        references = list(references)
+        if len(hypotheses) != len(references):
+            raise ValueError(
+                f"{self.name}: got {len(hypotheses)} hypotheses but "
+                f"{len(references)} references in one batch"
+            )
+        self.update_text(
+            [self.to_text(h) for h in hypotheses],
+            [self.to_text(r) for r in references],
+        )
+
+    def update_text(self, hypotheses, references):
+        """Adds already processed texts (lists of N strings each)."""
+        raise NotImplementedError
+
+
+class BleuMetricSpec(TextMetricSpec):
+    """Corpus BLEU (0-100) over all examples since the last reset, by sacrebleu.
+
+    Params (besides those of `TextMetricSpec`):
+      tokenize: The sacrebleu tokenizer. `none` (default) splits on
+        whitespace only, right for text that is already tokenized and what
+        the original `multi-bleu.perl` did; `13a` is the usual tokenizer
+        for detokenized text (e.g. after sentencepiece decoding). Any
+        other sacrebleu tokenizer name is accepted if its dependencies are
+        installed.
+      smooth_method: The sacrebleu smoothing: `none` (default, like
+        `multi-bleu.perl`: a corpus with no matching 4-gram scores 0),
+        `exp`, `floor` or `add-k`.
+    """
+
+    def __init__(self, params, mode=ModeKeys.EVAL):
+        super().__init__(params, mode)
+        try:
+            self._scorer = bleu.make_scorer(
+                tokenize=self.params["tokenize"],
+                smooth_method=self.params["smooth_method"],
+            )
+        except ValueError as err:
+            raise ConfigError(f"{type(self).__name__}: {err}.") from None
+        self._signature = bleu.signature(self._scorer)
+        self.reset()
+
+    @staticmethod
+    def default_params():
+        params = TextMetricSpec.default_params()
+        params.update({"tokenize": "none", "smooth_method": "none"})
+        return params
+
+    @property
+    def name(self):
+        return "bleu"
+
+    @property
+    def signature(self):
+        """The sacrebleu signature, e.g. `nrefs:1|case:mixed|eff:no|tok:none|...`."""
+        return self._signature
+
+    @property
+    def description(self):
+        """A line naming the tokenizer and the sacrebleu signature."""
+        return (
+            f"BLEU by sacrebleu, tokenize={self.params['tokenize']}, "
+            f"signature {self._signature}"
+        )
+
+    def reset(self):
+        self._hypotheses = []
+        self._references = []
+
+    def update_text(self, hypotheses, references):
+        self._hypotheses.extend(hypotheses)
+        self._references.extend(references)
+
+    def result(self):
+        return bleu.score_with(self._scorer, self._hypotheses, self._references)
+
+
+class RougeMetricSpec(TextMetricSpec):
+    """A ROUGE score (0-1) averaged over the examples since the last reset.
+
+    Params (besides those of `TextMetricSpec`):
+      rouge_type: Which score, `rouge_<1|2|l>/<f|r|p>_score`; it is also the
+        metric's name. Default `rouge_l/f_score`. See
+        `seq2seq.metrics.rouge` for the definitions.
+    """
+
+    def __init__(self, params, mode=ModeKeys.EVAL):
+        super().__init__(params, mode)
+        if self.params["rouge_type"] not in rouge.ROUGE_TYPES:
+            raise ConfigError(
+                f"{type(self).__name__}: unknown rouge_type "
+                f"'{self.params['rouge_type']}'. Valid: "
+                f"{', '.join(rouge.ROUGE_TYPES)}."
+            )
+        self.reset()
+
+    @staticmethod
+    def default_params():
+        params = TextMetricSpec.default_params()
+        params.update({"rouge_type": "rouge_l/f_score"})
+        return params
+
+    @property
+    def name(self):
+        return self.params["rouge_type"]
+
+    def reset(self):
+        self._total = 0.0
+        self._count = 0
+
+    def update_text(self, hypotheses, references):
+        for hypothesis, reference in zip(hypotheses, references):
+            self._total += rouge.sentence_score(
+                hypothesis, reference, self.params["rouge_type"]
+            )
+            self._count += 1
+
+    def result(self):
+        return self._total / self._count if self._count else 0.0
+
+
+class LogPerplexityMetricSpec(MetricSpec):
+    """Mean per-token loss (natural-log perplexity) over the evaluated batches.
+
+    Accumulates `loss_sum` and `num_tokens` of every `update` and returns
+    their ratio, so batches are weighted by their token counts. The token
+    lists are ignored. `result()` is 0.0 before any token was counted.
+    """
+
+    def __init__(self, params=None, mode=ModeKeys.EVAL):
+        super().__init__(params, mode)
+        self.reset()
+
+    @property
+    def name(self):
+        return "log_perplexity"
+
+    def reset(self):
+        self._loss_sum = 0.0
+        self._num_tokens = 0.0
+
+    def update(self, hypotheses=None, references=None, loss_sum=None, num_tokens=None):
+        del hypotheses, references  # Only the losses matter here.
+        if loss_sum is None or num_tokens is None:
+            raise ValueError("log_perplexity: update() needs loss_sum and num_tokens")
+        self._loss_sum += float(loss_sum)
+        self._num_tokens += float(num_tokens)
+
+    def result(self):
+        if not self._num_tokens:
+            return 0.0
+        return self._loss_sum / self._num_tokens
