@@ -1,0 +1,1062 @@
+"""Recurrent cells built from the `rnn_cell` configuration block.
+
+Encoders and decoders describe their recurrent cell with the same YAML block
+as the original toolkit::
+
+    rnn_cell:
+      cell_class: GRUCell          # TF1 name, Keras name or dotted path
+      cell_params: {num_units: 256}
+      num_layers: 2
+      dropout_input_keep_prob: 0.8
+      dropout_output_keep_prob: 1.0
+      residual_connections: false
+      residual_combiner: add
+      residual_dense: false
+
+`get_rnn_cell(**rnn_cell, mode=...)` turns it into one Keras cell object that
+`keras.layers.RNN` can run and that decoders can step by hand.
+
+Cell names
+----------
+The TensorFlow 1 names of the original map to Keras cells with the same math:
+
+* `GRUCell`, `GRUBlockCell` -> `keras.layers.GRUCell(reset_after=False)`.
+  TF1 applied the reset gate to the previous state *before* the recurrent
+  matmul, which is Keras' `reset_after=False`. TF1 also started the update
+  and reset gate biases at 1.0 (candidate bias at 0); the same start is used
+  unless `bias_initializer` is given.
+* `LSTMCell`, `BasicLSTMCell`, `LSTMBlockCell` -> `keras.layers.LSTMCell`.
+  TF1 added a constant `forget_bias` (default 1.0) to a zero-initialised
+  forget-gate bias; here the forget-gate bias variable *starts* at
+  `forget_bias` instead (`unit_forget_bias=True` for 1.0). The two are the
+  same function with the same gradients; only the stored bias differs.
+* `BasicRNNCell`, `RNNCell` -> `keras.layers.SimpleRNNCell`.
+* `LayerNormBasicLSTMCell` -> `LayerNormLSTMCell` (this module).
+
+Keras names (`GRUCell`, `LSTMCell`, `SimpleRNNCell`, `LayerNormLSTMCell`)
+accept the Keras constructor arguments as well, and a dotted path such as
+`keras.layers.GRUCell` or `mypackage.cells.MyCell` names any Keras cell class
+(given its own constructor arguments; `num_units` is renamed to `units`).
+Dotted TF1 paths (`tensorflow.contrib.rnn.BasicRNNCell`) use the mapping
+above.
+
+State structure
+---------------
+`get_rnn_cell` always returns an `ExtendedMultiRNNCell`, whatever the number
+of layers, so that the variables of a model keep the same checkpoint paths
+when dropout, mode or depth change, and so that every consumer sees one
+state convention:
+
+* `state_size` is a list with one entry per layer, each entry the list of
+  that layer's state sizes: `[[H]]` for one GRU / simple RNN layer,
+  `[[H, H], [H, H]]` for two LSTM layers (Keras order `[h, c]`, output first).
+* A state is the same nest of `[B, size]` tensors (lists; tuples are accepted
+  on input). `tf.nest.flatten` gives the leaves in layer order.
+"""
+
+import importlib
+import inspect
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from seq2seq.configurable import ModeKeys
+from seq2seq.errors import ConfigError
+
+__all__ = [
+    "DropoutWrapper",
+    "ExtendedMultiRNNCell",
+    "GateBiasInitializer",
+    "LayerNormLSTMCell",
+    "cell_from_spec",
+    "default_rnn_cell_params",
+    "get_rnn_cell",
+    "known_cell_classes",
+    "resolve_activation",
+]
+
+
+def default_rnn_cell_params():
+    """The default `rnn_cell` block of RNN encoders and decoders.
+
+    Returns:
+      A new dict: a one-layer `BasicLSTMCell` of 128 units, no dropout and no
+      residual connections.
+    """
+    return {
+        "cell_class": "BasicLSTMCell",
+        "cell_params": {"num_units": 128},
+        "dropout_input_keep_prob": 1.0,
+        "dropout_output_keep_prob": 1.0,
+        "num_layers": 1,
+        "residual_connections": False,
+        "residual_combiner": "add",
+        "residual_dense": False,
+    }
+
+
+# --------------------------------------------------------------- helpers
+
+
+def _as_list(value):
+    """A state or state size as a list (an int or tensor becomes `[x]`)."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _is_training(training, mode):
+    """Dropout is active only for mode `train` and a true `training` flag."""
+    return mode == ModeKeys.TRAIN and bool(training)
+
+
+def _dropout(inputs, keep_prob):
+    return tf.nn.dropout(inputs, rate=1.0 - keep_prob)
+
+
+def resolve_activation(name, where="activation"):
+    """Turns an activation given in a config into a callable.
+
+    Accepts Keras activation names (`tanh`, `relu`, `linear`), the original's
+    dotted TensorFlow names (`tensorflow.tanh`, `tensorflow.nn.relu`,
+    `tensorflow.identity`), other dotted paths to a function, and callables.
+    `None`, `""`, `"none"`, `"identity"` and `"linear"` mean identity.
+
+    Args:
+      name: The name, a callable or None.
+      where: What is being configured, for the error message.
+
+    Returns:
+      A callable mapping a tensor to a tensor.
+
+    Raises:
+      ConfigError: The name resolves to nothing callable.
+    """
+    if callable(name):
+        return name
+    if name is None or (isinstance(name, str) and name.strip().lower() in _IDENTITY):
+        return tf.identity
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}: expected an activation name, got {name!r}.")
+    found = None
+    text = name.strip()
+    for prefix in ("tensorflow.", "tf."):
+        if text.startswith(prefix):
+            found = _getattr_path(tf, text[len(prefix) :])
+            break
+    if found is None and "." not in text:
+        try:
+            found = keras.activations.get(text)
+        except (ValueError, TypeError):
+            found = getattr(tf.nn, text, None) or getattr(tf.math, text, None)
+    if found is None and "." in text:
+        found = _import_dotted(text)
+    if not callable(found):
+        raise ConfigError(
+            f"{where}: unknown activation '{name}'. Use a Keras activation name "
+            "(tanh, relu, sigmoid, linear, ...) or a dotted function name such "
+            "as tensorflow.tanh."
+        )
+    return found
+
+
+_IDENTITY = ("", "none", "identity", "linear")
+
+
+def _getattr_path(obj, path):
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _import_dotted(name):
+    """Imports `a.b.C` (attribute `C` of module `a.b`); None when missing."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            module = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        return _getattr_path(module, ".".join(parts[cut:]))
+    return None
+
+
+@keras.saving.register_keras_serializable(package="seq2seq")
+class GateBiasInitializer(keras.initializers.Initializer):
+    """Initialises a gate-stacked bias with one constant per gate.
+
+    A bias of shape `[G * units]` is filled gate by gate, e.g. `[0, 1, 0, 0]`
+    for a Keras LSTM bias (gates i, f, c, o) with forget bias 1.
+
+    Args:
+      gate_values: One float per gate, in the cell's gate order.
+    """
+
+    def __init__(self, gate_values):
+        self.gate_values = [float(v) for v in gate_values]
+
+    def __call__(self, shape, dtype=None):
+        gates = len(self.gate_values)
+        if shape[-1] % gates:
+            raise ValueError(
+                f"bias size {shape[-1]} is not a multiple of {gates} gates"
+            )
+        units = shape[-1] // gates
+        row = tf.concat([tf.fill([units], value) for value in self.gate_values], axis=0)
+        dtype = dtype or keras.backend.floatx()
+        return tf.cast(tf.broadcast_to(row, shape), dtype)
+
+    def get_config(self):
+        return {"gate_values": list(self.gate_values)}
+
+
+# ------------------------------------------------------ layer norm LSTM
+
+
+@keras.saving.register_keras_serializable(package="seq2seq")
+class LayerNormLSTMCell(keras.layers.Layer):
+    """An LSTM cell with layer normalisation (Ba et al., 2016).
+
+    The port of TF1's `LayerNormBasicLSTMCell`. Each gate pre-activation is
+    normalised separately over its units, then scaled by a learned gain
+    (starting at `norm_gain`) and shifted by a learned offset (starting at
+    `norm_shift`); the new cell state is normalised the same way before the
+    output nonlinearity. With `layer_norm=False` the cell is a plain LSTM with
+    a bias. `forget_bias` is added to the forget gate as a constant.
+
+    Gates are stacked `[i, f, c, o]` as in Keras; the state is `[h, c]`.
+
+    Args:
+      units: Number of units H.
+      activation: The cell and output nonlinearity (default tanh).
+      forget_bias: Constant added to the forget gate pre-activation.
+      layer_norm: Whether to normalise (False gives a plain LSTM).
+      norm_gain: Initial gain of the normalisations.
+      norm_shift: Initial shift of the normalisations.
+      norm_epsilon: Variance epsilon of the normalisations.
+      dropout_keep_prob: Keep probability of the dropout applied to the
+        candidate values (recurrent dropout, Semeniuta et al. 2016); active
+        only when the cell is called with `training=True`.
+      kernel_initializer: Initialiser of the input kernel [E, 4H].
+      recurrent_initializer: Initialiser of the recurrent kernel [H, 4H].
+      bias_initializer: Initialiser of the bias (only when `layer_norm` is
+        False).
+      seed: Optional seed of the candidate dropout.
+      **kwargs: Keras layer arguments (`name`, `dtype`, ...).
+    """
+
+    def __init__(
+        self,
+        units,
+        activation="tanh",
+        forget_bias=1.0,
+        layer_norm=True,
+        norm_gain=1.0,
+        norm_shift=0.0,
+        norm_epsilon=1e-6,
+        dropout_keep_prob=1.0,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if int(units) <= 0:
+            raise ValueError(f"units must be positive, got {units}")
+        if not 0.0 < float(dropout_keep_prob) <= 1.0:
+            raise ValueError(
+                f"dropout_keep_prob must be in (0, 1], got {dropout_keep_prob}"
+            )
+        self.units = int(units)
+        self.activation = resolve_activation(activation)
+        self.forget_bias = float(forget_bias)
+        self.layer_norm = bool(layer_norm)
+        self.norm_gain = float(norm_gain)
+        self.norm_shift = float(norm_shift)
+        self.norm_epsilon = float(norm_epsilon)
+        self.dropout_keep_prob = float(dropout_keep_prob)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.seed = seed
+        self.state_size = [self.units, self.units]
+        self.output_size = self.units
+
+    def build(self, input_shape):
+        units = self.units
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], 4 * units),
+            initializer=self.kernel_initializer,
+            name="kernel",
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(units, 4 * units),
+            initializer=self.recurrent_initializer,
+            name="recurrent_kernel",
+        )
+        if self.layer_norm:
+            gain = keras.initializers.Constant(self.norm_gain)
+            shift = keras.initializers.Constant(self.norm_shift)
+            self.gate_gamma = self.add_weight(
+                shape=(4, units), initializer=gain, name="gate_gamma"
+            )
+            self.gate_beta = self.add_weight(
+                shape=(4, units), initializer=shift, name="gate_beta"
+            )
+            self.state_gamma = self.add_weight(
+                shape=(units,), initializer=gain, name="state_gamma"
+            )
+            self.state_beta = self.add_weight(
+                shape=(units,), initializer=shift, name="state_beta"
+            )
+        else:
+            self.bias = self.add_weight(
+                shape=(4 * units,), initializer=self.bias_initializer, name="bias"
+            )
+
+    def _normalize(self, values, gamma, beta):
+        mean, variance = tf.nn.moments(values, axes=[-1], keepdims=True)
+        normed = (values - mean) * tf.math.rsqrt(variance + self.norm_epsilon)
+        return normed * gamma + beta
+
+    def call(self, inputs, states, training=None):
+        """One step.
+
+        Args:
+          inputs: [B, E].
+          states: `[h [B, H], c [B, H]]`.
+          training: Enables the candidate dropout.
+
+        Returns:
+          `(h [B, H], [h, c])`.
+        """
+        h_prev, c_prev = states[0], states[1]
+        z = tf.matmul(inputs, self.kernel) + tf.matmul(h_prev, self.recurrent_kernel)
+        if self.layer_norm:
+            gates = tf.reshape(z, [-1, 4, self.units])
+            gates = self._normalize(gates, self.gate_gamma, self.gate_beta)
+            z = tf.reshape(gates, [-1, 4 * self.units])
+        else:
+            z = z + self.bias
+        i, f, g, o = tf.split(z, 4, axis=-1)
+        g = self.activation(g)
+        if training and self.dropout_keep_prob < 1.0:
+            g = tf.nn.dropout(g, rate=1.0 - self.dropout_keep_prob, seed=self.seed)
+        c = c_prev * tf.sigmoid(f + self.forget_bias) + tf.sigmoid(i) * g
+        if self.layer_norm:
+            c = self._normalize(c, self.state_gamma, self.state_beta)
+        h = self.activation(c) * tf.sigmoid(o)
+        return h, [h, c]
+
+    def get_initial_state(self, batch_size=None):
+        """Zero `[h, c]`, each [B, H]."""
+        return [
+            tf.zeros([batch_size, self.units], dtype=self.compute_dtype)
+            for _ in range(2)
+        ]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "units": self.units,
+                "forget_bias": self.forget_bias,
+                "layer_norm": self.layer_norm,
+                "norm_gain": self.norm_gain,
+                "norm_shift": self.norm_shift,
+                "norm_epsilon": self.norm_epsilon,
+                "dropout_keep_prob": self.dropout_keep_prob,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+# -------------------------------------------------------------- wrappers
+
+
+class DropoutWrapper(keras.layers.Layer):
+    """Dropout on the inputs and outputs of a cell, drawn anew at every step.
+
+    The port of TF1's `DropoutWrapper` (non-variational): a fresh dropout
+    mask is drawn for the step input and for the step output each time the
+    cell is called. Dropout is active only when `mode` is `train` *and* the
+    call gets `training=True`; otherwise the wrapper is the identity around
+    the cell. The recurrent state is never dropped.
+
+    Args:
+      cell: A Keras cell (`state_size`, `output_size`, `call(inputs,
+        states, training)`).
+      input_keep_prob: Probability of keeping each input unit.
+      output_keep_prob: Probability of keeping each output unit.
+      mode: `train`, `eval` or `infer`.
+      **kwargs: Keras layer arguments.
+    """
+
+    def __init__(
+        self,
+        cell,
+        input_keep_prob=1.0,
+        output_keep_prob=1.0,
+        mode=ModeKeys.TRAIN,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        for key, value in (
+            ("dropout_input_keep_prob", input_keep_prob),
+            ("dropout_output_keep_prob", output_keep_prob),
+        ):
+            if not 0.0 < float(value) <= 1.0:
+                raise ConfigError(
+                    f"rnn_cell.{key} must be in (0, 1] (1.0 disables dropout), "
+                    f"got {value}."
+                )
+        self.cell = cell
+        self.input_keep_prob = float(input_keep_prob)
+        self.output_keep_prob = float(output_keep_prob)
+        self.mode = mode
+
+    @property
+    def state_size(self):
+        return self.cell.state_size
+
+    @property
+    def output_size(self):
+        return self.cell.output_size
+
+    def build(self, input_shape):
+        if not self.cell.built:
+            self.cell.build(input_shape)
+
+    def call(self, inputs, states, training=None):
+        """One step: `(output [B, H], new_states)`; states as the cell's."""
+        active = _is_training(training, self.mode)
+        if active and self.input_keep_prob < 1.0:
+            inputs = _dropout(inputs, self.input_keep_prob)
+        output, new_states = self.cell(inputs, states, training=active)
+        if active and self.output_keep_prob < 1.0:
+            output = _dropout(output, self.output_keep_prob)
+        return output, new_states
+
+    def get_initial_state(self, batch_size=None):
+        return _initial_state(self.cell, batch_size, self.compute_dtype)
+
+
+def _initial_state(cell, batch_size, dtype):
+    """A cell's zero state as a list of [B, size] tensors."""
+    get_fn = getattr(cell, "get_initial_state", None)
+    if get_fn is not None:
+        return _as_list(get_fn(batch_size=batch_size))
+    return [
+        tf.zeros([batch_size, size], dtype=dtype) for size in _as_list(cell.state_size)
+    ]
+
+
+_COMBINERS = ("add", "mean", "concat")
+
+
+class ExtendedMultiRNNCell(keras.layers.Layer):
+    """A stack of cells, optionally with residual connections between layers.
+
+    Layer `i` reads the output of layer `i - 1` (the step input for layer 0).
+    With `residual_connections` (and more than one layer, as in the
+    original), the input of each layer is combined with its output before it
+    is passed on:
+
+    * `add`: `x_{i+1} = y_i + x_i`;
+    * `mean`: like add (the mean of one input is itself);
+    * `concat`: `x_{i+1} = [y_i, x_i]`, so the width grows with depth.
+
+    With `residual_dense`, every layer combines its output with *all* earlier
+    `x_0 .. x_i` (sum, mean or concatenation) instead of only `x_i`. For
+    `add` and `mean`, the step input is first projected by a dense layer
+    (`input_transform`, no activation) to the first layer's output size when
+    the two differ. The step output is the last `x`.
+
+    `state_size` is a list with one list of ints per layer (`[[H], [H]]`
+    for two GRU layers, `[[H, H]]` for one LSTM); states are the matching
+    lists of [B, size] tensors.
+
+    Args:
+      cells: The per-layer cells, in order.
+      residual_connections: Whether to add residual connections.
+      residual_combiner: `add`, `mean` or `concat`.
+      residual_dense: Whether each layer combines with all earlier inputs.
+      mode: `train`, `eval` or `infer`; cells get `training=True` only in
+        `train` mode.
+      **kwargs: Keras layer arguments.
+    """
+
+    def __init__(
+        self,
+        cells,
+        residual_connections=False,
+        residual_combiner="add",
+        residual_dense=False,
+        mode=ModeKeys.TRAIN,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not cells:
+            raise ConfigError("rnn_cell.num_layers must be at least 1.")
+        if residual_combiner not in _COMBINERS:
+            raise ConfigError(
+                f"rnn_cell.residual_combiner: unknown combiner "
+                f"'{residual_combiner}'. Use one of {', '.join(_COMBINERS)}."
+            )
+        # One attribute per layer: tf.train.Checkpoint does not follow the
+        # lists Keras 3 layers keep, so a list attribute would drop weights.
+        for index, cell in enumerate(cells):
+            setattr(self, f"cell_{index}", cell)
+        self._num_cells = len(cells)
+        self.residual_connections = bool(residual_connections)
+        self.residual_combiner = residual_combiner
+        self.residual_dense = bool(residual_dense)
+        self.mode = mode
+        self._use_residual = self.residual_connections and len(self.cells) > 1
+        self._project_input = False
+        self._output_size = None
+        # Created here (not in build) so that the attribute, and hence the
+        # checkpoint path, exists from construction; it only gets variables
+        # when the input width differs from the first layer's output size.
+        self.input_transform = None
+        if self._use_residual and residual_combiner in ("add", "mean"):
+            self.input_transform = keras.layers.Dense(
+                _cell_output_size(self.cells[0]), name="input_transform"
+            )
+
+    @property
+    def cells(self):
+        """The per-layer cells, in order."""
+        return [getattr(self, f"cell_{i}") for i in range(self._num_cells)]
+
+    @property
+    def state_size(self):
+        return [_as_list(cell.state_size) for cell in self.cells]
+
+    @property
+    def output_size(self):
+        """The step output width (for `concat` residuals: known after build)."""
+        if self._output_size is not None:
+            return self._output_size
+        if self._use_residual and self.residual_combiner == "concat":
+            return None
+        return _cell_output_size(self.cells[-1])
+
+    def build(self, input_shape):
+        width = int(input_shape[-1])
+        if self.input_transform is not None and width != _cell_output_size(
+            self.cells[0]
+        ):
+            self._project_input = True
+            self.input_transform.build(input_shape)
+            width = _cell_output_size(self.cells[0])
+        widths = [width]
+        for cell in self.cells:
+            cell_shape = tuple(input_shape[:-1]) + (widths[-1],)
+            if not cell.built:
+                cell.build(cell_shape)
+            out = _cell_output_size(cell)
+            if not self._use_residual:
+                widths.append(out)
+            elif self.residual_combiner == "concat":
+                combined = widths if self.residual_dense else widths[-1:]
+                widths.append(out + sum(combined))
+            else:
+                if out != widths[-1]:
+                    raise ConfigError(
+                        "rnn_cell.residual_connections with the "
+                        f"'{self.residual_combiner}' combiner needs layers of "
+                        f"equal size, got a layer of {out} units after one of "
+                        f"{widths[-1]}. Use the same cell_params for all layers "
+                        "or residual_combiner: concat."
+                    )
+                widths.append(out)
+        self._output_size = widths[-1]
+
+    def call(self, inputs, states, training=None):
+        """One step through all layers.
+
+        Args:
+          inputs: [B, E] step input.
+          states: One list of [B, size] tensors per layer.
+          training: Enables dropout (only in `train` mode).
+
+        Returns:
+          `(output [B, output_size], new_states)`, `new_states` a list with
+          one list of [B, size] tensors per layer.
+        """
+        active = _is_training(training, self.mode)
+        if len(states) != len(self.cells):
+            raise ValueError(
+                f"expected a state with one entry per layer ({len(self.cells)}), "
+                f"got {len(states)}"
+            )
+        x = inputs
+        if self._project_input:
+            x = self.input_transform(x)
+        previous = [x]
+        new_states = []
+        for cell, state in zip(self.cells, states):
+            output, new_state = cell(x, _as_list(state), training=active)
+            new_states.append(_as_list(new_state))
+            if self._use_residual:
+                combined = previous if self.residual_dense else previous[-1:]
+                if self.residual_combiner == "add":
+                    output = output + tf.add_n(combined)
+                elif self.residual_combiner == "mean":
+                    output = output + tf.add_n(combined) / float(len(combined))
+                else:
+                    output = tf.concat([output] + combined, axis=-1)
+            x = output
+            previous.append(x)
+        return x, new_states
+
+    def get_initial_state(self, batch_size=None):
+        """Zero state: one list of [B, size] tensors per layer."""
+        return [
+            _initial_state(cell, batch_size, self.compute_dtype) for cell in self.cells
+        ]
+
+
+def _cell_output_size(cell):
+    size = getattr(cell, "output_size", None)
+    if size is None:
+        size = _as_list(cell.state_size)[0]
+    return int(size)
+
+
+# ----------------------------------------------------------- cell specs
+
+
+class _CellSpec:
+    """How one short cell name maps to a Keras cell class.
+
+    Attributes:
+      target: The Keras class to build.
+      tf1_params: Parameter names of the TF1 class (translated here).
+      keras_params: Whether the target's own constructor arguments are
+        accepted too.
+      family: `gru`, `lstm`, `rnn` or `layer_norm`, for defaults.
+    """
+
+    def __init__(self, target, tf1_params=(), keras_params=True, family="rnn"):
+        self.target = target
+        self.tf1_params = tuple(tf1_params)
+        self.keras_params = keras_params
+        self.family = family
+
+
+_TF1_IGNORED = ("reuse", "num_unit_shards", "num_proj_shards", "input_size", "name")
+
+_CELL_SPECS = {
+    "BasicRNNCell": _CellSpec(
+        keras.layers.SimpleRNNCell, ("num_units", "activation", "reuse"), False
+    ),
+    "RNNCell": _CellSpec(
+        keras.layers.SimpleRNNCell, ("num_units", "activation", "reuse"), False
+    ),
+    "SimpleRNNCell": _CellSpec(keras.layers.SimpleRNNCell, ("num_units",), True),
+    "GRUCell": _CellSpec(
+        keras.layers.GRUCell,
+        (
+            "num_units",
+            "activation",
+            "reuse",
+            "kernel_initializer",
+            "bias_initializer",
+            "name",
+        ),
+        True,
+        "gru",
+    ),
+    "GRUBlockCell": _CellSpec(
+        keras.layers.GRUCell, ("num_units", "cell_size", "reuse", "name"), False, "gru"
+    ),
+    "BasicLSTMCell": _CellSpec(
+        keras.layers.LSTMCell,
+        ("num_units", "forget_bias", "state_is_tuple", "activation", "reuse", "name"),
+        False,
+        "lstm",
+    ),
+    "LSTMCell": _CellSpec(
+        keras.layers.LSTMCell,
+        (
+            "num_units",
+            "use_peepholes",
+            "cell_clip",
+            "initializer",
+            "num_proj",
+            "proj_clip",
+            "num_unit_shards",
+            "num_proj_shards",
+            "forget_bias",
+            "state_is_tuple",
+            "activation",
+            "reuse",
+            "name",
+        ),
+        True,
+        "lstm",
+    ),
+    "LSTMBlockCell": _CellSpec(
+        keras.layers.LSTMCell,
+        ("num_units", "forget_bias", "cell_clip", "use_peephole", "reuse", "name"),
+        False,
+        "lstm",
+    ),
+    "LayerNormBasicLSTMCell": _CellSpec(
+        LayerNormLSTMCell,
+        (
+            "num_units",
+            "forget_bias",
+            "input_size",
+            "activation",
+            "layer_norm",
+            "norm_gain",
+            "norm_shift",
+            "dropout_keep_prob",
+            "dropout_prob_seed",
+            "reuse",
+        ),
+        True,
+        "layer_norm",
+    ),
+    "LayerNormLSTMCell": _CellSpec(
+        LayerNormLSTMCell, ("num_units",), True, "layer_norm"
+    ),
+}
+
+# TF1 values that have no Keras equivalent: allowed only at these values.
+_UNSUPPORTED_UNLESS = {
+    "use_peepholes": (False,),
+    "use_peephole": (False,),
+    "cell_clip": (None, -1, -1.0),
+    "num_proj": (None,),
+    "proj_clip": (None,),
+    "state_is_tuple": (True,),
+}
+
+# Keras arguments that cannot be used inside this module's cells.
+_REJECTED_KERAS = {
+    "dropout": "use rnn_cell.dropout_input_keep_prob",
+    "recurrent_dropout": "use rnn_cell.dropout_input_keep_prob / "
+    "dropout_output_keep_prob (or LayerNormBasicLSTMCell's dropout_keep_prob)",
+}
+
+# Dotted prefixes of the original's cell modules; their last component is
+# looked up among the short names.
+_TF1_PREFIXES = (
+    "tensorflow.contrib.rnn.",
+    "tf.contrib.rnn.",
+    "tensorflow.nn.rnn_cell.",
+    "tf.nn.rnn_cell.",
+    "tensorflow.contrib.rnn.python.ops.rnn_cell.",
+    "tensorflow.python.ops.rnn_cell.",
+    "tensorflow.python.ops.rnn_cell_impl.",
+    "seq2seq.contrib.rnn_cell.",
+)
+
+_LAYER_KWARGS = ("name", "dtype", "trainable")
+
+
+def known_cell_classes():
+    """The short cell names `get_rnn_cell` understands, sorted."""
+    return sorted(_CELL_SPECS)
+
+
+def _constructor_args(cls):
+    """Named constructor arguments of a class (without self / *args)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [
+        p.name
+        for p in params
+        if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
+def _fresh_uniform(init_scale):
+    return keras.initializers.RandomUniform(-init_scale, init_scale)
+
+
+def _resolve_spec(cell_classname):
+    """Returns `(short_name or None, spec or class)` for a cell name."""
+    if not isinstance(cell_classname, str) or not cell_classname.strip():
+        raise ConfigError(
+            f"rnn_cell.cell_class: expected a cell class name, got {cell_classname!r}."
+        )
+    name = cell_classname.strip()
+    if name in _CELL_SPECS:
+        return name, _CELL_SPECS[name]
+    for prefix in _TF1_PREFIXES:
+        if name.startswith(prefix) and name[len(prefix) :] in _CELL_SPECS:
+            short = name[len(prefix) :]
+            return short, _CELL_SPECS[short]
+    if "." in name:
+        found = _import_dotted(name)
+        if inspect.isclass(found) and issubclass(found, keras.layers.Layer):
+            return None, found
+    raise ConfigError(
+        f"rnn_cell.cell_class: unknown cell class '{cell_classname}'. Known: "
+        f"{', '.join(known_cell_classes())}, or a dotted path to a Keras cell "
+        "class such as keras.layers.GRUCell."
+    )
+
+
+def _check_unknown(cell_params, valid, cell_name):
+    for key in cell_params:
+        if key not in valid:
+            raise ConfigError(
+                f"rnn_cell.cell_params: '{key}' is not a parameter of {cell_name}. "
+                f"Valid parameters: {', '.join(sorted(valid))}."
+            )
+
+
+def _take_units(params, cell_name, *aliases):
+    """Pops the unit count given under any alias; `units` wins over others."""
+    given = {a: params.pop(a) for a in aliases if a in params}
+    if not given:
+        raise ConfigError(
+            f"rnn_cell.cell_params: {cell_name} needs num_units (the number of "
+            "units), e.g. cell_params: {num_units: 128}."
+        )
+    units = given.get("units", next(iter(given.values())))
+    if len(set(given.values())) > 1:
+        logging.debug(
+            "%s: units %s given as %s; using %s", cell_name, units, given, units
+        )
+    try:
+        units = int(units)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"rnn_cell.cell_params.num_units: expected a positive integer, got {units!r}."
+        ) from None
+    if units <= 0:
+        raise ConfigError(
+            f"rnn_cell.cell_params.num_units: expected a positive integer, got {units}."
+        )
+    return units
+
+
+def _mapped_kwargs(short, spec, cell_params, init_scale):
+    """Translates TF1 / Keras cell params into the target's kwargs."""
+    target = spec.target
+    keras_args = _constructor_args(target) if spec.keras_params else []
+    valid = set(spec.tf1_params) | set(keras_args) | {"units"}
+    if spec.keras_params:
+        valid |= set(_LAYER_KWARGS)
+    valid -= set(_REJECTED_KERAS)
+    for key, hint in _REJECTED_KERAS.items():
+        if key in cell_params and cell_params[key] not in (None, 0, 0.0):
+            raise ConfigError(
+                f"rnn_cell.cell_params: '{key}' is not supported for {short}; {hint} "
+                "instead."
+            )
+    params = {k: v for k, v in cell_params.items() if k not in _REJECTED_KERAS}
+    _check_unknown(params, valid, short)
+    for key, allowed in _UNSUPPORTED_UNLESS.items():
+        if key in params:
+            value = params.pop(key)
+            if value not in allowed:
+                raise ConfigError(
+                    f"rnn_cell.cell_params: {key}={value!r} is not supported by the "
+                    f"Keras cell {short} maps to; remove it."
+                )
+    for key in _TF1_IGNORED:
+        if key in params and key not in keras_args:
+            params.pop(key)
+    kwargs = {"units": _take_units(params, short, "num_units", "cell_size", "units")}
+
+    if "activation" in params:
+        kwargs["activation"] = resolve_activation(
+            params.pop("activation"), "rnn_cell.cell_params.activation"
+        )
+    if "initializer" in params:  # TF1 LSTMCell: weights initializer
+        init = params.pop("initializer")
+        if init is not None:
+            kwargs["kernel_initializer"] = init
+            kwargs["recurrent_initializer"] = init
+    if "dropout_prob_seed" in params:
+        kwargs["seed"] = params.pop("dropout_prob_seed")
+
+    forget_bias = params.pop("forget_bias", None)
+    kwargs.update(params)
+
+    if spec.family == "lstm":
+        keras_bias = "unit_forget_bias" in kwargs or "bias_initializer" in kwargs
+        if forget_bias is not None and keras_bias:
+            raise ConfigError(
+                f"rnn_cell.cell_params: give either forget_bias (TF1) or "
+                f"unit_forget_bias/bias_initializer (Keras) for {short}, not both."
+            )
+        if not keras_bias:
+            value = 1.0 if forget_bias is None else float(forget_bias)
+            if value == 1.0:
+                kwargs["unit_forget_bias"] = True
+            else:
+                kwargs["unit_forget_bias"] = False
+                kwargs["bias_initializer"] = GateBiasInitializer([0.0, value, 0.0, 0.0])
+    elif spec.family == "layer_norm":
+        if forget_bias is not None:
+            kwargs["forget_bias"] = float(forget_bias)
+    elif spec.family == "gru":
+        kwargs.setdefault("reset_after", False)
+        if "bias_initializer" not in kwargs and not kwargs["reset_after"]:
+            # TF1 GRUCell: update and reset gate biases start at 1.
+            kwargs["bias_initializer"] = GateBiasInitializer([1.0, 1.0, 0.0])
+
+    if init_scale:
+        for key in ("kernel_initializer", "recurrent_initializer"):
+            if kwargs.get(key) is None:
+                kwargs[key] = _fresh_uniform(init_scale)
+    return kwargs
+
+
+def _dotted_kwargs(cls, cell_params, init_scale):
+    """Kwargs for a Keras cell class given by dotted path."""
+    args = _constructor_args(cls)
+    params = dict(cell_params)
+    if "units" in args and "num_units" not in args:
+        units = _take_units(params, cls.__name__, "num_units", "units")
+        params["units"] = units
+    valid = set(args) | set(_LAYER_KWARGS)
+    _check_unknown(params, valid, cls.__name__)
+    for key, hint in _REJECTED_KERAS.items():
+        if params.get(key) not in (None, 0, 0.0):
+            raise ConfigError(
+                f"rnn_cell.cell_params: '{key}' is not supported for "
+                f"{cls.__name__}; {hint} instead."
+            )
+    if init_scale:
+        for key in ("kernel_initializer", "recurrent_initializer"):
+            if key in args and params.get(key) is None:
+                params[key] = _fresh_uniform(init_scale)
+    return params
+
+
+def cell_from_spec(cell_classname, cell_params, init_scale=None):
+    """Builds one Keras cell from a class name and its parameters.
+
+    Args:
+      cell_classname: A short name (`GRUCell`, `BasicLSTMCell`,
+        `LayerNormBasicLSTMCell`, `SimpleRNNCell`, ...; see
+        `known_cell_classes()`), a dotted TF1 name
+        (`tensorflow.contrib.rnn.GRUCell`) or a dotted path to a Keras cell
+        class.
+      cell_params: Dict of constructor parameters: the TF1 names of the
+        original (`num_units`, `forget_bias`, `activation`, ...) and, for
+        Keras-backed names, the Keras arguments (`units`, `reset_after`,
+        `kernel_initializer`, ...). When both `num_units` and `units` are
+        present, `units` wins.
+      init_scale: If set and > 0, kernels and recurrent kernels not given an
+        initializer in `cell_params` start uniform in
+        `[-init_scale, init_scale]` (as the original's variable-scope
+        initializer did); biases keep their own initializers.
+
+    Returns:
+      A Keras cell (`keras.layers.Layer` with `state_size`, `output_size`,
+      `call(inputs, states, training)`).
+
+    Raises:
+      ConfigError: Unknown class, unknown or unsupported parameter, or a
+        value the cell rejects.
+    """
+    cell_params = dict(cell_params or {})
+    short, spec = _resolve_spec(cell_classname)
+    if short is not None:
+        cls = spec.target
+        kwargs = _mapped_kwargs(short, spec, cell_params, init_scale)
+    else:
+        cls = spec
+        kwargs = _dotted_kwargs(cls, cell_params, init_scale)
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ConfigError(
+            f"rnn_cell: cannot build {cell_classname} with {cell_params}: {message}"
+        ) from None
+
+
+def get_rnn_cell(
+    cell_class="BasicLSTMCell",
+    cell_params=None,
+    num_layers=1,
+    dropout_input_keep_prob=1.0,
+    dropout_output_keep_prob=1.0,
+    residual_connections=False,
+    residual_combiner="add",
+    residual_dense=False,
+    mode=ModeKeys.TRAIN,
+    init_scale=None,
+):
+    """Builds the (possibly multi-layer) cell an `rnn_cell` block describes.
+
+    Every layer is `cell_from_spec(cell_class, cell_params)` wrapped in a
+    `DropoutWrapper`; the layers are stacked in an `ExtendedMultiRNNCell`
+    (also for one layer, so that the state structure and the checkpoint
+    paths do not depend on the depth or on dropout).
+
+    Args:
+      cell_class: Cell class name (see `cell_from_spec`).
+      cell_params: Cell constructor parameters; defaults to
+        `{"num_units": 128}`.
+      num_layers: Number of stacked layers.
+      dropout_input_keep_prob: Keep probability of the dropout on each
+        layer's input (1.0: none).
+      dropout_output_keep_prob: Keep probability of the dropout on each
+        layer's output (1.0: none).
+      residual_connections: Residual connections between layers (only used
+        with two or more layers, as in the original).
+      residual_combiner: `add`, `mean` or `concat`.
+      residual_dense: Combine each layer's output with all earlier layer
+        inputs rather than only its own.
+      mode: `train`, `eval` or `infer`; dropout is active only in `train`
+        mode and when the cell is called with `training=True`.
+      init_scale: Optional uniform init range of the kernels (see
+        `cell_from_spec`).
+
+    Returns:
+      An `ExtendedMultiRNNCell`. Its `state_size` is a list with one list of
+      ints per layer, e.g. `[[128, 128]]` for one LSTM layer.
+
+    Raises:
+      ConfigError: An invalid value.
+    """
+    if cell_params is None:
+        cell_params = {"num_units": 128}
+    if mode not in ModeKeys.ALL:
+        raise ValueError(f"mode must be one of {ModeKeys.ALL}, got {mode!r}")
+    try:
+        num_layers = int(num_layers)
+    except (TypeError, ValueError):
+        num_layers = 0
+    if num_layers < 1:
+        raise ConfigError(
+            f"rnn_cell.num_layers must be a positive integer, got {num_layers!r}."
+        )
+    cells = []
+    for index in range(num_layers):
+        cell = cell_from_spec(cell_class, cell_params, init_scale=init_scale)
+        cells.append(
+            DropoutWrapper(
+                cell,
+                input_keep_prob=dropout_input_keep_prob,
+                output_keep_prob=dropout_output_keep_prob,
+                mode=mode,
+                name=f"layer_{index}",
+            )
+        )
+    if residual_connections and num_layers == 1:
+        logging.info("rnn_cell.residual_connections has no effect with one layer.")
+    return ExtendedMultiRNNCell(
+        cells,
+        residual_connections=residual_connections,
+        residual_combiner=residual_combiner,
+        residual_dense=residual_dense,
+        mode=mode,
+    )

@@ -1,0 +1,442 @@
+"""Tests for seq2seq.rnn_cell: cell names, parameters, wrappers, stacking."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seq2seq.configurable import ModeKeys
+from seq2seq.errors import ConfigError
+from seq2seq.rnn_cell import (
+    DropoutWrapper,
+    ExtendedMultiRNNCell,
+    LayerNormLSTMCell,
+    cell_from_spec,
+    default_rnn_cell_params,
+    get_rnn_cell,
+    known_cell_classes,
+    resolve_activation,
+)
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _step(cell, inputs, state=None, **kwargs):
+    inputs = tf.constant(inputs, tf.float32)
+    if state is None:
+        state = cell.get_initial_state(batch_size=inputs.shape[0])
+    return cell(inputs, state, **kwargs)
+
+
+def _rand(*shape, seed=0):
+    return np.random.RandomState(seed).randn(*shape).astype(np.float32)
+
+
+def test_default_params_are_the_originals():
+    assert default_rnn_cell_params() == {
+        "cell_class": "BasicLSTMCell",
+        "cell_params": {"num_units": 128},
+        "dropout_input_keep_prob": 1.0,
+        "dropout_output_keep_prob": 1.0,
+        "num_layers": 1,
+        "residual_connections": False,
+        "residual_combiner": "add",
+        "residual_dense": False,
+    }
+    assert get_rnn_cell().state_size == [[128, 128]]
+
+
+LSTM_LIKE = ["BasicLSTMCell", "LSTMCell", "LSTMBlockCell", "LayerNormBasicLSTMCell"]
+SINGLE_STATE = ["GRUCell", "GRUBlockCell", "BasicRNNCell", "RNNCell"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    LSTM_LIKE
+    + SINGLE_STATE
+    + [
+        "SimpleRNNCell",
+        "LayerNormLSTMCell",
+        "keras.layers.GRUCell",
+        "keras.layers.LSTMCell",
+        "tensorflow.contrib.rnn.BasicRNNCell",
+        "tensorflow.contrib.rnn.LayerNormBasicLSTMCell",
+        "seq2seq.contrib.rnn_cell.GRUCell",
+        "seq2seq.rnn_cell.LayerNormLSTMCell",
+    ],
+)
+def test_every_cell_name_builds_and_steps(name):
+    cell = get_rnn_cell(name, {"num_units": 3}, num_layers=2)
+    per_layer = [3, 3] if any(n in name for n in ("LSTM",)) else [3]
+    assert cell.state_size == [per_layer, per_layer]
+    output, state = _step(cell, _rand(2, 5))
+    assert output.shape == (2, 3)
+    assert (
+        tf.nest.map_structure(lambda t: tuple(t.shape), state)
+        == [[(2, 3)] * len(per_layer)] * 2
+    )
+    assert cell.output_size == 3
+
+
+def test_known_names_cover_the_originals():
+    for name in LSTM_LIKE + SINGLE_STATE:
+        assert name in known_cell_classes()
+
+
+def test_gru_matches_tf1_math_and_initial_biases():
+    cell = cell_from_spec("GRUCell", {"num_units": 2})
+    assert isinstance(cell, keras.layers.GRUCell)
+    assert cell.reset_after is False
+    x, h = _rand(3, 4, seed=1), _rand(3, 2, seed=2)
+    new_h, _ = cell(tf.constant(x), [tf.constant(h)])
+    kernel, recurrent, bias = (w.numpy() for w in cell.weights)
+    # TF1 started the update (z) and reset (r) gate biases at 1, candidate at 0.
+    np.testing.assert_allclose(bias, [1, 1, 1, 1, 0, 0])
+    wz, wr, wh = np.split(kernel, 3, axis=1)
+    uz, ur, uh = np.split(recurrent, 3, axis=1)
+    bz, br, bh = np.split(bias, 3)
+    r = _sigmoid(x @ wr + h @ ur + br)
+    u = _sigmoid(x @ wz + h @ uz + bz)
+    c = np.tanh(x @ wh + (r * h) @ uh + bh)  # reset before the matmul
+    np.testing.assert_allclose(new_h, u * h + (1 - u) * c, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("forget_bias", [1.0, 0.5, 0.0])
+def test_lstm_forget_bias_equals_tf1_constant(forget_bias):
+    cell = cell_from_spec("BasicLSTMCell", {"num_units": 2, "forget_bias": forget_bias})
+    x, h, c = _rand(3, 4, seed=1), _rand(3, 2, seed=2), _rand(3, 2, seed=3)
+    new_h, (h_state, c_state) = cell(tf.constant(x), [tf.constant(h), tf.constant(c)])
+    kernel, recurrent, bias = (w.numpy() for w in cell.weights)
+    np.testing.assert_allclose(bias, [0, 0, forget_bias, forget_bias, 0, 0, 0, 0])
+    # TF1: zero bias variable, forget_bias added as a constant.
+    z = x @ kernel + h @ recurrent
+    i, f, g, o = np.split(z, 4, axis=1)
+    new_c = c * _sigmoid(f + forget_bias) + _sigmoid(i) * np.tanh(g)
+    np.testing.assert_allclose(c_state, new_c, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        new_h, np.tanh(new_c) * _sigmoid(o), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(h_state, new_h)
+
+
+def test_layer_norm_lstm_matches_numpy():
+    cell = cell_from_spec(
+        "LayerNormBasicLSTMCell",
+        {"num_units": 3, "forget_bias": 0.5, "norm_gain": 2.0, "norm_shift": 0.1},
+    )
+    assert isinstance(cell, LayerNormLSTMCell)
+    x, h, c = _rand(2, 4, seed=1), _rand(2, 3, seed=2), _rand(2, 3, seed=3)
+    new_h, (_, c_state) = cell(tf.constant(x), [tf.constant(h), tf.constant(c)])
+
+    def norm(v):
+        mean = v.mean(-1, keepdims=True)
+        var = v.var(-1, keepdims=True)
+        return (v - mean) / np.sqrt(var + 1e-6) * 2.0 + 0.1
+
+    z = x @ cell.kernel.numpy() + h @ cell.recurrent_kernel.numpy()
+    i, f, g, o = (norm(part) for part in np.split(z, 4, axis=1))
+    new_c = norm(c * _sigmoid(f + 0.5) + _sigmoid(i) * np.tanh(g))
+    np.testing.assert_allclose(c_state, new_c, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        new_h, np.tanh(new_c) * _sigmoid(o), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_layer_norm_lstm_candidate_dropout_only_when_training():
+    cell = cell_from_spec(
+        "LayerNormBasicLSTMCell", {"num_units": 8, "dropout_keep_prob": 0.5}
+    )
+    x = _rand(4, 3)
+    state = cell.get_initial_state(batch_size=4)
+    a, _ = cell(tf.constant(x), state, training=False)
+    b, _ = cell(tf.constant(x), state, training=False)
+    c, _ = cell(tf.constant(x), state, training=True)
+    np.testing.assert_allclose(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_activation_names():
+    cell = cell_from_spec(
+        "BasicRNNCell", {"num_units": 4, "activation": "tensorflow.nn.relu"}
+    )
+    x = _rand(5, 3)
+    out, _ = cell(tf.constant(x), [tf.zeros([5, 4])])
+    kernel, _, bias = (w.numpy() for w in cell.weights)
+    np.testing.assert_allclose(
+        out, np.maximum(x @ kernel + bias, 0), rtol=1e-5, atol=1e-6
+    )
+    assert resolve_activation("tensorflow.tanh") is tf.tanh
+    assert resolve_activation("tanh")(tf.constant(100.0)).numpy() == pytest.approx(1.0)
+    assert resolve_activation(None) is tf.identity
+    with pytest.raises(ConfigError, match="unknown activation 'nosuchfn'"):
+        resolve_activation("nosuchfn")
+
+
+def test_unknown_cell_param_names_the_valid_ones():
+    with pytest.raises(ConfigError) as info:
+        get_rnn_cell("LSTMCell", {"num_units": 16, "use_peepholesERROR": True})
+    message = str(info.value)
+    assert "'use_peepholesERROR' is not a parameter of LSTMCell" in message
+    assert "forget_bias" in message and "num_units" in message
+    assert "\n" not in message
+
+
+def test_unknown_cell_class_lists_the_known_ones():
+    with pytest.raises(ConfigError) as info:
+        get_rnn_cell("NoSuchCell", {"num_units": 4})
+    for name in ("BasicLSTMCell", "GRUCell", "LayerNormBasicLSTMCell"):
+        assert name in str(info.value)
+    with pytest.raises(ConfigError, match="unknown cell class"):
+        get_rnn_cell("nosuch.module.Cell", {"num_units": 4})
+
+
+@pytest.mark.parametrize(
+    "params, pattern",
+    [
+        (
+            {"num_units": 4, "use_peepholes": True},
+            "use_peepholes=True is not supported",
+        ),
+        ({"num_units": 4, "num_proj": 2}, "num_proj=2 is not supported"),
+        ({"num_units": 4, "dropout": 0.2}, "dropout_input_keep_prob"),
+        ({}, "needs num_units"),
+        ({"num_units": 0}, "positive integer"),
+        ({"num_units": 4, "forget_bias": 0.5, "unit_forget_bias": True}, "not both"),
+    ],
+)
+def test_invalid_cell_params(params, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        cell_from_spec("LSTMCell", params)
+
+
+def test_tf1_values_that_match_keras_are_accepted():
+    cell = cell_from_spec(
+        "LSTMCell",
+        {
+            "num_units": 8,
+            "use_peepholes": False,
+            "forget_bias": 0.5,
+            "state_is_tuple": True,
+            "num_unit_shards": 2,
+            "reuse": None,
+        },
+    )
+    assert cell.units == 8 and cell.unit_forget_bias is False
+
+
+def test_units_aliases():
+    assert cell_from_spec("GRUCell", {"units": 5}).units == 5
+    # The config defaults inject num_units: 128; a Keras-style `units` wins.
+    assert cell_from_spec("GRUCell", {"num_units": 128, "units": 5}).units == 5
+    assert cell_from_spec("GRUBlockCell", {"cell_size": 6}).units == 6
+    assert cell_from_spec("keras.layers.SimpleRNNCell", {"num_units": 7}).units == 7
+    # Keras arguments pass through for Keras-backed names.
+    assert cell_from_spec("GRUCell", {"num_units": 4, "reset_after": True}).reset_after
+
+
+def test_other_settings_are_validated():
+    with pytest.raises(ConfigError, match="num_layers"):
+        get_rnn_cell("GRUCell", {"num_units": 4}, num_layers=0)
+    with pytest.raises(ConfigError, match="residual_combiner"):
+        get_rnn_cell("GRUCell", {"num_units": 4}, num_layers=2, residual_combiner="max")
+    with pytest.raises(ConfigError, match="dropout_input_keep_prob"):
+        get_rnn_cell("GRUCell", {"num_units": 4}, dropout_input_keep_prob=0.0)
+
+
+def test_init_scale_sets_uniform_kernels():
+    cell = get_rnn_cell("GRUCell", {"num_units": 16}, num_layers=2, init_scale=0.04)
+    _step(cell, _rand(2, 8))
+    kernels = [w for w in cell.weights if "kernel" in w.path]
+    assert len(kernels) == 4
+    for weight in kernels:
+        values = weight.numpy()
+        assert np.abs(values).max() <= 0.04 and values.std() > 0.01
+    # Each kernel gets its own draw.
+    assert not np.allclose(kernels[0].numpy()[:8], kernels[2].numpy()[:8])
+
+
+# ------------------------------------------------------------- dropout
+
+
+def _copy_weights(src, dst, inputs):
+    _step(dst, inputs)
+    dst.set_weights(src.get_weights())
+
+
+def test_dropout_only_in_train_mode_and_training():
+    x = np.abs(_rand(64, 6)) + 0.1
+    plain = get_rnn_cell("BasicRNNCell", {"num_units": 16})
+    ref, _ = _step(plain, x)
+    drop = get_rnn_cell("BasicRNNCell", {"num_units": 16}, dropout_output_keep_prob=0.5)
+    _copy_weights(plain, drop, x)
+    np.testing.assert_allclose(_step(drop, x, training=False)[0], ref)
+    np.testing.assert_allclose(_step(drop, x)[0], ref)
+    out, _ = _step(drop, x, training=True)
+    out, ref = out.numpy(), ref.numpy()
+    dropped = out == 0
+    assert 0.3 < dropped.mean() < 0.7
+    np.testing.assert_allclose(out[~dropped], 2 * ref[~dropped], rtol=1e-5)
+
+    for mode in (ModeKeys.EVAL, ModeKeys.INFER):
+        cell = get_rnn_cell(
+            "BasicRNNCell",
+            {"num_units": 16},
+            dropout_input_keep_prob=0.5,
+            dropout_output_keep_prob=0.5,
+            mode=mode,
+        )
+        _copy_weights(plain, cell, x)
+        np.testing.assert_allclose(_step(cell, x, training=True)[0], ref)
+
+
+def test_input_dropout_changes_the_input():
+    x = _rand(32, 6)
+    cell = get_rnn_cell("BasicRNNCell", {"num_units": 4}, dropout_input_keep_prob=0.5)
+    a, _ = _step(cell, x, training=True)
+    b, _ = _step(cell, x, training=True)
+    assert not np.allclose(a, b)  # a fresh mask every step
+
+
+def test_dropout_wrapper_keeps_the_state_structure():
+    inner = keras.layers.LSTMCell(3)
+    wrapper = DropoutWrapper(inner, input_keep_prob=0.5)
+    assert wrapper.state_size == inner.state_size and wrapper.output_size == 3
+
+
+# ----------------------------------------------------------- residuals
+
+
+def _simple_rnn_numpy(cell, x, h):
+    kernel, recurrent, bias = (w.numpy() for w in cell.weights)
+    return np.tanh(x @ kernel + h @ recurrent + bias)
+
+
+def _layers(cell):
+    return [layer.cell for layer in cell.cells]
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_residual_add_numbers(dense):
+    x = _rand(3, 2, seed=4)
+    cell = get_rnn_cell(
+        "BasicRNNCell",
+        {"num_units": 2},
+        num_layers=3,
+        residual_connections=True,
+        residual_dense=dense,
+    )
+    states = [[tf.constant(_rand(3, 2, seed=10 + i))] for i in range(3)]
+    out, new_states = cell(tf.constant(x), states)
+    previous = [x]
+    for layer, state, new_state in zip(_layers(cell), states, new_states):
+        y = _simple_rnn_numpy(layer, previous[-1], state[0].numpy())
+        np.testing.assert_allclose(new_state[0], y, rtol=1e-5, atol=1e-6)
+        previous.append(y + (sum(previous) if dense else previous[-1]))
+    np.testing.assert_allclose(out, previous[-1], rtol=1e-5, atol=1e-6)
+
+
+def test_residual_projects_a_different_input_width():
+    x = _rand(3, 5, seed=4)
+    cell = get_rnn_cell(
+        "BasicRNNCell", {"num_units": 2}, num_layers=2, residual_connections=True
+    )
+    out, _ = _step(cell, x)
+    dense = cell.input_transform
+    projected = x @ dense.kernel.numpy() + dense.bias.numpy()
+    first, second = _layers(cell)
+    x1 = _simple_rnn_numpy(first, projected, np.zeros([3, 2])) + projected
+    x2 = _simple_rnn_numpy(second, x1, np.zeros([3, 2])) + x1
+    np.testing.assert_allclose(out, x2, rtol=1e-5, atol=1e-6)
+
+
+def test_residual_mean_numbers():
+    x = _rand(3, 2, seed=4)
+    cell = get_rnn_cell(
+        "BasicRNNCell",
+        {"num_units": 2},
+        num_layers=2,
+        residual_connections=True,
+        residual_combiner="mean",
+        residual_dense=True,
+    )
+    out, _ = _step(cell, x)
+    first, second = _layers(cell)
+    x1 = _simple_rnn_numpy(first, x, np.zeros([3, 2])) + x
+    x2 = _simple_rnn_numpy(second, x1, np.zeros([3, 2])) + (x + x1) / 2
+    np.testing.assert_allclose(out, x2, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "width, dense, expected",
+    [(2, False, 6), (5, False, 9), (2, True, 8), (5, True, 14)],
+)
+def test_residual_concat_widths(width, dense, expected):
+    cell = get_rnn_cell(
+        "GRUCell",
+        {"num_units": 2},
+        num_layers=2,
+        residual_connections=True,
+        residual_combiner="concat",
+        residual_dense=dense,
+    )
+    assert cell.output_size is None  # known once the input width is
+    out, states = _step(cell, _rand(1, width))
+    assert out.shape == (1, expected) and cell.output_size == expected
+    assert [s[0].shape for s in states] == [(1, 2), (1, 2)]
+
+
+def test_residuals_ignored_with_one_layer():
+    cell = get_rnn_cell("GRUCell", {"num_units": 2}, residual_connections=True)
+    out, _ = _step(cell, _rand(1, 5))
+    assert out.shape == (1, 2) and cell.input_transform is None
+
+
+# --------------------------------------------------- structure, saving
+
+
+def test_states_are_plain_nests_for_beam_search():
+    cell = get_rnn_cell("LSTMCell", {"num_units": 3}, num_layers=2)
+    _, state = _step(cell, _rand(4, 2))
+    x2 = _rand(4, 2, seed=1)
+    out, _ = cell(tf.constant(x2), state)
+    reordered = tf.nest.map_structure(lambda t: tf.gather(t, [3, 2, 1, 0]), state)
+    tf.nest.assert_same_structure(reordered, cell.state_size)
+    out2, _ = cell(tf.constant(x2[::-1].copy()), reordered)
+    np.testing.assert_allclose(out2, out.numpy()[::-1], rtol=1e-5, atol=1e-6)
+    # Tuples are accepted as states too.
+    cell(tf.constant(_rand(4, 2)), tuple(tuple(layer) for layer in state))
+
+
+def test_runs_in_keras_rnn_and_tf_function():
+    cell = get_rnn_cell("GRUCell", {"num_units": 3}, num_layers=2)
+    rnn = keras.layers.RNN(cell, return_sequences=True, return_state=True)
+    x = tf.constant(_rand(2, 4, 5))
+    eager, *_ = rnn(x)
+    graph, *_ = tf.function(lambda v: rnn(v))(x)
+    np.testing.assert_allclose(eager, graph, rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_saves_every_layer(tmp_path):
+    x = _rand(2, 5)
+    cell = get_rnn_cell(
+        "LSTMCell", {"num_units": 2}, num_layers=3, residual_connections=True
+    )
+    out, _ = _step(cell, x)
+    path = tf.train.Checkpoint(cell=cell).save(str(tmp_path / "ckpt"))
+    names = [name for name, _ in tf.train.list_variables(path) if "cell/" in name]
+    assert len(names) == len(cell.weights) == 3 * 3 + 2
+    other = get_rnn_cell(
+        "LSTMCell", {"num_units": 2}, num_layers=3, residual_connections=True
+    )
+    _step(other, x)
+    tf.train.Checkpoint(cell=other).restore(path).assert_consumed()
+    np.testing.assert_allclose(_step(other, x)[0], out)
+
+
+def test_multi_cell_accepts_any_keras_cells():
+    cell = ExtendedMultiRNNCell([keras.layers.GRUCell(2), keras.layers.LSTMCell(2)])
+    assert cell.state_size == [[2], [2, 2]]
+    out, _ = _step(cell, _rand(1, 3))
+    assert out.shape == (1, 2)
