@@ -1,0 +1,297 @@
+"""Decoding strategies: free-running generation driven by `decoder.step`.
+
+A strategy owns the loop over time, the choice of the next token and the
+stopping rule; the decoder only maps `(inputs, state, memory)` to
+`(logits, new_state, attention)`. Any decoder with that `step` (an RNN
+decoder, an attention decoder, a Transformer decoder whose state is its
+key/value cache) works with every strategy here.
+
+All loops are `tf.while_loop`s, so the strategies can be traced inside
+`tf.function` with a dynamic batch size and length limit.
+
+The nest helpers (`tile_batch`, `gather_batch`, `where_batch`,
+`split_beams`, `merge_beams`, `gather_beams`) treat any state or memory
+structure whose tensor leaves start with the batch dimension; rank-0 leaves
+(step counters and the like) are passed through untouched. Beam search is
+meant to be built from them next to `greedy_decode`.
+"""
+
+import collections
+
+import tensorflow as tf
+
+from seq2seq.errors import ConfigError
+
+SAMPLING_MODES = ("argmax", "sample")
+
+
+class DecodeResult(
+    collections.namedtuple(
+        "DecodeResult", ["ids", "lengths", "log_probs", "step_log_probs", "attention"]
+    )
+):
+    """Output of a decoding strategy.
+
+    Fields:
+      ids: [B, T] int32 chosen tokens; after a sequence's end token, end
+        tokens again. `T` is the number of steps run (at most the limit).
+      lengths: [B] int32 number of tokens up to and including the end token;
+        the number of steps run for a sequence that never ended.
+      log_probs: [B] float32 sum of the chosen tokens' log-probabilities up to
+        and including the end token.
+      step_log_probs: [B, T] float32 log-probability of each chosen token, 0
+        after the end.
+      attention: [B, T, S] float32 attention scores of each step (zeros after
+        the end), or None for decoders without attention.
+    """
+
+
+# ----------------------------------------------------------------- nests
+
+
+def _map_batch_leaves(fn, nest):
+    """Applies `fn` to every tensor leaf of rank >= 1; others pass through."""
+
+    def apply(leaf):
+        leaf = tf.convert_to_tensor(leaf)
+        if leaf.shape.rank == 0:
+            return leaf
+        return fn(leaf)
+
+    return tf.nest.map_structure(apply, nest)
+
+
+def tile_batch(nest, multiplier):
+    """Repeats every batch entry `multiplier` times, keeping copies adjacent.
+
+    `[a, b]` with multiplier 3 becomes `[a, a, a, b, b, b]`: the layout that
+    beam search uses for `[B * K, ...]` tensors.
+
+    Args:
+      nest: A nest of [B, ...] tensors.
+      multiplier: Python int.
+
+    Returns:
+      The same structure with [B * multiplier, ...] leaves.
+    """
+    return _map_batch_leaves(lambda t: tf.repeat(t, multiplier, axis=0), nest)
+
+
+def gather_batch(nest, indices):
+    """Selects batch entries of every leaf: `leaf[indices]` along axis 0.
+
+    Args:
+      nest: A nest of [B, ...] tensors.
+      indices: [N] int indices into the batch.
+
+    Returns:
+      The same structure with [N, ...] leaves.
+    """
+    return _map_batch_leaves(lambda t: tf.gather(t, indices, axis=0), nest)
+
+
+def where_batch(condition, x, y):
+    """Per batch entry, takes the leaf of `x` where `condition`, else of `y`.
+
+    Args:
+      condition: [B] bool.
+      x: A nest of [B, ...] tensors.
+      y: A nest with the same structure, shapes and dtypes as `x`.
+
+    Returns:
+      The selected nest.
+    """
+
+    def select(a, b):
+        a = tf.convert_to_tensor(a)
+        b = tf.convert_to_tensor(b)
+        if b.shape.rank == 0:
+            return b
+        mask = tf.reshape(condition, [-1] + [1] * (b.shape.rank - 1))
+        return tf.where(mask, a, b)
+
+    return tf.nest.map_structure(select, x, y)
+
+
+def split_beams(tensor, beam_width):
+    """[B * K, ...] -> [B, K, ...]."""
+    shape = tf.shape(tensor)
+    new_shape = tf.concat([[-1, beam_width], shape[1:]], axis=0)
+    return tf.reshape(tensor, new_shape)
+
+
+def merge_beams(tensor):
+    """[B, K, ...] -> [B * K, ...]."""
+    shape = tf.shape(tensor)
+    new_shape = tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0)
+    return tf.reshape(tensor, new_shape)
+
+
+def gather_beams(nest, parent_ids, beam_width):
+    """Reorders the beams of every leaf of a flattened-beam nest.
+
+    Args:
+      nest: A nest of [B * K, ...] tensors (beams of an entry adjacent).
+      parent_ids: [B, K] int indices in `[0, K)`: the new beam `k` of entry
+        `b` copies the old beam `parent_ids[b, k]` of the same entry.
+      beam_width: K, a Python int.
+
+    Returns:
+      The reordered nest, [B * K, ...] leaves.
+    """
+    parent_ids = tf.cast(parent_ids, tf.int32)
+    offsets = tf.range(tf.shape(parent_ids)[0]) * beam_width
+    flat = tf.reshape(parent_ids + offsets[:, None], [-1])
+    return gather_batch(nest, flat)
+
+
+# -------------------------------------------------------------- sampling
+
+
+def _check_sampling(sampling, temperature):
+    if sampling not in SAMPLING_MODES:
+        raise ConfigError(
+            f"unknown sampling mode {sampling!r}; use one of "
+            f"{', '.join(SAMPLING_MODES)}."
+        )
+    if sampling == "sample" and not temperature > 0:
+        raise ConfigError(f"sampling temperature must be > 0, got {temperature!r}.")
+
+
+def select_ids(log_probs, sampling="argmax", temperature=1.0, seed=None, step=0):
+    """Chooses one token per row.
+
+    Args:
+      log_probs: [B, V] float32 log-probabilities.
+      sampling: `argmax` (most likely token) or `sample` (draw from
+        `softmax(log_probs / temperature)`).
+      temperature: Sampling temperature, > 0.
+      seed: Optional int; with a seed, draws are stateless and depend only
+        on `(seed, step)`, so runs are reproducible.
+      step: The decoding step (int or scalar tensor), mixed into the seed.
+
+    Returns:
+      [B] int32 token ids.
+    """
+    if sampling == "argmax":
+        return tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+    logits = log_probs / tf.cast(temperature, log_probs.dtype)
+    if seed is None:
+        draws = tf.random.categorical(logits, 1, dtype=tf.int32)
+    else:
+        pair = tf.stack([tf.cast(seed, tf.int32), tf.cast(step, tf.int32)])
+        draws = tf.random.stateless_categorical(logits, 1, seed=pair, dtype=tf.int32)
+    return draws[:, 0]
+
+
+# ------------------------------------------------------------ strategies
+
+
+def greedy_decode(
+    decoder,
+    embedding_fn,
+    start_ids,
+    end_id,
+    state,
+    memory,
+    max_length=None,
+    sampling="argmax",
+    temperature=1.0,
+    seed=None,
+):
+    """Generates one sequence per batch entry, one token at a time.
+
+    At each step the previous token is embedded, `decoder.step` gives the
+    next distribution, and a token is chosen (`argmax`, or drawn with
+    `sample`). A sequence finishes when it emits `end_id`; from then on it
+    emits `end_id`, adds nothing to its score and keeps its state. The loop
+    stops when every sequence has finished or after `max_length` steps.
+
+    Args:
+      decoder: An object with `step(inputs [B, E], state, memory, training)
+        -> (logits [B, V], new_state, attention [B, S] or None)`.
+      embedding_fn: Maps [B] int32 ids to [B, E] embeddings.
+      start_ids: [B] int ids fed at the first step (SEQUENCE_START).
+      end_id: Int id that ends a sequence (SEQUENCE_END).
+      state: The decoder's initial state.
+      memory: The decoder's memory (`prepare_memory`).
+      max_length: Most steps to run (int or scalar tensor, >= 1); the
+        decoder's `max_decode_length` when None.
+      sampling: `argmax` or `sample`.
+      temperature: Softmax temperature for `sample`.
+      seed: Optional int for reproducible sampling.
+
+    Returns:
+      A `DecodeResult`. Log-probabilities are those of the model (without
+      the temperature).
+
+    Raises:
+      ConfigError: An unknown sampling mode or a non-positive temperature.
+    """
+    _check_sampling(sampling, temperature)
+    if max_length is None:
+        max_length = decoder.max_decode_length
+    max_length = tf.cast(max_length, tf.int32)
+    start_ids = tf.cast(tf.convert_to_tensor(start_ids), tf.int32)
+    end_id = tf.cast(end_id, tf.int32)
+    batch_size = tf.shape(start_ids)[0]
+    saw_attention = []
+
+    def cond(step, prev_ids, state, finished, *_):
+        del prev_ids, state
+        return tf.logical_and(
+            step < max_length, tf.logical_not(tf.reduce_all(finished))
+        )
+
+    def body(step, prev_ids, state, finished, lengths, scores, ids_ta, lp_ta, att_ta):
+        logits, new_state, attention = decoder.step(
+            embedding_fn(prev_ids), state, memory, training=False
+        )
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+        ids = select_ids(log_probs, sampling, temperature, seed, step)
+        ids = tf.where(finished, end_id, ids)
+        chosen = tf.gather(log_probs, ids, axis=1, batch_dims=1)
+        chosen = tf.where(finished, 0.0, chosen)
+        lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)
+        scores = scores + chosen
+        new_state = where_batch(finished, state, new_state)
+        ids_ta = ids_ta.write(step, ids)
+        lp_ta = lp_ta.write(step, chosen)
+        if attention is not None:
+            saw_attention.append(True)
+            attention = tf.cast(attention, tf.float32)
+            attention = tf.where(finished[:, None], 0.0, attention)
+            att_ta = att_ta.write(step, attention)
+        finished = tf.logical_or(finished, tf.equal(ids, end_id))
+        return (
+            step + 1,
+            ids,
+            new_state,
+            finished,
+            lengths,
+            scores,
+            ids_ta,
+            lp_ta,
+            att_ta,
+        )
+
+    loop_vars = (
+        tf.constant(0, tf.int32),
+        start_ids,
+        state,
+        tf.zeros([batch_size], tf.bool),
+        tf.zeros([batch_size], tf.int32),
+        tf.zeros([batch_size], tf.float32),
+        tf.TensorArray(tf.int32, size=max_length),
+        tf.TensorArray(tf.float32, size=max_length),
+        tf.TensorArray(tf.float32, size=max_length),
+    )
+    outputs = tf.while_loop(cond, body, loop_vars, maximum_iterations=max_length)
+    num_steps, _, _, _, lengths, scores, ids_ta, lp_ta, att_ta = outputs
+    steps = tf.range(num_steps)
+    ids = tf.transpose(ids_ta.gather(steps))
+    step_log_probs = tf.transpose(lp_ta.gather(steps))
+    attention = None
+    if saw_attention:
+        attention = tf.transpose(att_ta.gather(steps), [1, 0, 2])
+    return DecodeResult(ids, lengths, scores, step_log_probs, attention)

@@ -1,0 +1,157 @@
+"""Tests for seq2seq.decoders.attention."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seq2seq.configurable import locate_class
+from seq2seq.decoders.attention import (
+    AttentionLayerBahdanau,
+    AttentionLayerDot,
+)
+from seq2seq.errors import ConfigError
+
+
+def _identity_projections(layer, key_depth, query_depth):
+    """Builds the projections and sets them to identity with zero bias."""
+    units = layer.num_units
+    layer.key_layer.build((None, None, key_depth))
+    layer.query_layer.build((None, query_depth))
+    layer.key_layer.kernel.assign(np.eye(key_depth, units, dtype=np.float32))
+    layer.key_layer.bias.assign(np.zeros(units, np.float32))
+    layer.query_layer.kernel.assign(np.eye(query_depth, units, dtype=np.float32))
+    layer.query_layer.bias.assign(np.zeros(units, np.float32))
+
+
+def test_default_params_and_validation():
+    assert AttentionLayerDot.default_params() == {"num_units": 128}
+    layer = AttentionLayerBahdanau({}, "train")
+    assert layer.num_units == 128
+    with pytest.raises(ConfigError, match="num_units"):
+        AttentionLayerDot({"num_unit": 3}, "train")
+
+
+def test_dot_scores_by_hand():
+    layer = AttentionLayerDot({"num_units": 2}, "infer")
+    _identity_projections(layer, 2, 2)
+    keys = tf.constant([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    values = tf.constant([[[10.0], [20.0], [1000.0]]])
+    query = tf.constant([[2.0, 1.0]])
+    scores, context = layer(query, layer.project_keys(keys), values, tf.constant([2]))
+    # Raw scores [2, 1, 15]; the third position is padding.
+    first = math.e / (math.e + 1.0)
+    np.testing.assert_allclose(scores.numpy(), [[first, 1.0 - first, 0.0]], rtol=1e-6)
+    assert scores.numpy()[0, 2] == 0.0
+    np.testing.assert_allclose(
+        context.numpy(), [[10.0 * first + 20.0 * (1.0 - first)]], rtol=1e-6
+    )
+
+
+def test_bahdanau_scores_by_hand():
+    layer = AttentionLayerBahdanau({"num_units": 2}, "infer")
+    _identity_projections(layer, 2, 2)
+    layer.v_att.assign([1.0, -1.0])
+    keys = np.array([[[0.5, 0.0], [0.0, 0.5], [1.0, 1.0]]], np.float32)
+    query = np.array([[0.2, -0.3]], np.float32)
+    values = np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]], np.float32)
+    scores, context = layer(
+        tf.constant(query),
+        layer.project_keys(tf.constant(keys)),
+        tf.constant(values),
+        tf.constant([3]),
+    )
+    hidden = np.tanh(keys + query[:, None, :])
+    raw = hidden[..., 0] - hidden[..., 1]
+    expected = np.exp(raw) / np.exp(raw).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(scores.numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(
+        context.numpy(), np.einsum("bs,bsd->bd", expected, values), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("cls", [AttentionLayerDot, AttentionLayerBahdanau])
+def test_shapes_masking_and_normalization(cls):
+    rng = np.random.default_rng(0)
+    batch, length, key_depth, value_depth, query_depth = 4, 5, 3, 6, 7
+    layer = cls({"num_units": 8}, "train")
+    keys = tf.constant(rng.normal(size=(batch, length, key_depth)), tf.float32)
+    values = tf.constant(rng.normal(size=(batch, length, value_depth)), tf.float32)
+    query = tf.constant(rng.normal(size=(batch, query_depth)), tf.float32)
+    lengths = tf.constant([5, 3, 1, 0])
+    projected = layer.project_keys(keys)
+    assert projected.shape == (batch, length, 8)
+    scores, context = layer(query, projected, values, lengths)
+    assert scores.shape == (batch, length)
+    assert scores.dtype == tf.float32
+    assert context.shape == (batch, value_depth)
+    scores = scores.numpy()
+    for row, valid in enumerate([5, 3, 1, 0]):
+        np.testing.assert_array_equal(scores[row, valid:], 0.0)
+        assert scores[row, :valid].sum() == pytest.approx(1.0 if valid else 0.0)
+    np.testing.assert_allclose(
+        context.numpy(), np.einsum("bs,bsd->bd", scores, values.numpy()), atol=1e-6
+    )
+    # An empty sequence attends to nothing.
+    np.testing.assert_array_equal(context.numpy()[3], 0.0)
+
+
+def test_bahdanau_has_v_and_projections():
+    layer = AttentionLayerBahdanau({"num_units": 4}, "train")
+    layer(
+        tf.zeros([1, 3]),
+        layer.project_keys(tf.zeros([1, 2, 5])),
+        tf.zeros([1, 2, 6]),
+        tf.constant([2]),
+    )
+    shapes = sorted(tuple(w.shape) for w in layer.trainable_weights)
+    assert shapes == [(3, 4), (4,), (4,), (4,), (5, 4)]
+
+
+def test_masking_is_safe_under_mixed_precision():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        layer = AttentionLayerDot({"num_units": 4}, "train")
+        keys = tf.random.normal([2, 3, 5], seed=1)
+        values = tf.cast(tf.random.normal([2, 3, 6], seed=2), tf.float16)
+        scores, context = layer(
+            tf.random.normal([2, 4], seed=3),
+            layer.project_keys(keys),
+            values,
+            tf.constant([3, 1]),
+        )
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert scores.dtype == tf.float32
+    assert context.dtype == tf.float16
+    assert np.isfinite(scores.numpy()).all()
+    np.testing.assert_array_equal(scores.numpy()[1, 1:], 0.0)
+    np.testing.assert_allclose(scores.numpy().sum(axis=1), [1.0, 1.0], rtol=1e-6)
+
+
+def test_gradients_flow_to_every_weight():
+    layer = AttentionLayerBahdanau({"num_units": 4}, "train")
+    keys = tf.random.normal([2, 3, 5], seed=4)
+    with tf.GradientTape() as tape:
+        _, context = layer(
+            tf.random.normal([2, 4], seed=5),
+            layer.project_keys(keys),
+            keys,
+            tf.constant([3, 2]),
+        )
+        loss = tf.reduce_sum(context**2)
+    grads = tape.gradient(loss, layer.trainable_weights)
+    assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+
+
+def test_dotted_class_names_resolve():
+    assert locate_class("seq2seq.decoders.attention.AttentionLayerDot") is (
+        AttentionLayerDot
+    )
+    assert (
+        locate_class("AttentionLayerBahdanau", ["seq2seq.decoders.attention"])
+        is AttentionLayerBahdanau
+    )

@@ -1,0 +1,298 @@
+"""Tests for the RNN decoders (seq2seq.decoders)."""
+
+import collections
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import seq2seq.decoders
+from seq2seq.configurable import locate_class
+from seq2seq.decoders import (
+    AttentionDecoder,
+    AttentionLayerDot,
+    BasicDecoder,
+    RNNDecoder,
+)
+from seq2seq.errors import ConfigError
+from seq2seq.rnn_cell import default_rnn_cell_params
+
+# Same fields as seq2seq.encoders.encoder.EncoderOutput.
+EncoderOutput = collections.namedtuple(
+    "EncoderOutput",
+    ["outputs", "final_state", "attention_values", "attention_values_length"],
+)
+
+BATCH, SRC_LEN, SRC_DEPTH, VALUE_DEPTH, EMBED, VOCAB, TGT_LEN = 3, 5, 6, 4, 5, 11, 4
+
+
+def _cell_params(cell_class="GRUCell", units=8, layers=1):
+    return {
+        "rnn_cell": {
+            "cell_class": cell_class,
+            "cell_params": {"num_units": units},
+            "num_layers": layers,
+        }
+    }
+
+
+def _encoder_output(seed=0):
+    rng = np.random.default_rng(seed)
+    return EncoderOutput(
+        outputs=tf.constant(rng.normal(size=(BATCH, SRC_LEN, SRC_DEPTH)), tf.float32),
+        final_state=None,
+        attention_values=tf.constant(
+            rng.normal(size=(BATCH, SRC_LEN, VALUE_DEPTH)), tf.float32
+        ),
+        attention_values_length=tf.constant([5, 2, 3]),
+    )
+
+
+def _basic(cell_class="GRUCell", layers=1, mode="train", **params):
+    params = {**_cell_params(cell_class, layers=layers), **params}
+    return BasicDecoder(params, mode, VOCAB)
+
+
+def _attention(cell_class="GRUCell", layers=1, mode="train", **params):
+    params = {**_cell_params(cell_class, layers=layers), **params}
+    attention = AttentionLayerDot({"num_units": 7}, mode)
+    return AttentionDecoder(params, mode, VOCAB, attention_layer=attention)
+
+
+DECODERS = [
+    pytest.param(lambda: _basic("GRUCell"), id="basic-gru"),
+    pytest.param(lambda: _basic("LSTMCell", layers=2), id="basic-lstm2"),
+    pytest.param(lambda: _attention("GRUCell"), id="attention-gru"),
+    pytest.param(lambda: _attention("LSTMCell", layers=2), id="attention-lstm2"),
+]
+
+
+def _inputs(seed=1, length=TGT_LEN):
+    return tf.random.stateless_normal([BATCH, length, EMBED], seed=[seed, 0])
+
+
+def _random_cell_state(decoder, seed=2):
+    return tf.nest.map_structure(
+        lambda size: tf.random.stateless_normal([BATCH, size], seed=[seed, size]),
+        decoder.cell_state_size,
+    )
+
+
+def test_default_params_match_the_original():
+    params = RNNDecoder.default_params()
+    assert params["max_decode_length"] == 100
+    assert params["init_scale"] == 0.04
+    assert params["rnn_cell"] == default_rnn_cell_params()
+    assert AttentionDecoder.default_params() == params
+    decoder = BasicDecoder({}, "infer", VOCAB)
+    assert decoder.max_decode_length == 100
+    assert decoder.name == "basic_decoder"
+    assert _basic(max_decode_length=7).max_decode_length == 7
+
+
+def test_unknown_param_is_an_error():
+    with pytest.raises(ConfigError, match="max_decode_length"):
+        BasicDecoder({"max_decode_len": 3}, "train", VOCAB)
+
+
+def test_exports_and_dotted_names():
+    assert seq2seq.decoders.AttentionDecoder is AttentionDecoder
+    assert seq2seq.decoders.attention.AttentionLayerDot is AttentionLayerDot
+    assert locate_class("seq2seq.decoders.AttentionDecoder") is AttentionDecoder
+    assert locate_class("BasicDecoder", ["seq2seq.decoders"]) is BasicDecoder
+
+
+@pytest.mark.parametrize("make", DECODERS)
+def test_teacher_forced_call_equals_stepping(make):
+    decoder = make()
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    inputs = _inputs()
+    logits, attention = decoder(inputs, state, memory, training=False)
+    assert logits.shape == (BATCH, TGT_LEN, VOCAB)
+    assert logits.dtype == tf.float32
+
+    stepped_logits, stepped_attention = [], []
+    for time in range(TGT_LEN):
+        step_logits, state, step_attention = decoder.step(
+            inputs[:, time], state, memory, training=False
+        )
+        assert step_logits.shape == (BATCH, VOCAB)
+        stepped_logits.append(step_logits)
+        stepped_attention.append(step_attention)
+    np.testing.assert_allclose(
+        np.stack(stepped_logits, axis=1), logits.numpy(), rtol=1e-5, atol=1e-6
+    )
+    if decoder.has_attention:
+        assert attention.shape == (BATCH, TGT_LEN, SRC_LEN)
+        np.testing.assert_allclose(
+            np.stack(stepped_attention, axis=1), attention.numpy(), atol=1e-6
+        )
+    else:
+        assert attention is None
+        assert all(a is None for a in stepped_attention)
+
+
+def test_attention_rows_sum_to_one_over_valid_positions():
+    decoder = _attention()
+    memory = decoder.prepare_memory(_encoder_output())
+    _, attention = decoder(_inputs(), decoder.initial_state(memory), memory)
+    attention = attention.numpy()
+    for row, valid in enumerate([5, 2, 3]):
+        np.testing.assert_array_equal(attention[row, :, valid:], 0.0)
+        np.testing.assert_allclose(attention[row, :, :valid].sum(-1), 1.0, rtol=1e-5)
+
+
+def test_call_compiles_with_dynamic_length():
+    decoder = _attention("LSTMCell")
+    encoder_output = _encoder_output()
+
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None, EMBED], tf.float32)],
+        reduce_retracing=True,
+    )
+    def run(inputs):
+        memory = decoder.prepare_memory(encoder_output)
+        return decoder(inputs, decoder.initial_state(memory), memory)
+
+    run(_inputs(length=2))  # creates the variables (a trace of its own)
+    tracing_count = run.experimental_get_tracing_count()
+    for length in (1, 3, 6):
+        logits, attention = run(_inputs(length=length))
+        assert logits.shape == (BATCH, length, VOCAB)
+        assert attention.shape == (BATCH, length, SRC_LEN)
+    assert run.experimental_get_tracing_count() == tracing_count
+    # Eager and compiled calls agree.
+    memory = decoder.prepare_memory(encoder_output)
+    eager_logits, _ = decoder(_inputs(length=6), decoder.initial_state(memory), memory)
+    np.testing.assert_allclose(eager_logits.numpy(), logits.numpy(), atol=1e-6)
+
+
+def test_keys_are_projected_once():
+    decoder = _attention()
+    calls = []
+    original = decoder.attention.project_keys
+
+    def counting(keys):
+        calls.append(keys.shape)
+        return original(keys)
+
+    decoder.attention.project_keys = counting
+    memory = decoder.prepare_memory(_encoder_output())
+    assert calls == [(BATCH, SRC_LEN, SRC_DEPTH)]
+    assert memory["keys"].shape == (BATCH, SRC_LEN, 7)
+    assert memory["values"].shape == (BATCH, SRC_LEN, VALUE_DEPTH)
+    np.testing.assert_array_equal(memory["lengths"].numpy(), [5, 2, 3])
+    state = decoder.initial_state(memory)
+    decoder(_inputs(), state, memory)
+    for _ in range(3):
+        _, state, _ = decoder.step(_inputs()[:, 0], state, memory)
+    assert len(calls) == 1
+
+
+def test_state_conventions():
+    decoder = _attention("LSTMCell", layers=2)
+    assert decoder.cell_state_size == [[8, 8], [8, 8]]
+    memory = decoder.prepare_memory(_encoder_output())
+    zero = decoder.initial_state(memory)
+    assert sorted(zero) == ["cell", "context"]
+    assert zero["context"].shape == (BATCH, VALUE_DEPTH)
+    assert [[t.shape for t in layer] for layer in zero["cell"]] == [
+        [(BATCH, 8), (BATCH, 8)]
+    ] * 2
+    assert all(not np.any(t.numpy()) for t in tf.nest.flatten(zero))
+    # A bridge may hand over tuples; the state is repacked like state_size.
+    given = tuple(tuple(layer) for layer in _random_cell_state(decoder))
+    state = decoder.initial_state(memory, given)
+    assert isinstance(state["cell"], list) and isinstance(state["cell"][0], list)
+    np.testing.assert_array_equal(state["cell"][1][0].numpy(), given[1][0].numpy())
+    _, new_state, _ = decoder.step(_inputs()[:, 0], state, memory)
+    tf.nest.assert_same_structure(state, new_state)
+    # A scalar second argument is a batch size.
+    assert decoder.initial_state(memory, 2)["context"].shape == (2, VALUE_DEPTH)
+
+    basic = _basic("GRUCell")
+    basic_memory = basic.prepare_memory(_encoder_output())
+    basic_state = basic.initial_state(basic_memory)
+    assert list(basic_state) == ["cell"]
+    assert basic.cell_state_size == [[8]]
+    assert [[t.shape for t in layer] for layer in basic_state["cell"]] == [[(BATCH, 8)]]
+
+
+def test_init_scale_bounds_output_layer_weights():
+    decoder = _attention(init_scale=0.01)
+    memory = decoder.prepare_memory(_encoder_output())
+    decoder(_inputs(), decoder.initial_state(memory), memory)
+    for layer in (decoder.mix_layer, decoder.logits_layer):
+        kernel = layer.kernel.numpy()
+        assert np.abs(kernel).max() <= 0.01
+        assert np.abs(kernel).max() > 0
+        np.testing.assert_array_equal(layer.bias.numpy(), 0.0)
+    assert decoder.mix_layer.kernel.shape == (8 + VALUE_DEPTH, 8)
+    cell_kernels = [w for w in decoder.cell.weights if "kernel" in w.path]
+    assert len(cell_kernels) == 2
+    for kernel in cell_kernels:
+        assert np.abs(kernel.numpy()).max() <= 0.01
+
+
+def test_custom_cell_and_gradients():
+    cell = keras.layers.LSTMCell(6)
+    decoder = AttentionDecoder(
+        {},
+        "train",
+        VOCAB,
+        attention_layer=AttentionLayerDot({"num_units": 3}, "train"),
+        cell=cell,
+    )
+    assert decoder.cell is cell
+    memory_source = _encoder_output()
+    with tf.GradientTape() as tape:
+        memory = decoder.prepare_memory(memory_source)
+        logits, _ = decoder(_inputs(), decoder.initial_state(memory), memory)
+        loss = tf.reduce_mean(
+            tf.nn.sparse_softmax_cross_entropy_with_logits(
+                tf.zeros([BATCH, TGT_LEN], tf.int32), logits
+            )
+        )
+    weights = decoder.trainable_weights
+    # cell (3) + attention query/key projections (4) + mix (2) + logits (2)
+    assert len(weights) == 11
+    grads = tape.gradient(loss, weights)
+    assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
+
+
+def test_default_attention_layer_is_bahdanau_128():
+    decoder = AttentionDecoder(_cell_params(), "infer", VOCAB)
+    assert type(decoder.attention).__name__ == "AttentionLayerBahdanau"
+    assert decoder.attention.num_units == 128
+
+
+def test_training_flag_reaches_the_cell_dropout():
+    decoder = _attention(
+        rnn_cell={**_cell_params()["rnn_cell"], "dropout_input_keep_prob": 0.5}
+    )
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    quiet = [decoder(_inputs(), state, memory, training=False)[0] for _ in range(2)]
+    np.testing.assert_array_equal(quiet[0].numpy(), quiet[1].numpy())
+    noisy = decoder(_inputs(), state, memory, training=True)[0]
+    assert not np.allclose(noisy.numpy(), quiet[0].numpy())
+
+
+def test_teacher_forcing_compiles_with_xla():
+    decoder = _attention("LSTMCell")
+    encoder_output = _encoder_output()
+
+    def loss_and_grads(inputs):
+        with tf.GradientTape() as tape:
+            memory = decoder.prepare_memory(encoder_output)
+            logits, _ = decoder(inputs, decoder.initial_state(memory), memory)
+            loss = tf.reduce_mean(tf.square(logits))
+        return loss, tape.gradient(loss, decoder.trainable_weights)
+
+    loss, grads = loss_and_grads(_inputs())  # builds the variables
+    xla_loss, xla_grads = tf.function(loss_and_grads, jit_compile=True)(_inputs())
+    np.testing.assert_allclose(xla_loss.numpy(), loss.numpy(), rtol=1e-4)
+    for grad, xla_grad in zip(grads, xla_grads):
+        np.testing.assert_allclose(xla_grad.numpy(), grad.numpy(), rtol=1e-3, atol=1e-6)

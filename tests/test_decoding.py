@@ -1,0 +1,301 @@
+"""Tests for seq2seq.inference.decoding."""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seq2seq.decoders import AttentionDecoder, AttentionLayerDot, BasicDecoder
+from seq2seq.errors import ConfigError
+from seq2seq.inference import decoding
+
+END = 1
+VOCAB = 7
+
+
+class ScriptedDecoder:
+    """A decoder whose step `t` for entry `b` strongly prefers
+    `script[b, t]`; its state counts the steps it has taken."""
+
+    max_decode_length = 9
+
+    def __init__(self, script, peak=4.0):
+        self.script = tf.constant(script, tf.int32)
+        self.peak = peak
+        self.calls = []  # (inputs, state) seen, when run eagerly
+
+    def initial_state(self, batch_size):
+        return {
+            "time": tf.zeros([batch_size], tf.int32),
+            "total": tf.zeros([batch_size, 2], tf.float32),
+        }
+
+    def step(self, inputs, state, memory, training=None):
+        del memory, training
+        self.calls.append((inputs, state))
+        time = tf.minimum(state["time"], self.script.shape[1] - 1)
+        wanted = tf.gather(self.script, time, axis=1, batch_dims=1)
+        logits = tf.one_hot(wanted, VOCAB, on_value=self.peak, off_value=0.0)
+        new_state = {"time": state["time"] + 1, "total": state["total"] + 1.0}
+        return logits, new_state, None
+
+
+def one_hot_embedding(ids):
+    return tf.one_hot(ids, VOCAB)
+
+
+def _expected_step_log_prob(peak=4.0):
+    # log softmax of a one-hot*peak row at its peak.
+    return peak - np.log(np.exp(peak) + VOCAB - 1)
+
+
+SCRIPT = [
+    [4, 5, END, 6, 6, 6],
+    [3, END, 2, 2, 2, 2],
+    [2, 2, 2, 2, 2, 2],  # never ends
+]
+
+
+def test_rigged_decoder_gives_its_sequences_inside_tf_function():
+    decoder = ScriptedDecoder(SCRIPT)
+
+    @tf.function
+    def run():
+        return decoding.greedy_decode(
+            decoder,
+            one_hot_embedding,
+            tf.zeros([3], tf.int32),
+            END,
+            decoder.initial_state(3),
+            {},
+            max_length=5,
+        )
+
+    result = run()
+    np.testing.assert_array_equal(
+        result.ids.numpy(),
+        [[4, 5, END, END, END], [3, END, END, END, END], [2, 2, 2, 2, 2]],
+    )
+    assert result.ids.dtype == tf.int32
+    np.testing.assert_array_equal(result.lengths.numpy(), [3, 2, 5])
+    assert result.lengths.dtype == tf.int32
+    step = _expected_step_log_prob()
+    np.testing.assert_allclose(
+        result.log_probs.numpy(), [3 * step, 2 * step, 5 * step], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        result.step_log_probs.numpy(),
+        np.array([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]) * step,
+        rtol=1e-5,
+    )
+    assert result.attention is None
+
+
+def test_stops_when_all_finished_and_freezes_finished_state():
+    decoder = ScriptedDecoder(SCRIPT[:2])
+    result = decoding.greedy_decode(
+        decoder,
+        one_hot_embedding,
+        tf.constant([0, 0]),
+        END,
+        decoder.initial_state(2),
+        {},
+        max_length=50,
+    )
+    np.testing.assert_array_equal(result.ids.numpy(), [[4, 5, END], [3, END, END]])
+    np.testing.assert_array_equal(result.lengths.numpy(), [3, 2])
+    # Eagerly, the loop body ran once per step: three steps, not fifty.
+    assert len(decoder.calls) == 3
+    # Each step was fed the previous choice (start token first).
+    fed = [tf.argmax(inputs, axis=-1).numpy().tolist() for inputs, _ in decoder.calls]
+    assert fed == [[0, 0], [4, 3], [5, END]]
+    # Entry 1 finished at step 1: its state no longer advanced afterwards.
+    times = [state["time"].numpy().tolist() for _, state in decoder.calls]
+    assert times == [[0, 0], [1, 1], [2, 2]]
+    totals = [state["total"].numpy()[:, 0].tolist() for _, state in decoder.calls]
+    assert totals == [[0, 0], [1, 1], [2, 2]]
+
+
+def test_frozen_state_is_not_overwritten():
+    # Entry 1 ends at step 0; its state must stay at the initial value.
+    decoder = ScriptedDecoder([[4, 4, 4, END], [END, 2, 2, 2]])
+    decoding.greedy_decode(
+        decoder,
+        one_hot_embedding,
+        tf.constant([0, 0]),
+        END,
+        decoder.initial_state(2),
+        {},
+        max_length=10,
+    )
+    times = [state["time"].numpy().tolist() for _, state in decoder.calls]
+    assert times == [[0, 0], [1, 1], [2, 1], [3, 1]]
+
+
+def test_max_length_defaults_to_decoder_limit():
+    decoder = ScriptedDecoder([[2] * 20])
+    result = decoding.greedy_decode(
+        decoder, one_hot_embedding, [0], END, decoder.initial_state(1), {}
+    )
+    assert result.ids.shape == (1, ScriptedDecoder.max_decode_length)
+    np.testing.assert_array_equal(result.lengths.numpy(), [9])
+
+
+def test_sampling_with_seed_is_reproducible():
+    # Flat distribution except a very unlikely end token.
+    script = [[END] * 12] * 6
+    decoder = ScriptedDecoder(script, peak=-30.0)
+
+    @tf.function
+    def run(seed):
+        return decoding.greedy_decode(
+            decoder,
+            one_hot_embedding,
+            tf.zeros([6], tf.int32),
+            END,
+            decoder.initial_state(6),
+            {},
+            max_length=12,
+            sampling="sample",
+            seed=seed,
+        ).ids
+
+    first, again, other = run(3).numpy(), run(3).numpy(), run(4).numpy()
+    np.testing.assert_array_equal(first, again)
+    assert (first != other).any()
+    assert first.shape == (6, 12)
+    assert not (first == END).any()
+    assert len(np.unique(first)) > 3
+
+
+def test_low_temperature_sampling_is_argmax():
+    decoder = ScriptedDecoder(SCRIPT)
+    kwargs = dict(max_length=5, sampling="sample", temperature=1e-3, seed=7)
+    result = decoding.greedy_decode(
+        decoder,
+        one_hot_embedding,
+        [0, 0, 0],
+        END,
+        decoder.initial_state(3),
+        {},
+        **kwargs,
+    )
+    np.testing.assert_array_equal(result.lengths.numpy(), [3, 2, 5])
+    # Log-probabilities are the model's, not the tempered ones.
+    step = _expected_step_log_prob()
+    np.testing.assert_allclose(result.log_probs.numpy()[1], 2 * step, rtol=1e-5)
+
+
+def test_bad_sampling_options():
+    decoder = ScriptedDecoder(SCRIPT)
+    state = decoder.initial_state(3)
+    with pytest.raises(ConfigError, match="sampling"):
+        decoding.greedy_decode(
+            decoder, one_hot_embedding, [0] * 3, END, state, {}, 3, "beam"
+        )
+    with pytest.raises(ConfigError, match="temperature"):
+        decoding.greedy_decode(
+            decoder, one_hot_embedding, [0] * 3, END, state, {}, 3, "sample", 0.0
+        )
+
+
+EncoderOutput = collections.namedtuple(
+    "EncoderOutput",
+    ["outputs", "final_state", "attention_values", "attention_values_length"],
+)
+
+
+def _real_setup(decoder_class):
+    params = {"rnn_cell": {"cell_class": "GRUCell", "cell_params": {"num_units": 6}}}
+    if decoder_class is AttentionDecoder:
+        decoder = AttentionDecoder(
+            params,
+            "infer",
+            VOCAB,
+            attention_layer=AttentionLayerDot({"num_units": 5}, "infer"),
+        )
+    else:
+        decoder = BasicDecoder(params, "infer", VOCAB)
+    embedding = tf.Variable(tf.random.stateless_normal([VOCAB, 4], seed=[1, 2]))
+    source = tf.random.stateless_normal([2, 3, 5], seed=[3, 4])
+    encoder_output = EncoderOutput(source, None, source, tf.constant([3, 2]))
+    return decoder, embedding, encoder_output
+
+
+@pytest.mark.parametrize("decoder_class", [BasicDecoder, AttentionDecoder])
+def test_greedy_agrees_with_teacher_forcing(decoder_class):
+    decoder, embedding, encoder_output = _real_setup(decoder_class)
+
+    def embed(ids):
+        return tf.nn.embedding_lookup(embedding, ids)
+
+    @tf.function
+    def run():
+        memory = decoder.prepare_memory(encoder_output)
+        state = decoder.initial_state(memory)
+        return decoding.greedy_decode(
+            decoder, embed, tf.fill([2], 0), END, state, memory, max_length=6
+        )
+
+    result = run()
+    ids = result.ids.numpy()
+    assert ids.shape[0] == 2 and 1 <= ids.shape[1] <= 6
+    memory = decoder.prepare_memory(encoder_output)
+    state = decoder.initial_state(memory)
+    inputs = embed(np.concatenate([[[0], [0]], ids[:, :-1]], axis=1))
+    logits, attention = decoder(inputs, state, memory)
+    log_probs = tf.nn.log_softmax(logits).numpy()
+    for row in range(2):
+        length = result.lengths.numpy()[row]
+        np.testing.assert_array_equal(
+            np.argmax(log_probs[row, :length], axis=-1), ids[row, :length]
+        )
+        chosen = log_probs[row, np.arange(length), ids[row, :length]]
+        assert result.log_probs.numpy()[row] == pytest.approx(chosen.sum(), abs=1e-4)
+    if decoder_class is AttentionDecoder:
+        assert result.attention.shape == (2, ids.shape[1], 3)
+        for row, valid in enumerate([3, 2]):
+            length = result.lengths.numpy()[row]
+            np.testing.assert_array_equal(result.attention.numpy()[row, :, valid:], 0.0)
+            np.testing.assert_allclose(
+                result.attention.numpy()[row, :length].sum(-1), 1.0, rtol=1e-5
+            )
+            np.testing.assert_array_equal(result.attention.numpy()[row, length:], 0.0)
+            np.testing.assert_allclose(
+                result.attention.numpy()[row, :length],
+                attention.numpy()[row, :length],
+                atol=1e-5,
+            )
+    else:
+        assert result.attention is None
+
+
+def test_tile_and_gather_helpers():
+    nest = {"a": tf.constant([[1, 2], [3, 4]]), "b": [tf.constant([5, 6])], "t": 7}
+    tiled = decoding.tile_batch(nest, 3)
+    np.testing.assert_array_equal(tiled["a"].numpy(), [[1, 2]] * 3 + [[3, 4]] * 3)
+    np.testing.assert_array_equal(tiled["b"][0].numpy(), [5, 5, 5, 6, 6, 6])
+    assert int(tiled["t"]) == 7
+    assert tiled["a"].shape == (6, 2)
+
+    picked = decoding.gather_batch(nest, tf.constant([1, 1, 0]))
+    np.testing.assert_array_equal(picked["b"][0].numpy(), [6, 6, 5])
+
+    beams = {"x": tf.constant([10, 11, 12, 20, 21, 22])}  # B=2, K=3
+    reordered = decoding.gather_beams(beams, tf.constant([[2, 2, 0], [1, 0, 0]]), 3)
+    np.testing.assert_array_equal(reordered["x"].numpy(), [12, 12, 10, 21, 20, 20])
+
+    split = decoding.split_beams(tf.reshape(tf.range(12), [6, 2]), 3)
+    assert split.shape == (2, 3, 2)
+    np.testing.assert_array_equal(
+        decoding.merge_beams(split).numpy(), tf.reshape(tf.range(12), [6, 2]).numpy()
+    )
+
+    chosen = decoding.where_batch(
+        tf.constant([True, False]),
+        {"m": tf.zeros([2, 2, 2])},
+        {"m": tf.ones([2, 2, 2])},
+    )
+    np.testing.assert_array_equal(chosen["m"].numpy()[0], 0.0)
+    np.testing.assert_array_equal(chosen["m"].numpy()[1], 1.0)
