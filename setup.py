@@ -17,6 +17,7 @@ setup(
         "sacrebleu>=2.0",
         "pyyaml",
         "absl-py",
+        "tensorboard",
     ],
     extras_require={
         "test": ["pytest", "black", "ruff", "matplotlib"],

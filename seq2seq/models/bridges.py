@@ -160,6 +160,7 @@ class Bridge(Configurable, keras.layers.Layer):
 
     def _check(self, encoder_outputs):
         """Raises ConfigError if the encoder outputs cannot be bridged."""
+        del encoder_outputs  # Every encoder output fits by default.
 
     def _create(self, encoder_outputs, batch_size):
         """Computes the initial state; implemented by subclasses."""

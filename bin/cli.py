@@ -1,0 +1,96 @@
+"""What every command-line entry point shares: user errors and devices."""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, logging  # noqa: E402
+
+from seq2seq.errors import UserError  # noqa: E402
+
+
+class _QuietTensorFlowInfo:
+    """Drops TensorFlow's own INFO lines (checkpoint sharding, ...) so that the
+    training log shows this project's progress lines."""
+
+    def filter(self, record):
+        return record.levelno > 20 or "/tensorflow/" not in record.pathname
+
+
+def run(main):
+    """Runs an absl `main`, turning a `UserError` into one line and exit code 2.
+
+    Anything else is a bug and keeps its traceback.
+    """
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except UserError as err:
+            logging.flush()
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+
+    logging.get_absl_handler().addFilter(_QuietTensorFlowInfo())
+    app.run(guarded)
+
+
+def configure_devices(allow_growth=False, memory_fraction=1.0, log_placement=False):
+    """Applies the GPU flags before TensorFlow touches a device.
+
+    Args:
+      allow_growth: Allocate GPU memory on demand.
+      memory_fraction: Cap each GPU at this fraction of its memory (< 1).
+      log_placement: Log the device each op runs on.
+    """
+    import tensorflow as tf
+
+    if log_placement:
+        tf.debugging.set_log_device_placement(True)
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        if allow_growth or memory_fraction < 1.0:
+            logging.info("No GPU found; GPU memory flags have no effect.")
+        return
+    for gpu in gpus:
+        if allow_growth:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        elif memory_fraction < 1.0:
+            total_mb = _gpu_memory_mb(gpu)
+            if total_mb is None:
+                logging.warning("Cannot read %s's memory size; not capping it.", gpu)
+                continue
+            tf.config.set_logical_device_configuration(
+                gpu,
+                [
+                    tf.config.LogicalDeviceConfiguration(
+                        memory_limit=int(total_mb * memory_fraction)
+                    )
+                ],
+            )
+    logging.info("Using %d GPU(s)", len(gpus))
+
+
+def _gpu_memory_mb(gpu):
+    """Total memory of a physical GPU in MiB, from nvidia-smi when available."""
+    import subprocess
+
+    index = gpu.name.rsplit(":", 1)[-1]
+    try:
+        out = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=memory.total",
+                "--format=csv,noheader,nounits",
+                "-i",
+                index,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout
+        return float(out.strip().splitlines()[0])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Trains a seq2seq model from YAML configs and flags.
+
+Same flags as the original `bin/train.py`. Config files (`--config_paths`,
+comma-separated) are merged recursively in order; a key in them sets the flag
+of the same name unless that flag is given on the command line, and dict
+flags (`model_params`, input pipelines) are deep-merged with the command
+line winning.
+
+  python -m bin.train --config_paths=example_configs/nmt_small.yml,... \\
+    --model_params "vocab_source: ...\\nvocab_target: ..." \\
+    --input_pipeline_train "class: ParallelTextInputPipeline ..." \\
+    --output_dir /tmp/nmt
+"""
+
+import os
+import sys
+import tempfile
+
+from absl import flags, logging
+
+from bin import cli
+from seq2seq.configurable import ModeKeys, deep_merge, load_yaml_file, maybe_load_yaml
+from seq2seq.errors import ConfigError
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string(
+    "config_paths",
+    "",
+    "Comma-separated YAML config files whose keys set flags of the same name; "
+    "merged recursively in order.",
+)
+flags.DEFINE_string("hooks", "[]", "YAML list of training hooks {class, params}.")
+flags.DEFINE_string("metrics", "[]", "YAML list of eval metrics {class, params}.")
+flags.DEFINE_string(
+    "model", "", "Model class: a name in seq2seq.models or a dotted path."
+)
+flags.DEFINE_string("model_params", "{}", "YAML mapping of model parameters.")
+flags.DEFINE_string(
+    "input_pipeline_train", "{}", "YAML {class, params} of the training input."
+)
+flags.DEFINE_string(
+    "input_pipeline_dev", "{}", "YAML {class, params} of the dev (eval) input."
+)
+flags.DEFINE_string(
+    "buckets",
+    None,
+    'Bucket boundaries on source length, e.g. "10,20,30" makes the buckets '
+    "<10, 10-20, 20-30, >30. Unset: no bucketing.",
+)
+flags.DEFINE_integer("batch_size", 16, "Examples per batch (train and eval).")
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Where checkpoints and summaries go; a temporary directory if unset.",
+)
+flags.DEFINE_string(
+    "schedule",
+    "continuous_train_and_eval",
+    "What to run: continuous_train_and_eval / train_and_evaluate (train with "
+    "periodic eval), train (no eval), evaluate (eval the latest checkpoint).",
+)
+flags.DEFINE_integer("train_steps", None, "Steps to train; unset trains forever.")
+flags.DEFINE_integer(
+    "eval_every_n_steps", 1000, "Evaluate on the dev data every N steps."
+)
+flags.DEFINE_integer("tf_random_seed", None, "Seed for initializers and shuffling.")
+flags.DEFINE_integer(
+    "save_checkpoints_secs",
+    None,
+    "Save a checkpoint every N seconds (600 if neither save flag is set).",
+)
+flags.DEFINE_integer("save_checkpoints_steps", None, "Save a checkpoint every N steps.")
+flags.DEFINE_integer(
+    "keep_checkpoint_max", 5, "Recent checkpoints to keep (0 or unset: all)."
+)
+flags.DEFINE_float(
+    "keep_checkpoint_every_n_hours",
+    4,
+    "Also keep one checkpoint every N hours of training.",
+)
+flags.DEFINE_integer("log_every_n_steps", 100, "Log and summarise every N steps.")
+flags.DEFINE_float(
+    "gpu_memory_fraction", 1.0, "Fraction of each GPU's memory to use (<1 caps it)."
+)
+flags.DEFINE_boolean(
+    "gpu_allow_growth", False, "Grow GPU memory on demand instead of at start."
+)
+flags.DEFINE_boolean("log_device_placement", False, "Log the device of every op.")
+
+_YAML_FLAGS = (
+    "hooks",
+    "metrics",
+    "model_params",
+    "input_pipeline_train",
+    "input_pipeline_dev",
+)
+_SCHEDULES = {
+    "continuous_train_and_eval": "train_and_eval",
+    "train_and_evaluate": "train_and_eval",
+    "local_run": "train_and_eval",
+    "train": "train",
+    "evaluate": "evaluate",
+    "continuous_eval": "evaluate",
+}
+
+
+def resolve_flags(flag_values):
+    """Merges config files into flags; returns the dict of final values.
+
+    Args:
+      flag_values: The parsed absl FlagValues.
+
+    Returns:
+      A dict flag name -> value, with YAML flags parsed.
+    """
+    values = {name: flag_values[name].value for name in flag_values}
+    for name in _YAML_FLAGS:
+        values[name] = maybe_load_yaml(values[name], f"--{name}")
+    merged = {}
+    for path in (values["config_paths"] or "").split(","):
+        path = path.strip()
+        if path:
+            logging.info("Loading config from %s", os.path.abspath(path))
+            config = load_yaml_file(path)
+            if not isinstance(config, dict):
+                raise ConfigError(
+                    f"{path}: a config file must be a mapping of flag: value."
+                )
+            merged = deep_merge(merged, config)
+    for key, value in merged.items():
+        if key not in values:
+            logging.warning("Ignoring config key '%s': it is not a flag.", key)
+            continue
+        given = flag_values[key].present
+        if isinstance(values[key], dict) and isinstance(value, dict):
+            values[key] = deep_merge(value, values[key])
+        elif key in _YAML_FLAGS and not given:
+            values[key] = value
+        elif not given:
+            values[key] = value
+    return values
+
+
+def main(argv):
+    del argv
+    values = resolve_flags(FLAGS)
+    # Imported here so that --help stays fast.
+    from seq2seq.data import batching, input_pipeline
+    from seq2seq.training import trainer as trainer_lib
+    from seq2seq.training.utils import TrainOptions
+
+    schedule = _SCHEDULES.get(values["schedule"])
+    if schedule is None:
+        raise ConfigError(
+            f"--schedule={values['schedule']} is not supported; use one of "
+            f"{', '.join(sorted(_SCHEDULES))}."
+        )
+    if not values["model"]:
+        raise ConfigError(
+            "no model given: set --model (e.g. AttentionSeq2Seq) or a 'model' "
+            "key in a --config_paths file."
+        )
+    if not values["input_pipeline_train"] and schedule != "evaluate":
+        raise ConfigError(
+            "--input_pipeline_train is not set; give a YAML {class, params} such "
+            "as 'class: ParallelTextInputPipeline\\nparams: {source_files: [...], "
+            "target_files: [...]}'."
+        )
+    cli.configure_devices(
+        values["gpu_allow_growth"],
+        values["gpu_memory_fraction"],
+        values["log_device_placement"],
+    )
+    output_dir = values["output_dir"] or tempfile.mkdtemp(prefix="seq2seq_")
+    if (
+        values["save_checkpoints_secs"] is None
+        and values["save_checkpoints_steps"] is None
+    ):
+        values["save_checkpoints_secs"] = 600
+
+    train_options = TrainOptions.from_model(values["model"], values["model_params"])
+    trainer_lib.check_and_write_train_options(train_options, output_dir)
+    logging.info("Writing to %s", output_dir)
+
+    train_pipeline = (
+        input_pipeline.make_input_pipeline_from_def(
+            values["input_pipeline_train"], ModeKeys.TRAIN
+        )
+        if values["input_pipeline_train"]
+        else None
+    )
+    dev_pipeline = None
+    if values["input_pipeline_dev"] and schedule != "train":
+        dev_pipeline = input_pipeline.make_input_pipeline_from_def(
+            values["input_pipeline_dev"], ModeKeys.EVAL, shuffle=False, num_epochs=1
+        )
+    elif schedule != "train":
+        logging.warning("No --input_pipeline_dev: training without evaluation.")
+
+    config = trainer_lib.RunConfig(
+        output_dir=output_dir,
+        batch_size=values["batch_size"],
+        buckets=batching.parse_buckets(values["buckets"]),
+        train_steps=values["train_steps"],
+        eval_every_n_steps=values["eval_every_n_steps"],
+        save_checkpoints_secs=values["save_checkpoints_secs"],
+        save_checkpoints_steps=values["save_checkpoints_steps"],
+        keep_checkpoint_max=values["keep_checkpoint_max"],
+        keep_checkpoint_every_n_hours=values["keep_checkpoint_every_n_hours"],
+        log_every_n_steps=values["log_every_n_steps"],
+        tf_random_seed=values["tf_random_seed"],
+    )
+    trainer = trainer_lib.Trainer(
+        train_options,
+        train_pipeline,
+        dev_pipeline,
+        config,
+        hooks=values["hooks"] or [],
+        metrics=values["metrics"] or [],
+    )
+    if schedule == "evaluate":
+        trainer.evaluate_latest()
+        return 0
+    trainer.train()
+    return 0
+
+
+def entry_point():
+    """Console-script entry point (`seq2seq-train`)."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    sys.exit(entry_point())

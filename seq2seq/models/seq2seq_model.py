@@ -1,0 +1,328 @@
+"""Seq2SeqModel: embeddings, vocabulary handling, loss and decoding plumbing.
+
+A model turns batches of token strings into ids (`preprocess`, run inside the
+`tf.data` pipeline so that the compiled steps only see integer tensors),
+encodes the source, decodes the target and computes the loss. Subclasses say
+which encoder, bridge and decoder to build.
+
+Features after `preprocess` (batch-major):
+  source_ids [B, S] int32, source_len [B] int32,
+  target_ids [B, T] int32, target_len [B] int32 (targets include
+  SEQUENCE_START ... SEQUENCE_END; the decoder reads target_ids[:, :-1] and
+  predicts target_ids[:, 1:]).
+"""
+
+import collections
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from seq2seq import losses as seq2seq_losses
+from seq2seq.data import vocab
+from seq2seq.errors import ConfigError
+from seq2seq.inference import decoding
+from seq2seq.models.model_base import ModelBase
+
+# What a forward pass in train or eval mode returns.
+ForwardOutput = collections.namedtuple(
+    "ForwardOutput", ["loss", "loss_sum", "num_tokens", "logits", "attention"]
+)
+
+
+class Seq2SeqModel(ModelBase, keras.layers.Layer):
+    """Base class of sequence-to-sequence models with embeddings.
+
+    Args:
+      params: Model params (see `default_params`).
+      mode: `train`, `eval` or `infer`.
+      name: The name of the Keras layer (variable scope of the model).
+    """
+
+    def __init__(self, params, mode, name="seq2seq"):
+        keras.layers.Layer.__init__(self, name=name)
+        ModelBase.__init__(self, params, mode, name)
+        for key in ("vocab_source", "vocab_target"):
+            if not self.params[key]:
+                raise ConfigError(
+                    f"model_params: '{key}' is not set. Pass the path of the "
+                    f"vocabulary file, e.g. --model_params '{key}: vocab.txt'."
+                )
+        self.source_vocab_info = vocab.get_vocab_info(self.params["vocab_source"])
+        self.target_vocab_info = vocab.get_vocab_info(self.params["vocab_target"])
+        self._source_tables = vocab.create_vocabulary_lookup_table(
+            self.params["vocab_source"]
+        )
+        self._target_tables = vocab.create_vocabulary_lookup_table(
+            self.params["vocab_target"]
+        )
+        target_tokens, _ = vocab.read_vocab(self.params["vocab_target"])
+        source_tokens, _ = vocab.read_vocab(self.params["vocab_source"])
+        specials = ["UNK", "SEQUENCE_START", "SEQUENCE_END"]
+        self._target_id_to_token = np.array(list(target_tokens) + specials, object)
+        self._source_id_to_token = np.array(list(source_tokens) + specials, object)
+        self._build_embeddings()
+
+    @staticmethod
+    def default_params():
+        params = ModelBase.default_params()
+        params.update(
+            {
+                "source.max_seq_len": 50,
+                "source.reverse": True,
+                "target.max_seq_len": 50,
+                "embedding.dim": 100,
+                "embedding.init_scale": 0.04,
+                "embedding.share": False,
+                "inference.beam_search.beam_width": 0,
+                "inference.beam_search.length_penalty_weight": 0.0,
+                "inference.beam_search.choose_successors_fn": "choose_top_k",
+                "inference.max_decode_length": 0,
+                "optimizer.clip_embed_gradients": 0.1,
+                "vocab_source": "",
+                "vocab_target": "",
+            }
+        )
+        return params
+
+    # ------------------------------------------------------------------ setup
+
+    def _build_embeddings(self):
+        scale = self.params["embedding.init_scale"]
+        dim = self.params["embedding.dim"]
+        init = keras.initializers.RandomUniform(-scale, scale)
+        self.source_embedding = self.add_weight(
+            name="source_embedding",
+            shape=(self.source_vocab_info.total_size, dim),
+            initializer=init,
+        )
+        if self.params["embedding.share"]:
+            if self.source_vocab_info.total_size != self.target_vocab_info.total_size:
+                raise ConfigError(
+                    "model_params: embedding.share is true but the source and "
+                    f"target vocabularies differ in size "
+                    f"({self.source_vocab_info.total_size} vs "
+                    f"{self.target_vocab_info.total_size}); use one vocabulary "
+                    "for both sides or set embedding.share: false."
+                )
+            self.target_embedding = self.source_embedding
+        else:
+            self.target_embedding = self.add_weight(
+                name="target_embedding",
+                shape=(self.target_vocab_info.total_size, dim),
+                initializer=init,
+            )
+
+    @property
+    def embedding_variables(self):
+        """The embedding matrices (their gradients get the embedding clip)."""
+        if self.params["embedding.share"]:
+            return [self.source_embedding]
+        return [self.source_embedding, self.target_embedding]
+
+    @property
+    def target_id_to_token(self):
+        """A numpy array mapping target ids to token strings, specials included."""
+        return self._target_id_to_token
+
+    @property
+    def source_id_to_token(self):
+        """A numpy array mapping source ids to token strings, specials included."""
+        return self._source_id_to_token
+
+    # ------------------------------------------------------------ preprocess
+
+    def preprocess(self, features):
+        """Maps a batch of token strings to ids; run inside `tf.data`.
+
+        Slices sources and targets to `*.max_seq_len`, looks tokens up in the
+        vocabularies (unknown tokens get the UNK id) and reverses each source
+        within its own length when `source.reverse` is set.
+
+        Args:
+          features: Dict with `source_tokens` [B, S] string, `source_len` [B]
+            and optionally `target_tokens` [B, T], `target_len` [B].
+
+        Returns:
+          The dict with `source_ids` [B, S'] int32 and `target_ids` [B, T']
+          int32 added, `source_len` / `target_len` clipped to the id lengths,
+          and `target_tokens_len` [B] the unclipped target lengths.
+        """
+        features = dict(features)
+        # Token strings and their full lengths stay as read, for references
+        # and UNK replacement; only the ids are sliced.
+        if "target_len" in features:
+            features["target_tokens_len"] = tf.cast(features["target_len"], tf.int32)
+        max_src = self.params["source.max_seq_len"]
+        source_tokens = features["source_tokens"]
+        source_len = tf.cast(features["source_len"], tf.int32)
+        if max_src and max_src > 0:
+            source_tokens = source_tokens[:, :max_src]
+            source_len = tf.minimum(source_len, max_src)
+        source_ids = tf.cast(self._source_tables[0].lookup(source_tokens), tf.int32)
+        if self.params["source.reverse"]:
+            source_ids = tf.reverse_sequence(
+                source_ids, source_len, seq_axis=1, batch_axis=0
+            )
+        features["source_ids"] = source_ids
+        features["source_len"] = source_len
+        if "target_tokens" in features:
+            max_tgt = self.params["target.max_seq_len"]
+            target_tokens = features["target_tokens"]
+            target_len = tf.cast(features["target_len"], tf.int32)
+            if max_tgt and max_tgt > 0:
+                target_tokens = target_tokens[:, :max_tgt]
+                target_len = tf.minimum(target_len, max_tgt)
+            features["target_ids"] = tf.cast(
+                self._target_tables[0].lookup(target_tokens), tf.int32
+            )
+            features["target_len"] = target_len
+        return features
+
+    # ------------------------------------------------------------- building
+
+    def embed_source(self, ids):
+        """[B, S] int ids -> [B, S, E] embeddings."""
+        return tf.nn.embedding_lookup(self.source_embedding, ids)
+
+    def embed_target(self, ids):
+        """[B, ...] int ids -> [B, ..., E] embeddings."""
+        return tf.nn.embedding_lookup(self.target_embedding, ids)
+
+    def encode(self, features, training=None):
+        """Encodes `source_ids`; returns an `EncoderOutput`."""
+        raise NotImplementedError
+
+    def decoder_start(self, encoder_output, batch_size, training=None):
+        """Returns `(state, memory)` to start decoding from."""
+        raise NotImplementedError
+
+    @property
+    def decoder(self):
+        """The decoder layer, whose `step` drives every decoding strategy."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------- forward
+
+    def forward(self, features, training=None):
+        """Teacher-forced pass: encoder, decoder over `target_ids[:, :-1]`, loss.
+
+        Args:
+          features: Preprocessed features with targets.
+          training: Whether dropout is active.
+
+        Returns:
+          `ForwardOutput(loss, loss_sum, num_tokens, logits [B, T-1, V],
+          attention [B, T-1, S] or None)`; `loss` = `loss_sum / num_tokens`.
+        """
+        encoder_output = self.encode(features, training=training)
+        batch_size = tf.shape(features["source_ids"])[0]
+        state, memory = self.decoder_start(encoder_output, batch_size, training)
+        inputs = self.embed_target(features["target_ids"][:, :-1])
+        logits, attention = self.decoder(inputs, state, memory, training=training)
+        loss_sum, num_tokens = self.compute_loss(logits, features)
+        loss = loss_sum / tf.maximum(num_tokens, 1.0)
+        return ForwardOutput(loss, loss_sum, num_tokens, logits, attention)
+
+    def compute_loss(self, logits, features):
+        """Sum of masked token cross-entropies and the number of target tokens.
+
+        Args:
+          logits: [B, T-1, V] predictions for `target_ids[:, 1:]`.
+          features: Preprocessed features with `target_ids`, `target_len`.
+
+        Returns:
+          `(loss_sum, num_tokens)`, float32 scalars.
+        """
+        return seq2seq_losses.sequence_loss_batch_major(
+            logits, features["target_ids"][:, 1:], features["target_len"] - 1
+        )
+
+    def max_decode_length(self, source_len=None):
+        """The decode length limit: `inference.max_decode_length` if set, else
+        the decoder's `max_decode_length`."""
+        limit = self.params["inference.max_decode_length"]
+        if limit and limit > 0:
+            return limit
+        return self.decoder.params["max_decode_length"]
+
+    def infer(self, features, max_length=None):
+        """Free-running greedy decoding of a batch of preprocessed sources.
+
+        Args:
+          features: Preprocessed features (targets are ignored).
+          max_length: Optional cap on the number of decoded tokens.
+
+        Returns:
+          A dict with `predicted_ids` [B, T] int32, `predicted_len` [B] int32
+          (SEQUENCE_END included when produced), `log_probs` [B] and, for
+          attention decoders, `attention_scores` [B, T, S] (in the order of
+          the source as the user wrote it, even when `source.reverse` is set).
+        """
+        encoder_output = self.encode(features, training=False)
+        batch_size = tf.shape(features["source_ids"])[0]
+        state, memory = self.decoder_start(encoder_output, batch_size, False)
+        special = self.target_vocab_info.special_vocab
+        result = decoding.greedy_decode(
+            self.decoder,
+            self.embed_target,
+            tf.fill([batch_size], tf.constant(special.SEQUENCE_START, tf.int32)),
+            special.SEQUENCE_END,
+            state,
+            memory,
+            max_length or self.max_decode_length(),
+        )
+        predictions = {
+            "predicted_ids": result.ids,
+            "predicted_len": result.lengths,
+            "log_probs": result.log_probs,
+        }
+        if result.attention is not None:
+            attention = result.attention
+            if self.params["source.reverse"]:
+                attention = _unreverse_attention(attention, features["source_len"])
+            predictions["attention_scores"] = attention
+        return predictions
+
+    # ------------------------------------------------------------ gradients
+
+    def clip_gradients(self, gradients, variables):
+        """Global-norm clip of all gradients, then the original's extra clip of
+        embedding gradients to norm `optimizer.clip_embed_gradients`.
+
+        Returns:
+          `(clipped_gradients, global_norm)`; the norm is taken before clipping.
+        """
+        clipped, global_norm = ModelBase.clip_gradients(self, gradients)
+        limit = self.params["optimizer.clip_embed_gradients"]
+        if limit and limit > 0:
+            embedding_ids = {id(v) for v in self.embedding_variables}
+            result = []
+            for grad, var in zip(clipped, variables):
+                if grad is not None and id(var) in embedding_ids:
+                    if isinstance(grad, tf.IndexedSlices):
+                        grad = tf.IndexedSlices(
+                            tf.clip_by_norm(grad.values, limit),
+                            grad.indices,
+                            grad.dense_shape,
+                        )
+                    else:
+                        grad = tf.clip_by_norm(grad, limit)
+                result.append(grad)
+            clipped = result
+        return clipped, global_norm
+
+
+def _unreverse_attention(attention, source_len):
+    """Maps attention over a reversed source back to the written order.
+
+    Args:
+      attention: [B, T, S] scores over the reversed source.
+      source_len: [B] source lengths.
+
+    Returns:
+      [B, T, S] scores where position j refers to the j-th written token.
+    """
+    transposed = tf.transpose(attention, [0, 2, 1])  # [B, S, T]
+    restored = tf.reverse_sequence(transposed, source_len, seq_axis=1, batch_axis=0)
+    return tf.transpose(restored, [0, 2, 1])
