@@ -20,7 +20,14 @@ import tempfile
 from absl import flags, logging
 
 from bin import cli
-from seq2seq.configurable import ModeKeys, deep_merge, load_yaml_file, maybe_load_yaml
+from seq2seq.configurable import (
+    ModeKeys,
+    deep_merge,
+    load_yaml_file,
+    locate_class,
+    maybe_load_yaml,
+    parse_params,
+)
 from seq2seq.errors import ConfigError
 
 FLAGS = flags.FLAGS
@@ -180,7 +187,17 @@ def main(argv):
     ):
         values["save_checkpoints_secs"] = 600
 
-    train_options = TrainOptions.from_model(values["model"], values["model_params"])
+    # Resolve the model params against the class defaults now, so that a typo
+    # fails before anything is written and train_options.json records every
+    # value the model was built with.
+    model_class = locate_class(values["model"], ["seq2seq.models"], "model")
+    model_params = parse_params(
+        values["model_params"], model_class.default_params(), model_class.__name__
+    )
+    resolved = {k: v for k, v in values.items() if k not in ("model_params",)}
+    train_options = TrainOptions.from_model(
+        values["model"], model_params, resolved_config=resolved
+    )
     trainer_lib.check_and_write_train_options(train_options, output_dir)
     logging.info("Writing to %s", output_dir)
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 from seq2seq import losses as seq2seq_losses
 from seq2seq.data import vocab
 from seq2seq.errors import ConfigError
-from seq2seq.inference import decoding
+from seq2seq.inference import beam_search, decoding
 from seq2seq.models.model_base import ModelBase
 
 # What a forward pass in train or eval mode returns.
@@ -246,43 +246,105 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             return limit
         return self.decoder.params["max_decode_length"]
 
+    @property
+    def use_beam_search(self):
+        """Whether inference uses beam search (`beam_width` > 1)."""
+        return self.params["inference.beam_search.beam_width"] > 1
+
+    def beam_search_config(self):
+        """The `BeamSearchConfig` built from `inference.beam_search.*`."""
+        return beam_search.BeamSearchConfig(
+            beam_width=self.params["inference.beam_search.beam_width"],
+            vocab_size=self.target_vocab_info.total_size,
+            eos_token=self.target_vocab_info.special_vocab.SEQUENCE_END,
+            length_penalty_weight=self.params[
+                "inference.beam_search.length_penalty_weight"
+            ],
+            choose_successors_fn=self.params[
+                "inference.beam_search.choose_successors_fn"
+            ],
+        )
+
     def infer(self, features, max_length=None):
-        """Free-running greedy decoding of a batch of preprocessed sources.
+        """Free-running decoding of a batch of preprocessed sources: greedy, or
+        beam search when `inference.beam_search.beam_width` > 1.
 
         Args:
           features: Preprocessed features (targets are ignored).
           max_length: Optional cap on the number of decoded tokens.
 
         Returns:
-          A dict with `predicted_ids` [B, T] int32, `predicted_len` [B] int32
-          (SEQUENCE_END included when produced), `log_probs` [B] and, for
-          attention decoders, `attention_scores` [B, T, S] (in the order of
-          the source as the user wrote it, even when `source.reverse` is set).
+          A dict with `predicted_ids` [B, T] int32 (the best hypothesis),
+          `predicted_len` [B] int32 (SEQUENCE_END included when produced),
+          `log_probs` [B] and, for attention decoders, `attention_scores`
+          [B, T, S] (over the source in the order the user wrote it, even when
+          `source.reverse` is set). Beam search adds the per-step trace under
+          `beam_search_output.*` keys ([B, T, K] each, and `.length` [B]).
         """
         encoder_output = self.encode(features, training=False)
         batch_size = tf.shape(features["source_ids"])[0]
         state, memory = self.decoder_start(encoder_output, batch_size, False)
         special = self.target_vocab_info.special_vocab
-        result = decoding.greedy_decode(
-            self.decoder,
-            self.embed_target,
-            tf.fill([batch_size], tf.constant(special.SEQUENCE_START, tf.int32)),
-            special.SEQUENCE_END,
-            state,
-            memory,
-            max_length or self.max_decode_length(),
-        )
-        predictions = {
-            "predicted_ids": result.ids,
-            "predicted_len": result.lengths,
-            "log_probs": result.log_probs,
-        }
-        if result.attention is not None:
-            attention = result.attention
-            if self.params["source.reverse"]:
-                attention = _unreverse_attention(attention, features["source_len"])
-            predictions["attention_scores"] = attention
+        start_ids = tf.fill([batch_size], tf.constant(special.SEQUENCE_START, tf.int32))
+        max_length = max_length or self.max_decode_length()
+        if self.use_beam_search:
+            result = beam_search.beam_search_decode(
+                self.decoder,
+                self.embed_target,
+                start_ids,
+                special.SEQUENCE_END,
+                state,
+                memory,
+                self.beam_search_config(),
+                max_length,
+            )
+            predictions = beam_search.beam_search_predictions(result)
+        else:
+            result = decoding.greedy_decode(
+                self.decoder,
+                self.embed_target,
+                start_ids,
+                special.SEQUENCE_END,
+                state,
+                memory,
+                max_length,
+            )
+            predictions = {
+                "predicted_ids": result.ids,
+                "predicted_len": result.lengths,
+                "log_probs": result.log_probs,
+            }
+            if result.attention is not None:
+                predictions["attention_scores"] = result.attention
+        if "attention_scores" in predictions and self.params["source.reverse"]:
+            predictions["attention_scores"] = _unreverse_attention(
+                predictions["attention_scores"], features["source_len"]
+            )
         return predictions
+
+    def score(self, features):
+        """Teacher-forced log-probabilities of given targets.
+
+        Args:
+          features: Preprocessed features with targets.
+
+        Returns:
+          A dict with `sequence_log_prob` [B] (sum over the target tokens after
+          SEQUENCE_START, SEQUENCE_END included) and `token_log_probs`
+          [B, T-1] (zero past each length).
+        """
+        output = self.forward(features, training=False)
+        targets = features["target_ids"][:, 1:]
+        log_probs = tf.nn.log_softmax(tf.cast(output.logits, tf.float32), axis=-1)
+        token_log_probs = tf.gather(log_probs, targets, batch_dims=2)
+        mask = tf.sequence_mask(
+            features["target_len"] - 1, tf.shape(targets)[1], dtype=tf.float32
+        )
+        token_log_probs *= mask
+        return {
+            "sequence_log_prob": tf.reduce_sum(token_log_probs, axis=1),
+            "token_log_probs": token_log_probs,
+        }
 
     # ------------------------------------------------------------ gradients
 

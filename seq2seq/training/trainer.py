@@ -106,10 +106,7 @@ class Trainer:
         self.dev_dataset = (
             self._make_dataset(dev_pipeline, training=False) if dev_pipeline else None
         )
-        self.train_writer = tf.summary.create_file_writer(config.output_dir)
-        self.eval_writer = tf.summary.create_file_writer(
-            os.path.join(config.output_dir, "eval")
-        )
+        self._writers = {}
         self._iterator = iter(self.train_dataset) if self.train_dataset else None
         tracked = {"model": self.model, "optimizer": self.optimizer}
         if self._iterator is not None:
@@ -138,6 +135,26 @@ class Trainer:
         return dataset.map(
             self.model.preprocess, num_parallel_calls=tf.data.AUTOTUNE
         ).prefetch(tf.data.AUTOTUNE)
+
+    def _writer(self, name):
+        """The summary writer of `output_dir` (train) or `output_dir/eval`,
+        created on first use so that a run with nothing to do writes nothing."""
+        if name not in self._writers:
+            path = self.config.output_dir
+            if name == "eval":
+                path = os.path.join(path, "eval")
+            self._writers[name] = tf.summary.create_file_writer(path)
+        return self._writers[name]
+
+    @property
+    def train_writer(self):
+        """Summary writer for training curves (`output_dir`)."""
+        return self._writer("train")
+
+    @property
+    def eval_writer(self):
+        """Summary writer for dev curves (`output_dir/eval`)."""
+        return self._writer("eval")
 
     @property
     def step(self):
@@ -283,7 +300,11 @@ class Trainer:
                 window_examples += float(features["target_len"].shape[0])
                 window_loss += float(outputs["loss"])
                 window_count += 1
-                if step % config.log_every_n_steps == 0 or step == 1:
+                if (
+                    step % config.log_every_n_steps == 0
+                    or step == 1
+                    or step == config.train_steps
+                ):
                     elapsed = max(time.time() - window_start, 1e-9)
                     self._log_train(
                         step,
@@ -324,7 +345,8 @@ class Trainer:
             last_eval = config.eval_every_n_steps
             if not last_eval or self.step % last_eval != 0:
                 self.evaluate()
-        self.train_writer.flush()
+        for writer in self._writers.values():
+            writer.flush()
         if stopped:
             raise KeyboardInterrupt
         return self.step

@@ -1,0 +1,84 @@
+"""Shared fixtures: tiny toy corpora and tiny model configurations."""
+
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from bin.tools.generate_toy_data import make_examples  # noqa: E402
+
+
+def write_toy_corpus(
+    directory,
+    kind="reverse",
+    num_examples=200,
+    vocab_size=6,
+    min_len=1,
+    max_len=6,
+    seed=0,
+):
+    """Writes sources.txt, targets.txt and vocab.txt under `directory`.
+
+    Returns:
+      A dict with the paths: sources, targets, vocab.
+    """
+    os.makedirs(directory, exist_ok=True)
+    rng = random.Random(seed)
+    pairs = list(make_examples(kind, num_examples, min_len, max_len, vocab_size, rng))
+    paths = {
+        "sources": os.path.join(directory, "sources.txt"),
+        "targets": os.path.join(directory, "targets.txt"),
+        "vocab": os.path.join(directory, "vocab.txt"),
+    }
+    with open(paths["sources"], "w", encoding="utf-8") as out:
+        out.writelines(" ".join(s) + "\n" for s, _ in pairs)
+    with open(paths["targets"], "w", encoding="utf-8") as out:
+        out.writelines(" ".join(t) + "\n" for _, t in pairs)
+    tokens = sorted({tok for s, _ in pairs for tok in s})
+    with open(paths["vocab"], "w", encoding="utf-8") as out:
+        out.writelines(tok + "\n" for tok in tokens)
+    return paths
+
+
+@pytest.fixture
+def toy_data(tmp_path):
+    """A small reverse-task train/dev split sharing one vocabulary."""
+    train = write_toy_corpus(str(tmp_path / "train"), num_examples=300, seed=1)
+    dev = write_toy_corpus(str(tmp_path / "dev"), num_examples=40, seed=2)
+    dev["vocab"] = train["vocab"]
+    return {"train": train, "dev": dev, "vocab": train["vocab"]}
+
+
+def tiny_rnn_cell(units=16, cell_class="GRUCell"):
+    return {
+        "cell_class": cell_class,
+        "cell_params": {"num_units": units},
+        "dropout_input_keep_prob": 1.0,
+        "dropout_output_keep_prob": 1.0,
+        "num_layers": 1,
+    }
+
+
+def tiny_model_params(vocab, **overrides):
+    """AttentionSeq2Seq params small enough for a unit test."""
+    params = {
+        "vocab_source": vocab,
+        "vocab_target": vocab,
+        "embedding.dim": 16,
+        "attention.params": {"num_units": 16},
+        "encoder.params": {"rnn_cell": tiny_rnn_cell()},
+        "decoder.params": {"rnn_cell": tiny_rnn_cell(), "max_decode_length": 12},
+        "optimizer.learning_rate": 0.01,
+        "source.reverse": False,
+    }
+    params.update(overrides)
+    return params
+
+
+def text_pipeline(paths, with_targets=True):
+    params = {"source_files": [paths["sources"]]}
+    if with_targets:
+        params["target_files"] = [paths["targets"]]
+    return {"class": "ParallelTextInputPipeline", "params": params}

@@ -1,0 +1,130 @@
+"""End-to-end tests of bin/train.py as a user runs it, bad inputs included."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import text_pipeline, tiny_model_params
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_train(*args, cwd=REPO):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run(
+        [sys.executable, "-m", "bin.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def base_args(toy_data, output_dir, **params):
+    model_params = tiny_model_params(toy_data["vocab"], **params)
+    return [
+        "--model",
+        "AttentionSeq2Seq",
+        "--model_params",
+        yaml.safe_dump(model_params),
+        "--input_pipeline_train",
+        yaml.safe_dump(text_pipeline(toy_data["train"])),
+        "--input_pipeline_dev",
+        yaml.safe_dump(text_pipeline(toy_data["dev"])),
+        "--batch_size",
+        "8",
+        "--output_dir",
+        str(output_dir),
+    ]
+
+
+def assert_user_error(result, *fragments):
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: "), last
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def test_train_resume_and_refuse_incompatible_config(toy_data, tmp_path):
+    out = tmp_path / "model"
+    config = tmp_path / "extra.yml"
+    config.write_text("hooks:\n  - class: PrintModelAnalysisHook\nnot_a_flag: 1\n")
+    result = run_train(
+        *base_args(toy_data, out),
+        "--config_paths",
+        str(config),
+        "--train_steps",
+        "6",
+        "--eval_every_n_steps",
+        "6",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Ignoring config key 'not_a_flag'" in result.stderr
+    assert "step 6: loss" in result.stderr and "Eval at step 6" in result.stderr
+    assert (out / "model_analysis.txt").exists()
+    options = json.loads((out / "train_options.json").read_text())
+    assert options["model_class"] == "AttentionSeq2Seq"
+    # The resolved params hold every default, not just what was given.
+    assert options["model_params"]["optimizer.name"] == "Adam"
+    assert options["model_params"]["embedding.dim"] == 16
+    checkpoint_files = sorted(os.listdir(out))
+
+    again = run_train(*base_args(toy_data, out), "--train_steps", "6")
+    assert again.returncode == 0
+    assert "nothing to do" in again.stderr
+
+    bad = run_train(
+        *base_args(toy_data, out, **{"embedding.dim": 8}), "--train_steps", "8"
+    )
+    assert_user_error(bad, "embedding.dim", str(out))
+    assert sorted(os.listdir(out)) == checkpoint_files
+
+
+def test_unknown_model_param_fails_before_writing(toy_data, tmp_path):
+    out = tmp_path / "never"
+    result = run_train(
+        *base_args(toy_data, out, **{"optimzer.name": "SGD"}), "--train_steps", "2"
+    )
+    assert_user_error(result, "optimzer.name", "optimizer.name")
+    assert not out.exists()
+
+
+def test_missing_config_file(toy_data, tmp_path):
+    result = run_train(
+        *base_args(toy_data, tmp_path / "m"),
+        "--config_paths",
+        str(tmp_path / "missing.yml"),
+    )
+    assert_user_error(result, "missing.yml")
+
+
+def test_mismatched_parallel_files(toy_data, tmp_path):
+    with open(toy_data["train"]["targets"], "a", encoding="utf-8") as handle:
+        handle.write("1 2 3\n")
+    result = run_train(*base_args(toy_data, tmp_path / "m"), "--train_steps", "2")
+    assert_user_error(result, "sources.txt", "targets.txt")
+
+
+def test_bad_yaml_and_missing_pipeline(toy_data, tmp_path):
+    result = run_train(
+        *base_args(toy_data, tmp_path / "m"),
+        "--model_params",
+        "vocab_source: [unclosed",
+    )
+    assert_user_error(result, "--model_params", "invalid YAML")
+    result = run_train(
+        "--model", "AttentionSeq2Seq", "--output_dir", str(tmp_path / "m")
+    )
+    assert_user_error(result, "--input_pipeline_train")
+
+
+@pytest.mark.parametrize("schedule", ["nonsense"])
+def test_unknown_schedule(toy_data, tmp_path, schedule):
+    result = run_train(*base_args(toy_data, tmp_path / "m"), "--schedule", schedule)
+    assert_user_error(result, "--schedule=nonsense", "train_and_evaluate")

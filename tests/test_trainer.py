@@ -1,0 +1,171 @@
+"""Tests for the training loop: convergence, checkpoints, resume, restore errors."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import text_pipeline, tiny_model_params, write_toy_corpus
+
+from seq2seq.configurable import ModeKeys
+from seq2seq.data.input_pipeline import make_input_pipeline_from_def
+from seq2seq.errors import UserError
+from seq2seq.training import trainer as trainer_lib
+from seq2seq.training.hooks import TrainingHook
+from seq2seq.training.utils import TrainOptions
+
+
+def make_trainer(
+    toy_data, output_dir, train_steps, model_params=None, hooks=(), metrics=(), **config
+):
+    params = model_params or tiny_model_params(toy_data["vocab"])
+    options = TrainOptions.from_model("AttentionSeq2Seq", params)
+    trainer_lib.check_and_write_train_options(options, output_dir)
+    train = make_input_pipeline_from_def(
+        text_pipeline(toy_data["train"]), ModeKeys.TRAIN
+    )
+    dev = make_input_pipeline_from_def(
+        text_pipeline(toy_data["dev"]), ModeKeys.EVAL, shuffle=False, num_epochs=1
+    )
+    run_config = trainer_lib.RunConfig(
+        output_dir=output_dir,
+        batch_size=16,
+        train_steps=train_steps,
+        eval_every_n_steps=config.pop("eval_every_n_steps", 0),
+        save_checkpoints_steps=config.pop("save_checkpoints_steps", 10),
+        log_every_n_steps=10,
+        tf_random_seed=3,
+        **config,
+    )
+    return trainer_lib.Trainer(
+        options, train, dev, run_config, hooks=hooks, metrics=metrics
+    )
+
+
+@pytest.mark.slow
+def test_attention_model_learns_to_reverse(tmp_path):
+    train = write_toy_corpus(
+        str(tmp_path / "train"), num_examples=2000, seed=1, vocab_size=8, max_len=5
+    )
+    dev = write_toy_corpus(
+        str(tmp_path / "dev"), num_examples=100, seed=2, vocab_size=8, max_len=5
+    )
+    dev["vocab"] = train["vocab"]
+    data = {"train": train, "dev": dev, "vocab": train["vocab"]}
+    params = tiny_model_params(
+        data["vocab"],
+        **{"embedding.dim": 64, "optimizer.learning_rate": 0.005},
+    )
+    for side in ("encoder.params", "decoder.params"):
+        params[side]["rnn_cell"]["cell_params"]["num_units"] = 64
+    params["attention.params"]["num_units"] = 64
+    trainer = make_trainer(
+        data,
+        str(tmp_path / "model"),
+        train_steps=600,
+        model_params=params,
+        metrics=[{"class": "BleuMetricSpec"}],
+        save_checkpoints_steps=600,
+    )
+    trainer.train()
+    results = trainer.evaluate()
+    assert results["bleu"] > 95.0, results
+    assert results["loss"] < 0.1
+
+
+def test_events_and_checkpoints_are_written(toy_data, tmp_path):
+    out = str(tmp_path / "model")
+    trainer = make_trainer(
+        toy_data,
+        out,
+        train_steps=20,
+        metrics=[{"class": "BleuMetricSpec"}],
+        eval_every_n_steps=20,
+    )
+    assert trainer.train() == 20
+    assert tf.train.latest_checkpoint(out).endswith("ckpt-20")
+    assert os.path.exists(os.path.join(out, "train_options.json"))
+    tags = set()
+    for directory in (out, os.path.join(out, "eval")):
+        for name in os.listdir(directory):
+            if name.startswith("events"):
+                for event in tf.compat.v1.train.summary_iterator(
+                    os.path.join(directory, name)
+                ):
+                    tags.update(v.tag for v in event.summary.value)
+    for tag in (
+        "loss",
+        "learning_rate",
+        "global_norm",
+        "tokens_per_sec",
+        "bleu",
+        "source_len",
+        "target_len",
+    ):
+        assert tag in tags, tags
+
+
+class _InterruptAt(TrainingHook):
+    """Simulates Ctrl-C at a given step."""
+
+    def __init__(self, step):
+        super().__init__({}, model_dir="")
+        self.stop_step = step
+
+    def after_step(self, step, features, outputs):
+        if step == self.stop_step:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_training_resumes_to_the_same_final_step(toy_data, tmp_path):
+    out = str(tmp_path / "model")
+    first = make_trainer(toy_data, out, train_steps=30, save_checkpoints_steps=100)
+    first.hooks.append(_InterruptAt(13))
+    with pytest.raises(KeyboardInterrupt):
+        first.train()
+    # The interrupt saved step 13 although the save interval is 100.
+    assert tf.train.latest_checkpoint(out).endswith("ckpt-13")
+    # Keras names layers uniquely per instance, so compare in creation order.
+    saved = [v.numpy() for v in first.model.trainable_variables]
+
+    second = make_trainer(toy_data, out, train_steps=30, save_checkpoints_steps=100)
+    second._build(next(iter(second.train_dataset)))
+    assert second.restore() == 13
+    restored = second.model.trainable_variables
+    assert len(restored) == len(saved)
+    for variable, value in zip(restored, saved):
+        np.testing.assert_array_equal(variable.numpy(), value)
+    assert second.train() == 30
+    assert tf.train.latest_checkpoint(out).endswith("ckpt-30")
+
+    # A finished run with the same train_steps returns at once.
+    third = make_trainer(toy_data, out, train_steps=30)
+    assert third.train() == 30
+    assert third._train_step is None
+
+
+def test_restore_with_another_architecture_is_a_user_error(toy_data, tmp_path):
+    out = str(tmp_path / "model")
+    make_trainer(toy_data, out, train_steps=2).train()
+    params = tiny_model_params(toy_data["vocab"], **{"embedding.dim": 8})
+    options = TrainOptions.from_model("AttentionSeq2Seq", params)
+    with pytest.raises(UserError, match="different config.*embedding.dim"):
+        trainer_lib.check_and_write_train_options(options, out)
+    # Even when train_options.json is bypassed, the restore itself explains.
+    os.remove(os.path.join(out, "train_options.json"))
+    bad = make_trainer(toy_data, out, train_steps=4, model_params=params)
+    with pytest.raises(UserError, match="does not fit the model"):
+        bad.train()
+    assert tf.train.latest_checkpoint(out).endswith("ckpt-2")
+
+
+def test_restore_with_other_vocabulary_is_a_user_error(toy_data, tmp_path):
+    out = str(tmp_path / "model")
+    make_trainer(toy_data, out, train_steps=2).train()
+    with open(toy_data["vocab"], "a", encoding="utf-8") as handle:
+        handle.write("extra\n")
+    options = TrainOptions.from_model(
+        "AttentionSeq2Seq", tiny_model_params(toy_data["vocab"])
+    )
+    with pytest.raises(UserError, match="vocab"):
+        trainer_lib.check_and_write_train_options(options, out)
