@@ -9,6 +9,7 @@ from seq2seq.decoders.attention import (
 )
 from seq2seq.decoders.attention_decoder import AttentionDecoder
 from seq2seq.decoders.basic_decoder import BasicDecoder
+from seq2seq.decoders.beam_search_decoder import BeamSearchDecoder
 from seq2seq.decoders.rnn_decoder import RNNDecoder
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "AttentionLayerDot",
     "AttentionDecoder",
     "BasicDecoder",
+    "BeamSearchDecoder",
     "RNNDecoder",
 ]

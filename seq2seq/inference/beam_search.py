@@ -1,0 +1,492 @@
+"""Batched beam search driven by `decoder.step`.
+
+Every sentence of a batch keeps `K = beam_width` hypotheses. The decoder
+runs on all `B * K` of them at once (state and memory tiled with
+`tile_batch`, beams of a sentence adjacent); at each step every hypothesis
+is extended by every token, the `K * V` candidates of a sentence are
+scored, the successors are chosen (`choose_successors_fn`, the `K` best by
+default) and the whole decoder state, whatever its structure, is reordered
+to follow them. The loop is a `tf.while_loop`, so the search traces once
+inside `tf.function` for any batch size and source length.
+
+Scoring follows GNMT (https://arxiv.org/abs/1609.08144): a hypothesis with
+total log-probability `log_p` and `n` tokens (its end token counted once)
+scores `log_p / length_penalty(n)` with
+`length_penalty(n) = ((5 + n) / 6) ** length_penalty_weight`; a weight of
+0 ranks by log-probability alone.
+
+Once a hypothesis has produced the end token it is finished: it can only be
+extended by the end token again, at log-probability 0, so its score and
+length no longer change while it keeps competing with the unfinished ones.
+The search stops when every hypothesis of every sentence has finished, or
+after `max_length` steps. The hypotheses are then traced back through the
+recorded parent pointers, together with their attention scores.
+"""
+
+import collections
+
+import numpy as np
+import tensorflow as tf
+
+from seq2seq.errors import ConfigError
+from seq2seq.inference.decoding import (
+    gather_beams,
+    split_beams,
+    tile_batch,
+    where_batch,
+)
+
+
+class BeamSearchConfig(
+    collections.namedtuple(
+        "BeamSearchConfig",
+        [
+            "beam_width",
+            "vocab_size",
+            "eos_token",
+            "length_penalty_weight",
+            "choose_successors_fn",
+        ],
+    )
+):
+    """Settings of a beam search.
+
+    Fields:
+      beam_width: K, the number of hypotheses kept per sentence (Python int
+        >= 1).
+      vocab_size: V, the number of output classes (the logits' last
+        dimension; checked against it when both are static).
+      eos_token: The id that ends a hypothesis; used when
+        `beam_search_decode` gets no `end_id`.
+      length_penalty_weight: The exponent `alpha` of `length_penalty`; 0
+        disables the penalty.
+      choose_successors_fn: `(scores_flat [B, K * V], config) ->
+        (scores [B, K], indices [B, K])`, or the name of one (see
+        `get_choose_successors_fn`).
+    """
+
+
+class BeamSearchResult(
+    collections.namedtuple(
+        "BeamSearchResult",
+        [
+            "ids",
+            "lengths",
+            "scores",
+            "log_probs",
+            "attention",
+            "step_ids",
+            "step_parent_ids",
+            "step_scores",
+            "step_log_probs",
+            "step_lengths",
+            "num_steps",
+        ],
+    )
+):
+    """Output of `beam_search_decode`. `T` is the number of steps run.
+
+    Final hypotheses, best first along `K`:
+      ids: [B, K, T] int32 tokens of each hypothesis, traced back through the
+        parents; the end token after the hypothesis has ended.
+      lengths: [B, K] int32 tokens up to and including the end token; `T`
+        for a hypothesis that never ended.
+      scores: [B, K] float32 `log_probs / length_penalty(lengths)`, the
+        ranking score (descending).
+      log_probs: [B, K] float32 total log-probability of each hypothesis.
+      attention: [B, K, T, S] float32 attention scores of the steps of each
+        hypothesis (zeros after its end), or None for decoders without
+        attention.
+
+    The raw search trace, one column per beam slot (not traced back), as
+    DumpBeams and the beam visualisation read it:
+      step_ids: [B, T, K] int32 token chosen for each slot at each step.
+      step_parent_ids: [B, T, K] int32 slot (in `[0, K)`) of the previous
+        step that each slot extends.
+      step_scores: [B, T, K] float32 ranking score of each slot after the
+        step (length-penalised, cumulative).
+      step_log_probs: [B, T, K] float32 log-probability of the token chosen
+        at that step (0 for an already finished hypothesis).
+      step_lengths: [B] int32 steps of the trace that matter for each
+        sentence: those run until all its hypotheses had finished (the
+        trace it would have had if searched alone).
+      num_steps: int32 scalar `T`.
+
+    Slots that the search could not fill (when K exceeds the number of
+    possible hypotheses) hold a log-probability and score of `-inf`; they
+    rank last.
+    """
+
+
+# ------------------------------------------------------------- scoring
+
+
+def length_penalty(sequence_lengths, penalty_factor):
+    """The GNMT length penalty `((5 + n) / 6) ** penalty_factor`.
+
+    Args:
+      sequence_lengths: Int or float tensor of any shape: hypothesis lengths
+        (end token counted once).
+      penalty_factor: Scalar `alpha`; 0 gives 1 everywhere.
+
+    Returns:
+      A float32 tensor shaped like `sequence_lengths`.
+    """
+    lengths = tf.cast(sequence_lengths, tf.float32)
+    alpha = tf.cast(penalty_factor, tf.float32)
+    return tf.pow((5.0 + lengths) / 6.0, alpha)
+
+
+def hyp_score(log_probs, sequence_lengths, config):
+    """Ranking score `log_probs / length_penalty(sequence_lengths)`.
+
+    Args:
+      log_probs: Float tensor of total log-probabilities.
+      sequence_lengths: Int tensor broadcastable to `log_probs`.
+      config: A `BeamSearchConfig` (its `length_penalty_weight`).
+
+    Returns:
+      A float32 tensor shaped like `log_probs`.
+    """
+    penalty = length_penalty(sequence_lengths, config.length_penalty_weight)
+    return tf.cast(log_probs, tf.float32) / penalty
+
+
+def choose_top_k(scores_flat, config):
+    """Keeps the `beam_width` best candidates of each sentence.
+
+    Args:
+      scores_flat: [B, K * V] float32 candidate scores; candidate `i`
+        extends beam `i // V` with token `i % V`.
+      config: A `BeamSearchConfig`.
+
+    Returns:
+      `(scores [B, K] descending, indices [B, K] int32 into K * V)`; among
+      equal scores the lower index comes first.
+    """
+    return tf.math.top_k(scores_flat, k=config.beam_width)
+
+
+def choose_top_k_sample(scores_flat, config):
+    """Draws `beam_width` distinct candidates per sentence, each with
+    probability proportional to `exp(score)` (sampling without
+    replacement through Gumbel noise and top-k), for diverse n-best lists.
+
+    Args:
+      scores_flat: [B, K * V] float32 candidate scores.
+      config: A `BeamSearchConfig`.
+
+    Returns:
+      `(scores [B, K], indices [B, K] int32)`: the drawn candidates' own
+      scores (without the noise), in the order of the noisy scores.
+    """
+    uniform = tf.random.uniform(
+        tf.shape(scores_flat), minval=np.finfo(np.float32).tiny, maxval=1.0
+    )
+    gumbel = -tf.math.log(-tf.math.log(uniform))
+    _, indices = tf.math.top_k(scores_flat + gumbel, k=config.beam_width)
+    return tf.gather(scores_flat, indices, batch_dims=1), indices
+
+
+CHOOSE_SUCCESSORS_FNS = {
+    "choose_top_k": choose_top_k,
+    "choose_top_k_sample": choose_top_k_sample,
+}
+
+
+def get_choose_successors_fn(name):
+    """Resolves `inference.beam_search.choose_successors_fn`.
+
+    Args:
+      name: A name from `CHOOSE_SUCCESSORS_FNS` (`choose_top_k`,
+        `choose_top_k_sample`), or a callable, returned as is.
+
+    Returns:
+      The function.
+
+    Raises:
+      ConfigError: An unknown name.
+    """
+    if callable(name):
+        return name
+    if name not in CHOOSE_SUCCESSORS_FNS:
+        raise ConfigError(
+            f"unknown inference.beam_search.choose_successors_fn {name!r}; "
+            f"use one of {', '.join(sorted(CHOOSE_SUCCESSORS_FNS))}."
+        )
+    return CHOOSE_SUCCESSORS_FNS[name]
+
+
+# ------------------------------------------------------------- search
+
+
+def _check_config(config):
+    width = config.beam_width
+    if isinstance(width, bool) or not isinstance(width, (int, np.integer)):
+        raise ConfigError(
+            f"inference.beam_search.beam_width must be an integer, got {width!r}."
+        )
+    if width < 1:
+        raise ConfigError(
+            f"inference.beam_search.beam_width must be >= 1, got {width}."
+        )
+    return config._replace(
+        beam_width=int(width),
+        choose_successors_fn=get_choose_successors_fn(config.choose_successors_fn),
+    )
+
+
+def _backtrack(parent_ids, last_slots):
+    """Follows parent pointers from the last step to the first.
+
+    Args:
+      parent_ids: [T, B, K] int32; `parent_ids[t, b, k]` is the slot of step
+        `t - 1` that slot `k` of step `t` extends.
+      last_slots: [B, K] int32 slots of the last step to start from.
+
+    Returns:
+      [T, B, K] int32: for each step, the slot each traced path went
+      through.
+    """
+    num_steps = tf.shape(parent_ids)[0]
+    paths = tf.TensorArray(tf.int32, size=num_steps, element_shape=last_slots.shape)
+
+    def body(time, slots, paths):
+        paths = paths.write(time, slots)
+        slots = tf.gather(parent_ids[time], slots, batch_dims=1)
+        return time - 1, slots, paths
+
+    _, _, paths = tf.while_loop(
+        lambda time, *_: time >= 0,
+        body,
+        (num_steps - 1, last_slots, paths),
+        maximum_iterations=num_steps,
+    )
+    return paths.gather(tf.range(num_steps))
+
+
+def beam_search_decode(
+    decoder,
+    embedding_fn,
+    start_ids,
+    end_id,
+    state,
+    memory,
+    config,
+    max_length=None,
+):
+    """Beam search over a batch, driving `decoder.step`.
+
+    Args:
+      decoder: An object with `step(inputs [N, E], state, memory, training)
+        -> (logits [N, V], new_state, attention [N, S] or None)`.
+      embedding_fn: Maps [N] int32 ids to [N, E] embeddings.
+      start_ids: [B] int ids fed at the first step (SEQUENCE_START).
+      end_id: Int id that ends a hypothesis (SEQUENCE_END); the config's
+        `eos_token` when None.
+      state: The decoder's initial state for the B sentences (not tiled; a
+        nest of [B, ...] tensors).
+      memory: The decoder's memory for the B sentences (not tiled).
+      config: A `BeamSearchConfig`; `choose_successors_fn` may be a name.
+      max_length: Most steps to run (int or scalar tensor, >= 1); the
+        decoder's `max_decode_length` when None.
+
+    Returns:
+      A `BeamSearchResult`.
+
+    Raises:
+      ConfigError: A bad beam width or an unknown successor function.
+      ValueError: The logits' size differs from `config.vocab_size`.
+    """
+    config = _check_config(config)
+    width = config.beam_width
+    if end_id is None:
+        end_id = config.eos_token
+    if max_length is None:
+        max_length = decoder.max_decode_length
+    max_length = tf.cast(max_length, tf.int32)
+    end_id = tf.cast(end_id, tf.int32)
+    start_ids = tf.cast(tf.convert_to_tensor(start_ids), tf.int32)
+    batch_size = tf.shape(start_ids)[0]
+    neg_inf = tf.constant(-np.inf, tf.float32)
+
+    state = tile_batch(state, width)
+    memory = tile_batch(memory, width)
+    saw_attention = []
+
+    def all_done(finished, log_probs):
+        # A slot the search could not fill (-inf) counts as done.
+        return tf.logical_or(finished, tf.equal(log_probs, neg_inf))
+
+    def cond(step, prev_ids, dec_state, log_probs, finished, *_):
+        del prev_ids, dec_state
+        return tf.logical_and(
+            step < max_length,
+            tf.logical_not(tf.reduce_all(all_done(finished, log_probs))),
+        )
+
+    def body(
+        step,
+        prev_ids,
+        dec_state,
+        log_probs,
+        finished,
+        lengths,
+        sentence_steps,
+        arrays,
+    ):
+        sentence_done = tf.reduce_all(all_done(finished, log_probs), axis=1)
+        sentence_steps += tf.cast(tf.logical_not(sentence_done), tf.int32)
+
+        logits, new_state, attention = decoder.step(
+            embedding_fn(prev_ids), dec_state, memory, training=False
+        )
+        logits = tf.cast(logits, tf.float32)
+        if logits.shape[-1] is not None and config.vocab_size is not None:
+            if int(logits.shape[-1]) != int(config.vocab_size):
+                raise ValueError(
+                    f"the decoder gives {logits.shape[-1]} logits but "
+                    f"BeamSearchConfig.vocab_size is {config.vocab_size}"
+                )
+        vocab = tf.shape(logits)[-1]
+        token_lp = split_beams(tf.nn.log_softmax(logits, axis=-1), width)
+        # A finished hypothesis may only repeat the end token, for free.
+        end_only = tf.where(tf.equal(tf.range(vocab), end_id), 0.0, neg_inf)
+        token_lp = tf.where(finished[:, :, None], end_only, token_lp)
+        totals = log_probs[:, :, None] + token_lp  # [B, K, V]
+        # Every extension of an unfinished hypothesis, the end token
+        # included, adds one token.
+        new_lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)
+        scores = hyp_score(totals, new_lengths[:, :, None], config)
+
+        flat_shape = [batch_size, width * vocab]
+        top_scores, top_indices = config.choose_successors_fn(
+            tf.reshape(scores, flat_shape), config
+        )
+        top_indices = tf.cast(top_indices, tf.int32)
+        parents = top_indices // vocab
+        word_ids = top_indices % vocab
+        chosen_totals = tf.gather(
+            tf.reshape(totals, flat_shape), top_indices, batch_dims=1
+        )
+        chosen_lp = tf.gather(
+            tf.reshape(token_lp, flat_shape), top_indices, batch_dims=1
+        )
+        parent_finished = tf.gather(finished, parents, batch_dims=1)
+        next_lengths = tf.gather(new_lengths, parents, batch_dims=1)
+        next_finished = tf.logical_or(parent_finished, tf.equal(word_ids, end_id))
+
+        # Finished hypotheses keep their state; then every slot takes the
+        # state of its parent.
+        new_state = where_batch(tf.reshape(finished, [-1]), dec_state, new_state)
+        new_state = gather_beams(new_state, parents, width)
+
+        ids_ta, parents_ta, scores_ta, lp_ta, att_ta = arrays
+        ids_ta = ids_ta.write(step, word_ids)
+        parents_ta = parents_ta.write(step, parents)
+        scores_ta = scores_ta.write(step, tf.cast(top_scores, tf.float32))
+        lp_ta = lp_ta.write(step, chosen_lp)
+        if attention is not None:
+            saw_attention.append(True)
+            attention = split_beams(tf.cast(attention, tf.float32), width)
+            attention = tf.gather(attention, parents, batch_dims=1)
+            attention = tf.where(parent_finished[:, :, None], 0.0, attention)
+            att_ta = att_ta.write(step, attention)
+        arrays = (ids_ta, parents_ta, scores_ta, lp_ta, att_ta)
+        return (
+            step + 1,
+            tf.reshape(word_ids, [-1]),
+            new_state,
+            chosen_totals,
+            next_finished,
+            next_lengths,
+            sentence_steps,
+            arrays,
+        )
+
+    # Only beam 0 is alive at first, so the first step fills the K slots
+    # with K different tokens.
+    first_log_probs = tf.where(tf.range(width) == 0, 0.0, neg_inf)
+    arrays = (
+        tf.TensorArray(tf.int32, size=max_length),
+        tf.TensorArray(tf.int32, size=max_length),
+        tf.TensorArray(tf.float32, size=max_length),
+        tf.TensorArray(tf.float32, size=max_length),
+        tf.TensorArray(tf.float32, size=max_length),
+    )
+    loop_vars = (
+        tf.constant(0, tf.int32),
+        tf.repeat(start_ids, width),
+        state,
+        tf.tile(first_log_probs[None, :], [batch_size, 1]),
+        tf.zeros([batch_size, width], tf.bool),
+        tf.zeros([batch_size, width], tf.int32),
+        tf.zeros([batch_size], tf.int32),
+        arrays,
+    )
+    outputs = tf.while_loop(cond, body, loop_vars, maximum_iterations=max_length)
+    num_steps, _, _, log_probs, _, lengths, sentence_steps, arrays = outputs
+    ids_ta, parents_ta, scores_ta, lp_ta, att_ta = arrays
+
+    steps = tf.range(num_steps)
+    step_ids = ids_ta.gather(steps)  # [T, B, K]
+    step_parents = parents_ta.gather(steps)
+    step_scores = scores_ta.gather(steps)
+    step_log_probs = lp_ta.gather(steps)
+
+    final_scores = hyp_score(log_probs, lengths, config)
+    order = tf.argsort(final_scores, axis=1, direction="DESCENDING", stable=True)
+    order = tf.cast(order, tf.int32)
+    paths = _backtrack(step_parents, order)  # [T, B, K]
+
+    lengths = tf.gather(lengths, order, batch_dims=1)
+    valid = tf.range(num_steps)[None, None, :] < lengths[:, :, None]  # [B, K, T]
+    ids = tf.transpose(tf.gather(step_ids, paths, axis=2, batch_dims=2), [1, 2, 0])
+    ids = tf.where(valid, ids, end_id)
+    attention = None
+    if saw_attention:
+        history = tf.gather(att_ta.gather(steps), paths, axis=2, batch_dims=2)
+        attention = tf.transpose(history, [1, 2, 0, 3])  # [B, K, T, S]
+        attention = tf.where(valid[:, :, :, None], attention, 0.0)
+
+    return BeamSearchResult(
+        ids=ids,
+        lengths=lengths,
+        scores=tf.gather(final_scores, order, batch_dims=1),
+        log_probs=tf.gather(log_probs, order, batch_dims=1),
+        attention=attention,
+        step_ids=tf.transpose(step_ids, [1, 0, 2]),
+        step_parent_ids=tf.transpose(step_parents, [1, 0, 2]),
+        step_scores=tf.transpose(step_scores, [1, 0, 2]),
+        step_log_probs=tf.transpose(step_log_probs, [1, 0, 2]),
+        step_lengths=sentence_steps,
+        num_steps=num_steps,
+    )
+
+
+def beam_search_predictions(result):
+    """The model's prediction dict for a `BeamSearchResult`.
+
+    Args:
+      result: A `BeamSearchResult`.
+
+    Returns:
+      A dict with the best hypothesis as greedy decoding reports it
+      (`predicted_ids` [B, T], `predicted_len` [B], `log_probs` [B] and, for
+      attention decoders, `attention_scores` [B, T, S]) and the search trace
+      (`beam_search_output.predicted_ids`, `.beam_parent_ids`, `.scores`,
+      `.log_probs`, all [B, T, K], and `beam_search_output.length` [B]).
+    """
+    predictions = {
+        "predicted_ids": result.ids[:, 0],
+        "predicted_len": result.lengths[:, 0],
+        "log_probs": result.log_probs[:, 0],
+        "beam_search_output.predicted_ids": result.step_ids,
+        "beam_search_output.beam_parent_ids": result.step_parent_ids,
+        "beam_search_output.scores": result.step_scores,
+        "beam_search_output.log_probs": result.step_log_probs,
+        "beam_search_output.length": result.step_lengths,
+    }
+    if result.attention is not None:
+        predictions["attention_scores"] = result.attention[:, 0]
+    return predictions

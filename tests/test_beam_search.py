@@ -1,0 +1,625 @@
+"""Tests for seq2seq.inference.beam_search and BeamSearchDecoder."""
+
+import collections
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seq2seq.decoders import (
+    AttentionDecoder,
+    AttentionLayerDot,
+    BasicDecoder,
+    BeamSearchDecoder,
+)
+from seq2seq.errors import ConfigError
+from seq2seq.inference import beam_search, decoding
+
+START = 0
+
+EncoderOutput = collections.namedtuple(
+    "EncoderOutput",
+    ["outputs", "final_state", "attention_values", "attention_values_length"],
+)
+
+
+def _config(width, vocab, end, alpha=0.0, choose="choose_top_k"):
+    return beam_search.BeamSearchConfig(
+        beam_width=width,
+        vocab_size=vocab,
+        eos_token=end,
+        length_penalty_weight=alpha,
+        choose_successors_fn=choose,
+    )
+
+
+# ------------------------------------------------------------ decoders
+
+
+class TableDecoder:
+    """A scripted decoder: the distribution at step `t` is row
+    `min(t, len(table) - 1)` of `table` (probabilities), whatever the
+    prefix; the state counts the steps."""
+
+    max_decode_length = 5
+
+    def __init__(self, table):
+        self.table = tf.math.log(tf.constant(table, tf.float32))
+
+    def initial_state(self, batch_size):
+        return {"time": tf.zeros([batch_size], tf.int32)}
+
+    def step(self, inputs, state, memory, training=None):
+        del inputs, memory, training
+        row = tf.minimum(state["time"], self.table.shape[0] - 1)
+        return tf.gather(self.table, row), {"time": state["time"] + 1}, None
+
+
+def _one_hot(vocab):
+    return lambda ids: tf.one_hot(ids, vocab)
+
+
+def _real_setup(decoder_class, vocab, batch=2, source_lengths=(3, 2), seed=0):
+    """A tiny decoder with fixed random weights and its start state."""
+    tf.keras.utils.set_random_seed(seed)
+    params = {
+        "rnn_cell": {"cell_class": "GRUCell", "cell_params": {"num_units": 6}},
+        "init_scale": 1.0,
+    }
+    if decoder_class is AttentionDecoder:
+        decoder = AttentionDecoder(
+            params,
+            "infer",
+            vocab,
+            attention_layer=AttentionLayerDot({"num_units": 5}, "infer"),
+        )
+    else:
+        decoder = BasicDecoder(params, "infer", vocab)
+    embedding = tf.random.stateless_normal([vocab, 4], seed=[1, seed])
+    source_len = max(source_lengths)
+    source = tf.random.stateless_normal([batch, source_len, 5], seed=[3, seed])
+    cell_state = tf.random.stateless_normal([batch, 6], seed=[5, seed])
+    encoder_output = EncoderOutput(
+        source, None, source, tf.constant(source_lengths, tf.int32)
+    )
+    memory = decoder.prepare_memory(encoder_output)
+    state = decoder.initial_state(memory, cell_state)
+
+    def embed(ids):
+        return tf.nn.embedding_lookup(embedding, ids)
+
+    return decoder, embed, state, memory
+
+
+def _teacher_forced(decoder, embed, state, memory, sequences):
+    """Log-probabilities and attention of given outputs of one sentence.
+
+    Args:
+      sequences: List of token lists (each ending with its end token unless
+        cut by the length limit), for batch entry 0 of `state`/`memory`.
+
+    Returns:
+      `(total log-probs [N], attention [N, T, S] or None)`.
+    """
+    count = len(sequences)
+    longest = max(len(s) for s in sequences)
+    first = decoding.gather_batch(state, tf.zeros([count], tf.int32))
+    first_memory = decoding.gather_batch(memory, tf.zeros([count], tf.int32))
+    padded = np.zeros([count, longest], np.int32)
+    for row, seq in enumerate(sequences):
+        padded[row, : len(seq)] = seq
+    inputs = np.concatenate([np.full([count, 1], START), padded[:, :-1]], axis=1)
+    logits, attention = decoder(embed(inputs), first, first_memory)
+    log_probs = tf.nn.log_softmax(logits).numpy()
+    totals = np.array(
+        [
+            log_probs[row, np.arange(len(seq)), seq].sum()
+            for row, seq in enumerate(sequences)
+        ]
+    )
+    return totals, None if attention is None else attention.numpy()
+
+
+def _penalty(length, alpha):
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+# ------------------------------------------------------- scoring pieces
+
+
+def test_length_penalty_values():
+    lengths = tf.constant([[1, 2, 3], [3, 3, 3]])
+    penalty = beam_search.length_penalty(lengths, 0.6).numpy()
+    np.testing.assert_allclose(penalty[0], [1.0, 1.0969027, 1.1884017], rtol=1e-5)
+    np.testing.assert_allclose(penalty[1], [(8 / 6) ** 0.6] * 3, rtol=1e-6)
+    np.testing.assert_array_equal(beam_search.length_penalty(lengths, 0.0), 1.0)
+
+
+def test_choose_top_k_and_lookup():
+    config = _config(2, 3, 0)
+    scores = tf.constant([[0.1, 0.5, -1.0, 0.5, 0.2, 0.0]])
+    top, indices = beam_search.choose_top_k(scores, config)
+    np.testing.assert_allclose(top.numpy(), [[0.5, 0.5]])
+    np.testing.assert_array_equal(indices.numpy(), [[1, 3]])
+    assert beam_search.get_choose_successors_fn("choose_top_k") is (
+        beam_search.choose_top_k
+    )
+    with pytest.raises(ConfigError, match="choose_top_k, choose_top_k_sample"):
+        beam_search.get_choose_successors_fn("top_p")
+
+
+def test_choose_top_k_sample_draws_distinct_candidates():
+    config = _config(3, 4, 0)
+    scores = tf.math.log(tf.constant([[0.1, 0.2, 0.3, 0.4] * 2] * 5))
+    top, indices = beam_search.choose_top_k_sample(scores, config)
+    for row in range(5):
+        assert len(set(indices.numpy()[row])) == 3
+    np.testing.assert_allclose(
+        top.numpy(), tf.gather(scores, indices, batch_dims=1).numpy()
+    )
+
+
+def test_bad_configs():
+    decoder = TableDecoder([[0.5, 0.5]])
+    args = (_one_hot(2), [START], 0, decoder.initial_state(1), {})
+    with pytest.raises(ConfigError, match="beam_width must be >= 1"):
+        beam_search.beam_search_decode(decoder, *args, _config(0, 2, 0))
+    with pytest.raises(ConfigError, match="choose_successors_fn 'nope'"):
+        beam_search.beam_search_decode(decoder, *args, _config(2, 2, 0, 0, "nope"))
+    with pytest.raises(ValueError, match="vocab_size is 5"):
+        beam_search.beam_search_decode(decoder, *args, _config(2, 5, 0))
+
+
+# ------------------------------------------------------------ search
+
+
+@pytest.mark.parametrize("decoder_class", [BasicDecoder, AttentionDecoder])
+@pytest.mark.parametrize("alpha", [0.0, 0.8])
+def test_width_one_equals_greedy(decoder_class, alpha):
+    vocab, end = 6, 1
+    decoder, embed, state, memory = _real_setup(decoder_class, vocab)
+    start = tf.fill([2], START)
+    greedy = decoding.greedy_decode(decoder, embed, start, end, state, memory, 7)
+    result = beam_search.beam_search_decode(
+        decoder, embed, start, end, state, memory, _config(1, vocab, end, alpha), 7
+    )
+    assert result.ids.shape == (2, 1, greedy.ids.shape[1])
+    np.testing.assert_array_equal(result.ids[:, 0].numpy(), greedy.ids.numpy())
+    np.testing.assert_array_equal(result.lengths[:, 0].numpy(), greedy.lengths.numpy())
+    np.testing.assert_array_equal(
+        result.log_probs[:, 0].numpy(), greedy.log_probs.numpy()
+    )
+    np.testing.assert_array_equal(
+        result.step_log_probs[:, :, 0].numpy(), greedy.step_log_probs.numpy()
+    )
+    np.testing.assert_array_equal(result.step_ids[:, :, 0].numpy(), greedy.ids.numpy())
+    np.testing.assert_array_equal(result.step_parent_ids.numpy(), 0)
+    penalty = _penalty(greedy.lengths.numpy(), alpha)
+    np.testing.assert_allclose(
+        result.scores[:, 0].numpy(), greedy.log_probs.numpy() / penalty, rtol=1e-6
+    )
+    if decoder_class is AttentionDecoder:
+        np.testing.assert_allclose(
+            result.attention[:, 0].numpy(), greedy.attention.numpy(), atol=1e-7
+        )
+    else:
+        assert result.attention is None and greedy.attention is None
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+def test_matches_exhaustive_search(alpha):
+    # V = 4, at most 3 steps: 1 + 3 + 36 = 40 possible outputs, so a beam of
+    # 48 is exact, and its whole sorted list must equal the enumeration.
+    vocab, end, steps, width = 4, 2, 3, 48
+    decoder, embed, state, memory = _real_setup(BasicDecoder, vocab, batch=1, seed=4)
+    words = [w for w in range(vocab) if w != end]
+    outputs = (
+        [[end]]
+        + [[w, end] for w in words]
+        + [[a, b, c] for a, b in itertools.product(words, repeat=2) for c in range(4)]
+    )
+    assert len(outputs) == 40
+    totals, _ = _teacher_forced(decoder, embed, state, memory, outputs)
+    lengths = np.array([len(o) for o in outputs])
+    scores = totals / _penalty(lengths, alpha)
+    order = np.argsort(-scores, kind="stable")
+
+    result = beam_search.beam_search_decode(
+        decoder,
+        embed,
+        [START],
+        end,
+        state,
+        memory,
+        _config(width, vocab, end, alpha),
+        steps,
+    )
+    assert result.ids.shape == (1, width, steps)
+    for rank, index in enumerate(order):
+        expected = outputs[index] + [end] * (steps - len(outputs[index]))
+        np.testing.assert_array_equal(result.ids[0, rank].numpy(), expected)
+    np.testing.assert_array_equal(result.lengths[0, :40].numpy(), lengths[order])
+    np.testing.assert_allclose(result.log_probs[0, :40], totals[order], atol=1e-5)
+    np.testing.assert_allclose(result.scores[0, :40], scores[order], atol=1e-5)
+    # The slots left over have nothing to hold.
+    assert np.all(result.scores[0, 40:].numpy() == -np.inf)
+    # The scores are in ranking order.
+    assert np.all(np.diff(result.scores[0, :40].numpy()) <= 0)
+
+
+class HistoryDecoder:
+    """A scripted decoder whose next-token distribution depends on the whole
+    prefix, which it keeps in a nested state (a tuple holding an int matrix
+    and a dict, plus a scalar leaf that beam search must pass through)."""
+
+    max_decode_length = 4
+
+    def __init__(self, vocab, limit, seed=0):
+        self.vocab, self.limit = vocab, limit
+        rng = np.random.default_rng(seed)
+        self.weights = rng.normal(size=[97, vocab]).astype(np.float32) * 2.0
+
+    def initial_state(self, batch_size):
+        prefix = tf.zeros([batch_size, self.limit], tf.int32)
+        return (prefix, {"pos": tf.zeros([batch_size], tf.int32)}, tf.constant(7))
+
+    def logits_for(self, prefix):
+        code = 1
+        for token in prefix:
+            code = (code * 31 + int(token) + 1) % 97
+        return self.weights[code]
+
+    def step(self, inputs, state, memory, training=None):
+        del memory, training
+        prefix, counters, scalar = state
+        token = tf.argmax(inputs, axis=-1, output_type=tf.int32)
+        pos = counters["pos"]
+        prefix = tf.where(
+            tf.range(self.limit)[None, :] == pos[:, None] - 1, token[:, None], prefix
+        )
+        code = tf.ones_like(pos)
+        for i in range(self.limit):
+            code = tf.where(i < pos, (code * 31 + prefix[:, i] + 1) % 97, code)
+        logits = tf.gather(tf.constant(self.weights), code)
+        return logits, (prefix, {"pos": pos + 1}, scalar), None
+
+
+def test_nested_state_follows_its_hypothesis():
+    # The first input is the start token; the prefix the decoder records is
+    # the outputs so far. Exhaustive search over V = 3 and 4 steps: 1 + 2 +
+    # 4 + 8 * 3 = 31 outputs.
+    vocab, end, steps = 3, 0, 4
+    decoder = HistoryDecoder(vocab, steps)
+    outputs = [[end]]
+    for length in range(1, steps):
+        for words in itertools.product([1, 2], repeat=length):
+            last = range(vocab) if length == steps - 1 else [end]
+            outputs += [list(words) + [c] for c in last]
+    assert len(outputs) == 31
+    totals = []
+    for out in outputs:
+        total = 0.0
+        for t, token in enumerate(out):
+            logits = decoder.logits_for(out[:t]).astype(np.float64)
+            total += logits[token] - np.log(np.exp(logits).sum())
+        totals.append(total)
+    totals = np.array(totals)
+    order = np.argsort(-totals, kind="stable")
+    result = beam_search.beam_search_decode(
+        decoder,
+        _one_hot(vocab),
+        [START, START],
+        end,
+        decoder.initial_state(2),
+        {},
+        _config(32, vocab, end),
+        steps,
+    )
+    for row in range(2):
+        for rank, index in enumerate(order):
+            expected = outputs[index] + [end] * (steps - len(outputs[index]))
+            np.testing.assert_array_equal(result.ids[row, rank].numpy(), expected)
+        np.testing.assert_allclose(result.log_probs[row, :31], totals[order], 1e-5)
+
+
+# Tokens of the scripted decoder: 0 ends, 1 and 2 are words.
+EOS, A, B = 0, 1, 2
+SWAP_TABLE = [
+    [np.exp(-1.0), 0.6, 1 - 0.6 - np.exp(-1.0)],
+    [0.01, 0.98, 0.01],
+    [0.5, 0.25, 0.25],
+    [0.9, 0.05, 0.05],
+]
+
+
+def test_length_penalty_swaps_short_and_long_hypotheses():
+    # [EOS]: log p = -1, length 1.  [A, A, EOS]: log p = log(.6 * .98 * .5)
+    # ~ -1.224, length 3. Without a penalty the short one wins; with
+    # alpha = 1 the long one scores -1.224 / (8/6) ~ -0.918 > -1.
+    decoder = TableDecoder(SWAP_TABLE)
+    long_lp = np.log(0.6 * 0.98 * 0.5)
+    runs = {}
+    for alpha in (0.0, 1.0):
+        runs[alpha] = beam_search.beam_search_decode(
+            decoder,
+            _one_hot(3),
+            [START],
+            EOS,
+            decoder.initial_state(1),
+            {},
+            _config(3, 3, EOS, alpha),
+            5,
+        )
+    short, longer = runs[0.0], runs[1.0]
+    # Both searches end after 4 steps: then the 3 kept hypotheses are
+    # [EOS], [A, A, EOS] and [A, A, A, EOS].
+    assert int(short.num_steps) == int(longer.num_steps) == 4
+    np.testing.assert_array_equal(short.ids[0, 0].numpy(), [EOS] * 4)
+    assert short.lengths[0, 0] == 1
+    assert short.log_probs[0, 0].numpy() == pytest.approx(-1.0, abs=1e-6)
+    assert short.scores[0, 0].numpy() == pytest.approx(-1.0, abs=1e-6)
+    np.testing.assert_array_equal(short.ids[0, 1].numpy(), [A, A, EOS, EOS])
+    assert short.log_probs[0, 1].numpy() == pytest.approx(long_lp, abs=1e-5)
+
+    np.testing.assert_array_equal(longer.ids[0, 0].numpy(), [A, A, EOS, EOS])
+    assert longer.lengths[0, 0] == 3
+    assert longer.log_probs[0, 0].numpy() == pytest.approx(long_lp, abs=1e-5)
+    assert longer.scores[0, 0].numpy() == pytest.approx(long_lp / (8 / 6), abs=1e-5)
+    np.testing.assert_array_equal(longer.ids[0, 1].numpy(), [EOS] * 4)
+    np.testing.assert_array_equal(longer.ids[0, 2].numpy(), [A, A, A, EOS])
+    np.testing.assert_array_equal(longer.lengths[0].numpy(), [3, 1, 4])
+    assert longer.scores[0, 1].numpy() == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_finished_hypotheses_stay_finished():
+    decoder = TableDecoder(SWAP_TABLE)
+    result = beam_search.beam_search_decode(
+        decoder,
+        _one_hot(3),
+        [START],
+        EOS,
+        decoder.initial_state(1),
+        {},
+        _config(3, 3, EOS),
+        5,
+    )
+    ids = result.step_ids[0].numpy()
+    parents = result.step_parent_ids[0].numpy()
+    scores = result.step_scores[0].numpy()
+    step_lp = result.step_log_probs[0].numpy()
+    # Step 0 fills the three slots with three different tokens of beam 0.
+    np.testing.assert_array_equal(parents[0], 0)
+    assert sorted(ids[0]) == [0, 1, 2]
+    finished = ids[0] == EOS
+    for t in range(1, ids.shape[0]):
+        was_finished = finished[parents[t]]
+        assert np.all(ids[t][was_finished] == EOS)
+        np.testing.assert_array_equal(step_lp[t][was_finished], 0.0)
+        np.testing.assert_array_equal(
+            scores[t][was_finished], scores[t - 1][parents[t]][was_finished]
+        )
+        finished = was_finished | (ids[t] == EOS)
+    # All three slots had finished after 4 of the 5 allowed steps; [EOS]
+    # stayed in the beam throughout with its score unchanged.
+    assert int(result.num_steps) == 4
+    assert result.step_lengths.numpy().tolist() == [4]
+    assert finished.all()
+    assert np.isclose(scores, -1.0, atol=1e-6).any(axis=1).all()
+
+
+def test_stops_once_every_hypothesis_has_finished():
+    table = [[0.4, 0.3, 0.3], [0.998, 0.001, 0.001]]
+    decoder = TableDecoder(table)
+    result = beam_search.beam_search_decode(
+        decoder,
+        _one_hot(3),
+        [START, START],
+        EOS,
+        decoder.initial_state(2),
+        {},
+        _config(3, 3, EOS),
+        10,
+    )
+    assert int(result.num_steps) == 2
+    assert result.ids.shape == (2, 3, 2)
+    np.testing.assert_array_equal(result.step_lengths.numpy(), [2, 2])
+    for row in range(2):
+        np.testing.assert_array_equal(
+            result.ids[row].numpy(), [[EOS, EOS], [A, EOS], [B, EOS]]
+        )
+        np.testing.assert_array_equal(result.lengths[row].numpy(), [1, 2, 2])
+
+
+def test_batched_search_equals_one_sentence_at_a_time():
+    vocab, end, width = 6, 1, 3
+    decoder, embed, state, memory = _real_setup(
+        AttentionDecoder, vocab, batch=3, source_lengths=(4, 2, 3), seed=2
+    )
+    config = _config(width, vocab, end, 0.6)
+    batched = beam_search.beam_search_decode(
+        decoder, embed, tf.fill([3], START), end, state, memory, config, 6
+    )
+    for row in range(3):
+        pick = tf.constant([row])
+        alone = beam_search.beam_search_decode(
+            decoder,
+            embed,
+            [START],
+            end,
+            decoding.gather_batch(state, pick),
+            decoding.gather_batch(memory, pick),
+            config,
+            6,
+        )
+        steps = int(alone.num_steps)
+        assert int(batched.step_lengths[row]) == steps
+        np.testing.assert_array_equal(
+            batched.ids[row, :, :steps].numpy(), alone.ids[0].numpy()
+        )
+        np.testing.assert_array_equal(batched.ids[row, :, steps:].numpy(), end)
+        np.testing.assert_array_equal(batched.lengths[row], alone.lengths[0])
+        np.testing.assert_allclose(batched.log_probs[row], alone.log_probs[0], 1e-5)
+        np.testing.assert_allclose(batched.scores[row], alone.scores[0], 1e-5)
+        np.testing.assert_allclose(
+            batched.attention[row, :, :steps].numpy(),
+            alone.attention[0].numpy(),
+            atol=1e-6,
+        )
+        for name in ("step_ids", "step_parent_ids"):
+            np.testing.assert_array_equal(
+                getattr(batched, name)[row, :steps].numpy(),
+                getattr(alone, name)[0].numpy(),
+            )
+
+
+def test_attention_follows_its_hypothesis():
+    vocab, end, width = 6, 1, 3
+    decoder, embed, state, memory = _real_setup(
+        AttentionDecoder, vocab, batch=2, source_lengths=(4, 3), seed=7
+    )
+    result = beam_search.beam_search_decode(
+        decoder,
+        embed,
+        tf.fill([2], START),
+        end,
+        state,
+        memory,
+        _config(width, vocab, end),
+        5,
+    )
+    ids = result.ids.numpy()
+    assert result.attention.shape == (2, width, ids.shape[2], 4)
+    for row in range(2):
+        sentence_state = decoding.gather_batch(state, tf.constant([row]))
+        sentence_memory = decoding.gather_batch(memory, tf.constant([row]))
+        lengths = result.lengths[row].numpy()
+        hypotheses = [list(ids[row, k, : lengths[k]]) for k in range(width)]
+        # The K hypotheses are different outputs.
+        assert len({tuple(h) for h in hypotheses}) == width
+        totals, attention = _teacher_forced(
+            decoder, embed, sentence_state, sentence_memory, hypotheses
+        )
+        np.testing.assert_allclose(result.log_probs[row].numpy(), totals, atol=1e-5)
+        for k in range(width):
+            got = result.attention[row, k].numpy()
+            np.testing.assert_allclose(
+                got[: lengths[k]], attention[k, : lengths[k]], atol=1e-5
+            )
+            np.testing.assert_array_equal(got[lengths[k] :], 0.0)
+
+
+def test_runs_in_tf_function_without_retracing():
+    vocab, end, width = 6, 1, 2
+    decoder, embed, state, memory = _real_setup(AttentionDecoder, vocab)
+    config = _config(width, vocab, end, 0.6)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, 5], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+        ]
+    )
+    def search(source, source_len):
+        memory = decoder.prepare_memory(EncoderOutput(source, None, source, source_len))
+        state = decoder.initial_state(memory)
+        batch = tf.shape(source_len)[0]
+        result = beam_search.beam_search_decode(
+            decoder, embed, tf.fill([batch], START), end, state, memory, config, 4
+        )
+        return beam_search.beam_search_predictions(result)
+
+    # Build the layers first: a first call that creates variables traces
+    # twice.
+    _teacher_forced(decoder, embed, state, memory, [[2]])
+    first = search(tf.random.normal([2, 3, 5]), tf.constant([3, 2]))
+    second = search(tf.random.normal([3, 5, 5]), tf.constant([5, 1, 4]))
+    assert search.experimental_get_tracing_count() == 1
+    steps = first["predicted_ids"].shape[1]
+    assert first["attention_scores"].shape == (2, steps, 3)
+    assert second["attention_scores"].shape[::2] == (3, 5)
+    assert second["beam_search_output.predicted_ids"].shape[::2] == (3, width)
+
+
+def test_predictions_dict():
+    decoder, embed, state, memory = _real_setup(AttentionDecoder, 6)
+    result = beam_search.beam_search_decode(
+        decoder, embed, tf.fill([2], START), 1, state, memory, _config(3, 6, 1), 4
+    )
+    predictions = beam_search.beam_search_predictions(result)
+    steps = int(result.num_steps)
+    assert sorted(predictions) == sorted(
+        [
+            "predicted_ids",
+            "predicted_len",
+            "log_probs",
+            "attention_scores",
+            "beam_search_output.predicted_ids",
+            "beam_search_output.beam_parent_ids",
+            "beam_search_output.scores",
+            "beam_search_output.log_probs",
+            "beam_search_output.length",
+        ]
+    )
+    np.testing.assert_array_equal(predictions["predicted_ids"], result.ids[:, 0])
+    np.testing.assert_array_equal(predictions["predicted_len"], result.lengths[:, 0])
+    np.testing.assert_array_equal(predictions["log_probs"], result.log_probs[:, 0])
+    assert predictions["attention_scores"].shape == (2, steps, 3)
+    for key in ("predicted_ids", "beam_parent_ids", "scores", "log_probs"):
+        assert predictions["beam_search_output." + key].shape == (2, steps, 3)
+    assert predictions["beam_search_output.length"].dtype == tf.int32
+    # The best hypothesis's last trace score is its final score.
+    np.testing.assert_allclose(
+        predictions["beam_search_output.scores"][:, -1].numpy().max(axis=1),
+        result.scores[:, 0],
+        rtol=1e-6,
+    )
+
+    basic, embed, state, memory = _real_setup(BasicDecoder, 6)
+    result = beam_search.beam_search_decode(
+        basic, embed, tf.fill([2], START), 1, state, memory, _config(2, 6, 1), 3
+    )
+    assert "attention_scores" not in beam_search.beam_search_predictions(result)
+
+
+def test_beam_search_decoder_wraps_a_decoder():
+    decoder, embed, state, memory = _real_setup(AttentionDecoder, 6)
+    config = _config(3, 6, 1)
+    wrapped = BeamSearchDecoder(decoder, config)
+    assert wrapped.cell is decoder.cell
+    assert wrapped.vocab_size == 6
+    assert wrapped.beam_width == 3
+    assert wrapped.max_decode_length == decoder.max_decode_length
+    got = wrapped.decode(embed, tf.fill([2], START), None, state, memory, 4)
+    want = beam_search.beam_search_decode(
+        decoder, embed, tf.fill([2], START), 1, state, memory, config, 4
+    )
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_array_equal(got.scores, want.scores)
+
+
+def test_sampled_successors_keep_the_invariants():
+    decoder = TableDecoder(SWAP_TABLE)
+    tf.random.set_seed(3)
+    result = beam_search.beam_search_decode(
+        decoder,
+        _one_hot(3),
+        [START, START],
+        EOS,
+        decoder.initial_state(2),
+        {},
+        _config(3, 3, EOS, 0.0, "choose_top_k_sample"),
+        5,
+    )
+    ids = result.ids.numpy()
+    lengths = result.lengths.numpy()
+    for row in range(2):
+        assert np.all(np.diff(result.scores[row].numpy()) <= 0)
+        for k in range(3):
+            tokens = ids[row, k]
+            ends = np.flatnonzero(tokens == EOS)
+            if len(ends):
+                assert lengths[row, k] == ends[0] + 1
+                assert np.all(tokens[ends[0] :] == EOS)
+            else:
+                assert lengths[row, k] == 5
