@@ -18,15 +18,17 @@ setup(
         "pyyaml",
         "absl-py",
         "tensorboard",
+        "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "black", "ruff", "matplotlib"],
+        "test": ["pytest", "black", "ruff"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },
     entry_points={
         "console_scripts": [
             "seq2seq-train=bin.train:entry_point",
             "seq2seq-infer=bin.infer:entry_point",
+            "seq2seq-export=bin.export:entry_point",
         ]
     },
 )

@@ -48,19 +48,18 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                     f"model_params: '{key}' is not set. Pass the path of the "
                     f"vocabulary file, e.g. --model_params '{key}: vocab.txt'."
                 )
-        self.source_vocab_info = vocab.get_vocab_info(self.params["vocab_source"])
-        self.target_vocab_info = vocab.get_vocab_info(self.params["vocab_target"])
+        source_vocab = vocab.Vocab(self.params["vocab_source"])
+        target_vocab = vocab.Vocab(self.params["vocab_target"])
+        self.source_vocab_info = source_vocab.info
+        self.target_vocab_info = target_vocab.info
+        self._source_id_to_token = np.array(source_vocab.tokens, dtype=object)
+        self._target_id_to_token = np.array(target_vocab.tokens, dtype=object)
         self._source_tables = vocab.create_vocabulary_lookup_table(
             self.params["vocab_source"]
         )
         self._target_tables = vocab.create_vocabulary_lookup_table(
             self.params["vocab_target"]
         )
-        target_tokens, _ = vocab.read_vocab(self.params["vocab_target"])
-        source_tokens, _ = vocab.read_vocab(self.params["vocab_source"])
-        specials = ["UNK", "SEQUENCE_START", "SEQUENCE_END"]
-        self._target_id_to_token = np.array(list(target_tokens) + specials, object)
-        self._source_id_to_token = np.array(list(source_tokens) + specials, object)
         self._build_embeddings()
 
     @staticmethod
@@ -121,6 +120,16 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         return [self.source_embedding, self.target_embedding]
 
     @property
+    def source_vocab_table(self):
+        """The source token -> id `tf.lookup.StaticHashTable` (UNK default)."""
+        return self._source_tables[0]
+
+    @property
+    def target_vocab_table(self):
+        """The target token -> id `tf.lookup.StaticHashTable` (UNK default)."""
+        return self._target_tables[0]
+
+    @property
     def target_id_to_token(self):
         """A numpy array mapping target ids to token strings, specials included."""
         return self._target_id_to_token
@@ -159,7 +168,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         if max_src and max_src > 0:
             source_tokens = source_tokens[:, :max_src]
             source_len = tf.minimum(source_len, max_src)
-        source_ids = tf.cast(self._source_tables[0].lookup(source_tokens), tf.int32)
+        source_ids = tf.cast(self.source_vocab_table.lookup(source_tokens), tf.int32)
         if self.params["source.reverse"]:
             source_ids = tf.reverse_sequence(
                 source_ids, source_len, seq_axis=1, batch_axis=0
@@ -174,7 +183,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 target_tokens = target_tokens[:, :max_tgt]
                 target_len = tf.minimum(target_len, max_tgt)
             features["target_ids"] = tf.cast(
-                self._target_tables[0].lookup(target_tokens), tf.int32
+                self.target_vocab_table.lookup(target_tokens), tf.int32
             )
             features["target_len"] = target_len
         return features

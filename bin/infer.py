@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""Runs inference tasks with a trained model over an input pipeline.
+
+Same flags as the original `bin/infer.py`:
+
+  python -m bin.infer --tasks "- class: DecodeText" --model_dir /tmp/nmt \\
+    --model_params "inference.beam_search.beam_width: 5" \\
+    --input_pipeline "class: ParallelTextInputPipeline
+  params: {source_files: [test/sources.txt]}" > predictions.txt
+
+Predictions go to stdout, logs and the progress line to stderr.
+"""
+
+import sys
+
+from absl import flags, logging
+
+from bin import cli
+from seq2seq.configurable import (
+    ModeKeys,
+    create_from_dict,
+    deep_merge,
+    load_yaml_file,
+    maybe_load_yaml,
+)
+from seq2seq.errors import ConfigError
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("tasks", "[]", "YAML list of inference tasks {class, params}.")
+flags.DEFINE_string(
+    "model_params",
+    "{}",
+    "YAML mapping merged over the saved model params, e.g. "
+    "'inference.beam_search.beam_width: 5'.",
+)
+flags.DEFINE_string(
+    "config_path", None, "A YAML file whose keys set flags of the same name."
+)
+flags.DEFINE_string(
+    "input_pipeline", None, "YAML {class, params} of the input to decode."
+)
+flags.DEFINE_string("model_dir", None, "The training output directory to load.")
+flags.DEFINE_string(
+    "checkpoint_path",
+    None,
+    "Checkpoint prefix to restore; the latest one in --model_dir if unset.",
+)
+flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
+flags.DEFINE_boolean("progress", True, "Show a progress line on stderr.")
+
+_YAML_FLAGS = ("tasks", "model_params", "input_pipeline")
+
+
+def resolve_flags(flag_values):
+    """Applies `--config_path` under the command line; parses YAML flags."""
+    values = {name: flag_values[name].value for name in flag_values}
+    if values["config_path"]:
+        config = load_yaml_file(values["config_path"])
+        if not isinstance(config, dict):
+            raise ConfigError(
+                f"{values['config_path']}: must be a mapping of flag: value."
+            )
+        for key, value in config.items():
+            if key not in values:
+                logging.warning("Ignoring config key '%s': it is not a flag.", key)
+            elif not flag_values[key].present:
+                values[key] = value
+    for name in _YAML_FLAGS:
+        source = f"--{name}"
+        if values[name] is None:
+            values[name] = {}
+        parsed = (
+            maybe_load_yaml(values[name], source)
+            if isinstance(values[name], str)
+            else values[name]
+        )
+        values[name] = parsed
+    if (
+        isinstance(values["model_params"], dict)
+        and flag_values["model_params"].present
+        and values["config_path"]
+    ):
+        config_params = load_yaml_file(values["config_path"]).get("model_params")
+        if isinstance(config_params, dict):
+            values["model_params"] = deep_merge(config_params, values["model_params"])
+    return values
+
+
+def main(argv):
+    del argv
+    values = resolve_flags(FLAGS)
+    from seq2seq import tasks as tasks_lib
+    from seq2seq.data import input_pipeline
+    from seq2seq.inference import inference
+
+    task_defs = values["tasks"] or []
+    if isinstance(task_defs, dict):
+        task_defs = [task_defs]
+    if not task_defs:
+        raise ConfigError(
+            "--tasks is empty; give at least one, e.g. --tasks '- class: DecodeText'."
+        )
+    if not values["input_pipeline"]:
+        raise ConfigError(
+            "--input_pipeline is not set; e.g. 'class: ParallelTextInputPipeline\\n"
+            "params: {source_files: [input.txt]}'."
+        )
+    tasks = [create_from_dict(d, [tasks_lib], what="task") for d in task_defs]
+    train_options = inference.load_train_options(values["model_dir"])
+    checkpoint = inference.resolve_checkpoint(
+        values["model_dir"], values["checkpoint_path"]
+    )
+    model = inference.build_model(train_options, values["model_params"])
+    pipeline = input_pipeline.make_input_pipeline_from_def(
+        values["input_pipeline"], ModeKeys.INFER, shuffle=False, num_epochs=1
+    )
+    count = inference.run_inference(
+        model,
+        pipeline,
+        tasks,
+        batch_size=values["batch_size"],
+        checkpoint_path=checkpoint,
+        progress=values["progress"],
+    )
+    logging.info("Decoded %d sentences with %s", count, checkpoint)
+    return 0
+
+
+def entry_point():
+    """Console-script entry point (`seq2seq-infer`)."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    sys.exit(entry_point())

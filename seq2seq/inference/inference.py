@@ -1,0 +1,250 @@
+"""Batch inference: load a trained model, decode an input pipeline, feed tasks.
+
+`load_model` rebuilds the model from `train_options.json` (with optional
+param overrides such as a beam width) and restores a checkpoint.
+`Predictor` holds the compiled decode (and scoring) functions with a fixed
+input signature, so every batch shape reuses one trace. `run_inference`
+streams batches in input order through the tasks, showing progress on stderr.
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from seq2seq.configurable import ModeKeys, deep_merge, locate_class
+from seq2seq.data import batching
+from seq2seq.errors import UserError
+from seq2seq.training.utils import TrainOptions
+
+_SOURCE_KEYS = ("source_ids", "source_len")
+_TARGET_KEYS = ("target_ids", "target_len")
+
+
+def resolve_checkpoint(model_dir, checkpoint_path=None):
+    """Returns the checkpoint prefix to restore.
+
+    Args:
+      model_dir: The training output directory.
+      checkpoint_path: An explicit checkpoint prefix (or a directory holding
+        checkpoints); `None` means the latest one in `model_dir`.
+
+    Raises:
+      UserError: No usable checkpoint.
+    """
+    if checkpoint_path:
+        if os.path.isdir(checkpoint_path):
+            found = tf.train.latest_checkpoint(checkpoint_path)
+            if found:
+                return found
+        elif os.path.exists(checkpoint_path + ".index"):
+            return checkpoint_path
+        raise UserError(
+            f"--checkpoint_path={checkpoint_path} is not a checkpoint: give a "
+            "prefix such as model_dir/ckpt-1000 (the .index file must exist)."
+        )
+    found = tf.train.latest_checkpoint(model_dir)
+    if not found:
+        raise UserError(
+            f"no checkpoint in --model_dir={model_dir}; train a model there "
+            "first or pass --checkpoint_path."
+        )
+    return found
+
+
+def load_train_options(model_dir):
+    """Loads `train_options.json` from `model_dir` with clear errors."""
+    if not model_dir:
+        raise UserError("--model_dir is not set; point it at a training output_dir.")
+    if not os.path.isdir(model_dir):
+        raise UserError(
+            f"--model_dir={model_dir} does not exist; point it at the --output_dir "
+            "of a training run."
+        )
+    return TrainOptions.load(model_dir)
+
+
+def build_model(train_options, model_params=None, mode=ModeKeys.INFER):
+    """Builds the model class of `train_options` with overrides merged in."""
+    from seq2seq import models  # noqa: F401  (registers the model classes)
+
+    model_class = locate_class(train_options.model_class, ["seq2seq.models"], "model")
+    params = deep_merge(train_options.model_params, model_params or {})
+    return model_class(params, mode)
+
+
+def restore_model(model, checkpoint_path):
+    """Restores the model's variables from a training checkpoint.
+
+    The model's variables must exist (call the model once first).
+
+    Raises:
+      UserError: The checkpoint was written by a different model.
+    """
+    status = tf.train.Checkpoint(model=model).read(checkpoint_path)
+    try:
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as err:
+        first = str(err).strip().splitlines()[0][:200]
+        raise UserError(
+            f"checkpoint {checkpoint_path} does not fit the model built from "
+            f"train_options.json and --model_params ({first}). Check that "
+            "--model_params only changes inference settings."
+        ) from None
+    status.expect_partial()
+    logging.info("Restored model from %s", checkpoint_path)
+
+
+def make_dataset(model, pipeline, batch_size):
+    """Batched, preprocessed features in input order (no shuffling, no
+    bucketing, the last batch may be smaller)."""
+    dataset = batching.create_input_fn(
+        pipeline, batch_size=batch_size, allow_smaller_final_batch=True
+    )
+    return dataset.map(model.preprocess).prefetch(tf.data.AUTOTUNE)
+
+
+def _strings(array):
+    """A numpy array of UTF-8 bytes -> object array of str."""
+    flat = [b.decode("utf-8", errors="replace") for b in array.reshape(-1)]
+    return np.array(flat, dtype=object).reshape(array.shape)
+
+
+def _tokens_from_ids(id_to_token, ids, lengths):
+    tokens = id_to_token[ids].astype(object)
+    positions = np.arange(ids.shape[1])[None, :]
+    tokens[positions >= lengths[:, None]] = ""
+    return tokens
+
+
+class Predictor:
+    """Compiled decoding (and optional scoring) of preprocessed batches.
+
+    Args:
+      model: A `Seq2SeqModel` (its variables may be built lazily).
+      element_spec: The dataset's element spec, giving the input signature.
+      with_scores: Also compile teacher-forced scoring of the targets.
+    """
+
+    def __init__(self, model, element_spec, with_scores=False):
+        self.model = model
+        source_spec = {k: element_spec[k] for k in _SOURCE_KEYS}
+        self._infer = tf.function(model.infer, input_signature=[source_spec])
+        self._score = None
+        if with_scores:
+            missing = [k for k in _TARGET_KEYS if k not in element_spec]
+            if missing:
+                raise UserError(
+                    "a task scores targets but --input_pipeline has no target "
+                    "files; add target_files to its params."
+                )
+            score_spec = {k: element_spec[k] for k in _SOURCE_KEYS + _TARGET_KEYS}
+            self._score = tf.function(model.score, input_signature=[score_spec])
+
+    def __call__(self, features):
+        """Runs one batch; returns the numpy predictions dict tasks consume."""
+        outputs = self._infer({k: features[k] for k in _SOURCE_KEYS})
+        outputs = {k: v.numpy() for k, v in outputs.items()}
+        predictions = {
+            "source_tokens": _strings(features["source_tokens"].numpy()),
+            "source_len": features["source_len"].numpy(),
+            "predicted_tokens": _tokens_from_ids(
+                self.model.target_id_to_token,
+                outputs["predicted_ids"],
+                outputs["predicted_len"],
+            ),
+        }
+        predictions.update(outputs)
+        if self._score is not None:
+            keys = _SOURCE_KEYS + _TARGET_KEYS
+            scores = self._score({k: features[k] for k in keys})
+            predictions.update({k: v.numpy() for k, v in scores.items()})
+            predictions["target_tokens"] = _strings(features["target_tokens"].numpy())
+            predictions["target_len"] = features["target_len"].numpy()
+        return predictions
+
+
+class Progress:
+    """A progress line on stderr: sentences done / total and sentences/s."""
+
+    def __init__(self, total=None, stream=None, min_interval=0.5):
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.done = 0
+        self.start = time.time()
+        self._last = 0.0
+        self._shown = None
+        self._interactive = getattr(self.stream, "isatty", lambda: False)()
+        self.min_interval = min_interval if self._interactive else 10.0
+
+    def _line(self):
+        rate = self.done / max(time.time() - self.start, 1e-9)
+        if self.total:
+            width = 30
+            filled = int(width * min(self.done / self.total, 1.0))
+            bar = "#" * filled + "." * (width - filled)
+            return f"[{bar}] {self.done}/{self.total} sentences, {rate:.1f} sent/s"
+        return f"{self.done} sentences, {rate:.1f} sent/s"
+
+    def update(self, count):
+        self.done += count
+        now = time.time()
+        if now - self._last >= self.min_interval:
+            self._last = now
+            end = "\r" if self._interactive else "\n"
+            self.stream.write(self._line() + end)
+            self.stream.flush()
+            self._shown = self.done
+
+    def close(self):
+        if self._interactive or self._shown != self.done:
+            self.stream.write(self._line() + "\n")
+            self.stream.flush()
+
+
+def run_inference(
+    model, pipeline, tasks, batch_size=32, checkpoint_path=None, progress=True
+):
+    """Decodes every example of `pipeline` in order and feeds the tasks.
+
+    Args:
+      model: A `Seq2SeqModel` in infer mode.
+      pipeline: An `InputPipeline` (shuffle off, one epoch).
+      tasks: `InferenceTask` objects.
+      batch_size: Sentences per batch.
+      checkpoint_path: Checkpoint to restore after the variables are built;
+        `None` to use the model's current weights.
+      progress: Show a progress line on stderr.
+
+    Returns:
+      The number of sentences decoded.
+    """
+    dataset = make_dataset(model, pipeline, batch_size)
+    with_scores = any(getattr(task, "needs_scores", False) for task in tasks)
+    predictor = Predictor(model, dataset.element_spec, with_scores=with_scores)
+    meter = Progress(getattr(pipeline, "num_examples", None)) if progress else None
+    restored = checkpoint_path is None
+    for task in tasks:
+        task.begin()
+    count = 0
+    for features in dataset:
+        if not restored:
+            # Variables are created by the first call; restore, then decode.
+            predictor(features)
+            restore_model(model, checkpoint_path)
+            restored = True
+        predictions = predictor(features)
+        for task in tasks:
+            task.process_batch(predictions)
+        size = len(predictions["source_len"])
+        count += size
+        if meter:
+            meter.update(size)
+    if meter:
+        meter.close()
+    for task in tasks:
+        task.end()
+    return count
