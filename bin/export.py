@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Exports a trained model as a SavedModel that translates raw sentences.
+
+  python -m bin.export --model_dir /tmp/nmt \\
+    --model_params "inference.beam_search.beam_width: 5" \\
+    --export_dir models/nmt/1
+
+The SavedModel's `serving_default` (and `translate`) signature takes
+`source`, a [B] string tensor of sentences, and returns `translation`,
+`tokens`, `length`, `log_prob` (and `scores` under beam search). For
+TensorFlow Serving, export into a numbered version directory as above.
+See docs/serving.md.
+"""
+
+import sys
+
+from absl import flags
+
+from bin import cli
+from seq2seq.configurable import maybe_load_yaml
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model_dir", None, "The training output directory to export.")
+flags.DEFINE_string(
+    "checkpoint_path",
+    None,
+    "Checkpoint prefix to export; the latest one in --model_dir if unset.",
+)
+flags.DEFINE_string(
+    "model_params",
+    "{}",
+    "YAML mapping merged over the saved model params, e.g. "
+    "'inference.beam_search.beam_width: 5'.",
+)
+flags.DEFINE_string(
+    "export_dir",
+    None,
+    "The SavedModel directory to write; for TensorFlow Serving a numbered "
+    "version directory such as models/nmt/1.",
+)
+flags.DEFINE_boolean(
+    "overwrite", False, "Replace --export_dir if it exists and is not empty."
+)
+flags.DEFINE_string(
+    "source_delimiter",
+    None,
+    "What separates source tokens in a served sentence; default: the training "
+    "input pipeline's source_delimiter (else a space). Empty: characters.",
+)
+flags.DEFINE_string(
+    "target_delimiter",
+    None,
+    "What joins the predicted tokens; default: the training input pipeline's "
+    "target_delimiter (else a space).",
+)
+
+
+def main(argv):
+    del argv
+    model_params = maybe_load_yaml(FLAGS.model_params, "--model_params")
+    from seq2seq.inference import export
+
+    result = export.export_saved_model(
+        FLAGS.model_dir,
+        FLAGS.export_dir,
+        checkpoint_path=FLAGS.checkpoint_path,
+        model_params=model_params,
+        source_delimiter=FLAGS.source_delimiter,
+        target_delimiter=FLAGS.target_delimiter,
+        overwrite=FLAGS.overwrite,
+    )
+    print(f"Exported {result.checkpoint_path} to {result.export_dir}")
+    print(
+        f"source_delimiter={result.source_delimiter!r} "
+        f"target_delimiter={result.target_delimiter!r}"
+    )
+    print(export.format_signatures(result.signatures))
+    return 0
+
+
+def entry_point():
+    """Console-script entry point (`seq2seq-export`)."""
+    cli.run(main)
+
+
+if __name__ == "__main__":
+    sys.exit(entry_point())

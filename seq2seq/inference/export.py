@@ -1,0 +1,378 @@
+"""Export of a trained model as a SavedModel for serving.
+
+`export_saved_model` rebuilds a model from its training directory (as
+`bin/infer.py` does), restores a checkpoint and writes a SavedModel whose
+`serving_default` signature translates raw sentences:
+
+    inputs:   source       [B] tf.string    one sentence per element
+    outputs:  translation  [B] tf.string    the predicted tokens joined
+              tokens       [B, T] tf.string the predicted tokens, "" padded
+              length       [B] int32        number of predicted tokens
+              log_prob     [B] float32      log-probability of the output
+              scores       [B] float32      (beam search only) its ranking
+                                            score, length-penalised
+
+The same function is exported under the signature key `translate` and as the
+`translate` attribute of the loaded object.
+
+Inside the graph each sentence is split exactly as the training input
+pipeline splits a source line (same delimiter, empty tokens dropped, a
+trailing carriage return removed, `SEQUENCE_END` appended), so a client
+sends the text it would have written into a source file. The outputs stop
+before `SEQUENCE_END`, which is never part of `tokens` or `translation`; a
+sentence with no tokens (blank, or only delimiters) gets an empty
+translation with length 0 and log-probability 0.
+
+The vocabularies live inside the SavedModel (the lookup tables are built
+from constants and the id-to-token list is a constant), so the export
+directory alone is enough to serve: neither the vocabulary files nor this
+package are needed to load it.
+"""
+
+import collections
+import json
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+from absl import logging
+
+from seq2seq.configurable import maybe_load_yaml
+from seq2seq.data.input_pipeline import SEQUENCE_END, split_tokens
+from seq2seq.errors import ConfigError, UserError
+from seq2seq.inference import beam_search, inference
+
+SIGNATURE_KEY = "serving_default"
+TRANSLATE_KEY = "translate"
+EXPORT_INFO_FILE = os.path.join("assets.extra", "export_info.json")
+DEFAULT_DELIMITER = " "
+
+ExportResult = collections.namedtuple(
+    "ExportResult",
+    [
+        "export_dir",
+        "checkpoint_path",
+        "source_delimiter",
+        "target_delimiter",
+        "signatures",
+    ],
+)
+ExportResult.__doc__ = """What `export_saved_model` wrote.
+
+Fields:
+  export_dir: The SavedModel directory.
+  checkpoint_path: The checkpoint whose weights were exported.
+  source_delimiter: The delimiter sentences are split on.
+  target_delimiter: The delimiter output tokens are joined with.
+  signatures: `{key: {"inputs": {name: (dtype, shape)}, "outputs": {...}}}`
+    of the exported signatures, dtypes as names and shapes as lists with
+    `None` for unknown sizes.
+"""
+
+
+class _Translator:
+    """The serving computation: sentences in, translations out.
+
+    A plain object, deliberately not trackable: the SavedModel holds the
+    variables the traced function reads (see `TranslationModule`), not the
+    Keras layers, whose variable wrappers TensorFlow Serving could not
+    restore.
+    """
+
+    def __init__(self, model, source_delimiter, target_delimiter):
+        self.model = model
+        self._source_delimiter = source_delimiter
+        self._target_delimiter = target_delimiter
+        self._end_id = model.target_vocab_info.special_vocab.SEQUENCE_END
+        self._id_to_token = [str(t) for t in model.target_id_to_token]
+
+    def _split(self, source):
+        """[B] sentences -> `([B, S] tokens padded with "", [B] lengths)`."""
+
+        def split_one(line):
+            tokens, _ = split_tokens(
+                line, self._source_delimiter, append_token=SEQUENCE_END
+            )
+            return tokens
+
+        ragged = tf.map_fn(
+            split_one,
+            source,
+            fn_output_signature=tf.RaggedTensorSpec([None], tf.string),
+        )
+        return ragged.to_tensor(default_value=""), tf.cast(
+            ragged.row_lengths(), tf.int32
+        )
+
+    def translate(self, source):
+        """Translates a batch of sentences; see the module docstring."""
+        # The decoding loops cannot stack zero rows: answer an empty batch
+        # without running the model.
+        return tf.cond(
+            tf.size(source) > 0,
+            lambda: self._translate_batch(source),
+            self._empty_outputs,
+        )
+
+    def _empty_outputs(self):
+        outputs = {
+            "translation": tf.zeros([0], tf.string),
+            "tokens": tf.zeros([0, 0], tf.string),
+            "length": tf.zeros([0], tf.int32),
+            "log_prob": tf.zeros([0], tf.float32),
+        }
+        if self.model.use_beam_search:
+            outputs["scores"] = tf.zeros([0], tf.float32)
+        return outputs
+
+    def _translate_batch(self, source):
+        model = self.model
+        source_tokens, source_len = self._split(source)
+        features = model.preprocess(
+            {"source_tokens": source_tokens, "source_len": source_len}
+        )
+        predictions = model.infer(
+            {"source_ids": features["source_ids"], "source_len": features["source_len"]}
+        )
+        ids = predictions["predicted_ids"]
+        # Only SEQUENCE_END was there: nothing to translate.
+        blank = source_len <= 1
+        positions = tf.range(tf.shape(ids)[1])[None, :]
+        valid = (
+            (positions < predictions["predicted_len"][:, None])
+            & tf.not_equal(ids, self._end_id)
+            & tf.logical_not(blank)[:, None]
+        )
+        length = tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
+        width = tf.reduce_max(tf.concat([length, [0]], axis=0))
+        tokens = tf.gather(tf.constant(self._id_to_token), ids)
+        tokens = tf.where(valid, tokens, "")[:, :width]
+        translation = tf.strings.reduce_join(
+            tf.RaggedTensor.from_tensor(tokens, lengths=length),
+            axis=1,
+            separator=self._target_delimiter,
+        )
+        zero = tf.zeros_like(predictions["log_probs"])
+        outputs = {
+            "translation": translation,
+            "tokens": tokens,
+            "length": length,
+            "log_prob": tf.where(blank, zero, predictions["log_probs"]),
+        }
+        if model.use_beam_search:
+            scores = beam_search.hyp_score(
+                predictions["log_probs"],
+                predictions["predicted_len"],
+                model.beam_search_config(),
+            )
+            outputs["scores"] = tf.where(blank, zero, scores)
+        return outputs
+
+
+class TranslationModule(tf.Module):
+    """The object saved in the SavedModel.
+
+    It holds the traced `translate` function, the variables that function
+    reads and the vocabulary lookup table, and nothing else: the Keras model
+    itself is not part of the SavedModel, so the variables are saved once,
+    under the names the function reads, as the TensorFlow Serving (C++) and
+    TF1 loaders need.
+
+    Args:
+      model: A `Seq2SeqModel` in infer mode whose variables exist.
+      source_delimiter: Characters that separate source tokens; "" splits
+        into Unicode characters.
+      target_delimiter: The string the output tokens are joined with.
+    """
+
+    def __init__(self, model, source_delimiter=" ", target_delimiter=" "):
+        super().__init__(name="seq2seq_serving")
+        translator = _Translator(model, source_delimiter, target_delimiter)
+        self.translate = tf.function(
+            translator.translate,
+            input_signature=[tf.TensorSpec([None], tf.string, name="source")],
+        )
+        concrete = self.translate.get_concrete_function()
+        # What the function captures must be reachable from the root object.
+        self.model_variables = list(concrete.variables)
+        self.vocab_tables = [model.source_vocab_table]
+
+
+def _pipeline_delimiters(train_options):
+    """The (source, target) delimiters of the training input pipeline, or
+    `None` for each one it does not name."""
+    config = train_options.resolved_config or {}
+    pipeline = config.get("input_pipeline_train")
+    if isinstance(pipeline, str):
+        try:
+            pipeline = maybe_load_yaml(pipeline, "input_pipeline_train")
+        except ConfigError:
+            pipeline = None
+    params = pipeline.get("params") if isinstance(pipeline, dict) else None
+    if not isinstance(params, dict):
+        return None, None
+    return params.get("source_delimiter"), params.get("target_delimiter")
+
+
+def _check_export_dir(export_dir, overwrite):
+    if not export_dir:
+        raise UserError("--export_dir is not set; e.g. --export_dir models/nmt/1.")
+    if tf.io.gfile.exists(export_dir):
+        if not tf.io.gfile.isdir(export_dir):
+            raise UserError(
+                f"--export_dir={export_dir} is a file; choose a directory path."
+            )
+        if tf.io.gfile.listdir(export_dir) and not overwrite:
+            raise UserError(
+                f"--export_dir={export_dir} exists and is not empty; choose a new "
+                "directory (e.g. the next version number) or pass --overwrite to "
+                "replace it."
+            )
+
+
+def _spec_summary(spec):
+    shape = spec.shape.as_list() if spec.shape.rank is not None else None
+    return spec.dtype.name, shape
+
+
+def _signature_summary(concrete):
+    args, kwargs = concrete.structured_input_signature
+    specs = {spec.name: spec for spec in args}
+    specs.update(kwargs)
+    inputs = {name: _spec_summary(spec) for name, spec in sorted(specs.items())}
+    outputs = {
+        name: _spec_summary(tf.TensorSpec(t.shape, t.dtype))
+        for name, t in sorted(concrete.structured_outputs.items())
+    }
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def format_signatures(signatures):
+    """Human-readable lines describing `ExportResult.signatures`."""
+    lines = []
+
+    def fmt(name, dtype_shape):
+        dtype, shape = dtype_shape
+        dims = (
+            "?"
+            if shape is None
+            else ", ".join("None" if d is None else str(d) for d in shape)
+        )
+        return f"    {name}: {dtype} [{dims}]"
+
+    for key, sig in signatures.items():
+        lines.append(f"signature '{key}':")
+        lines.append("  inputs:")
+        lines.extend(fmt(n, s) for n, s in sig["inputs"].items())
+        lines.append("  outputs:")
+        lines.extend(fmt(n, s) for n, s in sig["outputs"].items())
+    return "\n".join(lines)
+
+
+def _dummy_features(model):
+    tokens = tf.constant([[SEQUENCE_END]])
+    features = model.preprocess(
+        {"source_tokens": tokens, "source_len": tf.constant([1], tf.int32)}
+    )
+    return {"source_ids": features["source_ids"], "source_len": features["source_len"]}
+
+
+def export_saved_model(
+    model_dir,
+    export_dir,
+    checkpoint_path=None,
+    model_params=None,
+    source_delimiter=None,
+    target_delimiter=None,
+    overwrite=False,
+):
+    """Writes a trained model as a SavedModel that translates raw sentences.
+
+    Args:
+      model_dir: The training output directory (with `train_options.json`).
+      export_dir: The SavedModel directory to write, e.g. `models/nmt/1` for
+        TensorFlow Serving. It must not exist or be empty unless `overwrite`.
+      checkpoint_path: The checkpoint to export; the latest one in
+        `model_dir` when `None`.
+      model_params: Overrides merged over the saved model params, chosen at
+        export time, e.g. `{"inference.beam_search.beam_width": 5}`.
+      source_delimiter: How sentences are split into tokens; `None` takes
+        the training input pipeline's `source_delimiter` (default " "), ""
+        splits into characters.
+      target_delimiter: What output tokens are joined with; `None` takes the
+        training input pipeline's `target_delimiter` (default " ").
+      overwrite: Replace a non-empty `export_dir`. The old export is only
+        removed once the new one is written.
+
+    Returns:
+      An `ExportResult`.
+
+    Raises:
+      UserError: `export_dir` is not usable, or the model directory,
+        checkpoint or params are.
+    """
+    _check_export_dir(export_dir, overwrite)
+    if model_params is not None and not isinstance(model_params, dict):
+        raise ConfigError(
+            "--model_params must be a YAML mapping such as "
+            "'inference.beam_search.beam_width: 5'."
+        )
+    train_options = inference.load_train_options(model_dir)
+    checkpoint = inference.resolve_checkpoint(model_dir, checkpoint_path)
+    trained_source, trained_target = _pipeline_delimiters(train_options)
+    if source_delimiter is None:
+        source_delimiter = trained_source
+    if source_delimiter is None:
+        source_delimiter = DEFAULT_DELIMITER
+    if target_delimiter is None:
+        target_delimiter = trained_target
+    if target_delimiter is None:
+        target_delimiter = DEFAULT_DELIMITER
+    logging.info(
+        "Sentences are split on %r, output tokens joined with %r",
+        source_delimiter,
+        target_delimiter,
+    )
+
+    model = inference.build_model(train_options, model_params)
+    # Variables are created by the first call; then the weights are read.
+    model.infer(_dummy_features(model), max_length=1)
+    inference.restore_model(model, checkpoint)
+
+    module = TranslationModule(model, source_delimiter, target_delimiter)
+    concrete = module.translate.get_concrete_function()
+    signatures = {SIGNATURE_KEY: concrete, TRANSLATE_KEY: concrete}
+
+    export_dir = os.path.abspath(export_dir)
+    parent = os.path.dirname(export_dir)
+    tf.io.gfile.makedirs(parent)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        tf.saved_model.save(module, staging, signatures=signatures)
+        info = {
+            "model_class": train_options.model_class,
+            "model_dir": os.path.abspath(model_dir),
+            "checkpoint_path": checkpoint,
+            "model_params": dict(model.params),
+            "source_delimiter": source_delimiter,
+            "target_delimiter": target_delimiter,
+            "signatures": sorted(signatures),
+        }
+        os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
+        with open(
+            os.path.join(staging, EXPORT_INFO_FILE), "w", encoding="utf-8"
+        ) as handle:
+            json.dump(info, handle, indent=2, sort_keys=True, default=str)
+            handle.write("\n")
+        if os.path.isdir(export_dir):
+            shutil.rmtree(export_dir)
+        os.rename(staging, export_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logging.info("Exported %s to %s", checkpoint, export_dir)
+    summary = {key: _signature_summary(fn) for key, fn in signatures.items()}
+    return ExportResult(
+        export_dir, checkpoint, source_delimiter, target_delimiter, summary
+    )
