@@ -11,11 +11,23 @@ from seq2seq.errors import UserError  # noqa: E402
 
 
 class _QuietTensorFlowInfo:
-    """Drops TensorFlow's own INFO lines (checkpoint sharding, ...) so that the
-    training log shows this project's progress lines."""
+    """Drops TensorFlow's own INFO lines (checkpoint sharding, ...) and its
+    per-variable warnings about checkpoint values left unrestored (a training
+    checkpoint holds optimizer slots that inference does not restore), so the
+    log shows this project's progress lines and errors."""
+
+    _NOISE = (
+        "Value in checkpoint could not be found",
+        "Detecting that an object or model or tf.train.Checkpoint is being deleted",
+    )
 
     def filter(self, record):
-        return record.levelno > 20 or "/tensorflow/" not in record.pathname
+        if "/tensorflow/" not in record.pathname:
+            return True
+        if record.levelno <= 20:
+            return False
+        message = str(record.msg)
+        return not message.startswith(self._NOISE)
 
 
 def run(main):

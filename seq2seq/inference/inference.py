@@ -84,17 +84,18 @@ def restore_model(model, checkpoint_path):
     Raises:
       UserError: The checkpoint was written by a different model.
     """
-    status = tf.train.Checkpoint(model=model).read(checkpoint_path)
     try:
+        status = tf.train.Checkpoint(model=model).read(checkpoint_path)
+        # Training checkpoints also hold the optimizer and data iterator.
+        status.expect_partial()
         status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as err:
+    except (AssertionError, ValueError, tf.errors.OpError) as err:
         first = str(err).strip().splitlines()[0][:200]
         raise UserError(
             f"checkpoint {checkpoint_path} does not fit the model built from "
             f"train_options.json and --model_params ({first}). Check that "
             "--model_params only changes inference settings."
         ) from None
-    status.expect_partial()
     logging.info("Restored model from %s", checkpoint_path)
 
 

@@ -1,0 +1,253 @@
+"""End-to-end tests of bin/infer.py on a model trained in the test."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from conftest import tiny_model_params, write_toy_corpus
+from test_trainer import make_trainer
+
+from seq2seq.metrics.bleu import corpus_bleu
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small attention model trained on reverse data, with its dev BLEU."""
+    root = tmp_path_factory.mktemp("infer")
+    train = write_toy_corpus(
+        str(root / "train"), num_examples=1000, seed=1, vocab_size=8, max_len=5
+    )
+    dev = write_toy_corpus(
+        str(root / "dev"), num_examples=60, seed=2, vocab_size=8, max_len=5
+    )
+    dev["vocab"] = train["vocab"]
+    data = {"train": train, "dev": dev, "vocab": train["vocab"]}
+    params = tiny_model_params(
+        data["vocab"],
+        **{
+            "embedding.dim": 32,
+            "optimizer.learning_rate": 0.005,
+            "source.reverse": True,
+        },
+    )
+    for side in ("encoder.params", "decoder.params"):
+        params[side]["rnn_cell"]["cell_params"]["num_units"] = 32
+    trainer = make_trainer(
+        data,
+        str(root / "model"),
+        train_steps=250,
+        model_params=params,
+        metrics=[{"class": "BleuMetricSpec"}],
+    )
+    trainer.train()
+    results = trainer.evaluate()
+    return {
+        "model_dir": str(root / "model"),
+        "data": data,
+        "bleu": results["bleu"],
+        "root": root,
+    }
+
+
+def run_infer(*args, input_files=None, tasks="- class: DecodeText"):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    command = [sys.executable, "-m", "bin.infer", "--tasks", tasks, *args]
+    if input_files is not None:
+        pipeline = {
+            "class": "ParallelTextInputPipeline",
+            "params": {"source_files": input_files},
+        }
+        command += ["--input_pipeline", yaml.safe_dump(pipeline)]
+    return subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_user_error(result, *fragments):
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Traceback" not in result.stderr, last
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def read_lines(path):
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().splitlines()
+
+
+def test_greedy_output_matches_training_eval_and_beam_is_not_worse(trained):
+    dev = trained["data"]["dev"]
+    references = read_lines(dev["targets"])
+    greedy = run_infer(
+        "--model_dir", trained["model_dir"], input_files=[dev["sources"]]
+    )
+    assert greedy.returncode == 0, greedy.stderr[-2000:]
+    hypotheses = greedy.stdout.splitlines()
+    assert len(hypotheses) == len(references)
+    greedy_bleu = corpus_bleu(hypotheses, references, tokenize="none")
+    assert greedy_bleu == pytest.approx(trained["bleu"], abs=1e-6)
+    assert "sentences" in greedy.stderr  # the progress line
+
+    beam = run_infer(
+        "--model_dir",
+        trained["model_dir"],
+        "--model_params",
+        "inference.beam_search.beam_width: 4",
+        input_files=[dev["sources"]],
+    )
+    assert beam.returncode == 0, beam.stderr[-2000:]
+    beam_bleu = corpus_bleu(beam.stdout.splitlines(), references, tokenize="none")
+    assert beam_bleu >= greedy_bleu - 1.0, (beam_bleu, greedy_bleu)
+
+
+def test_blank_lines_keep_alignment_and_order(trained, tmp_path):
+    source = tmp_path / "in.txt"
+    lines = read_lines(trained["data"]["dev"]["sources"])[:5]
+    source.write_text(f"{lines[0]}\n\n{lines[1]}\n\n{lines[2]}\n", encoding="utf-8")
+    result = run_infer(
+        "--model_dir",
+        trained["model_dir"],
+        "--batch_size",
+        "2",
+        input_files=[str(source)],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = result.stdout.split("\n")[:-1]
+    assert len(outputs) == 5
+    single = run_infer("--model_dir", trained["model_dir"], input_files=[str(source)])
+    assert single.stdout == result.stdout  # batch size does not change results
+
+
+def test_dump_tasks_under_beam_search(trained, tmp_path):
+    dev = trained["data"]["dev"]
+    tasks = yaml.safe_dump(
+        [
+            {"class": "DecodeText", "params": {"unk_replace": True}},
+            {"class": "DumpBeams", "params": {"file": str(tmp_path / "beams.npz")}},
+            {
+                "class": "DumpAttention",
+                "params": {"output_dir": str(tmp_path / "att"), "dump_plots": False},
+            },
+        ]
+    )
+    result = run_infer(
+        "--model_dir",
+        trained["model_dir"],
+        "--model_params",
+        "inference.beam_search.beam_width: 3",
+        input_files=[dev["sources"]],
+        tasks=tasks,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    beams = np.load(tmp_path / "beams.npz", allow_pickle=True)
+    assert len(beams["predicted_ids"]) == 60
+    assert beams["predicted_ids"][0].shape[1] == 3
+    attention = np.load(tmp_path / "att" / "attention_scores.npz")
+    first_source = read_lines(dev["sources"])[0].split()
+    # [predicted tokens incl. SEQUENCE_END, source tokens incl. SEQUENCE_END]
+    assert attention["arr_0"].shape[1] == len(first_source) + 1
+    np.testing.assert_allclose(attention["arr_0"].sum(axis=1), 1.0, rtol=1e-4)
+
+
+def test_score_task(trained, tmp_path):
+    dev = trained["data"]["dev"]
+    pipeline = {
+        "class": "ParallelTextInputPipeline",
+        "params": {"source_files": [dev["sources"]], "target_files": [dev["targets"]]},
+    }
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bin.infer",
+            "--tasks",
+            "- class: ScoreText",
+            "--model_dir",
+            trained["model_dir"],
+            "--input_pipeline",
+            yaml.safe_dump(pipeline),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("\t") for line in result.stdout.splitlines()]
+    assert len(rows) == 60
+    targets = read_lines(dev["targets"])
+    for (log_prob, perplexity, count), target in zip(rows, targets):
+        assert int(count) == len(target.split()) + 1  # tokens + SEQUENCE_END
+        assert float(log_prob) <= 0
+        assert float(perplexity) == pytest.approx(
+            np.exp(-float(log_prob) / int(count)), rel=1e-4
+        )
+
+
+def test_bad_model_dirs(trained, tmp_path):
+    dev = [trained["data"]["dev"]["sources"]]
+    assert_user_error(
+        run_infer("--model_dir", str(tmp_path / "nope"), input_files=dev),
+        "does not exist",
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_user_error(
+        run_infer("--model_dir", str(empty), input_files=dev), "train_options.json"
+    )
+    no_ckpt = tmp_path / "no_ckpt"
+    no_ckpt.mkdir()
+    shutil.copy(os.path.join(trained["model_dir"], "train_options.json"), no_ckpt)
+    assert_user_error(
+        run_infer("--model_dir", str(no_ckpt), input_files=dev), "no checkpoint"
+    )
+
+
+def test_checkpoint_of_another_config(trained):
+    result = run_infer(
+        "--model_dir",
+        trained["model_dir"],
+        "--model_params",
+        "embedding.dim: 8",
+        input_files=[trained["data"]["dev"]["sources"]],
+    )
+    assert_user_error(result, "does not fit the model")
+
+
+def test_empty_and_missing_input(trained, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = run_infer("--model_dir", trained["model_dir"], input_files=[str(empty)])
+    assert_user_error(result, "empty.txt")
+    result = run_infer(
+        "--model_dir", trained["model_dir"], input_files=[str(tmp_path / "missing.txt")]
+    )
+    assert_user_error(result, "missing.txt")
+    result = run_infer(
+        "--model_dir", trained["model_dir"], tasks="[]", input_files=[str(empty)]
+    )
+    assert_user_error(result, "--tasks")
+
+
+def test_unknown_task(trained, tmp_path):
+    result = run_infer(
+        "--model_dir",
+        trained["model_dir"],
+        tasks="- class: DecodeTxt",
+        input_files=[trained["data"]["dev"]["sources"]],
+    )
+    assert_user_error(result, "DecodeTxt", "DecodeText")
+
+
+def test_params_are_checked(trained):
+    params = tiny_model_params(trained["data"]["vocab"])
+    assert "embedding.dim" in params
