@@ -11,6 +11,7 @@ from seq2seq.decoders.attention_decoder import AttentionDecoder
 from seq2seq.decoders.basic_decoder import BasicDecoder
 from seq2seq.decoders.beam_search_decoder import BeamSearchDecoder
 from seq2seq.decoders.rnn_decoder import RNNDecoder
+from seq2seq.decoders.self_attention_decoder import SelfAttentionDecoder
 
 __all__ = [
     "attention",
@@ -21,4 +22,5 @@ __all__ = [
     "BasicDecoder",
     "BeamSearchDecoder",
     "RNNDecoder",
+    "SelfAttentionDecoder",
 ]

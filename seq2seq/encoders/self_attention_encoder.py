@@ -1,0 +1,442 @@
+"""A self-attention (Transformer) encoder and the layers it shares with the
+self-attention decoder.
+
+The encoder is the pre-norm variant of the Transformer encoder
+(https://arxiv.org/abs/1706.03762, with layer normalization before each
+sub-layer as in https://arxiv.org/abs/2002.04745): every layer is
+
+    x = x + Dropout(SelfAttention(LayerNorm(x), padding mask))
+    x = x + Dropout(FeedForward(LayerNorm(x)))
+
+and a final LayerNorm follows the last layer. Before the first layer the
+inputs are projected to `num_units` (only when the embedding size differs),
+scaled by `sqrt(num_units)` and added to position encodings.
+
+The building blocks (`MultiHeadAttention`, `FeedForward`,
+`PositionEncoding`, `sinusoidal_position_encoding`) live here so that the
+decoder in `seq2seq.decoders.self_attention_decoder` uses exactly the same
+math. Sub-layers are kept in one attribute each (never in a Python list):
+Keras 3 does not hand list members to `tf.train.Checkpoint`.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from seq2seq.configurable import ModeKeys
+from seq2seq.encoders.encoder import Encoder, EncoderOutput
+from seq2seq.errors import ConfigError
+
+__all__ = [
+    "FeedForward",
+    "MultiHeadAttention",
+    "PositionEncoding",
+    "SelfAttentionEncoder",
+    "sinusoidal_position_encoding",
+    "transformer_params",
+]
+
+# Score of a masked (padded or future) position before the softmax; the
+# softmax runs in float32, where exp(-1e9 - max) is exactly 0.
+MASKED_SCORE = -1e9
+
+POSITION_ENCODINGS = ("sinusoidal", "learned")
+
+
+def transformer_params():
+    """Parameters shared by the self-attention encoder and decoder."""
+    return {
+        "num_layers": 2,
+        "num_units": 256,
+        "num_heads": 4,
+        "ffn_units": 0,
+        "dropout": 0.1,
+        "attention_dropout": 0.1,
+        "position_encoding": "sinusoidal",
+        "max_positions": 512,
+        "scale_inputs": True,
+    }
+
+
+def check_transformer_params(params, owner):
+    """Validates `transformer_params()` values.
+
+    Raises:
+      ConfigError: A value that cannot build the layers, named with `owner`.
+    """
+    units, heads = params["num_units"], params["num_heads"]
+    if params["num_layers"] < 1:
+        raise ConfigError(
+            f"{owner}: num_layers must be >= 1, got {params['num_layers']}."
+        )
+    if units < 1 or heads < 1 or units % heads:
+        raise ConfigError(
+            f"{owner}: num_units ({units}) must be a positive multiple of "
+            f"num_heads ({heads})."
+        )
+    if params["position_encoding"] not in POSITION_ENCODINGS:
+        raise ConfigError(
+            f"{owner}: unknown position_encoding "
+            f"'{params['position_encoding']}'; use one of "
+            f"{', '.join(POSITION_ENCODINGS)}."
+        )
+    if params["position_encoding"] == "sinusoidal" and units % 2:
+        raise ConfigError(
+            f"{owner}: sinusoidal position encodings need an even num_units, "
+            f"got {units}; change num_units or use position_encoding: learned."
+        )
+    if params["position_encoding"] == "learned" and params["max_positions"] < 1:
+        raise ConfigError(
+            f"{owner}: max_positions must be >= 1 for learned position "
+            f"encodings, got {params['max_positions']}."
+        )
+    for key in ("dropout", "attention_dropout"):
+        if not 0.0 <= params[key] < 1.0:
+            raise ConfigError(f"{owner}: {key} must be in [0, 1), got {params[key]}.")
+
+
+def ffn_units(params):
+    """`ffn_units`, or `4 * num_units` when it is 0."""
+    return params["ffn_units"] or 4 * params["num_units"]
+
+
+def dropout(inputs, rate, training):
+    """`tf.nn.dropout` when `training` (a Python bool) and `rate` > 0."""
+    if training and rate > 0:
+        return tf.nn.dropout(inputs, rate=rate)
+    return inputs
+
+
+def is_training(layer, training):
+    """Whether dropout is active: a `train`-mode layer called for training."""
+    if tf.is_tensor(training):
+        training = tf.get_static_value(training)
+    return bool(training) and layer.mode == ModeKeys.TRAIN
+
+
+def sinusoidal_position_encoding(positions, depth, dtype=tf.float32):
+    """The fixed position encodings of Vaswani et al.
+
+    Channel `i < depth / 2` is `sin(p / 10000 ** (2 i / depth))` and channel
+    `depth / 2 + i` the matching cosine (sines and cosines in two halves
+    instead of interleaved, which is the same up to a fixed permutation).
+
+    Args:
+      positions: Int tensor of any shape `[...]`.
+      depth: Even Python int.
+      dtype: The result's dtype (computed in float32).
+
+    Returns:
+      A `[..., depth]` tensor.
+    """
+    half = depth // 2
+    exponents = tf.range(half, dtype=tf.float32) * (2.0 / depth)
+    inverse = tf.exp(-math.log(10000.0) * exponents)
+    angles = tf.cast(positions, tf.float32)[..., None] * inverse
+    encoding = tf.concat([tf.sin(angles), tf.cos(angles)], axis=-1)
+    return tf.cast(encoding, dtype)
+
+
+class PositionEncoding(keras.layers.Layer):
+    """Position encodings, fixed (`sinusoidal`) or trained (`learned`).
+
+    A learned table has `max_positions` rows; later positions reuse the last
+    row.
+
+    Args:
+      kind: `sinusoidal` or `learned`.
+      depth: Size of an encoding.
+      max_positions: Rows of the learned table.
+      name: Keras layer name.
+    """
+
+    def __init__(self, kind, depth, max_positions, name="position_encoding"):
+        super().__init__(name=name)
+        self.kind = kind
+        self.depth = int(depth)
+        self.max_positions = int(max_positions)
+        if kind == "learned":
+            self.table = self.add_weight(
+                name="table",
+                shape=(self.max_positions, self.depth),
+                initializer=keras.initializers.RandomNormal(stddev=0.02),
+            )
+
+    def encode(self, positions):
+        """Int positions `[...]` -> `[...]`, depth` encodings (compute dtype)."""
+        if self.kind == "learned":
+            positions = tf.minimum(tf.cast(positions, tf.int32), self.max_positions - 1)
+            return tf.cast(tf.gather(self.table, positions), self.compute_dtype)
+        return sinusoidal_position_encoding(positions, self.depth, self.compute_dtype)
+
+    def build(self, *args, **kwargs):
+        del args, kwargs  # Sub-layers build on first use.
+        self.built = True
+
+    def call(self, positions):
+        return self.encode(positions)
+
+
+class MultiHeadAttention(keras.layers.Layer):
+    """Scaled dot-product attention with `num_heads` heads.
+
+    Keys and values are projected separately from the queries
+    (`project_key_values`) so that a decoder can project its source memory
+    once, or cache the projections of the tokens it has already read.
+
+    Args:
+      num_units: Model size `D` (queries, keys, values and output).
+      num_heads: Number of heads `H`; `D / H` per head.
+      attention_dropout: Dropout rate on the attention weights.
+      name: Keras layer name.
+    """
+
+    def __init__(self, num_units, num_heads, attention_dropout=0.0, name="mha"):
+        super().__init__(name=name)
+        self.num_units = int(num_units)
+        self.num_heads = int(num_heads)
+        self.head_units = self.num_units // self.num_heads
+        self.attention_dropout = float(attention_dropout)
+        self.query_dense = keras.layers.Dense(self.num_units, name="query")
+        self.key_dense = keras.layers.Dense(self.num_units, name="key")
+        self.value_dense = keras.layers.Dense(self.num_units, name="value")
+        self.output_dense = keras.layers.Dense(self.num_units, name="output")
+
+    def split_heads(self, inputs):
+        """[B, T, D] -> [B, H, T, D / H]."""
+        shape = tf.shape(inputs)
+        split = tf.reshape(
+            inputs, [shape[0], shape[1], self.num_heads, self.head_units]
+        )
+        return tf.transpose(split, [0, 2, 1, 3])
+
+    def merge_heads(self, inputs):
+        """[B, H, T, D / H] -> [B, T, D]."""
+        shape = tf.shape(inputs)
+        merged = tf.transpose(inputs, [0, 2, 1, 3])
+        return tf.reshape(merged, [shape[0], shape[2], self.num_units])
+
+    def project_key_values(self, inputs):
+        """[B, S, Dm] -> `(keys, values)`, each [B, H, S, D / H]."""
+        return (
+            self.split_heads(self.key_dense(inputs)),
+            self.split_heads(self.value_dense(inputs)),
+        )
+
+    def attend(self, queries, keys, values, mask, training=False):
+        """Attends from `queries` over projected keys and values.
+
+        Args:
+          queries: [B, T, D] query inputs (not yet projected).
+          keys: [B, H, S, D / H] from `project_key_values` (or a cache).
+          values: [B, H, S, D / H].
+          mask: Bool tensor broadcastable to [B, H, T, S]; False positions
+            get exactly zero weight.
+          training: Whether the attention dropout is active (Python bool).
+
+        Returns:
+          `(outputs [B, T, D], weights [B, H, T, S] float32)`; the weights
+          are those before dropout.
+        """
+        query = self.split_heads(self.query_dense(queries))
+        query *= tf.cast(self.head_units**-0.5, query.dtype)
+        scores = tf.cast(tf.matmul(query, keys, transpose_b=True), tf.float32)
+        scores = tf.where(mask, scores, MASKED_SCORE)
+        weights = tf.nn.softmax(scores, axis=-1)
+        used = dropout(weights, self.attention_dropout, training)
+        context = tf.matmul(tf.cast(used, values.dtype), values)
+        return self.output_dense(self.merge_heads(context)), weights
+
+    def build(self, *args, **kwargs):
+        del args, kwargs  # Sub-layers build on first use.
+        self.built = True
+
+    def call(self, queries, memory, attention_mask, training=False):
+        keys, values = self.project_key_values(memory)
+        return self.attend(queries, keys, values, attention_mask, training)
+
+
+class FeedForward(keras.layers.Layer):
+    """Position-wise `Dense(D)(relu(Dense(F)(x)))`.
+
+    Args:
+      num_units: Output size `D`.
+      inner_units: Hidden size `F`.
+      name: Keras layer name.
+    """
+
+    def __init__(self, num_units, inner_units, name="ffn"):
+        super().__init__(name=name)
+        self.inner = keras.layers.Dense(inner_units, activation="relu", name="inner")
+        self.outer = keras.layers.Dense(num_units, name="outer")
+
+    def build(self, *args, **kwargs):
+        del args, kwargs  # Sub-layers build on first use.
+        self.built = True
+
+    def call(self, inputs):
+        return self.outer(self.inner(inputs))
+
+
+def layer_norm(name):
+    """The LayerNormalization used before every sub-layer."""
+    return keras.layers.LayerNormalization(epsilon=1e-6, name=name)
+
+
+class TransformerInputs(keras.layers.Layer):
+    """Input projection (if needed), scaling and position encodings.
+
+    Args:
+      params: Parsed `transformer_params()` values.
+      name: Keras layer name.
+    """
+
+    def __init__(self, params, name="inputs"):
+        super().__init__(name=name)
+        self.num_units = params["num_units"]
+        self.scale = params["scale_inputs"]
+        # Used only when the inputs are not `num_units` wide; an unused,
+        # unbuilt Dense has no variables.
+        self.projection = keras.layers.Dense(
+            self.num_units, use_bias=False, name="input_projection"
+        )
+        self.position_encoding = PositionEncoding(
+            params["position_encoding"],
+            self.num_units,
+            params["max_positions"],
+        )
+
+    def build(self, *args, **kwargs):
+        del args, kwargs  # Sub-layers build on first use.
+        self.built = True
+
+    def call(self, inputs, positions):
+        """`inputs` [B, T, E] and `positions` [B or 1, T] -> [B, T, D]."""
+        inputs = tf.cast(inputs, self.compute_dtype)
+        if inputs.shape[-1] != self.num_units:
+            inputs = self.projection(inputs)
+        if self.scale:
+            inputs *= tf.cast(math.sqrt(self.num_units), inputs.dtype)
+        return inputs + self.position_encoding.encode(positions)
+
+
+class _EncoderLayer(keras.layers.Layer):
+    """One pre-norm encoder layer: self-attention and feed-forward."""
+
+    def __init__(self, params, name):
+        super().__init__(name=name)
+        units = params["num_units"]
+        self.dropout_rate = params["dropout"]
+        self.attention_norm = layer_norm("attention_norm")
+        self.attention = MultiHeadAttention(
+            units, params["num_heads"], params["attention_dropout"], "self_attention"
+        )
+        self.ffn_norm = layer_norm("ffn_norm")
+        self.ffn = FeedForward(units, ffn_units(params))
+
+    def build(self, *args, **kwargs):
+        del args, kwargs  # Sub-layers build on first use.
+        self.built = True
+
+    def call(self, inputs, attention_mask, training=False):
+        normed = self.attention_norm(inputs)
+        attended, _ = self.attention.attend(
+            normed,
+            *self.attention.project_key_values(normed),
+            attention_mask,
+            training=training,
+        )
+        inputs = inputs + dropout(attended, self.dropout_rate, training)
+        transformed = self.ffn(self.ffn_norm(inputs))
+        return inputs + dropout(transformed, self.dropout_rate, training)
+
+
+class SelfAttentionEncoder(Encoder):
+    """Pre-norm Transformer encoder.
+
+    Padded positions are masked as keys (no position attends to them) and
+    their outputs are exactly zero, so a sequence's result does not depend on
+    how much padding its batch has.
+
+    Params:
+      num_layers: Number of layers (2).
+      num_units: Model size `D` (256); must be a multiple of `num_heads`.
+        Inputs of another size go through a learned projection (no bias).
+      num_heads: Attention heads (4).
+      ffn_units: Hidden size of the feed-forward sub-layers; 0 (default)
+        means `4 * num_units`.
+      dropout: Dropout on the scaled inputs and on every sub-layer output
+        before its residual sum (0.1).
+      attention_dropout: Dropout on the attention weights (0.1).
+      position_encoding: `sinusoidal` (fixed, default) or `learned`.
+      max_positions: Rows of a learned position table (512); later
+        positions reuse the last row.
+      scale_inputs: Multiply the inputs by `sqrt(num_units)` before adding
+        the position encodings (true).
+
+    Dropout is only active in mode `train` when called with `training=True`.
+
+    Returns (from `call`): `EncoderOutput(outputs [B, S, D], final_state
+    [B, D] = mean of the valid outputs, attention_values = outputs,
+    attention_values_length = sequence_length)`.
+
+    Args:
+      params: Parameter overrides.
+      mode: `train`, `eval` or `infer`.
+      name: Keras layer name.
+    """
+
+    def __init__(self, params, mode, name="self_attention_encoder"):
+        super().__init__(params, mode, name=name)
+        check_transformer_params(self.params, type(self).__name__)
+        self.inputs_layer = TransformerInputs(self.params)
+        for index in range(self.params["num_layers"]):
+            setattr(
+                self, f"layer_{index}", _EncoderLayer(self.params, f"layer_{index}")
+            )
+        self.final_norm = layer_norm("final_norm")
+
+    @staticmethod
+    def default_params():
+        return transformer_params()
+
+    @property
+    def encoder_layers(self):
+        """The encoder layers, bottom first."""
+        return [getattr(self, f"layer_{i}") for i in range(self.params["num_layers"])]
+
+    @property
+    def output_size(self):
+        """`D`, the size of the outputs and of the final state."""
+        return self.params["num_units"]
+
+    def build(self, *args, **kwargs):
+        del args, kwargs  # Sub-layers build on first use.
+        self.built = True
+
+    def call(self, inputs, sequence_length=None, training=None):
+        training = is_training(self, training)
+        inputs = tf.convert_to_tensor(inputs)
+        steps = tf.shape(inputs)[1]
+        if sequence_length is None:
+            sequence_length = tf.fill([tf.shape(inputs)[0]], steps)
+        sequence_length = tf.cast(sequence_length, tf.int32)
+        valid = tf.sequence_mask(sequence_length, steps)  # [B, S]
+
+        outputs = self.inputs_layer(inputs, tf.range(steps)[None, :])
+        outputs = dropout(outputs, self.params["dropout"], training)
+        attention_mask = valid[:, None, None, :]
+        for layer in self.encoder_layers:
+            outputs = layer(outputs, attention_mask, training=training)
+        outputs = self.final_norm(outputs)
+        outputs *= tf.cast(valid, outputs.dtype)[:, :, None]
+
+        count = tf.cast(tf.maximum(sequence_length, 1), outputs.dtype)
+        final_state = tf.reduce_sum(outputs, axis=1) / count[:, None]
+        return EncoderOutput(
+            outputs=outputs,
+            final_state=final_state,
+            attention_values=outputs,
+            attention_values_length=sequence_length,
+        )
