@@ -313,14 +313,20 @@ def _as_module(module):
 
 
 def available_classes(modules):
-    """The public class names defined or exported by `modules`."""
-    names = set()
+    """The public Configurable class names in `modules` (all public classes
+    when there are none), for error messages."""
+    classes = {}
     for module in modules:
         module = _as_module(module)
         for name, obj in vars(module).items():
             if inspect.isclass(obj) and not name.startswith("_"):
-                names.add(name)
-    return sorted(names)
+                classes[name] = obj
+    configurables = [
+        name
+        for name, obj in classes.items()
+        if issubclass(obj, Configurable) and obj is not Configurable
+    ]
+    return sorted(configurables or classes)
 
 
 def locate_class(name, modules=(), what="class"):

@@ -99,8 +99,11 @@ def make_input_pipeline_from_def(def_dict, mode, **kwargs):
             f"input pipeline: unexpected key(s) {extra} next to 'class'; only "
             "'class' and 'params' are allowed."
         )
+    # The image pipeline module imports this one, so it is named, not imported.
     pipeline_class = locate_class(
-        definition["class"], [sys.modules[__name__]], what="input pipeline"
+        definition["class"],
+        [sys.modules[__name__], "seq2seq.data.image_pipeline"],
+        what="input pipeline",
     )
     if not (
         isinstance(pipeline_class, type) and issubclass(pipeline_class, InputPipeline)
