@@ -1,0 +1,410 @@
+#!/usr/bin/env python3
+"""Training throughput of the example NMT configs on a synthetic corpus.
+
+For each config (`nmt_small` and `nmt_medium` from `example_configs/` by
+default) this builds the model and a `Trainer` exactly as `bin/train.py`
+does, draws batches from the Trainer's own `tf.data` pipeline and runs the
+Trainer's compiled train step (forward, loss, gradients, clipping, Adam
+update). The first `--warmup` steps (tracing included) are not timed; then
+`--steps` steps are timed `--repeats` times and the median is reported:
+
+    python -m benchmarks.train_throughput
+    python benchmarks/train_throughput.py --configs nmt_small --steps 50
+
+Each config runs in a fresh child process, so that its peak resident memory
+(`ru_maxrss`) is its own (`--in_process` runs them all in this process; the
+peak is then cumulative). Without `--source/--target/--vocab` a synthetic
+corpus (Zipfian words, gamma-distributed lengths; see `synthetic_data.py`) is
+written to a temporary directory first.
+
+Token counts exclude padding: target tokens are the predicted positions
+(target length - 1, as the training log counts them), source tokens include
+the appended SEQUENCE_END. The timed loop includes drawing each batch from
+the (prefetching) input pipeline, as in real training. "CPU ms/step" is the
+processor time of the whole process (all threads, input pipeline included)
+per step; on a machine shared with other jobs it varies less than the wall
+clock.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from benchmarks import synthetic_data  # noqa: E402
+
+_RESULT_MARKER = "BENCHMARK_RESULT "
+_COLUMNS = (
+    ("config", "config", "{}"),
+    ("batch", "batch_size", "{}"),
+    ("tgt tok/s", "target_tokens_per_s", "{:.0f}"),
+    ("src tok/s", "source_tokens_per_s", "{:.0f}"),
+    ("ex/s", "examples_per_s", "{:.1f}"),
+    ("steps/s", "steps_per_s", "{:.2f}"),
+    ("ms/step", "ms_per_step", "{:.1f}"),
+    ("CPU ms/step", "cpu_ms_per_step", "{:.0f}"),
+    ("peak RSS MB", "peak_rss_mb", "{:.0f}"),
+)
+
+
+def config_path(name):
+    """The YAML file of a config given by name (`nmt_small`) or path."""
+    if os.path.isfile(name):
+        return name
+    path = os.path.join(_REPO_ROOT, "example_configs", f"{name}.yml")
+    if not os.path.isfile(path):
+        raise SystemExit(
+            f"error: config {name!r} not found: give a name in example_configs/ "
+            "(e.g. nmt_small) or the path of a YAML file."
+        )
+    return path
+
+
+def load_model_config(name, vocab_path, overrides=None, vocab_target=None):
+    """Reads `model` and `model_params` of a config and points it at the
+    vocabularies (`vocab_path` for both sides unless `vocab_target` is given).
+
+    Returns:
+      `(model_class, model_params)`.
+    """
+    from seq2seq.configurable import deep_merge, load_yaml_file
+
+    config = load_yaml_file(config_path(name)) or {}
+    model_class = config.get("model") or "AttentionSeq2Seq"
+    params = deep_merge(
+        config.get("model_params") or {},
+        {"vocab_source": vocab_path, "vocab_target": vocab_target or vocab_path},
+        overrides or {},
+    )
+    return model_class, params
+
+
+def peak_rss_mb():
+    """Peak resident memory of this process in MiB (Linux reports KiB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def count_parameters(variables):
+    return int(sum(int(v.shape.num_elements() or 0) for v in variables))
+
+
+def measure(name, paths, args):
+    """Benchmarks one config; returns a dict of figures."""
+    import tensorflow as tf
+
+    from seq2seq.configurable import ModeKeys
+    from seq2seq.data import input_pipeline
+    from seq2seq.training import trainer as trainer_lib
+    from seq2seq.training.utils import TrainOptions
+
+    model_class, params = load_model_config(
+        name, paths["vocab"], vocab_target=paths.get("vocab_target")
+    )
+    output_dir = tempfile.mkdtemp(prefix="bench_train_")
+    try:
+        pipeline = input_pipeline.make_input_pipeline_from_def(
+            {
+                "class": "ParallelTextInputPipeline",
+                "params": {
+                    "source_files": [paths["sources"]],
+                    "target_files": [paths["targets"]],
+                },
+            },
+            ModeKeys.TRAIN,
+        )
+        run_config = trainer_lib.RunConfig(
+            output_dir=output_dir,
+            batch_size=args.batch_size,
+            buckets=args.buckets,
+            tf_random_seed=args.seed,
+        )
+        start = time.perf_counter()
+        trainer = trainer_lib.Trainer(
+            TrainOptions(model_class, params), pipeline, None, run_config
+        )
+        # The iterator Trainer.train() draws from (a second iter() would start
+        # a second prefetching pipeline competing for the CPU).
+        iterator = trainer._iterator
+        first = next(iterator)
+        # The Trainer's own steps: build variables and optimizer slots, then
+        # compile the train step for the dataset's (fully dynamic) spec.
+        trainer._build(first)
+        train_step = trainer._make_train_step(trainer.train_dataset.element_spec)
+        keys = [k for k in trainer_lib._ID_KEYS if k in first]
+        build_s = time.perf_counter() - start
+
+        def run(num_steps, features=None):
+            target_tokens = source_tokens = examples = 0
+            outputs = None
+            begin, cpu_begin = time.perf_counter(), time.process_time()
+            for _ in range(num_steps):
+                batch = features if features is not None else next(iterator)
+                features = None
+                outputs = train_step({k: batch[k] for k in keys})
+                target_len = batch["target_len"].numpy()
+                target_tokens += int(target_len.sum() - len(target_len))
+                source_tokens += int(batch["source_len"].numpy().sum())
+                examples += len(target_len)
+            loss = float(outputs["loss"])  # waits for the last step
+            return (
+                time.perf_counter() - begin,
+                time.process_time() - cpu_begin,
+                target_tokens,
+                source_tokens,
+                examples,
+                loss,
+            )
+
+        first_step_s, *_ = run(1, first)
+        warmup_s, *_ = run(max(args.warmup - 1, 0)) if args.warmup > 1 else (0.0,)
+        repeats = []
+        loss = float("nan")
+        for _ in range(args.repeats):
+            seconds, cpu_seconds, target_tokens, source_tokens, examples, loss = run(
+                args.steps
+            )
+            repeats.append(
+                {
+                    "target_tokens_per_s": target_tokens / seconds,
+                    "source_tokens_per_s": source_tokens / seconds,
+                    "examples_per_s": examples / seconds,
+                    "steps_per_s": args.steps / seconds,
+                    "ms_per_step": 1000.0 * seconds / args.steps,
+                    "cpu_ms_per_step": 1000.0 * cpu_seconds / args.steps,
+                    "mean_target_len": target_tokens / max(examples, 1),
+                }
+            )
+        result = {key: statistics.median(r[key] for r in repeats) for key in repeats[0]}
+        ms = [r["ms_per_step"] for r in repeats]
+        result.update(
+            config=name,
+            model_class=model_class,
+            batch_size=args.batch_size,
+            parameters=count_parameters(trainer.model.trainable_variables),
+            build_s=build_s,
+            first_step_s=first_step_s,
+            warmup_s=first_step_s + warmup_s,
+            ms_per_step_min=min(ms),
+            ms_per_step_max=max(ms),
+            final_loss=loss,
+            step=trainer.step,
+            peak_rss_mb=peak_rss_mb(),
+            tf_version=tf.__version__,
+        )
+        return result
+    finally:
+        shutil.rmtree(output_dir, ignore_errors=True)
+
+
+def format_table(results):
+    """The results as a Markdown table."""
+    header = [title for title, _, _ in _COLUMNS]
+    rows = [[fmt.format(r[key]) for _, key, fmt in _COLUMNS] for r in results]
+    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
+
+    def line(cells):
+        return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
+
+    rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
+    return "\n".join([line(header), rule] + [line(row) for row in rows])
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Training throughput of example configs (prints a table)."
+    )
+    parser.add_argument(
+        "--configs",
+        default="nmt_small,nmt_medium",
+        help="Comma-separated config names in example_configs/ or YAML paths.",
+    )
+    parser.add_argument("--batch_size", type=int, default=32, help="Batch size.")
+    parser.add_argument(
+        "--buckets",
+        default=None,
+        help='Bucket boundaries on source length, e.g. "10,20,30" (default: none).',
+    )
+    parser.add_argument("--steps", type=int, default=20, help="Timed steps per repeat.")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="Untimed steps first (the first one traces the step).",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="Timed repeats; the median is shown."
+    )
+    parser.add_argument("--source", help="Source text file (instead of synthetic).")
+    parser.add_argument("--target", help="Target text file (instead of synthetic).")
+    parser.add_argument(
+        "--vocab", help="Vocabulary (with --source), for both sides by default."
+    )
+    parser.add_argument(
+        "--vocab_target", help="Target vocabulary, if it differs from --vocab."
+    )
+    synthetic_data.add_corpus_flags(parser, num_examples=5000)
+    parser.add_argument(
+        "--in_process",
+        action="store_true",
+        help="Run all configs in this process (peak RSS becomes cumulative).",
+    )
+    parser.add_argument("--json", help="Also write the results to this JSON file.")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _given_paths(args):
+    return {
+        "sources": args.source,
+        "targets": args.target,
+        "vocab": args.vocab,
+        "vocab_target": args.vocab_target,
+    }
+
+
+def _corpus(args, work_dir):
+    given = [args.source, args.target, args.vocab]
+    if any(given) or args.vocab_target:
+        if not all(given):
+            raise SystemExit("error: give all of --source, --target and --vocab.")
+        for path in given + [args.vocab_target]:
+            if path and not os.path.isfile(path):
+                raise SystemExit(f"error: file not found: {path}")
+        vocabs = args.vocab + (f" / {args.vocab_target}" if args.vocab_target else "")
+        return _given_paths(args), (
+            f"corpus: {args.source} / {args.target}, vocab {vocabs}"
+        )
+    info = synthetic_data.write_synthetic_corpus(
+        work_dir, **synthetic_data.corpus_kwargs(args)
+    )
+    return info, "synthetic corpus: " + synthetic_data.describe(info)
+
+
+def _child_command(args, name, paths):
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        "--configs",
+        name,
+        "--source",
+        paths["sources"],
+        "--target",
+        paths["targets"],
+        "--vocab",
+        paths["vocab"],
+    ]
+    for flag in ("batch_size", "steps", "warmup", "repeats", "seed"):
+        command += [f"--{flag}", str(getattr(args, flag))]
+    if paths.get("vocab_target"):
+        command += ["--vocab_target", paths["vocab_target"]]
+    if args.buckets:
+        command += ["--buckets", args.buckets]
+    return command
+
+
+def _run_child(args, name, paths):
+    # TensorFlow's start-up chatter goes to stderr; it is shown only when
+    # the child fails.
+    completed = subprocess.run(
+        _child_command(args, name, paths),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for line in completed.stdout.splitlines():
+        if line.startswith(_RESULT_MARKER):
+            return json.loads(line[len(_RESULT_MARKER) :])
+    sys.stdout.write(completed.stdout)
+    sys.stderr.write(completed.stderr)
+    raise SystemExit(
+        f"error: the benchmark of {name} failed (exit {completed.returncode})."
+    )
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    for flag in ("batch_size", "steps", "repeats"):
+        if getattr(args, flag) < 1:
+            raise SystemExit(f"error: --{flag} must be at least 1.")
+    names = [n.strip() for n in args.configs.split(",") if n.strip()]
+    if args.child:
+        paths = _given_paths(args)
+        for name in names:
+            result = measure(name, paths, args)
+            print(_RESULT_MARKER + json.dumps(result), flush=True)
+        return 0
+
+    for name in names:
+        config_path(name)  # fail early on a bad name
+    work_dir = tempfile.mkdtemp(prefix="bench_corpus_")
+    try:
+        paths, corpus_line = _corpus(args, work_dir)
+        print(corpus_line)
+        print(
+            f"batch size {args.batch_size}, buckets {args.buckets or 'none'}, "
+            f"{args.warmup} warm-up steps, {args.repeats} x {args.steps} timed "
+            f"steps (median shown); {os.cpu_count()} CPUs, load average "
+            f"{os.getloadavg()[0]:.2f} at start",
+            flush=True,
+        )
+        results = []
+        for name in names:
+            if args.in_process:
+                result = measure(name, paths, args)
+            else:
+                result = _run_child(args, name, paths)
+            results.append(result)
+            print(
+                f"  {name}: done ({result['parameters'] / 1e6:.2f}M parameters)",
+                flush=True,
+            )
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+    print()
+    print(format_table(results))
+    print()
+    for r in results:
+        print(
+            f"{r['config']}: {r['model_class']}, {r['parameters'] / 1e6:.2f}M "
+            f"parameters; model+pipeline build {r['build_s']:.1f}s, first step "
+            f"(tracing) {r['first_step_s']:.1f}s; ms/step over repeats "
+            f"{r['ms_per_step_min']:.1f}-{r['ms_per_step_max']:.1f}; mean target "
+            f"length {r['mean_target_len']:.1f}; loss after {r['step']} steps "
+            f"{r['final_loss']:.3f}"
+        )
+    if len(results) > 1:
+        base = results[0]
+        for r in results[1:]:
+            ratio = r["target_tokens_per_s"] / base["target_tokens_per_s"]
+            print(
+                f"{r['config']} / {base['config']} target tokens/s: {ratio:.2f}x "
+                f"(parameters {r['parameters'] / base['parameters']:.2f}x)"
+            )
+    print(
+        f"load average {os.getloadavg()[0]:.2f} at end (a shared machine makes "
+        "figures noisy; compare runs taken together)"
+    )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(results, out, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
