@@ -44,7 +44,9 @@ flags.DEFINE_string("model_dir", None, "The training output directory to load.")
 flags.DEFINE_string(
     "checkpoint_path",
     None,
-    "Checkpoint prefix to restore; the latest one in --model_dir if unset.",
+    "Checkpoint prefix to restore; 'best' for the best checkpoint by the dev "
+    "metric (--model_dir/best), 'latest' or unset for the latest one in "
+    "--model_dir.",
 )
 flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
 flags.DEFINE_boolean("progress", True, "Show a progress line on stderr.")

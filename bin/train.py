@@ -88,6 +88,47 @@ flags.DEFINE_float(
     "Also keep one checkpoint every N hours of training.",
 )
 flags.DEFINE_integer("log_every_n_steps", 100, "Log and summarise every N steps.")
+flags.DEFINE_integer(
+    "eval_beam_width",
+    0,
+    "Also compute the text metrics on beam search decodes of this width "
+    "(reported as e.g. bleu/beam4); 0 or 1: greedy only.",
+)
+flags.DEFINE_integer(
+    "max_consecutive_nan_steps",
+    5,
+    "Stop training after this many batches in a row with a non-finite loss or "
+    "gradient norm (their updates are skipped); 0 never stops.",
+)
+flags.DEFINE_float(
+    "loss_spike_factor",
+    3.0,
+    "Log a warning when the training loss exceeds this factor times its "
+    "running average; 0 disables.",
+)
+flags.DEFINE_string(
+    "early_stopping_metric",
+    "",
+    "Dev result to stop on and to pick the best checkpoint by, e.g. "
+    "bleu/greedy or loss/teacher_forced. Unset: no early stopping, and the "
+    "best checkpoint is kept by loss/teacher_forced.",
+)
+flags.DEFINE_string(
+    "early_stopping_mode",
+    "auto",
+    "min or max: whether lower or higher is better; auto: min for names with "
+    "loss or perplexity, max otherwise.",
+)
+flags.DEFINE_integer(
+    "early_stopping_patience",
+    5,
+    "Stop after this many evaluations in a row without improvement.",
+)
+flags.DEFINE_float(
+    "early_stopping_min_delta",
+    0.0,
+    "Smallest change of the metric that counts as an improvement.",
+)
 flags.DEFINE_float(
     "gpu_memory_fraction", 1.0, "Fraction of each GPU's memory to use (<1 caps it)."
 )
@@ -228,6 +269,13 @@ def main(argv):
         keep_checkpoint_every_n_hours=values["keep_checkpoint_every_n_hours"],
         log_every_n_steps=values["log_every_n_steps"],
         tf_random_seed=values["tf_random_seed"],
+        eval_beam_width=values["eval_beam_width"],
+        max_consecutive_nan_steps=values["max_consecutive_nan_steps"],
+        loss_spike_factor=values["loss_spike_factor"],
+        early_stopping_metric=values["early_stopping_metric"] or "",
+        early_stopping_mode=values["early_stopping_mode"] or "auto",
+        early_stopping_patience=values["early_stopping_patience"],
+        early_stopping_min_delta=values["early_stopping_min_delta"],
     )
     trainer = trainer_lib.Trainer(
         train_options,

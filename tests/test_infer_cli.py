@@ -1,5 +1,6 @@
 """End-to-end tests of bin/infer.py on a model trained in the test."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -50,7 +51,7 @@ def trained(tmp_path_factory):
     return {
         "model_dir": str(root / "model"),
         "data": data,
-        "bleu": results["bleu"],
+        "bleu": results["bleu/greedy"],
         "root": root,
     }
 
@@ -105,6 +106,28 @@ def test_greedy_output_matches_training_eval_and_beam_is_not_worse(trained):
     assert beam.returncode == 0, beam.stderr[-2000:]
     beam_bleu = corpus_bleu(beam.stdout.splitlines(), references, tokenize="none")
     assert beam_bleu >= greedy_bleu - 1.0, (beam_bleu, greedy_bleu)
+
+
+def test_best_checkpoint_is_selected_with_checkpoint_path_best(trained):
+    # Training evaluated once, at its last step (250): that is the best
+    # checkpoint by loss/teacher_forced, kept in model_dir/best.
+    dev = trained["data"]["dev"]
+    with open(os.path.join(trained["model_dir"], "best", "best.json")) as handle:
+        best = json.load(handle)
+    assert (best["step"], best["metric"]) == (250, "loss/teacher_forced")
+    result = run_infer(
+        "--model_dir",
+        trained["model_dir"],
+        "--checkpoint_path",
+        "best",
+        input_files=[dev["sources"]],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert os.path.join("best", "ckpt-250") in result.stderr
+    bleu = corpus_bleu(
+        result.stdout.splitlines(), read_lines(dev["targets"]), tokenize="none"
+    )
+    assert bleu == pytest.approx(trained["bleu"], abs=1e-6)
 
 
 def test_blank_lines_keep_alignment_and_order(trained, tmp_path):

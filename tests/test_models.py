@@ -166,3 +166,53 @@ def test_embedding_gradients_are_clipped(vocab_file):
         if any(var is e for e in model.embedding_variables):
             values = grad.values if isinstance(grad, tf.IndexedSlices) else grad
             assert np.linalg.norm(values.numpy()) <= 0.01 + 1e-6
+
+
+def test_label_smoothing_applies_to_the_training_loss_only(vocab_file):
+    params = tiny_model_params(vocab_file)
+    features = None
+    outputs = {}
+    for smoothing in (None, 0.0, 0.2):
+        if smoothing is not None:
+            params["loss.label_smoothing"] = smoothing
+        model = AttentionSeq2Seq(params, ModeKeys.TRAIN)
+        if features is None:
+            features = model.preprocess(
+                _batch([["a", "b"], ["c", "d", "a"]], [["b"], ["a", "d", "c"]])
+            )
+        # Same weights for every model, so that only the loss differs.
+        if outputs:
+            model.forward(features, training=False)
+            for variable, value in zip(model.weights, outputs["weights"]):
+                variable.assign(value)
+        train = model.forward(features, training=True)
+        evaluation = model.forward(features, training=False)
+        outputs.setdefault("weights", [v.numpy() for v in model.weights])
+        outputs[smoothing] = (train, evaluation)
+    assert AttentionSeq2Seq.default_params()["loss.label_smoothing"] == 0.0
+    # 0 (given or default) is the original loss, exactly.
+    assert float(outputs[0.0][0].loss) == float(outputs[None][0].loss)
+    assert float(outputs[0.0][1].loss) == float(outputs[None][1].loss)
+    # With 0.2: (1 - e) * NLL + e * mean_v(-log p_v) over unmasked tokens.
+    train, evaluation = outputs[0.2]
+    logits = train.logits.numpy()
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    targets = features["target_ids"].numpy()[:, 1:]
+    lengths = features["target_len"].numpy() - 1
+    expected = 0.0
+    for b in range(2):
+        for t in range(lengths[b]):
+            nll = -log_probs[b, t, targets[b, t]]
+            expected += 0.8 * nll + 0.2 * -log_probs[b, t].mean()
+    assert float(train.num_tokens) == lengths.sum() == 6
+    np.testing.assert_allclose(float(train.loss_sum), expected, rtol=1e-5)
+    # Evaluation (training=False) keeps the plain cross-entropy.
+    assert float(evaluation.loss) == float(outputs[None][1].loss)
+
+
+def test_label_smoothing_out_of_range_is_a_config_error(vocab_file):
+    with pytest.raises(ConfigError, match="loss.label_smoothing must be in"):
+        AttentionSeq2Seq(
+            tiny_model_params(vocab_file, **{"loss.label_smoothing": 1.0}),
+            ModeKeys.TRAIN,
+        )

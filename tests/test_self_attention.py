@@ -240,7 +240,7 @@ def test_step_compiles_with_xla():
 
 
 def test_attention_layer_is_accepted_and_ignored(caplog):
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.INFO, logger="absl"):
         decoder = SelfAttentionDecoder(
             _layer_params(),
             "infer",

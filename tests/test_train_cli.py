@@ -54,7 +54,12 @@ def assert_user_error(result, *fragments):
 def test_train_resume_and_refuse_incompatible_config(toy_data, tmp_path):
     out = tmp_path / "model"
     config = tmp_path / "extra.yml"
-    config.write_text("hooks:\n  - class: PrintModelAnalysisHook\nnot_a_flag: 1\n")
+    config.write_text(
+        "hooks:\n  - class: PrintModelAnalysisHook\nnot_a_flag: 1\n"
+        "metrics:\n  - class: LogPerplexityMetricSpec\n"
+        "early_stopping_metric: log_perplexity/teacher_forced\n"
+        "early_stopping_patience: 3\n"
+    )
     result = run_train(
         *base_args(toy_data, out),
         "--config_paths",
@@ -68,6 +73,10 @@ def test_train_resume_and_refuse_incompatible_config(toy_data, tmp_path):
     assert "Ignoring config key 'not_a_flag'" in result.stderr
     assert "step 6: loss" in result.stderr and "Eval at step 6" in result.stderr
     assert (out / "model_analysis.txt").exists()
+    # Flags set in a config file: early stopping on the dev log-perplexity.
+    best = json.loads((out / "best" / "best.json").read_text())
+    assert best["metric"] == "log_perplexity/teacher_forced" and best["step"] == 6
+    assert best["mode"] == "min" and best["patience"] == 3
     options = json.loads((out / "train_options.json").read_text())
     assert options["model_class"] == "AttentionSeq2Seq"
     # The resolved params hold every default, not just what was given.
@@ -122,6 +131,19 @@ def test_bad_yaml_and_missing_pipeline(toy_data, tmp_path):
         "--model", "AttentionSeq2Seq", "--output_dir", str(tmp_path / "m")
     )
     assert_user_error(result, "--input_pipeline_train")
+
+
+def test_early_stopping_metric_must_be_reported(toy_data, tmp_path):
+    result = run_train(
+        *base_args(toy_data, tmp_path / "m"),
+        "--train_steps",
+        "2",
+        "--early_stopping_metric",
+        "bleu",
+    )
+    assert_user_error(
+        result, "--early_stopping_metric=bleu", "loss/teacher_forced", "--metrics"
+    )
 
 
 @pytest.mark.parametrize("schedule", ["nonsense"])

@@ -17,6 +17,10 @@ forcing, greedy search, sampling, beam search; see
   token in, a distribution over the next one out.
 * `call(inputs, state, memory) -> (logits, attention)`: teacher forcing over
   a whole target sequence; the same numbers as calling `step` in a loop.
+  With a `sampling_probability` (scheduled sampling, see
+  `seq2seq.training.scheduled_sampling`), each input after the first is,
+  with that probability, replaced by the embedding of the token the decoder
+  itself predicted at the previous step.
 """
 
 import keras
@@ -24,6 +28,7 @@ import tensorflow as tf
 
 from seq2seq.configurable import Configurable
 from seq2seq.rnn_cell import default_rnn_cell_params, get_rnn_cell
+from seq2seq.training import scheduled_sampling
 
 
 def zero_cell_state(state_size, batch_size, dtype=tf.float32):
@@ -80,6 +85,11 @@ class RNNDecoder(Configurable, keras.layers.Layer):
         uniform in `[-init_scale, init_scale]` (0.04); biases keep their own
         initializers (zeros for the output layers). A value <= 0 keeps the
         Keras defaults.
+      scheduled_sampling.*: Scheduled sampling during training: `type`
+        (none, constant, linear, exponential, inverse_sigmoid),
+        `probability`, `k`, `start_step`, `end_step`, `sampling` (sample or
+        argmax); see `seq2seq.training.scheduled_sampling`. The default
+        `type: none` is pure teacher forcing.
 
     Args:
       params: Parameter overrides (dict).
@@ -93,6 +103,8 @@ class RNNDecoder(Configurable, keras.layers.Layer):
       cell: The recurrent cell.
       vocab_size: Number of output classes.
       has_attention: Whether `step` returns attention scores.
+      scheduled_sampling: The validated schedule (a dict, see
+        `scheduled_sampling.schedule_config`).
     """
 
     has_attention = False
@@ -101,15 +113,24 @@ class RNNDecoder(Configurable, keras.layers.Layer):
         keras.layers.Layer.__init__(self, name=name)
         Configurable.__init__(self, params, mode)
         self.vocab_size = int(vocab_size)
+        # Validated now so that a bad schedule fails before training starts;
+        # kept out of Keras tracking (a plain dict of settings).
+        object.__setattr__(
+            self,
+            "scheduled_sampling",
+            scheduled_sampling.schedule_config(self.params, type(self).__name__),
+        )
         self.cell = cell if cell is not None else self._create_cell()
 
     @staticmethod
     def default_params():
-        return {
+        params = {
             "max_decode_length": 100,
             "rnn_cell": default_rnn_cell_params(),
             "init_scale": 0.04,
         }
+        params.update(scheduled_sampling.default_params())
+        return params
 
     # ------------------------------------------------------------ building
 
@@ -204,7 +225,16 @@ class RNNDecoder(Configurable, keras.layers.Layer):
         )
         return self._project(features), new_state, attention
 
-    def call(self, inputs, state, memory, training=None):
+    def call(
+        self,
+        inputs,
+        state,
+        memory,
+        training=None,
+        sampling_probability=None,
+        embedding_fn=None,
+        seed=None,
+    ):
         """Teacher-forced decoding of whole target sequences.
 
         Equivalent to calling `step` on `inputs[:, t]` for t = 0, 1, ...
@@ -212,15 +242,58 @@ class RNNDecoder(Configurable, keras.layers.Layer):
         of steps may be dynamic inside `tf.function`, and the output layers
         run once on the whole sequence.
 
+        With `sampling_probability` (scheduled sampling), the input of step
+        `t > 0` is, independently for each sequence and step with that
+        probability, the embedding of the decoder's own prediction at step
+        `t - 1` (drawn from its distribution or its argmax, as
+        `scheduled_sampling.sampling` says) instead of `inputs[:, t]`. The
+        first input is always `inputs[:, 0]` (the start token). A
+        probability of exactly 0 runs the plain teacher-forced loop, so it
+        gives the same numbers as passing no probability.
+
         Args:
           inputs: [B, T, E] embedded target tokens.
           state: The decoder state from `initial_state`.
           memory: The result of `prepare_memory`.
           training: Whether dropout is active.
+          sampling_probability: Optional float scalar (tensor) in [0, 1]:
+            the probability of feeding the model's own prediction. None
+            (the default) is pure teacher forcing.
+          embedding_fn: Maps [B] int32 ids to [B, E] embeddings; required
+            with `sampling_probability`.
+          seed: Optional [2] int tensor; the coin flips and draws are
+            stateless functions of `(seed, t)`, so a step is reproducible
+            and safe under `tf.function` and `tf.distribute`. Zeros if None.
 
         Returns:
           `(logits [B, T, V], attention [B, T, S] float32 or None)`.
         """
+        if sampling_probability is None:
+            return self._teacher_forced(inputs, state, memory, training)
+        if embedding_fn is None:
+            raise ValueError("scheduled sampling needs an embedding_fn")
+        probability = tf.cast(sampling_probability, tf.float32)
+        if seed is None:
+            seed = tf.zeros([2], tf.int32)
+
+        def sampled():
+            return self._scheduled_sampling_loop(
+                inputs, state, memory, training, probability, embedding_fn, seed
+            )
+
+        def forced():
+            return self._teacher_forced(inputs, state, memory, training)
+
+        if not self.has_attention:
+            # tf.cond branches must return tensors only.
+            logits = tf.cond(
+                probability > 0.0, lambda: sampled()[0], lambda: forced()[0]
+            )
+            return logits, None
+        return tf.cond(probability > 0.0, sampled, forced)
+
+    def _teacher_forced(self, inputs, state, memory, training):
+        """The teacher-forced loop of `call` (no scheduled sampling)."""
         inputs = tf.convert_to_tensor(inputs)
         num_steps = tf.shape(inputs)[1]
         step_inputs = tf.TensorArray(
@@ -255,6 +328,68 @@ class RNNDecoder(Configurable, keras.layers.Layer):
         )
         features = tf.transpose(arrays[0].stack(), [1, 0, 2])
         logits = self._project(features)
+        attention = None
+        if self.has_attention:
+            attention = tf.transpose(arrays[1].stack(), [1, 0, 2])
+        return logits, attention
+
+    def _scheduled_sampling_loop(
+        self, inputs, state, memory, training, probability, embedding_fn, seed
+    ):
+        """The scheduled-sampling loop of `call`: projects every step so that
+        the next input can be the decoder's own prediction."""
+        inputs = tf.convert_to_tensor(inputs)
+        num_steps = tf.shape(inputs)[1]
+        batch_size = tf.shape(inputs)[0]
+        step_inputs = tf.TensorArray(
+            inputs.dtype,
+            size=num_steps,
+            element_shape=inputs.shape[:1] + inputs.shape[2:],
+        ).unstack(tf.transpose(inputs, [1, 0, 2]))
+        arrays = [tf.TensorArray(tf.float32, size=num_steps)]
+        if self.has_attention:
+            arrays.append(tf.TensorArray(tf.float32, size=num_steps))
+        argmax = self.scheduled_sampling["sampling"] == "argmax"
+
+        def body(time, prev_logits, state, arrays):
+            truth = step_inputs.read(time)
+            coin_seed, draw_seed = scheduled_sampling.step_seeds(seed, time)
+            coins = tf.random.stateless_uniform([batch_size], seed=coin_seed)
+            feed_own = tf.logical_and(coins < probability, time > 0)
+            # The choice of token carries no gradient.
+            prev_logits = tf.stop_gradient(prev_logits)
+            if argmax:
+                ids = tf.argmax(prev_logits, axis=-1, output_type=tf.int32)
+            else:
+                ids = tf.random.stateless_categorical(
+                    prev_logits, 1, seed=draw_seed, dtype=tf.int32
+                )[:, 0]
+            own = tf.cast(embedding_fn(ids), truth.dtype)
+            step_input = tf.where(feed_own[:, None], own, truth)
+            features, new_state, attention = self._step_features(
+                step_input, state, memory, training
+            )
+            logits = tf.cast(self._project(features), tf.float32)
+            outputs = [logits] if attention is None else [logits, attention]
+            if len(outputs) != len(arrays):
+                raise ValueError(
+                    f"{type(self).__name__}.has_attention does not match what "
+                    "_step_features returns"
+                )
+            arrays = [
+                array.write(time, tf.cast(out, tf.float32))
+                for array, out in zip(arrays, outputs)
+            ]
+            return time + 1, logits, new_state, arrays
+
+        start_logits = tf.zeros([batch_size, self.vocab_size], tf.float32)
+        _, _, _, arrays = tf.while_loop(
+            lambda time, *_: time < num_steps,
+            body,
+            (tf.constant(0), start_logits, state, arrays),
+            maximum_iterations=num_steps,
+        )
+        logits = tf.transpose(arrays[0].stack(), [1, 0, 2])
         attention = None
         if self.has_attention:
             attention = tf.transpose(arrays[1].stack(), [1, 0, 2])

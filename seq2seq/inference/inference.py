@@ -18,6 +18,7 @@ from absl import logging
 from seq2seq.configurable import ModeKeys, deep_merge, locate_class
 from seq2seq.data import batching
 from seq2seq.errors import UserError
+from seq2seq.training import early_stopping
 from seq2seq.training.utils import TrainOptions
 
 _SOURCE_KEYS = ("source_ids", "source_len")
@@ -30,11 +31,17 @@ def resolve_checkpoint(model_dir, checkpoint_path=None):
     Args:
       model_dir: The training output directory.
       checkpoint_path: An explicit checkpoint prefix (or a directory holding
-        checkpoints); `None` means the latest one in `model_dir`.
+        checkpoints); `best` for the best checkpoint by the dev metric that
+        training kept in `model_dir/best/` (see `best.json` there);
+        `None` or `latest` for the latest one in `model_dir`.
 
     Raises:
       UserError: No usable checkpoint.
     """
+    if checkpoint_path == "best":
+        return _best_checkpoint(model_dir)
+    if checkpoint_path == "latest":
+        checkpoint_path = None
     if checkpoint_path:
         if os.path.isdir(checkpoint_path):
             found = tf.train.latest_checkpoint(checkpoint_path)
@@ -51,6 +58,28 @@ def resolve_checkpoint(model_dir, checkpoint_path=None):
         raise UserError(
             f"no checkpoint in --model_dir={model_dir}; train a model there "
             "first or pass --checkpoint_path."
+        )
+    return found
+
+
+def _best_checkpoint(model_dir):
+    """The checkpoint in `model_dir/best/`, described by its `best.json`."""
+    directory = early_stopping.best_dir(model_dir or "")
+    found = tf.train.latest_checkpoint(directory)
+    if not found:
+        raise UserError(
+            f"--checkpoint_path=best: no best checkpoint in {directory}; it is "
+            "written when training evaluates on a dev set (--input_pipeline_dev). "
+            "Use --checkpoint_path=latest or a checkpoint prefix instead."
+        )
+    state = early_stopping.read_best(model_dir) or {}
+    if state.get("metric") is not None:
+        logging.info(
+            "Best checkpoint %s: %s = %s at step %s",
+            found,
+            state.get("metric"),
+            state.get("value"),
+            state.get("step"),
         )
     return found
 

@@ -23,6 +23,7 @@ from seq2seq.data import vocab
 from seq2seq.errors import ConfigError
 from seq2seq.inference import beam_search, decoding
 from seq2seq.models.model_base import ModelBase
+from seq2seq.training import scheduled_sampling
 
 # What a forward pass in train or eval mode returns.
 ForwardOutput = collections.namedtuple(
@@ -60,6 +61,12 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         self._target_tables = vocab.create_vocabulary_lookup_table(
             self.params["vocab_target"]
         )
+        smoothing = self.params["loss.label_smoothing"]
+        if not 0.0 <= smoothing < 1.0:
+            raise ConfigError(
+                f"model_params: loss.label_smoothing must be in [0, 1), got "
+                f"{smoothing}; 0 is the plain cross-entropy, 0.1 is usual."
+            )
         self._build_embeddings()
 
     @staticmethod
@@ -80,6 +87,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 "optimizer.clip_embed_gradients": 0.1,
                 "vocab_source": "",
                 "vocab_target": "",
+                "loss.label_smoothing": 0.0,
             }
         )
         return params
@@ -213,12 +221,44 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
 
     # ------------------------------------------------------------- forward
 
-    def forward(self, features, training=None):
-        """Teacher-forced pass: encoder, decoder over `target_ids[:, :-1]`, loss.
+    @property
+    def scheduled_sampling(self):
+        """The decoder's scheduled-sampling schedule (a dict, see
+        `seq2seq.training.scheduled_sampling.schedule_config`), or None when
+        the decoder has none or its `type` is `none`."""
+        config = getattr(self.decoder, "scheduled_sampling", None)
+        if not config or config["type"] == "none":
+            return None
+        return config
+
+    def sampling_probability(self, step):
+        """`p(step)`: the probability that the decoder reads its own previous
+        prediction at global step `step` (0 without scheduled sampling).
+
+        Args:
+          step: A Python int or scalar int tensor.
+
+        Returns:
+          A float32 scalar tensor.
+        """
+        return scheduled_sampling.sampling_probability(self.scheduled_sampling, step)
+
+    def forward(self, features, training=None, sampling_probability=None, seed=None):
+        """Decoder over `target_ids[:, :-1]` (teacher-forced unless scheduled
+        sampling is on), and the loss.
 
         Args:
           features: Preprocessed features with targets.
-          training: Whether dropout is active.
+          training: Whether dropout is active. Also selects the loss: with
+            `training=True` the loss uses `loss.label_smoothing`; otherwise
+            (evaluation, scoring) it is the plain cross-entropy.
+          sampling_probability: Optional float scalar: the probability of
+            feeding the decoder its own previous prediction (scheduled
+            sampling). Ignored unless the decoder's
+            `scheduled_sampling.type` is not `none`; None (the default) is
+            pure teacher forcing.
+          seed: Optional [2] int tensor seeding the scheduled-sampling draws
+            (statelessly, with the time step folded in).
 
         Returns:
           `ForwardOutput(loss, loss_sum, num_tokens, logits [B, T-1, V],
@@ -228,23 +268,46 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         batch_size = tf.shape(features["source_ids"])[0]
         state, memory = self.decoder_start(encoder_output, batch_size, training)
         inputs = self.embed_target(features["target_ids"][:, :-1])
-        logits, attention = self.decoder(inputs, state, memory, training=training)
-        loss_sum, num_tokens = self.compute_loss(logits, features)
+        if sampling_probability is not None and self.scheduled_sampling:
+            logits, attention = self.decoder(
+                inputs,
+                state,
+                memory,
+                training=training,
+                sampling_probability=sampling_probability,
+                embedding_fn=self.embed_target,
+                seed=seed,
+            )
+        else:
+            logits, attention = self.decoder(inputs, state, memory, training=training)
+        smoothing = self.params["loss.label_smoothing"] if training else 0.0
+        if smoothing:
+            loss_sum, num_tokens = self.compute_loss(
+                logits, features, label_smoothing=smoothing
+            )
+        else:
+            loss_sum, num_tokens = self.compute_loss(logits, features)
         loss = loss_sum / tf.maximum(num_tokens, 1.0)
         return ForwardOutput(loss, loss_sum, num_tokens, logits, attention)
 
-    def compute_loss(self, logits, features):
+    def compute_loss(self, logits, features, label_smoothing=0.0):
         """Sum of masked token cross-entropies and the number of target tokens.
 
         Args:
           logits: [B, T-1, V] predictions for `target_ids[:, 1:]`.
           features: Preprocessed features with `target_ids`, `target_len`.
+          label_smoothing: A float in [0, 1): the target distribution is
+            `(1 - e) * one_hot + e / V` at unmasked positions (padding
+            contributes nothing either way). 0 is the plain cross-entropy.
 
         Returns:
           `(loss_sum, num_tokens)`, float32 scalars.
         """
         return seq2seq_losses.sequence_loss_batch_major(
-            logits, features["target_ids"][:, 1:], features["target_len"] - 1
+            logits,
+            features["target_ids"][:, 1:],
+            features["target_len"] - 1,
+            label_smoothing=label_smoothing,
         )
 
     def max_decode_length(self, source_len=None):

@@ -1,15 +1,46 @@
-"""Dev-set evaluation: teacher-forced loss and metrics on free-running decodes.
+"""Dev-set evaluation that says what it measures.
 
-The loss (and log-perplexity) are measured with teacher forcing, as in
-training. Text metrics (BLEU, ROUGE) are measured on real greedy decodes, the
-same ones `bin/infer.py` produces, so the BLEU seen in TensorBoard is the BLEU
-a user gets at inference time (the original computed it on teacher-forced
-argmax outputs, which overstated it).
+A sequence model is trained with teacher forcing (the decoder reads the
+reference previous token) but used free-running (it reads its own previous
+prediction). The two give different numbers, so every result is named after
+the way it was measured:
+
+* `loss/teacher_forced`: the mean token cross-entropy with teacher forcing
+  (the log-perplexity; `exp` of it is the perplexity). Always the plain
+  cross-entropy: no label smoothing and no scheduled sampling, whatever the
+  training loss uses, so dev losses of runs with different training
+  settings compare.
+* metric specs that only read the loss (`LogPerplexityMetricSpec`) are
+  suffixed `/teacher_forced`: `log_perplexity/teacher_forced`.
+* text metrics (`BleuMetricSpec`, `RougeMetricSpec`, any spec that reads
+  hypotheses) are computed on free-running greedy decodes, the ones
+  `bin/infer.py` produces without a beam, and suffixed `/greedy`:
+  `bleu/greedy`, `rouge_1/f_score/greedy`.
+* with `beam_width` > 1 the text metrics are computed again on beam search
+  decodes and suffixed `/beam{K}`: `bleu/beam4`.
+
+No free-running loss is reported: a cross-entropy needs the model's
+distribution at each reference position, which a free-running decode of a
+different length does not define.
 """
+
+import contextlib
 
 import tensorflow as tf
 
+from seq2seq.metrics import metric_specs
+
 _ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len")
+_BEAM_WIDTH = "inference.beam_search.beam_width"
+
+LOSS_TAG = "loss/teacher_forced"
+TEACHER_FORCED = "teacher_forced"
+GREEDY = "greedy"
+
+
+def beam_suffix(beam_width):
+    """The tag suffix of beam-search results, e.g. `beam4`."""
+    return f"beam{int(beam_width)}"
 
 
 def tokens_from_ids(id_to_token, ids, lengths):
@@ -34,19 +65,75 @@ def tokens_from_strings(tokens, lengths):
     ]
 
 
+def is_teacher_forced(metric):
+    """Whether a metric spec reads only the teacher-forced loss (not the
+    decoded text). A spec may say so with a `teacher_forced` attribute."""
+    return bool(
+        getattr(
+            metric,
+            "teacher_forced",
+            isinstance(metric, metric_specs.LogPerplexityMetricSpec),
+        )
+    )
+
+
+def metric_tag(metric, suffix=None):
+    """The results key of a metric spec: its name plus how it was measured."""
+    if suffix is None:
+        suffix = TEACHER_FORCED if is_teacher_forced(metric) else GREEDY
+    return f"{metric.name}/{suffix}"
+
+
+@contextlib.contextmanager
+def _beam_width(model, width):
+    """Temporarily sets the model's `inference.beam_search.beam_width`, which
+    `model.infer` reads when it is traced."""
+    params = model.params
+    if _BEAM_WIDTH not in params:
+        yield
+        return
+    previous = params[_BEAM_WIDTH]
+    params[_BEAM_WIDTH] = width
+    try:
+        yield
+    finally:
+        params[_BEAM_WIDTH] = previous
+
+
+def _copy_metric(metric):
+    """A fresh spec with the same class and params (for beam results)."""
+    return type(metric)(dict(metric.params), metric.mode)
+
+
 class Evaluator:
     """Evaluates a model on a dataset of preprocessed, batched features.
 
     Args:
       model: A `Seq2SeqModel`.
-      metrics: `MetricSpec` objects fed with free-running hypotheses.
+      metrics: `MetricSpec` objects.
+      beam_width: When > 1, text metrics are also computed on beam search
+        decodes of this width (`/beam{K}` results). Free-running decodes
+        otherwise are greedy whatever the model's inference settings say.
     """
 
-    def __init__(self, model, metrics):
+    def __init__(self, model, metrics, beam_width=0):
         self.model = model
         self.metrics = list(metrics)
+        self.beam_width = int(beam_width or 0)
+        self.text_metrics = [m for m in self.metrics if not is_teacher_forced(m)]
+        self.beam_metrics = (
+            [_copy_metric(m) for m in self.text_metrics] if self.beam_width > 1 else []
+        )
         self._loss_fn = None
-        self._decode_fn = None
+        self._greedy_fn = None
+        self._beam_fn = None
+
+    def result_names(self):
+        """The keys `evaluate` returns, in order."""
+        names = [LOSS_TAG] + [metric_tag(m) for m in self.metrics]
+        suffix = beam_suffix(self.beam_width)
+        names += [metric_tag(m, suffix) for m in self.beam_metrics]
+        return names
 
     def _compile(self, element_spec):
         spec = {k: v for k, v in element_spec.items() if k in _ID_KEYS}
@@ -57,46 +144,68 @@ class Evaluator:
             output = model.forward(features, training=False)
             return output.loss_sum, output.num_tokens
 
-        @tf.function(input_signature=[spec])
-        def decode_fn(features):
-            predictions = model.infer(features)
-            return predictions["predicted_ids"], predictions["predicted_len"]
+        def make_decode():
+            @tf.function(input_signature=[spec])
+            def decode_fn(features):
+                predictions = model.infer(features)
+                return predictions["predicted_ids"], predictions["predicted_len"]
 
-        self._loss_fn, self._decode_fn = loss_fn, decode_fn
+            return decode_fn
+
+        self._loss_fn = loss_fn
+        self._greedy_fn = make_decode()
+        self._beam_fn = make_decode() if self.beam_metrics else None
+
+    def _decode(self, fn, width, features):
+        with _beam_width(self.model, width):
+            ids, lengths = fn(features)
+        return tokens_from_ids(
+            self.model.target_id_to_token, ids.numpy(), lengths.numpy()
+        )
 
     def evaluate(self, dataset):
         """Runs one pass over `dataset`.
 
         Returns:
-          A dict with `loss` (teacher-forced mean token cross-entropy, i.e.
-          log-perplexity) and one entry per metric spec, keyed by its name.
+          A dict with `loss/teacher_forced` (the teacher-forced mean token
+          cross-entropy, i.e. log-perplexity) and one entry per metric spec
+          (see `result_names`).
         """
         if self._loss_fn is None:
             self._compile(dataset.element_spec)
-        for metric in self.metrics:
+        for metric in self.metrics + self.beam_metrics:
             metric.reset()
         total_loss = total_tokens = 0.0
-        id_to_token = self.model.target_id_to_token
         for features in dataset:
             ids_only = {k: features[k] for k in _ID_KEYS}
             loss_sum, num_tokens = self._loss_fn(ids_only)
-            total_loss += float(loss_sum)
-            total_tokens += float(num_tokens)
+            loss_sum, num_tokens = float(loss_sum), float(num_tokens)
+            total_loss += loss_sum
+            total_tokens += num_tokens
             if not self.metrics:
                 continue
-            ids, lengths = self._decode_fn(ids_only)
-            hypotheses = tokens_from_ids(id_to_token, ids.numpy(), lengths.numpy())
             references = tokens_from_strings(
                 features["target_tokens"].numpy(), features["target_tokens_len"].numpy()
             )
+            greedy = (
+                self._decode(self._greedy_fn, 0, ids_only)
+                if self.text_metrics
+                else [[] for _ in references]
+            )
             for metric in self.metrics:
                 metric.update(
-                    hypotheses,
-                    references,
-                    loss_sum=float(loss_sum),
-                    num_tokens=float(num_tokens),
+                    greedy, references, loss_sum=loss_sum, num_tokens=num_tokens
                 )
-        results = {"loss": total_loss / max(total_tokens, 1.0)}
+            if self.beam_metrics:
+                beam = self._decode(self._beam_fn, self.beam_width, ids_only)
+                for metric in self.beam_metrics:
+                    metric.update(
+                        beam, references, loss_sum=loss_sum, num_tokens=num_tokens
+                    )
+        results = {LOSS_TAG: total_loss / max(total_tokens, 1.0)}
         for metric in self.metrics:
-            results[metric.name] = float(metric.result())
+            results[metric_tag(metric)] = float(metric.result())
+        suffix = beam_suffix(self.beam_width)
+        for metric in self.beam_metrics:
+            results[metric_tag(metric, suffix)] = float(metric.result())
         return results

@@ -6,6 +6,20 @@ two summary writers (`output_dir` for training curves, `output_dir/eval` for
 dev curves). A second run with the same `output_dir` resumes from the latest
 checkpoint (step, weights, optimizer slots and the position in the training
 data); a run whose `train_steps` is already reached returns at once.
+
+Curve health: a batch whose loss or gradient norm is not finite does not
+update anything (the update is skipped inside the compiled step, so the
+weights, the optimizer's slots and its step counter stay as they were); it
+is counted and logged, and after `max_consecutive_nan_steps` such batches in
+a row training stops with a `TrainingDivergedError`, leaving the last
+checkpoint (which never holds non-finite weights) in place. A loss above
+`loss_spike_factor` times its running average is logged with the batch's
+lengths.
+
+After every evaluation the best checkpoint by a dev metric is kept in
+`output_dir/best/` (see `seq2seq.training.early_stopping`), and training
+stops early when `early_stopping_metric` has not improved for
+`early_stopping_patience` evaluations.
 """
 
 import dataclasses
@@ -19,12 +33,23 @@ from absl import logging
 from seq2seq.configurable import ModeKeys, create_from_dict
 from seq2seq.data import batching
 from seq2seq.errors import UserError
-from seq2seq.training import evaluation
+from seq2seq.training import early_stopping, evaluation
 from seq2seq.training import hooks as hooks_lib
 from seq2seq.training.utils import TrainOptions
 
 # Keys the compiled steps see; token strings stay on the host.
 _ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len")
+
+# Loss-spike detection: the running average is an exponential moving average
+# of the finite training losses with this decay, and spikes are only looked
+# for once it has seen this many steps.
+SPIKE_AVERAGE_DECAY = 0.98
+SPIKE_WARMUP_STEPS = 20
+
+
+class TrainingDivergedError(UserError):
+    """Training stopped because too many batches in a row had a non-finite
+    loss or gradient norm."""
 
 
 @dataclasses.dataclass
@@ -42,6 +67,17 @@ class RunConfig:
     keep_checkpoint_every_n_hours: float = 4.0
     log_every_n_steps: int = 100
     tf_random_seed: int = None
+    # Evaluation: also compute text metrics on beam search decodes (> 1).
+    eval_beam_width: int = 0
+    # Curve health.
+    max_consecutive_nan_steps: int = 5
+    loss_spike_factor: float = 3.0
+    # Best checkpoint and early stopping ("" metric: keep the best by
+    # loss/teacher_forced when there is a dev set, never stop early).
+    early_stopping_metric: str = ""
+    early_stopping_mode: str = "auto"
+    early_stopping_patience: int = 5
+    early_stopping_min_delta: float = 0.0
 
 
 def _select(features, keys):
@@ -119,9 +155,55 @@ class Trainer:
             keep_checkpoint_every_n_hours=config.keep_checkpoint_every_n_hours,
         )
         self.evaluator = (
-            evaluation.Evaluator(self.model, self.metrics) if dev_pipeline else None
+            evaluation.Evaluator(
+                self.model, self.metrics, beam_width=config.eval_beam_width
+            )
+            if dev_pipeline
+            else None
         )
+        self.best = self._make_best_tracker()
         self._train_step = None
+        # Curve-health counters of this run.
+        self.skipped_updates = 0
+        self.consecutive_skipped = 0
+        self.loss_spikes = 0
+        self._loss_average = None
+        self._loss_average_steps = 0
+
+    def _make_best_tracker(self):
+        """The `BestCheckpointTracker` of this run, or None without a dev set.
+
+        The tracked metric is `early_stopping_metric` when set (and then
+        early stopping is on), otherwise `loss/teacher_forced`.
+
+        Raises:
+          UserError: Early stopping without a dev set, or on a metric that
+            the evaluation does not report.
+        """
+        config = self.config
+        metric = config.early_stopping_metric
+        if self.evaluator is None:
+            if metric:
+                raise UserError(
+                    f"--early_stopping_metric={metric} needs a dev set: set "
+                    "--input_pipeline_dev (and a schedule that evaluates)."
+                )
+            return None
+        names = self.evaluator.result_names()
+        if metric and metric not in names:
+            raise UserError(
+                f"--early_stopping_metric={metric} is not reported by the "
+                f"evaluation; use one of {', '.join(names)} (add metrics with "
+                "--metrics)."
+            )
+        return early_stopping.BestCheckpointTracker(
+            config.output_dir,
+            self.model,
+            metric or evaluation.LOSS_TAG,
+            mode=config.early_stopping_mode,
+            min_delta=config.early_stopping_min_delta,
+            patience=config.early_stopping_patience if metric else 0,
+        )
 
     # ----------------------------------------------------------- datasets
 
@@ -169,25 +251,64 @@ class Trainer:
         self.optimizer.build(self.model.trainable_variables)
 
     def _make_train_step(self, element_spec):
+        """Compiles the train step for the dataset's `element_spec`.
+
+        Returns:
+          `train_step(features, sampling_probability=None) -> outputs`: one
+          update (skipped when the loss or the gradient norm is not finite).
+          `sampling_probability` is the scheduled-sampling probability, a
+          float (tensor); None takes the model's schedule at the current
+          global step. Outputs: `loss`, `loss_sum`, `num_tokens`,
+          `global_norm` (before clipping), `clipped_norm` (after),
+          `applied` (bool) and `sampling_probability`.
+        """
         spec = _select(element_spec, _ID_KEYS)
         model, optimizer = self.model, self.optimizer
+        uses_sampling = getattr(model, "scheduled_sampling", None) is not None
+        base_seed = int(self.config.tf_random_seed or 0)
 
-        @tf.function(input_signature=[spec])
-        def train_step(features):
+        @tf.function(input_signature=[spec, tf.TensorSpec([], tf.float32)])
+        def compiled_step(features, sampling_probability):
+            kwargs = {}
+            if uses_sampling:
+                kwargs = {
+                    "sampling_probability": sampling_probability,
+                    "seed": _step_seed(base_seed, optimizer.iterations),
+                }
             with tf.GradientTape() as tape:
-                output = model.forward(features, training=True)
+                output = model.forward(features, training=True, **kwargs)
             variables = model.trainable_variables
             gradients = tape.gradient(output.loss, variables)
             clipped, global_norm = model.clip_gradients(gradients, variables)
-            optimizer.apply_gradients(zip(clipped, variables))
+            clipped_norm = tf.linalg.global_norm(clipped)
+            finite = tf.logical_and(
+                tf.math.is_finite(output.loss), tf.math.is_finite(global_norm)
+            )
+            applied = apply_gradients_if(optimizer, clipped, variables, finite)
             return {
                 "loss": output.loss,
                 "loss_sum": output.loss_sum,
                 "num_tokens": output.num_tokens,
                 "global_norm": global_norm,
+                "clipped_norm": clipped_norm,
+                "applied": applied,
+                "sampling_probability": sampling_probability,
             }
 
+        def train_step(features, sampling_probability=None):
+            if sampling_probability is None:
+                sampling_probability = self.sampling_probability()
+            return compiled_step(features, tf.cast(sampling_probability, tf.float32))
+
+        train_step.compiled = compiled_step
         return train_step
+
+    def sampling_probability(self):
+        """The scheduled-sampling probability at the current global step (a
+        float32 scalar tensor; 0 without scheduled sampling)."""
+        if getattr(self.model, "scheduled_sampling", None) is None:
+            return tf.zeros([], tf.float32)
+        return self.model.sampling_probability(self.optimizer.iterations)
 
     def learning_rate(self):
         """The learning rate at the current step, as a Python float."""
@@ -217,12 +338,32 @@ class Trainer:
         logging.info("Restored %s (step %d)", latest, self.step)
         return self.step
 
+    def weights_are_finite(self):
+        """Whether every model weight is finite."""
+        return all(
+            bool(tf.reduce_all(tf.math.is_finite(v)))
+            for v in self.model.weights
+            if tf.as_dtype(v.dtype).is_floating
+        )
+
     def save(self):
-        """Writes a checkpoint at the current step (once per step)."""
+        """Writes a checkpoint at the current step (once per step).
+
+        Weights that are not all finite are never saved: the previous
+        checkpoint stays the latest, and None is returned.
+        """
         if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(
             f"-{self.step}"
         ):
             return self.manager.latest_checkpoint
+        if not self.weights_are_finite():
+            logging.error(
+                "Not saving step %d: the weights are not finite; the latest "
+                "checkpoint is still %s.",
+                self.step,
+                self.manager.latest_checkpoint,
+            )
+            return None
         path = self.manager.save(checkpoint_number=self.step)
         logging.info("Saved checkpoint %s", path)
         return path
@@ -264,7 +405,12 @@ class Trainer:
         return self.evaluate()
 
     def train(self):
-        """Trains until `train_steps` (forever if None); returns the final step."""
+        """Trains until `train_steps` (forever if None); returns the final step.
+
+        Stops earlier when the training data runs out, when early stopping
+        triggers, or (raising `TrainingDivergedError`, after saving) when
+        `max_consecutive_nan_steps` batches in a row were not finite.
+        """
         config = self.config
         first = next(self._iterator)
         self._build(first)
@@ -279,6 +425,16 @@ class Trainer:
                 config.output_dir,
             )
             return self.step
+        if self.best is not None and self.best.should_stop:
+            logging.info(
+                "Early stopping already triggered in %s: %s has not improved "
+                "for %d evaluations since step %s; nothing to do.",
+                config.output_dir,
+                self.best.metric,
+                self.best.evaluations_since_best,
+                self.best.best_step,
+            )
+            return self.step
         self._train_step = self._make_train_step(self.train_dataset.element_spec)
         for hook in self.hooks:
             hook.begin(self)
@@ -288,17 +444,28 @@ class Trainer:
         window_tokens = window_examples = 0.0
         window_loss = window_count = 0.0
         stopped = False
+        diverged = None
+        stopped_early = False
         try:
             while config.train_steps is None or self.step < config.train_steps:
                 features = pending if pending is not None else next(self._iterator)
                 pending = None
                 for hook in self.hooks:
                     hook.before_step(self.step)
-                outputs = self._train_step(_select(features, _ID_KEYS))
+                probability = self.sampling_probability()
+                outputs = self._train_step(_select(features, _ID_KEYS), probability)
                 step = self.step
+                loss = float(outputs["loss"])
+                if not bool(outputs["applied"]):
+                    diverged = self._skipped_update(step, loss, outputs)
+                    if diverged:
+                        break
+                    continue
+                self.consecutive_skipped = 0
+                self._check_spike(step, loss, features)
                 window_tokens += float(np.sum(features["target_len"].numpy() - 1))
                 window_examples += float(features["target_len"].shape[0])
-                window_loss += float(outputs["loss"])
+                window_loss += loss
                 window_count += 1
                 if (
                     step % config.log_every_n_steps == 0
@@ -309,7 +476,7 @@ class Trainer:
                     self._log_train(
                         step,
                         window_loss / window_count,
-                        float(outputs["global_norm"]),
+                        outputs,
                         window_tokens / elapsed,
                         window_examples / elapsed,
                         window_count / elapsed,
@@ -328,9 +495,12 @@ class Trainer:
                     and step % config.eval_every_n_steps == 0
                 ):
                     eval_start = time.time()
-                    self.evaluate()
+                    results = self.evaluate()
                     # Throughput figures count training time only.
                     window_start += time.time() - eval_start
+                    if self._after_evaluation(step, results):
+                        stopped_early = True
+                        break
         except KeyboardInterrupt:
             stopped = True
             logging.warning("Interrupted at step %d; saving a checkpoint.", self.step)
@@ -341,15 +511,108 @@ class Trainer:
                 self.save()
         for hook in self.hooks:
             hook.end(self)
-        if not stopped and self.evaluator is not None:
+        if not (stopped or diverged or stopped_early) and self.evaluator is not None:
             last_eval = config.eval_every_n_steps
             if not last_eval or self.step % last_eval != 0:
-                self.evaluate()
+                self._after_evaluation(self.step, self.evaluate(), final=True)
         for writer in self._writers.values():
             writer.flush()
         if stopped:
             raise KeyboardInterrupt
+        if diverged:
+            raise TrainingDivergedError(diverged)
         return self.step
+
+    def _after_evaluation(self, step, results, final=False):
+        """Updates the best checkpoint; returns True when training should stop
+        early (never after the `final` evaluation)."""
+        if self.best is None or not results:
+            return False
+        self.best.update(step, results)
+        if final or not self.best.should_stop:
+            return False
+        logging.info(
+            "Early stopping at step %d: %s has not improved by more than %g "
+            "for %d evaluations; best %.4f at step %d (%s).",
+            step,
+            self.best.metric,
+            self.best.min_delta,
+            self.best.evaluations_since_best,
+            self.best.best_value,
+            self.best.best_step,
+            self.best.checkpoint_path,
+        )
+        return True
+
+    def _skipped_update(self, step, loss, outputs):
+        """Counts and logs a batch whose update was skipped.
+
+        Returns:
+          The one-line message to stop training with, or None to go on.
+        """
+        self.skipped_updates += 1
+        self.consecutive_skipped += 1
+        logging.warning(
+            "Skipped the update after step %d: loss = %s, gradient norm = %s "
+            "(not finite); %d in a row, %d in this run.",
+            step,
+            loss,
+            float(outputs["global_norm"]),
+            self.consecutive_skipped,
+            self.skipped_updates,
+        )
+        with self.train_writer.as_default(step=step):
+            tf.summary.scalar("health/skipped_updates", self.skipped_updates)
+        limit = self.config.max_consecutive_nan_steps
+        if not limit or self.consecutive_skipped < limit:
+            return None
+        return (
+            f"training stopped at step {step}: the loss or gradient norm was not "
+            f"finite for {self.consecutive_skipped} batches in a row "
+            f"(--max_consecutive_nan_steps={limit}); none of them changed the "
+            f"weights, and the latest checkpoint in {self.config.output_dir} is "
+            "intact. Lower optimizer.learning_rate or optimizer.clip_gradients, "
+            "or check the data for empty or overlong lines."
+        )
+
+    def _check_spike(self, step, loss, features):
+        """Logs a loss above `loss_spike_factor` x its running average."""
+        factor = self.config.loss_spike_factor
+        if not factor or factor <= 0 or not np.isfinite(loss):
+            return
+        average = self._loss_average
+        if (
+            average is not None
+            and self._loss_average_steps >= SPIKE_WARMUP_STEPS
+            and loss > factor * average
+        ):
+            self.loss_spikes += 1
+            source_len = features["source_len"].numpy()
+            target_len = features["target_len"].numpy()
+            logging.warning(
+                "Loss spike at step %d: %.4f > %g x running average %.4f; batch "
+                "of %d: source_len min/mean/max %d/%.1f/%d, target_len "
+                "min/mean/max %d/%.1f/%d.",
+                step,
+                loss,
+                factor,
+                average,
+                len(source_len),
+                source_len.min(),
+                source_len.mean(),
+                source_len.max(),
+                target_len.min(),
+                target_len.mean(),
+                target_len.max(),
+            )
+            with self.train_writer.as_default(step=step):
+                tf.summary.scalar("health/loss_spikes", self.loss_spikes)
+        if average is None:
+            self._loss_average = loss
+        else:
+            decay = SPIKE_AVERAGE_DECAY
+            self._loss_average = decay * average + (1.0 - decay) * loss
+        self._loss_average_steps += 1
 
     def _should_save(self, step, last_save_time):
         config = self.config
@@ -358,25 +621,101 @@ class Trainer:
         secs = config.save_checkpoints_secs or 600
         return time.time() - last_save_time >= secs
 
-    def _log_train(self, step, loss, global_norm, tokens_s, examples_s, steps_s, batch):
+    def _log_train(self, step, loss, outputs, tokens_s, examples_s, steps_s, batch):
         lr = self.learning_rate()
+        global_norm = float(outputs["global_norm"])
+        clipped_norm = float(outputs["clipped_norm"])
+        probability = float(outputs["sampling_probability"])
+        sampling = ""
+        if getattr(self.model, "scheduled_sampling", None) is not None:
+            sampling = f", sampling p = {probability:.3f}"
         logging.info(
-            "step %d: loss = %.4f, lr = %.3g, %.0f target tokens/s, %.2f steps/s",
+            "step %d: loss = %.4f, lr = %.3g, %.0f target tokens/s, %.2f steps/s%s",
             step,
             loss,
             lr,
             tokens_s,
             steps_s,
+            sampling,
         )
         with self.train_writer.as_default(step=step):
             tf.summary.scalar("loss", loss)
             tf.summary.scalar("learning_rate", lr)
             tf.summary.scalar("global_norm", global_norm)
+            tf.summary.scalar("global_norm/clipped", clipped_norm)
+            tf.summary.scalar(
+                "global_norm/clip_ratio",
+                clipped_norm / global_norm if global_norm > 0 else 1.0,
+            )
+            tf.summary.scalar("scheduled_sampling/probability", probability)
+            tf.summary.scalar("health/skipped_updates", self.skipped_updates)
+            tf.summary.scalar("health/loss_spikes", self.loss_spikes)
             tf.summary.scalar("tokens_per_sec", tokens_s)
             tf.summary.scalar("examples_per_sec", examples_s)
             tf.summary.scalar("global_step/sec", steps_s)
             tf.summary.histogram("source_len", batch["source_len"])
             tf.summary.histogram("target_len", batch["target_len"])
+
+
+def _step_seed(base_seed, step):
+    """The [2] int32 seed of one train step's random draws: `(base_seed,
+    step)`, with the replica id folded in under `tf.distribute` so that
+    replicas draw differently."""
+    seed = tf.stack([tf.constant(base_seed, tf.int32), tf.cast(step, tf.int32)], axis=0)
+    context = tf.distribute.get_replica_context()
+    if context is not None and tf.distribute.has_strategy():
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+        seed = tf.random.experimental.stateless_fold_in(seed, replica)
+    return seed
+
+
+def apply_gradients_if(optimizer, gradients, variables, condition):
+    """Applies the gradients only when `condition` holds.
+
+    The decision is a `tf.cond` in the compiled step: when `condition` is
+    false nothing is updated, the optimizer's step counter included. Under
+    `tf.distribute` (called in a replica context) the condition is first
+    reduced over the replicas (all must hold), and the `tf.cond` runs in the
+    cross-replica context with the update inside it applied per replica
+    (the optimizer's gradient all-reduce cannot sit in a replica-context
+    `tf.cond`), as Keras's `LossScaleOptimizer` does.
+
+    Args:
+      optimizer: A Keras optimizer (already built).
+      gradients: A list of gradients (or None), one per variable.
+      variables: The variables.
+      condition: A scalar bool tensor.
+
+    Returns:
+      Whether the update was applied, a scalar bool tensor.
+    """
+    context = tf.distribute.get_replica_context()
+    distributed = context is not None and tf.distribute.has_strategy()
+    if not distributed:
+
+        def apply():
+            optimizer.apply_gradients(zip(gradients, variables))
+            return tf.constant(True)
+
+        return tf.cond(condition, apply, lambda: tf.constant(False))
+
+    bad = 1.0 - tf.cast(condition, tf.float32)
+    condition = tf.equal(context.all_reduce(tf.distribute.ReduceOp.SUM, bad), 0.0)
+
+    def cross_replica(distribution, condition, gradients, variables):
+        # Every replica holds the same reduced condition.
+        condition = distribution.experimental_local_results(condition)[0]
+
+        def apply():
+            distribution.extended.call_for_each_replica(
+                lambda g, v: optimizer.apply_gradients(zip(g, v)),
+                args=(gradients, variables),
+            )
+            return tf.constant(True)
+
+        return tf.cond(condition, apply, lambda: tf.constant(False))
+
+    return context.merge_call(cross_replica, args=(condition, gradients, variables))
 
 
 def check_and_write_train_options(train_options, output_dir):
