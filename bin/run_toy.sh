@@ -54,8 +54,8 @@ echo "== Translating the test set with beam width ${BEAM_WIDTH}"
   > "${WORK_DIR}/test.predictions.txt"
 
 echo "== A few translations (source => prediction)"
-paste -d '\t' "${DATA_DIR}/test/sources.txt" "${WORK_DIR}/test.predictions.txt" \
-  | head -5 | sed 's/\t/   =>   /'
+paste -d '\t' <(head -n 5 "${DATA_DIR}/test/sources.txt") \
+  <(head -n 5 "${WORK_DIR}/test.predictions.txt") | sed 's/\t/   =>   /'
 
 echo "== Test BLEU (sacrebleu, tokenize none)"
 "${PYTHON}" -m sacrebleu "${DATA_DIR}/test/targets.txt" \
