@@ -239,9 +239,6 @@ def main(argv):
     train_options = TrainOptions.from_model(
         values["model"], model_params, resolved_config=resolved
     )
-    trainer_lib.check_and_write_train_options(train_options, output_dir)
-    logging.info("Writing to %s", output_dir)
-
     train_pipeline = (
         input_pipeline.make_input_pipeline_from_def(
             values["input_pipeline_train"], ModeKeys.TRAIN
@@ -256,6 +253,12 @@ def main(argv):
         )
     elif schedule != "train":
         logging.warning("No --input_pipeline_dev: training without evaluation.")
+    # Input files are checked before anything is written to output_dir.
+    for pipeline in (train_pipeline, dev_pipeline):
+        if pipeline is not None:
+            pipeline.check()
+    trainer_lib.check_and_write_train_options(train_options, output_dir)
+    logging.info("Writing to %s", output_dir)
 
     config = trainer_lib.RunConfig(
         output_dir=output_dir,

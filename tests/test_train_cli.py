@@ -118,6 +118,7 @@ def test_mismatched_parallel_files(toy_data, tmp_path):
         handle.write("1 2 3\n")
     result = run_train(*base_args(toy_data, tmp_path / "m"), "--train_steps", "2")
     assert_user_error(result, "sources.txt", "targets.txt")
+    assert not (tmp_path / "m").exists()  # checked before anything is written
 
 
 def test_bad_yaml_and_missing_pipeline(toy_data, tmp_path):

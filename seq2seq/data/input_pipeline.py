@@ -310,6 +310,17 @@ class InputPipeline(Configurable):
             return self.params["num_epochs"]
         return None if self.mode == ModeKeys.TRAIN else 1
 
+    def check(self):
+        """Validates the input once (the result is cached).
+
+        Returns:
+          The number of examples in one epoch, or `None` if unknown.
+        """
+        if not self._validated:
+            self.num_examples = self.validate()
+            self._validated = True
+        return self.num_examples
+
     def validate(self):
         """Checks the files and params before any reading starts.
 
@@ -340,9 +351,7 @@ class InputPipeline(Configurable):
         Raises:
           ConfigError, DataError: Something the user must fix.
         """
-        if not self._validated:
-            self.num_examples = self.validate()
-            self._validated = True
+        self.check()
         dataset = self.read_records()
         if self.shuffles:
             dataset = dataset.shuffle(
