@@ -35,7 +35,7 @@ def test_there_are_example_configs():
 
 
 @pytest.mark.parametrize("path", MODEL_CONFIGS, ids=os.path.basename)
-def test_model_config_builds_and_runs_a_step(path, tmp_path):
+def test_model_config_trains_and_decodes(path, tmp_path):
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("a\nb\nc\n")
     config = load_yaml_file(path)
@@ -56,6 +56,27 @@ def test_model_config_builds_and_runs_a_step(path, tmp_path):
     output = model.forward(features, training=True)
     assert np.isfinite(output.loss.numpy())
     assert output.logits.shape == (1, 2, 6)
+    # Two optimizer steps with the config's own optimizer, then decoding.
+    optimizer = model.create_optimizer()
+    ids_only = {k: features[k] for k in ("source_ids", "source_len")}
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    for _ in range(2):
+        with tf.GradientTape() as tape:
+            loss = model.forward(features, training=True).loss
+        variables = model.trainable_variables
+        grads, _ = model.clip_gradients(tape.gradient(loss, variables), variables)
+        optimizer.apply_gradients(zip(grads, variables))
+    changed = [
+        not np.array_equal(b, v.numpy())
+        for b, v in zip(before, model.trainable_variables)
+    ]
+    assert any(changed)
+    greedy = model.infer(ids_only, max_length=4)
+    assert greedy["predicted_ids"].shape[0] == 1
+    assert 1 <= int(greedy["predicted_len"][0]) <= 4
+    model.params["inference.beam_search.beam_width"] = 2
+    beam = model.infer(ids_only, max_length=4)
+    assert beam["beam_search_output.predicted_ids"].shape[-1] == 2
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
