@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from test_trainer import make_trainer
 
 from seq2seq.configurable import create_from_dict
@@ -134,4 +133,3 @@ def test_hooks_build_from_the_example_config():
         "SyncReplicasOptimizerHook",
         "TrainSampleHook",
     ]
-    assert tf.__version__

@@ -269,8 +269,3 @@ def test_unknown_task(trained, tmp_path):
         input_files=[trained["data"]["dev"]["sources"]],
     )
     assert_user_error(result, "DecodeTxt", "DecodeText")
-
-
-def test_params_are_checked(trained):
-    params = tiny_model_params(trained["data"]["vocab"])
-    assert "embedding.dim" in params
