@@ -295,6 +295,7 @@ RESTART_SAFE_PARAMS = (
     "optimizer.clip_embed_gradients",
     "optimizer.sync_replicas",
     "inference.",
+    "loss.",
     "source.max_seq_len",
     "target.max_seq_len",
 )
