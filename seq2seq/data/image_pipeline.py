@@ -48,6 +48,7 @@ from seq2seq.data.input_pipeline import (
     InputPipeline,
     _as_file_list,
     expand_files,
+    first_record,
 )
 from seq2seq.errors import ConfigError, DataError
 
@@ -147,16 +148,7 @@ class ImageCaptioningInputPipeline(InputPipeline):
                 f"{name}: 'files' is empty; list at least one TFRecord file."
             )
         self.files = expand_files(self._patterns, "files", name)
-        first = None
-        for path in self.files:
-            first = self._first_record(path)
-            if first is not None:
-                break
-        if first is None:
-            raise DataError(
-                f"{name}: the files {', '.join(self.files)} contain no records."
-            )
-        path, raw, example = first
+        path, raw, example = first_record(self.files, self._first_record, name)
         context = example.context.feature
         image_field = self.params["image_field"]
         if (

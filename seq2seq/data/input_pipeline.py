@@ -70,6 +70,24 @@ LABEL_KEYS = frozenset(["target_tokens", "target_len"])
 _GLOB_CHARS = "*?["
 
 
+def first_record(files, read_first, owner):
+    """Returns `read_first(path)` for the first file that has a record.
+
+    Args:
+      files: Paths, in order.
+      read_first: `path -> tuple or None` (None for an empty file).
+      owner: The pipeline's name, for the error message.
+
+    Raises:
+      DataError: Every file is empty.
+    """
+    for path in files:
+        found = read_first(path)
+        if found is not None:
+            return found
+    raise DataError(f"{owner}: the files {', '.join(files)} contain no records.")
+
+
 def make_input_pipeline_from_def(def_dict, mode, **kwargs):
     """Creates an input pipeline from its `{class, params}` definition.
 
@@ -530,16 +548,7 @@ class TFRecordInputPipeline(InputPipeline):
         self.files = expand_files(self._patterns, "files", name)
         source_field = self.params["source_field"]
         target_field = self.params["target_field"]
-        first = None
-        for path in self.files:
-            first = self._first_example(path)
-            if first is not None:
-                break
-        if first is None:
-            raise DataError(
-                f"{name}: the files {', '.join(self.files)} contain no records."
-            )
-        path, example = first
+        path, example = first_record(self.files, self._first_example, name)
         features = example.features.feature
         if source_field not in features or features[source_field].WhichOneof(
             "kind"
