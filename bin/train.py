@@ -129,6 +129,31 @@ flags.DEFINE_float(
     0.0,
     "Smallest change of the metric that counts as an improvement.",
 )
+flags.DEFINE_string(
+    "distribution_strategy",
+    "default",
+    "default (one device), mirrored (every GPU of this machine) or "
+    "multi_worker_mirrored (the cluster in TF_CONFIG). --batch_size is the "
+    "global batch, split over all replicas.",
+)
+flags.DEFINE_integer(
+    "effective_batch_size",
+    None,
+    "Examples per update: accumulate the gradients of effective_batch_size / "
+    "batch_size batches before each update (a multiple of --batch_size).",
+)
+flags.DEFINE_string(
+    "mixed_precision",
+    "",
+    "float16 (with dynamic loss scaling) or bfloat16: compute in that type "
+    "with float32 weights, softmax and loss. Unset: float32.",
+)
+flags.DEFINE_boolean(
+    "jit_compile",
+    False,
+    "Compile the forward and backward pass with XLA (one compilation per "
+    "batch shape; use --buckets to bound the number of shapes).",
+)
 flags.DEFINE_float(
     "gpu_memory_fraction", 1.0, "Fraction of each GPU's memory to use (<1 caps it)."
 )
@@ -196,6 +221,7 @@ def main(argv):
     values = resolve_flags(FLAGS)
     # Imported here so that --help stays fast.
     from seq2seq.data import batching, input_pipeline
+    from seq2seq.training import distribution
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
 
@@ -220,6 +246,18 @@ def main(argv):
         values["gpu_allow_growth"],
         values["gpu_memory_fraction"],
         values["log_device_placement"],
+    )
+    if values["mixed_precision"] and (
+        values["mixed_precision"] not in trainer_lib.MIXED_PRECISION_POLICIES
+    ):
+        raise ConfigError(
+            f"--mixed_precision={values['mixed_precision']} is not supported; use "
+            "float16 or bfloat16, or leave it unset for float32."
+        )
+    # Before any TensorFlow op: multi-worker collectives are set up at start.
+    strategy = distribution.create_strategy(values["distribution_strategy"])
+    is_chief = distribution.is_chief_from_env() or (
+        values["distribution_strategy"] != "multi_worker_mirrored"
     )
     output_dir = values["output_dir"] or tempfile.mkdtemp(prefix="seq2seq_")
     if (
@@ -257,9 +295,6 @@ def main(argv):
     for pipeline in (train_pipeline, dev_pipeline):
         if pipeline is not None:
             pipeline.check()
-    trainer_lib.check_and_write_train_options(train_options, output_dir)
-    logging.info("Writing to %s", output_dir)
-
     config = trainer_lib.RunConfig(
         output_dir=output_dir,
         batch_size=values["batch_size"],
@@ -279,7 +314,16 @@ def main(argv):
         early_stopping_mode=values["early_stopping_mode"] or "auto",
         early_stopping_patience=values["early_stopping_patience"],
         early_stopping_min_delta=values["early_stopping_min_delta"],
+        distribution_strategy=values["distribution_strategy"],
+        effective_batch_size=values["effective_batch_size"],
+        mixed_precision=values["mixed_precision"] or "",
+        jit_compile=bool(values["jit_compile"]),
     )
+    config.accumulation_steps()  # A bad --effective_batch_size fails here.
+    if is_chief:
+        trainer_lib.check_and_write_train_options(train_options, output_dir)
+        logging.info("Writing to %s", output_dir)
+
     trainer = trainer_lib.Trainer(
         train_options,
         train_pipeline,
@@ -287,6 +331,7 @@ def main(argv):
         config,
         hooks=values["hooks"] or [],
         metrics=values["metrics"] or [],
+        strategy=strategy,
     )
     if schedule == "evaluate":
         trainer.evaluate_latest()

@@ -36,9 +36,13 @@ def plant_nan(trainer):
 
     def forward(features, training=None, **kwargs):
         output = original(features, training=training, **kwargs)
-        # nan * loss: the loss and every gradient become NaN.
-        loss = output.loss + tf.where(flags["loss"], np.nan, 0.0) * output.loss
-        return output._replace(loss=poison_gradient(loss))
+        # nan * loss: the loss and every gradient become NaN. The train step
+        # differentiates loss_sum (over the effective batch's token count).
+        loss_sum = output.loss_sum + tf.where(flags["loss"], np.nan, 0.0) * output.loss
+        loss_sum = poison_gradient(loss_sum)
+        return output._replace(
+            loss_sum=loss_sum, loss=loss_sum / tf.maximum(output.num_tokens, 1.0)
+        )
 
     trainer.model.forward = forward
     return flags

@@ -24,6 +24,8 @@ stops early when `early_stopping_metric` has not improved for
 
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -33,12 +35,23 @@ from absl import logging
 from seq2seq.configurable import ModeKeys, create_from_dict
 from seq2seq.data import batching
 from seq2seq.errors import UserError
-from seq2seq.training import early_stopping, evaluation
+from seq2seq.training import distribution, early_stopping, evaluation
 from seq2seq.training import hooks as hooks_lib
+from seq2seq.training.train_step import (
+    ID_KEYS,
+    DynamicLossScale,
+    TrainStep,
+    apply_gradients_if,
+    select_ids,
+)
 from seq2seq.training.utils import TrainOptions
 
-# Keys the compiled steps see; token strings stay on the host.
-_ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len")
+# Keys the compiled steps see (token strings stay on the host).
+_ID_KEYS = ID_KEYS
+
+__all__ = ["RunConfig", "Trainer", "TrainingDivergedError", "apply_gradients_if"]
+
+MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
 # Loss-spike detection: the running average is an exponential moving average
 # of the finite training losses with this decay, and spikes are only looked
@@ -78,10 +91,31 @@ class RunConfig:
     early_stopping_mode: str = "auto"
     early_stopping_patience: int = 5
     early_stopping_min_delta: float = 0.0
+    # Performance and scale (see docs/performance.md).
+    distribution_strategy: str = "default"
+    distribution_devices: list = None
+    effective_batch_size: int = None
+    mixed_precision: str = ""
+    jit_compile: bool = False
+    batch_type: str = "examples"
 
+    def accumulation_steps(self):
+        """Micro-batches per update: `effective_batch_size / batch_size`.
 
-def _select(features, keys):
-    return {key: features[key] for key in keys if key in features}
+        Raises:
+          UserError: `effective_batch_size` is not a multiple of `batch_size`.
+        """
+        if not self.effective_batch_size:
+            return 1
+        steps, remainder = divmod(int(self.effective_batch_size), int(self.batch_size))
+        if remainder or steps < 1:
+            raise UserError(
+                f"--effective_batch_size={self.effective_batch_size} must be a "
+                f"multiple of --batch_size={self.batch_size} (each update "
+                "accumulates effective_batch_size / batch_size batches); e.g. "
+                f"--effective_batch_size={(steps + 1) * self.batch_size}."
+            )
+        return steps
 
 
 class Trainer:
@@ -94,6 +128,9 @@ class Trainer:
       config: A `RunConfig`.
       hooks: List of `{class, params}` hook definitions.
       metrics: List of `{class, params}` metric definitions.
+      strategy: The `tf.distribute.Strategy` to train under; None creates
+        `config.distribution_strategy` (pass one created at program start
+        for `multi_worker_mirrored`).
     """
 
     def __init__(
@@ -104,21 +141,42 @@ class Trainer:
         config,
         hooks=(),
         metrics=(),
+        strategy=None,
     ):
         from seq2seq import models  # noqa: F401  (imports register classes)
 
         self.config = config
         self.train_options = train_options
-        os.makedirs(config.output_dir, exist_ok=True)
-        if config.tf_random_seed is not None:
-            tf.keras.utils.set_random_seed(config.tf_random_seed)
-        self.model = create_from_dict(
-            {"class": train_options.model_class, "params": train_options.model_params},
-            ["seq2seq.models"],
-            ModeKeys.TRAIN,
-            what="model",
+        self.accumulation_steps = config.accumulation_steps()
+        self.strategy = strategy or distribution.create_strategy(
+            config.distribution_strategy, config.distribution_devices
         )
-        self.optimizer = self.model.create_optimizer()
+        self.is_chief = distribution.is_chief(self.strategy)
+        self.multi_worker = distribution.is_multi_worker(self.strategy)
+        if self.is_chief:
+            os.makedirs(config.output_dir, exist_ok=True)
+        seed = config.tf_random_seed
+        if seed is None and self.multi_worker:
+            # Every worker must draw the same shuffled batches.
+            seed = 0
+            logging.info("multi_worker_mirrored: using --tf_random_seed=0.")
+        if seed is not None:
+            tf.keras.utils.set_random_seed(seed)
+        set_mixed_precision(config.mixed_precision)
+        with self.strategy.scope():
+            self.model = create_from_dict(
+                {
+                    "class": train_options.model_class,
+                    "params": train_options.model_params,
+                },
+                ["seq2seq.models"],
+                ModeKeys.TRAIN,
+                what="model",
+            )
+            self.optimizer = self.model.create_optimizer()
+            self.loss_scale = (
+                DynamicLossScale() if config.mixed_precision == "float16" else None
+            )
         self.train_pipeline = train_pipeline
         self.dev_pipeline = dev_pipeline
         self.metrics = [
@@ -133,6 +191,8 @@ class Trainer:
                 what="hook",
             )
             for d in hooks
+            # Hooks write files and print; only the chief runs them.
+            if self.is_chief
         ]
         self.train_dataset = (
             self._make_dataset(train_pipeline, training=True)
@@ -148,9 +208,15 @@ class Trainer:
         if self._iterator is not None:
             tracked["data"] = self._iterator
         self.checkpoint = tf.train.Checkpoint(**tracked)
+        # Every worker takes part in a save; only the chief's is kept.
+        self._checkpoint_dir = (
+            config.output_dir
+            if self.is_chief
+            else tempfile.mkdtemp(prefix="seq2seq_worker_checkpoint_")
+        )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint,
-            config.output_dir,
+            self._checkpoint_dir,
             max_to_keep=config.keep_checkpoint_max or None,
             keep_checkpoint_every_n_hours=config.keep_checkpoint_every_n_hours,
         )
@@ -158,7 +224,7 @@ class Trainer:
             evaluation.Evaluator(
                 self.model, self.metrics, beam_width=config.eval_beam_width
             )
-            if dev_pipeline
+            if dev_pipeline and self.is_chief
             else None
         )
         self.best = self._make_best_tracker()
@@ -183,7 +249,7 @@ class Trainer:
         config = self.config
         metric = config.early_stopping_metric
         if self.evaluator is None:
-            if metric:
+            if metric and self.dev_pipeline is None:
                 raise UserError(
                     f"--early_stopping_metric={metric} needs a dev set: set "
                     "--input_pipeline_dev (and a schedule that evaluates)."
@@ -221,6 +287,8 @@ class Trainer:
     def _writer(self, name):
         """The summary writer of `output_dir` (train) or `output_dir/eval`,
         created on first use so that a run with nothing to do writes nothing."""
+        if name not in self._writers and not self.is_chief:
+            self._writers[name] = tf.summary.create_noop_writer()
         if name not in self._writers:
             path = self.config.output_dir
             if name == "eval":
@@ -247,60 +315,41 @@ class Trainer:
 
     def _build(self, features):
         """Creates the variables (model and optimizer slots) before restoring."""
-        self.model.forward(_select(features, _ID_KEYS), training=False)
-        self.optimizer.build(self.model.trainable_variables)
+        with self.strategy.scope():
+            self.model.forward(select_ids(features), training=False)
+            self.optimizer.build(self.model.trainable_variables)
 
     def _make_train_step(self, element_spec):
         """Compiles the train step for the dataset's `element_spec`.
 
         Returns:
-          `train_step(features, sampling_probability=None) -> outputs`: one
-          update (skipped when the loss or the gradient norm is not finite).
-          `sampling_probability` is the scheduled-sampling probability, a
-          float (tensor); None takes the model's schedule at the current
-          global step. Outputs: `loss`, `loss_sum`, `num_tokens`,
-          `global_norm` (before clipping), `clipped_norm` (after),
-          `applied` (bool) and `sampling_probability`.
+          `train_step(batches, sampling_probability=None) -> outputs`: one
+          update from `batches` (one host batch, or a list of
+          `accumulation_steps` of them), skipped when the loss or the gradient
+          norm is not finite. `sampling_probability` is the scheduled-sampling
+          probability, a float (tensor); None takes the model's schedule at
+          the current global step. Outputs: `loss`, `loss_sum`, `num_tokens`,
+          `global_norm` (before clipping), `clipped_norm` (after), `applied`
+          (bool) and `sampling_probability` (see `TrainStep`).
         """
-        spec = _select(element_spec, _ID_KEYS)
-        model, optimizer = self.model, self.optimizer
-        uses_sampling = getattr(model, "scheduled_sampling", None) is not None
-        base_seed = int(self.config.tf_random_seed or 0)
+        step = TrainStep(
+            self.model,
+            self.optimizer,
+            element_spec,
+            strategy=self.strategy,
+            accumulation_steps=self.accumulation_steps,
+            loss_scale=self.loss_scale,
+            jit_compile=self.config.jit_compile,
+            seed=self.config.tf_random_seed,
+        )
 
-        @tf.function(input_signature=[spec, tf.TensorSpec([], tf.float32)])
-        def compiled_step(features, sampling_probability):
-            kwargs = {}
-            if uses_sampling:
-                kwargs = {
-                    "sampling_probability": sampling_probability,
-                    "seed": _step_seed(base_seed, optimizer.iterations),
-                }
-            with tf.GradientTape() as tape:
-                output = model.forward(features, training=True, **kwargs)
-            variables = model.trainable_variables
-            gradients = tape.gradient(output.loss, variables)
-            clipped, global_norm = model.clip_gradients(gradients, variables)
-            clipped_norm = tf.linalg.global_norm(clipped)
-            finite = tf.logical_and(
-                tf.math.is_finite(output.loss), tf.math.is_finite(global_norm)
-            )
-            applied = apply_gradients_if(optimizer, clipped, variables, finite)
-            return {
-                "loss": output.loss,
-                "loss_sum": output.loss_sum,
-                "num_tokens": output.num_tokens,
-                "global_norm": global_norm,
-                "clipped_norm": clipped_norm,
-                "applied": applied,
-                "sampling_probability": sampling_probability,
-            }
-
-        def train_step(features, sampling_probability=None):
+        def train_step(batches, sampling_probability=None):
             if sampling_probability is None:
                 sampling_probability = self.sampling_probability()
-            return compiled_step(features, tf.cast(sampling_probability, tf.float32))
+            return step(batches, sampling_probability)
 
-        train_step.compiled = compiled_step
+        train_step.compiled = step.update
+        train_step.step = step
         return train_step
 
     def sampling_probability(self):
@@ -323,7 +372,8 @@ class Trainer:
         Returns:
           The restored step (0 when starting fresh).
         """
-        latest = self.manager.latest_checkpoint
+        # Workers other than the chief resume from the chief's checkpoints.
+        latest = tf.train.latest_checkpoint(self.config.output_dir)
         if not latest:
             return 0
         try:
@@ -365,8 +415,30 @@ class Trainer:
             )
             return None
         path = self.manager.save(checkpoint_number=self.step)
+        if not self.is_chief:
+            self._clear_worker_checkpoints()
+            return None
         logging.info("Saved checkpoint %s", path)
         return path
+
+    def _clear_worker_checkpoints(self):
+        """Deletes what a non-chief worker's save wrote (its temporary dir)."""
+        for name in os.listdir(self._checkpoint_dir):
+            path = os.path.join(self._checkpoint_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+
+    def _agree(self, flag):
+        """`flag` as decided by the chief, the same on every worker (a
+        collective under `multi_worker_mirrored`; `flag` itself otherwise)."""
+        if not self.multi_worker:
+            return bool(flag)
+        value = 1.0 if (flag and self.is_chief) else 0.0
+        per_replica = self.strategy.run(lambda: tf.constant(value))
+        total = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return float(total) > 0.0
 
     # ---------------------------------------------------------------- run
 
@@ -425,7 +497,7 @@ class Trainer:
                 config.output_dir,
             )
             return self.step
-        if self.best is not None and self.best.should_stop:
+        if self._agree(self.best is not None and self.best.should_stop):
             logging.info(
                 "Early stopping already triggered in %s: %s has not improved "
                 "for %d evaluations since step %s; nothing to do.",
@@ -448,23 +520,32 @@ class Trainer:
         stopped_early = False
         try:
             while config.train_steps is None or self.step < config.train_steps:
-                features = pending if pending is not None else next(self._iterator)
-                pending = None
+                batches = []
+                while len(batches) < self.accumulation_steps:
+                    batches.append(
+                        pending if pending is not None else next(self._iterator)
+                    )
+                    pending = None
+                features = batches[-1]
                 for hook in self.hooks:
                     hook.before_step(self.step)
                 probability = self.sampling_probability()
-                outputs = self._train_step(_select(features, _ID_KEYS), probability)
+                outputs = self._train_step(batches, probability)
                 step = self.step
                 loss = float(outputs["loss"])
                 if not bool(outputs["applied"]):
+                    if self._loss_scale_overflow(step, loss):
+                        continue
                     diverged = self._skipped_update(step, loss, outputs)
                     if diverged:
                         break
                     continue
                 self.consecutive_skipped = 0
                 self._check_spike(step, loss, features)
-                window_tokens += float(np.sum(features["target_len"].numpy() - 1))
-                window_examples += float(features["target_len"].shape[0])
+                window_tokens += float(outputs["num_tokens"])
+                window_examples += float(
+                    sum(int(b["target_len"].shape[0]) for b in batches)
+                )
                 window_loss += loss
                 window_count += 1
                 if (
@@ -498,7 +579,7 @@ class Trainer:
                     results = self.evaluate()
                     # Throughput figures count training time only.
                     window_start += time.time() - eval_start
-                    if self._after_evaluation(step, results):
+                    if self._agree(self._after_evaluation(step, results)):
                         stopped_early = True
                         break
         except KeyboardInterrupt:
@@ -517,6 +598,8 @@ class Trainer:
                 self._after_evaluation(self.step, self.evaluate(), final=True)
         for writer in self._writers.values():
             writer.flush()
+        if not self.is_chief:
+            shutil.rmtree(self._checkpoint_dir, ignore_errors=True)
         if stopped:
             raise KeyboardInterrupt
         if diverged:
@@ -543,6 +626,22 @@ class Trainer:
             self.best.checkpoint_path,
         )
         return True
+
+    def _loss_scale_overflow(self, step, loss):
+        """Whether a skipped float16 update was a loss-scale overflow (a
+        finite loss whose scaled gradients overflowed); those are expected
+        while the scale settles, are logged and do not count as bad steps."""
+        if self.loss_scale is None or not np.isfinite(loss):
+            return False
+        scale = float(self.loss_scale.scale.numpy())
+        log = logging.warning if scale < 1.0 else logging.info
+        log(
+            "Step %d: float16 gradients overflowed; update skipped, loss scale "
+            "lowered to %g.",
+            step,
+            scale,
+        )
+        return scale >= 1.0
 
     def _skipped_update(self, step, loss, outputs):
         """Counts and logs a batch whose update was skipped.
@@ -648,6 +747,8 @@ class Trainer:
                 clipped_norm / global_norm if global_norm > 0 else 1.0,
             )
             tf.summary.scalar("scheduled_sampling/probability", probability)
+            if "loss_scale" in outputs:
+                tf.summary.scalar("loss_scale", float(outputs["loss_scale"]))
             tf.summary.scalar("health/skipped_updates", self.skipped_updates)
             tf.summary.scalar("health/loss_spikes", self.loss_spikes)
             tf.summary.scalar("tokens_per_sec", tokens_s)
@@ -657,65 +758,29 @@ class Trainer:
             tf.summary.histogram("target_len", batch["target_len"])
 
 
-def _step_seed(base_seed, step):
-    """The [2] int32 seed of one train step's random draws: `(base_seed,
-    step)`, with the replica id folded in under `tf.distribute` so that
-    replicas draw differently."""
-    seed = tf.stack([tf.constant(base_seed, tf.int32), tf.cast(step, tf.int32)], axis=0)
-    context = tf.distribute.get_replica_context()
-    if context is not None and tf.distribute.has_strategy():
-        replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
-        seed = tf.random.experimental.stateless_fold_in(seed, replica)
-    return seed
-
-
-def apply_gradients_if(optimizer, gradients, variables, condition):
-    """Applies the gradients only when `condition` holds.
-
-    The decision is a `tf.cond` in the compiled step: when `condition` is
-    false nothing is updated, the optimizer's step counter included. Under
-    `tf.distribute` (called in a replica context) the condition is first
-    reduced over the replicas (all must hold), and the `tf.cond` runs in the
-    cross-replica context with the update inside it applied per replica
-    (the optimizer's gradient all-reduce cannot sit in a replica-context
-    `tf.cond`), as Keras's `LossScaleOptimizer` does.
+def set_mixed_precision(name):
+    """Sets Keras's global dtype policy for `--mixed_precision`.
 
     Args:
-      optimizer: A Keras optimizer (already built).
-      gradients: A list of gradients (or None), one per variable.
-      variables: The variables.
-      condition: A scalar bool tensor.
+      name: "" or None (float32 everywhere), "float16" or "bfloat16" (layers
+        compute in that type and keep float32 weights; the model keeps its
+        softmax and loss in float32).
 
-    Returns:
-      Whether the update was applied, a scalar bool tensor.
+    Raises:
+      UserError: Another value.
     """
-    context = tf.distribute.get_replica_context()
-    distributed = context is not None and tf.distribute.has_strategy()
-    if not distributed:
+    import keras
 
-        def apply():
-            optimizer.apply_gradients(zip(gradients, variables))
-            return tf.constant(True)
-
-        return tf.cond(condition, apply, lambda: tf.constant(False))
-
-    bad = 1.0 - tf.cast(condition, tf.float32)
-    condition = tf.equal(context.all_reduce(tf.distribute.ReduceOp.SUM, bad), 0.0)
-
-    def cross_replica(distribution, condition, gradients, variables):
-        # Every replica holds the same reduced condition.
-        condition = distribution.experimental_local_results(condition)[0]
-
-        def apply():
-            distribution.extended.call_for_each_replica(
-                lambda g, v: optimizer.apply_gradients(zip(g, v)),
-                args=(gradients, variables),
-            )
-            return tf.constant(True)
-
-        return tf.cond(condition, apply, lambda: tf.constant(False))
-
-    return context.merge_call(cross_replica, args=(condition, gradients, variables))
+    if not name:
+        keras.mixed_precision.set_global_policy("float32")
+        return
+    policy = MIXED_PRECISION_POLICIES.get(name)
+    if policy is None:
+        raise UserError(
+            f"--mixed_precision={name} is not supported; use float16 or "
+            "bfloat16, or leave it unset for float32."
+        )
+    keras.mixed_precision.set_global_policy(policy)
 
 
 def check_and_write_train_options(train_options, output_dir):

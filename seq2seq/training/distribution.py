@@ -1,0 +1,148 @@
+"""Distribution strategies for training, and who writes what.
+
+`--distribution_strategy` picks one of TensorFlow's own strategies:
+
+- `default`: no distribution: one device (the first GPU if there is one,
+  else the CPU), exactly as without the flag.
+- `mirrored`: synchronous data parallelism over the devices of this machine
+  (`tf.distribute.MirroredStrategy`): every GPU, or the CPU when there is
+  none. `devices` names them explicitly (e.g. two logical CPUs in tests).
+- `multi_worker_mirrored`: synchronous data parallelism over the devices of
+  several machines (`tf.distribute.MultiWorkerMirroredStrategy`), the cluster
+  and this process's place in it read from the `TF_CONFIG` environment
+  variable as TensorFlow defines it, e.g.
+  `{"cluster": {"worker": ["host1:2222", "host2:2222"]},
+    "task": {"type": "worker", "index": 0}}`.
+
+`--batch_size` is always the *global* batch: each step's batch is split by
+rows over all replicas of all workers (every worker reads the same,
+identically shuffled batches and keeps its replicas' rows), so a run gives
+the same updates, up to float rounding, on any number of devices.
+
+Only the chief (task `chief`, or worker 0 when the cluster has no chief)
+writes summaries, checkpoints, the best checkpoint and `train_options.json`,
+and only the chief evaluates; the other workers save their checkpoints to a
+temporary directory that is deleted at once, because every worker must take
+part in a save.
+"""
+
+import json
+import os
+
+import tensorflow as tf
+from absl import logging
+
+from seq2seq.errors import ConfigError
+
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
+
+
+def tf_config():
+    """The parsed `TF_CONFIG` environment variable (an empty dict if unset).
+
+    Raises:
+      ConfigError: `TF_CONFIG` is not a JSON object.
+    """
+    text = os.environ.get("TF_CONFIG", "").strip()
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ConfigError(
+            f"TF_CONFIG is not valid JSON ({err}); set it to e.g. "
+            '\'{"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+            '"task": {"type": "worker", "index": 0}}\'.'
+        ) from None
+    if not isinstance(value, dict):
+        raise ConfigError("TF_CONFIG must be a JSON object with 'cluster' and 'task'.")
+    return value
+
+
+def is_chief_from_env():
+    """Whether this process is the chief of the `TF_CONFIG` cluster (True when
+    there is no cluster)."""
+    config = tf_config()
+    task = config.get("task") or {}
+    cluster = config.get("cluster") or {}
+    task_type = task.get("type")
+    if not task_type:
+        return True
+    if task_type == "chief":
+        return True
+    if task_type == "worker" and "chief" not in cluster:
+        return int(task.get("index", 0)) == 0
+    return False
+
+
+def create_strategy(name="default", devices=None):
+    """Creates the `tf.distribute.Strategy` called `name`.
+
+    For `multi_worker_mirrored` this must run before TensorFlow executes any
+    op in the process (collective ops are configured at startup).
+
+    Args:
+      name: One of `STRATEGIES`.
+      devices: For `mirrored`: the device names to mirror over (default:
+        every GPU, or the CPU).
+
+    Returns:
+      A `tf.distribute.Strategy`.
+
+    Raises:
+      ConfigError: Unknown name, or `multi_worker_mirrored` without a valid
+        `TF_CONFIG`.
+    """
+    name = (name or "default").strip()
+    if name not in STRATEGIES:
+        raise ConfigError(
+            f"--distribution_strategy={name} is not supported; use one of "
+            f"{', '.join(STRATEGIES)}."
+        )
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
+    else:
+        config = tf_config()
+        if not config.get("cluster") or not config.get("task"):
+            raise ConfigError(
+                "--distribution_strategy=multi_worker_mirrored needs TF_CONFIG "
+                "with 'cluster' and 'task', e.g. "
+                '\'{"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+                '"task": {"type": "worker", "index": 0}}\'.'
+            )
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    logging.info(
+        "Distribution: %s with %d replica(s) in sync",
+        name,
+        strategy.num_replicas_in_sync,
+    )
+    return strategy
+
+
+def is_chief(strategy):
+    """Whether this process writes checkpoints and summaries under `strategy`."""
+    resolver = getattr(strategy.extended, "cluster_resolver", None) or getattr(
+        strategy, "cluster_resolver", None
+    )
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    cluster = resolver.cluster_spec().as_dict()
+    return (
+        resolver.task_type == "worker"
+        and "chief" not in cluster
+        and (int(resolver.task_id or 0) == 0)
+    )
+
+
+def is_distributed(strategy):
+    """Whether `strategy` is a real strategy (not TensorFlow's default)."""
+    return strategy is not tf.distribute.get_strategy() or tf.distribute.has_strategy()
+
+
+def is_multi_worker(strategy):
+    """Whether `strategy` spans more than one process."""
+    return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())

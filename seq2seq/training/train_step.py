@@ -1,0 +1,427 @@
+"""The compiled update: gradients, accumulation, all-reduce, clipping, apply.
+
+One `TrainStep` turns an *effective batch* (one or more micro-batches, see
+`--effective_batch_size`) into at most one optimizer update:
+
+1. Every micro-batch is split by rows over the replicas of the distribution
+   strategy; each replica computes the gradient of its summed token losses
+   divided by the token count of the *whole* effective batch (the
+   `normalizer`). Summed over replicas and micro-batches this is exactly the
+   gradient of the mean token loss of one large batch, whatever the split.
+2. Micro-batches before the last add their gradients into per-replica
+   accumulators (`ON_READ` variables, never checkpointed: saves happen only
+   between updates, when they are zero).
+3. The last micro-batch adds the accumulators, sums the gradients over the
+   replicas (one all-reduce), clips them by global norm (the same clip on
+   every replica, since they all hold the summed gradient), and applies
+   them when the loss and the norm are finite; otherwise nothing changes
+   (see `apply_gradients_if`).
+
+With `--mixed_precision float16` the objective is multiplied by a dynamic
+loss scale (`DynamicLossScale`) before differentiation and the gradients are
+divided by it before clipping; an overflow skips the update and halves the
+scale. `jit_compile` compiles the forward and backward pass with XLA.
+"""
+
+import tensorflow as tf
+
+from seq2seq.training.distribution import is_distributed
+
+# Keys the compiled steps see; token strings stay on the host.
+ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len")
+
+
+def select_ids(features):
+    """The id tensors of a batch (`ID_KEYS` that are present)."""
+    return {key: features[key] for key in ID_KEYS if key in features}
+
+
+def batch_tokens(features):
+    """The number of predicted target positions of a host batch, as float:
+    `sum(target_len - 1)` (words plus SEQUENCE_END), which is the model's
+    `num_tokens` for that batch."""
+    return float(tf.reduce_sum(features["target_len"] - 1).numpy())
+
+
+class DynamicLossScale:
+    """A loss scale for float16 training that halves on overflow and doubles
+    after `growth_steps` finite steps in a row.
+
+    Keras's `LossScaleOptimizer` unscales inside `apply`, after any clipping a
+    caller could do; this trainer clips the unscaled, all-reduced gradient
+    itself, so it keeps the scale here. Its variables are checkpointed with
+    the trainer (`loss_scale` in the checkpoint).
+
+    Args:
+      initial_scale: The first scale (a power of two).
+      growth_steps: Finite steps in a row before the scale doubles.
+    """
+
+    def __init__(self, initial_scale=2.0**15, growth_steps=2000):
+        self.growth_steps = int(growth_steps)
+        self.scale = tf.Variable(
+            float(initial_scale), trainable=False, dtype=tf.float32, name="scale"
+        )
+        self.good_steps = tf.Variable(
+            0, trainable=False, dtype=tf.int64, name="good_steps"
+        )
+
+    def trackables(self):
+        """A dict to put in a `tf.train.Checkpoint`."""
+        return {"scale": self.scale, "good_steps": self.good_steps}
+
+    def update(self, finite):
+        """Adjusts the scale after a step whose gradients were `finite`."""
+
+        def grow():
+            self.good_steps.assign(0)
+            return self.scale.assign(self.scale * 2.0)
+
+        def count():
+            self.good_steps.assign_add(1)
+            return tf.identity(self.scale)
+
+        def shrink():
+            self.good_steps.assign(0)
+            return self.scale.assign(tf.maximum(self.scale * 0.5, 1e-30))
+
+        return tf.cond(
+            finite,
+            lambda: tf.cond(self.good_steps + 1 >= self.growth_steps, grow, count),
+            shrink,
+        )
+
+
+def replica_rows(features, context):
+    """The rows of a global batch that the replica of `context` trains on.
+
+    Rows are split into `num_replicas_in_sync` contiguous slices of
+    `ceil(B / R)` rows (the last ones may be shorter or empty).
+
+    Args:
+      features: Dict of `[B, ...]` tensors.
+      context: The `tf.distribute.ReplicaContext`.
+
+    Returns:
+      Dict of `[B_r, ...]` tensors.
+    """
+    replicas = context.num_replicas_in_sync
+    if replicas == 1:
+        return features
+    batch = tf.shape(features["source_len"])[0]
+    size = (batch + replicas - 1) // replicas
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    start = tf.minimum(replica * size, batch)
+    end = tf.minimum(start + size, batch)
+    return {key: value[start:end] for key, value in features.items()}
+
+
+def step_seed(base_seed, step, micro_step=None):
+    """The [2] int32 seed of one train step's random draws: `(base_seed,
+    step)`, with the micro-batch index (gradient accumulation) and the replica
+    id (under `tf.distribute`) folded in so that each draws differently."""
+    seed = tf.stack([tf.constant(base_seed, tf.int32), tf.cast(step, tf.int32)], axis=0)
+    if micro_step is not None:
+        seed = tf.random.experimental.stateless_fold_in(seed, micro_step)
+    context = tf.distribute.get_replica_context()
+    if context is not None and tf.distribute.has_strategy():
+        replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+        seed = tf.random.experimental.stateless_fold_in(seed, replica)
+    return seed
+
+
+def apply_gradients_if(
+    optimizer, gradients, variables, condition, reduced=False, on_decision=None
+):
+    """Applies the gradients only when `condition` holds.
+
+    The decision is a `tf.cond` in the compiled step: when `condition` is
+    false nothing is updated, the optimizer's step counter included. Under
+    `tf.distribute` (called in a replica context) the condition is first
+    reduced over the replicas (all must hold), and the `tf.cond` runs in the
+    cross-replica context (the optimizer's update cannot sit in a
+    replica-context `tf.cond`), as Keras's `LossScaleOptimizer` does.
+
+    Args:
+      optimizer: A Keras optimizer (already built).
+      gradients: A list of gradients (or None), one per variable.
+      variables: The variables.
+      condition: A scalar bool tensor.
+      reduced: Under `tf.distribute`: the gradients are already summed over
+        the replicas (then they are applied as they are); otherwise the
+        optimizer sums them.
+      on_decision: Optional `fn(condition)` run once (in the cross-replica
+        context under a strategy) with the final condition, e.g. a loss
+        scale update.
+
+    Returns:
+      Whether the update was applied, a scalar bool tensor.
+    """
+    context = tf.distribute.get_replica_context()
+    distributed = context is not None and tf.distribute.has_strategy()
+    if not distributed:
+
+        def apply():
+            optimizer.apply_gradients(zip(gradients, variables))
+            return tf.constant(True)
+
+        applied = tf.cond(condition, apply, lambda: tf.constant(False))
+        if on_decision is not None:
+            with tf.control_dependencies([applied]):
+                on_decision(condition)
+        return applied
+
+    bad = 1.0 - tf.cast(condition, tf.float32)
+    condition = tf.equal(context.all_reduce(tf.distribute.ReduceOp.SUM, bad), 0.0)
+
+    def cross_replica(distribution, condition, gradients, variables):
+        # Every replica holds the same reduced condition.
+        condition = distribution.experimental_local_results(condition)[0]
+
+        def apply_replica(grads, variables):
+            if reduced:
+                # Keras sums the gradients over the replicas again; each
+                # replica's share of the (identical) summed gradient makes
+                # that sum the summed gradient itself.
+                share = 1.0 / distribution.num_replicas_in_sync
+                grads = [None if g is None else g * share for g in grads]
+            optimizer.apply_gradients(zip(grads, variables))
+
+        def apply():
+            distribution.extended.call_for_each_replica(
+                apply_replica, args=(gradients, variables)
+            )
+            return tf.constant(True)
+
+        applied = tf.cond(condition, apply, lambda: tf.constant(False))
+        if on_decision is not None:
+            with tf.control_dependencies([applied]):
+                on_decision(condition)
+        return applied
+
+    return context.merge_call(cross_replica, args=(condition, gradients, variables))
+
+
+class TrainStep:
+    """The compiled update of one effective batch.
+
+    Args:
+      model: A `Seq2SeqModel` (variables built).
+      optimizer: Its Keras optimizer (built).
+      element_spec: The training dataset's `element_spec` (only `ID_KEYS`
+        are used); every dimension may be None.
+      strategy: The `tf.distribute.Strategy` the variables were created in.
+      accumulation_steps: Micro-batches per update (>= 1).
+      loss_scale: A `DynamicLossScale` (float16), or None.
+      jit_compile: Compile forward and backward with XLA.
+      seed: Base seed of scheduled sampling's stateless draws.
+    """
+
+    def __init__(
+        self,
+        model,
+        optimizer,
+        element_spec,
+        strategy=None,
+        accumulation_steps=1,
+        loss_scale=None,
+        jit_compile=False,
+        seed=0,
+    ):
+        self.model = model
+        self.optimizer = optimizer
+        self.strategy = strategy or tf.distribute.get_strategy()
+        self.accumulation_steps = max(1, int(accumulation_steps))
+        self.loss_scale = loss_scale
+        self.jit_compile = bool(jit_compile)
+        self.seed = int(seed or 0)
+        self.uses_sampling = getattr(model, "scheduled_sampling", None) is not None
+        self.distributed = is_distributed(self.strategy)
+        spec = {k: element_spec[k] for k in ID_KEYS if k in element_spec}
+        signature = [
+            spec,
+            tf.TensorSpec([], tf.float32),  # normalizer
+            tf.TensorSpec([], tf.float32),  # sampling probability
+            tf.TensorSpec([], tf.int32),  # micro-batch index
+        ]
+        self._gradients = (
+            tf.function(self._replica_gradients, jit_compile=True)
+            if self.jit_compile
+            else self._replica_gradients
+        )
+        self._accumulators = None
+        if self.accumulation_steps > 1:
+            with self.strategy.scope():
+                self._accumulators = [
+                    tf.Variable(
+                        tf.zeros(v.shape, v.dtype),
+                        trainable=False,
+                        synchronization=tf.VariableSynchronization.ON_READ,
+                        aggregation=tf.VariableAggregation.SUM,
+                        name="grad_accumulator",
+                    )
+                    for v in model.trainable_variables
+                ]
+        self.update = tf.function(self._update, input_signature=signature)
+        self.accumulate = tf.function(self._accumulate, input_signature=signature)
+
+    # ----------------------------------------------------------- replica
+
+    def _replica_gradients(self, features, normalizer, probability, micro_step):
+        """Gradients of this replica's share of the effective-batch mean loss.
+
+        Returns:
+          `(loss_sum, gradients)`: the replica's summed token loss (float32)
+          and the gradients of `loss_sum / normalizer` (times the loss scale
+          with float16), one per trainable variable.
+        """
+        model = self.model
+        kwargs = {}
+        if self.uses_sampling:
+            micro = micro_step if self.accumulation_steps > 1 else None
+            kwargs = {
+                "sampling_probability": probability,
+                "seed": step_seed(self.seed, self.optimizer.iterations, micro),
+            }
+        with tf.GradientTape() as tape:
+            output = model.forward(features, training=True, **kwargs)
+            objective = output.loss_sum / tf.maximum(normalizer, 1.0)
+            if self.loss_scale is not None:
+                objective = objective * self.loss_scale.scale
+        variables = model.trainable_variables
+        # Embedding gradients arrive as IndexedSlices with one row per token
+        # occurrence. Made dense (duplicates summed), the global norm is the
+        # true one and Adam decays every row's moments, as in the original;
+        # Keras's sparse path squares each duplicate row separately instead.
+        gradients = [
+            None if g is None else tf.convert_to_tensor(g)
+            for g in tape.gradient(objective, variables)
+        ]
+        return tf.cast(output.loss_sum, tf.float32), gradients
+
+    def _local_batch(self, features):
+        context = tf.distribute.get_replica_context()
+        return replica_rows(features, context) if self.distributed else features
+
+    def _replica_accumulate(self, features, normalizer, probability, micro_step):
+        loss_sum, gradients = self._gradients(
+            self._local_batch(features), normalizer, probability, micro_step
+        )
+        updates = [
+            acc.assign_add(g)
+            for acc, g in zip(self._accumulators, gradients)
+            if g is not None
+        ]
+        with tf.control_dependencies(updates):
+            return tf.identity(loss_sum)
+
+    def _replica_update(self, features, normalizer, probability, micro_step):
+        model, optimizer = self.model, self.optimizer
+        variables = model.trainable_variables
+        loss_sum, gradients = self._gradients(
+            self._local_batch(features), normalizer, probability, micro_step
+        )
+        if self._accumulators is not None:
+            gradients = [
+                g + acc.read_value() if g is not None else None
+                for g, acc in zip(gradients, self._accumulators)
+            ]
+        if self.loss_scale is not None:
+            inverse = 1.0 / self.loss_scale.scale
+            gradients = [None if g is None else g * inverse for g in gradients]
+        if self.distributed:
+            context = tf.distribute.get_replica_context()
+            present = [g for g in gradients if g is not None]
+            summed = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
+            gradients = [None if g is None else next(summed) for g in gradients]
+            loss_sum = context.all_reduce(tf.distribute.ReduceOp.SUM, loss_sum)
+        clipped, global_norm = model.clip_gradients(gradients, variables)
+        clipped_norm = tf.linalg.global_norm(clipped)
+        finite = tf.logical_and(
+            tf.math.is_finite(loss_sum), tf.math.is_finite(global_norm)
+        )
+        on_decision = None
+        if self.loss_scale is not None:
+            on_decision = self.loss_scale.update
+        applied = apply_gradients_if(
+            optimizer,
+            clipped,
+            variables,
+            finite,
+            reduced=self.distributed,
+            on_decision=on_decision,
+        )
+        if self._accumulators is not None:
+            with tf.control_dependencies([applied]):
+                resets = [acc.assign(tf.zeros_like(acc)) for acc in self._accumulators]
+            with tf.control_dependencies(resets):
+                applied = tf.identity(applied)
+        return {
+            "loss_sum": loss_sum,
+            "global_norm": global_norm,
+            "clipped_norm": clipped_norm,
+            "applied": applied,
+        }
+
+    # ------------------------------------------------------ cross-replica
+
+    def _first(self, value):
+        return self.strategy.experimental_local_results(value)[0]
+
+    def _accumulate(self, features, normalizer, probability, micro_step):
+        per_replica = self.strategy.run(
+            self._replica_accumulate,
+            args=(features, normalizer, probability, micro_step),
+        )
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    def _update(self, features, normalizer, probability, micro_step):
+        per_replica = self.strategy.run(
+            self._replica_update, args=(features, normalizer, probability, micro_step)
+        )
+        # After the all-reduce every replica holds the same values.
+        return {key: self._first(value) for key, value in per_replica.items()}
+
+    # ------------------------------------------------------------- host
+
+    def __call__(self, batches, sampling_probability=0.0):
+        """Runs one update on `batches` (a list of `accumulation_steps` host
+        batches, or one batch).
+
+        Returns:
+          A dict: `loss` (mean token loss of the effective batch), `loss_sum`,
+          `num_tokens`, `global_norm` (before clipping), `clipped_norm`,
+          `applied` (bool tensor), `sampling_probability`, and `loss_scale`
+          with float16.
+        """
+        if isinstance(batches, dict):
+            batches = [batches]
+        if len(batches) != self.accumulation_steps:
+            raise ValueError(
+                f"expected {self.accumulation_steps} micro-batches, got {len(batches)}"
+            )
+        normalizer = sum(batch_tokens(b) for b in batches)
+        normalizer_t = tf.constant(normalizer, tf.float32)
+        probability = tf.cast(sampling_probability, tf.float32)
+        loss_sum = 0.0
+        for index, batch in enumerate(batches[:-1]):
+            loss_sum += float(
+                self.accumulate(
+                    select_ids(batch), normalizer_t, probability, tf.constant(index)
+                )
+            )
+        outputs = self.update(
+            select_ids(batches[-1]),
+            normalizer_t,
+            probability,
+            tf.constant(len(batches) - 1),
+        )
+        outputs = dict(outputs)
+        if loss_sum:
+            outputs["loss_sum"] = outputs["loss_sum"] + loss_sum
+        outputs["num_tokens"] = normalizer_t
+        outputs["loss"] = outputs["loss_sum"] / max(normalizer, 1.0)
+        outputs["sampling_probability"] = probability
+        if self.loss_scale is not None:
+            outputs["loss_scale"] = self.loss_scale.scale
+        return outputs
