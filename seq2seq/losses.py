@@ -31,6 +31,36 @@ def _safe_targets(targets, mask):
     return tf.where(mask, targets, tf.zeros_like(targets))
 
 
+def _check_smoothing(label_smoothing):
+    label_smoothing = float(label_smoothing)
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    return label_smoothing
+
+
+def _token_losses(logits, targets, label_smoothing):
+    """Per-token (smoothed) cross-entropy.
+
+    Args:
+      logits: [..., V] float32 scores.
+      targets: [...] int32 ids, all in range.
+      label_smoothing: A Python float in [0, 1).
+
+    Returns:
+      [...] float32 losses.
+    """
+    if label_smoothing == 0.0:
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(
+            labels=targets, logits=logits
+        )
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    nll = -tf.gather(
+        log_probs, targets[..., None], axis=-1, batch_dims=targets.shape.rank
+    )
+    uniform = -tf.reduce_mean(log_probs, axis=-1)
+    return (1.0 - label_smoothing) * nll[..., 0] + label_smoothing * uniform
+
+
 def cross_entropy_sequence_loss(logits, targets, sequence_length):
     """Per-step cross-entropy of a time-major batch, zero past each length.
 
@@ -81,24 +111,53 @@ def sequence_loss_batch_major(logits, targets, sequence_length, label_smoothing=
     Raises:
       ValueError: `label_smoothing` is outside `[0, 1)`.
     """
-    label_smoothing = float(label_smoothing)
-    if not 0.0 <= label_smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+    label_smoothing = _check_smoothing(label_smoothing)
     with tf.name_scope("sequence_loss_batch_major"):
         logits = tf.cast(logits, tf.float32)
         max_time = tf.shape(targets)[1]
         mask = tf.sequence_mask(tf.cast(sequence_length, tf.int32), max_time)
-        safe_targets = _safe_targets(targets, mask)
-        if label_smoothing == 0.0:
-            losses = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                labels=safe_targets, logits=logits
-            )
-        else:
-            log_probs = tf.nn.log_softmax(logits, axis=-1)
-            nll = -tf.gather(log_probs, safe_targets, axis=-1, batch_dims=2)
-            uniform = -tf.reduce_mean(log_probs, axis=-1)
-            losses = (1.0 - label_smoothing) * nll + label_smoothing * uniform
+        losses = _token_losses(logits, _safe_targets(targets, mask), label_smoothing)
         losses = tf.where(mask, losses, tf.zeros_like(losses))
         loss_sum = tf.reduce_sum(losses)
         num_tokens = tf.reduce_sum(tf.cast(mask, tf.float32))
+        return loss_sum, num_tokens
+
+
+def projected_sequence_loss(
+    features, project_fn, targets, sequence_length, label_smoothing=0.0
+):
+    """`sequence_loss_batch_major` of `project_fn(features)`, projecting only
+    the positions inside the sequence lengths.
+
+    The output layer and the softmax are the largest per-position cost of a
+    decoder; on padded batches many positions are padding, which the loss
+    ignores anyway. Here the [N, F] features of the N valid positions are
+    gathered first, so the projection to the vocabulary, the cross-entropy
+    and their gradients run on [N, V] instead of [B, T, V]. The result is the
+    same sum (up to float summation order). N is dynamic, so this suits
+    graph mode and eager execution, not XLA with static shapes.
+
+    Args:
+      features: [B, T, F] decoder features (any float dtype).
+      project_fn: Maps [N, F] features to [N, V] logits (any float dtype;
+        the loss is taken in float32).
+      targets: [B, T] int target ids.
+      sequence_length: [B] number of valid steps of each sequence.
+      label_smoothing: A Python float in [0, 1), as in
+        `sequence_loss_batch_major`.
+
+    Returns:
+      `(loss_sum, num_tokens)`, float32 scalars.
+    """
+    label_smoothing = _check_smoothing(label_smoothing)
+    with tf.name_scope("projected_sequence_loss"):
+        max_time = tf.shape(targets)[1]
+        mask = tf.sequence_mask(tf.cast(sequence_length, tf.int32), max_time)
+        positions = tf.where(mask)
+        rows = tf.gather_nd(features, positions)
+        labels = tf.cast(tf.gather_nd(targets, positions), tf.int32)
+        logits = tf.cast(project_fn(rows), tf.float32)
+        losses = _token_losses(logits, labels, label_smoothing)
+        loss_sum = tf.reduce_sum(losses)
+        num_tokens = tf.cast(tf.shape(positions)[0], tf.float32)
         return loss_sum, num_tokens

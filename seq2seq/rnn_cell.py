@@ -1060,3 +1060,303 @@ def get_rnn_cell(
         residual_dense=residual_dense,
         mode=mode,
     )
+
+
+# ------------------------------------------------------ fused recurrence
+
+
+def _fusable_layer(layer):
+    """Whether a `DropoutWrapper` layer holds a cell `FusedRecurrence` knows."""
+    if type(layer) is not DropoutWrapper:
+        return False
+    cell = layer.cell
+    if type(cell) not in (keras.layers.GRUCell, keras.layers.LSTMCell):
+        return False
+    return not cell.dropout and not cell.recurrent_dropout
+
+
+class FusedRecurrence:
+    """Runs a stack of Keras GRU or LSTM cells with the work that does not
+    depend on the previous step taken out of the recurrence.
+
+    Calling a Keras cell once per step projects that step's input inside the
+    loop and, for the GRU, slices the recurrent kernel at every step (in the
+    gradient, one zero-padded full-size kernel per slice per step). Here the
+    first layer's input projection `x @ W + b` is computed for all steps in
+    one matmul before the loop (`project_inputs`), and the kernels are sliced
+    once per sequence (`prepare`); `step` does only what depends on the
+    previous state. The math is the cells' own (same variables, same gate
+    order and activations), so a model can switch between this and calling
+    the cell without any change to its checkpoints; only the summation order
+    of the input matmul differs (float rounding).
+
+    Dropout follows the cell's `DropoutWrapper`s: input dropout on each
+    layer's input and output dropout on its output, drawn independently for
+    every element as the wrapper does, only in `train` mode with
+    `training=True`. For the first layer the input dropout is applied to the
+    whole input sequence at once.
+
+    Use `FusedRecurrence.create(cell)`, which returns None for a cell it
+    cannot run (other cell classes, Keras cell dropout, residual
+    connections); callers then step the cell itself.
+
+    Args:
+      cell: An `ExtendedMultiRNNCell` (as `get_rnn_cell` builds) of
+        `DropoutWrapper`s around `keras.layers.GRUCell` or
+        `keras.layers.LSTMCell`, without residual connections.
+    """
+
+    def __init__(self, cell):
+        self.cell = cell
+        self.layers = cell.cells
+
+    @classmethod
+    def create(cls, cell):
+        """A `FusedRecurrence` for `cell`, or None when it does not apply."""
+        if type(cell) is not ExtendedMultiRNNCell or cell._use_residual:
+            return None
+        if not all(_fusable_layer(layer) for layer in cell.cells):
+            return None
+        return cls(cell)
+
+    def build(self, input_shape):
+        """Builds the cell for inputs of `input_shape` ([..., E])."""
+        if not self.cell.built:
+            self.cell.build(tuple(input_shape))
+
+    def _active(self, training):
+        return _is_training(training, self.cell.mode)
+
+    @property
+    def dtype(self):
+        """The compute dtype of the cells."""
+        return self.layers[0].cell.compute_dtype
+
+    # ------------------------------------------------------------ projections
+
+    def _weights(self, layer):
+        """`(kernel, recurrent_kernel, bias or None)` cast to the compute dtype."""
+        cell = layer.cell
+        dtype = cell.compute_dtype
+        bias = tf.cast(cell.bias, dtype) if cell.use_bias else None
+        return (
+            tf.cast(cell.kernel, dtype),
+            tf.cast(cell.recurrent_kernel, dtype),
+            bias,
+        )
+
+    def _input_bias(self, layer, bias):
+        cell = layer.cell
+        if bias is None:
+            return None
+        if isinstance(cell, keras.layers.GRUCell) and cell.reset_after:
+            return bias[0]
+        return bias
+
+    def input_dropout(self, inputs, training):
+        """The first layer's input dropout (identity unless training)."""
+        keep = self.layers[0].input_keep_prob
+        if self._active(training) and keep < 1.0:
+            return _dropout(inputs, keep)
+        return inputs
+
+    def project_inputs(self, inputs, training, offset=0, bias=True):
+        """The first layer's input projection of any number of steps at once.
+
+        Args:
+          inputs: [..., E] inputs (e.g. [B, T, E]); they are rows
+            `offset:offset + E` of the first layer's kernel (the rest of the
+            layer's input is projected per step with `project_extra`).
+          training: Whether dropout is active.
+          offset: First kernel row of these inputs.
+          bias: Whether to add the input bias.
+
+        Returns:
+          [..., G] projected inputs (G = 3H for a GRU, 4H for an LSTM), input
+          dropout applied first.
+        """
+        inputs = tf.cast(self.input_dropout(inputs, training), self.dtype)
+        kernel, _, bias_value = self._weights(self.layers[0])
+        width = inputs.shape[-1]
+        kernel = kernel[offset : offset + width]
+        projected = tf.linalg.matmul(tf.reshape(inputs, [-1, width]), kernel)
+        projected = tf.reshape(
+            projected, tf.concat([tf.shape(inputs)[:-1], [kernel.shape[-1]]], 0)
+        )
+        input_bias = self._input_bias(self.layers[0], bias_value)
+        if bias and input_bias is not None:
+            projected = projected + input_bias
+        return projected
+
+    def prepare(self):
+        """Slices and casts the kernels once, before a loop over `step`.
+
+        Returns:
+          A list with one tuple of tensors per layer, for `step`.
+        """
+        prepared = []
+        for layer in self.layers:
+            cell = layer.cell
+            kernel, recurrent, bias = self._weights(layer)
+            units = cell.units
+            if isinstance(cell, keras.layers.GRUCell):
+                if cell.reset_after:
+                    input_bias = None if bias is None else bias[0]
+                    recurrent_bias = None if bias is None else bias[1]
+                    prepared.append((kernel, input_bias, recurrent, recurrent_bias))
+                else:
+                    prepared.append(
+                        (
+                            kernel,
+                            bias,
+                            recurrent[:, : 2 * units],
+                            recurrent[:, 2 * units :],
+                        )
+                    )
+            else:
+                prepared.append((kernel, bias, recurrent, None))
+        return prepared
+
+    def project_extra(self, extra, prepared, training, offset):
+        """The per-step part of the first layer's input projection.
+
+        Args:
+          extra: [B, E2] inputs at kernel rows `offset:offset + E2` (e.g. the
+            attention context fed back into the cell).
+          prepared: The result of `prepare`.
+          training: Whether dropout is active.
+          offset: First kernel row of `extra`.
+
+        Returns:
+          [B, G] to add to the hoisted projection of the step.
+        """
+        extra = tf.cast(self.input_dropout(extra, training), self.dtype)
+        kernel = prepared[0][0]
+        return tf.linalg.matmul(extra, kernel[offset : offset + extra.shape[-1]])
+
+    # ------------------------------------------------------------ recurrence
+
+    def _cell_step(self, layer, projected, state, weights):
+        """One cell update from its projected input [B, G]."""
+        cell = layer.cell
+        _, _, recurrent, extra = weights
+        units = cell.units
+        if isinstance(cell, keras.layers.LSTMCell):
+            h_prev, c_prev = state[0], state[1]
+            z = projected + tf.linalg.matmul(h_prev, recurrent)
+            z_i, z_f, z_c, z_o = tf.split(z, 4, axis=-1)
+            i = cell.recurrent_activation(z_i)
+            f = cell.recurrent_activation(z_f)
+            c = f * c_prev + i * cell.activation(z_c)
+            h = cell.recurrent_activation(z_o) * cell.activation(c)
+            return h, [h, c]
+        h_prev = state[0]
+        x_z, x_r, x_h = tf.split(projected, 3, axis=-1)
+        if cell.reset_after:
+            inner = tf.linalg.matmul(h_prev, recurrent)
+            if extra is not None:
+                inner = inner + extra
+            r_z, r_r, r_h = tf.split(inner, 3, axis=-1)
+            z = cell.recurrent_activation(x_z + r_z)
+            r = cell.recurrent_activation(x_r + r_r)
+            candidate = cell.activation(x_h + r * r_h)
+        else:
+            inner = tf.linalg.matmul(h_prev, recurrent)
+            z = cell.recurrent_activation(x_z + inner[:, :units])
+            r = cell.recurrent_activation(x_r + inner[:, units:])
+            candidate = cell.activation(x_h + tf.linalg.matmul(r * h_prev, extra))
+        h = z * h_prev + (1.0 - z) * candidate
+        return h, [h]
+
+    def step(self, projected, states, prepared, training):
+        """One step of the whole stack.
+
+        Args:
+          projected: [B, G] the first layer's projected input (bias and any
+            `project_extra` part included).
+          states: The cell state (one list of [B, size] tensors per layer).
+          prepared: The result of `prepare`.
+          training: Whether dropout is active.
+
+        Returns:
+          `(output [B, H], new_states)` as the cell's `call` returns them.
+        """
+        active = self._active(training)
+        new_states = []
+        output = None
+        for index, (layer, state, weights) in enumerate(
+            zip(self.layers, states, prepared)
+        ):
+            if index > 0:
+                inputs = output
+                if active and layer.input_keep_prob < 1.0:
+                    inputs = _dropout(inputs, layer.input_keep_prob)
+                kernel, bias = weights[0], weights[1]
+                projected = tf.linalg.matmul(inputs, kernel)
+                if bias is not None:
+                    projected = projected + bias
+            output, new_state = self._cell_step(
+                layer, projected, _as_list(state), weights
+            )
+            if active and layer.output_keep_prob < 1.0:
+                output = _dropout(output, layer.output_keep_prob)
+            new_states.append(new_state)
+        return output, new_states
+
+    def run(self, inputs, initial_state, training, mask=None):
+        """Runs the stack over whole sequences.
+
+        Args:
+          inputs: [B, T, E] inputs.
+          initial_state: The cell state before the first step.
+          training: Whether dropout is active.
+          mask: Optional [B, T] bool; at masked positions the output is zero
+            and the state is carried over unchanged (for right-padded
+            sequences: the final state is the one at each sequence's last
+            valid position).
+
+        Returns:
+          `(outputs [B, T, H], final_state)`.
+        """
+        self.build(inputs.shape)
+        projected = self.project_inputs(inputs, training)
+        prepared = self.prepare()
+        num_steps = tf.shape(inputs)[1]
+        time_major = tf.transpose(projected, [1, 0, 2])
+        step_inputs = tf.TensorArray(
+            projected.dtype, size=num_steps, element_shape=time_major.shape[1:]
+        ).unstack(time_major)
+        step_mask = None
+        if mask is not None:
+            step_mask = tf.TensorArray(tf.bool, size=num_steps).unstack(
+                tf.transpose(tf.cast(mask, tf.bool))
+            )
+        outputs = tf.TensorArray(self.dtype, size=num_steps)
+        state = tf.nest.map_structure(
+            lambda t: tf.cast(t, self.dtype), _nested_lists(initial_state)
+        )
+
+        def body(time, state, outputs):
+            output, new_state = self.step(
+                step_inputs.read(time), state, prepared, training
+            )
+            if step_mask is not None:
+                valid = step_mask.read(time)[:, None]
+                output = tf.where(valid, output, tf.zeros_like(output))
+                new_state = tf.nest.map_structure(
+                    lambda new, old: tf.where(valid, new, old), new_state, state
+                )
+            return time + 1, new_state, outputs.write(time, output)
+
+        _, state, outputs = tf.while_loop(
+            lambda time, *_: time < num_steps,
+            body,
+            (tf.constant(0), state, outputs),
+            maximum_iterations=num_steps,
+        )
+        return tf.transpose(outputs.stack(), [1, 0, 2]), state
+
+
+def _nested_lists(state):
+    """A cell state as lists of lists (tuples accepted on input)."""
+    return [_as_list(layer) for layer in _as_list(state)]

@@ -65,6 +65,19 @@ DECODERS = [
     pytest.param(lambda: _basic("LSTMCell", layers=2), id="basic-lstm2"),
     pytest.param(lambda: _attention("GRUCell"), id="attention-gru"),
     pytest.param(lambda: _attention("LSTMCell", layers=2), id="attention-lstm2"),
+    # A cell FusedRecurrence does not run: the cell itself is stepped.
+    pytest.param(lambda: _attention("BasicRNNCell"), id="attention-simple"),
+    pytest.param(
+        lambda: _attention("GRUCell", input_feeding=False), id="attention-gru-no-feed"
+    ),
+    pytest.param(
+        lambda: _attention("LSTMCell", layers=2, input_feeding=False),
+        id="attention-lstm2-no-feed",
+    ),
+    pytest.param(
+        lambda: _attention("BasicRNNCell", input_feeding=False),
+        id="attention-simple-no-feed",
+    ),
 ]
 
 
@@ -84,7 +97,7 @@ def test_default_params_match_the_original():
     assert params["max_decode_length"] == 100
     assert params["init_scale"] == 0.04
     assert params["rnn_cell"] == default_rnn_cell_params()
-    assert AttentionDecoder.default_params() == params
+    assert AttentionDecoder.default_params() == dict(params, input_feeding=True)
     decoder = BasicDecoder({}, "infer", VOCAB)
     assert decoder.max_decode_length == 100
     assert decoder.name == "basic_decoder"
@@ -296,3 +309,115 @@ def test_teacher_forcing_compiles_with_xla():
     np.testing.assert_allclose(xla_loss.numpy(), loss.numpy(), rtol=1e-4)
     for grad, xla_grad in zip(grads, xla_grads):
         np.testing.assert_allclose(xla_grad.numpy(), grad.numpy(), rtol=1e-3, atol=1e-6)
+
+
+def test_without_input_feeding_the_context_is_not_fed_back():
+    decoder = _attention(input_feeding=False)
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    assert set(state) == {"cell"}
+    inputs = _inputs()
+    features, _ = decoder.teacher_forced_features(inputs, state, memory)
+    assert decoder.cell.cells[0].cell.kernel.shape[0] == EMBED
+    # The cell reads only the embeddings: the first 8 features (the cell
+    # output) are those of the bare cell run over the inputs.
+    cell_state = state["cell"]
+    for time in range(TGT_LEN):
+        output, cell_state = decoder.cell(inputs[:, time], cell_state)
+        np.testing.assert_allclose(features[:, time, :8], output, atol=1e-6)
+    # Two steps against different memories: the cell states stay equal.
+    other = decoder.prepare_memory(_encoder_output(seed=5))
+    state_a, state_b = state, state
+    for time in range(2):
+        _, state_a, _ = decoder.step(inputs[:, time], state_a, memory)
+        _, state_b, _ = decoder.step(inputs[:, time], state_b, other)
+    np.testing.assert_allclose(
+        tf.nest.flatten(state_a)[0], tf.nest.flatten(state_b)[0], atol=1e-7
+    )
+
+
+def test_input_feeding_changes_the_next_step():
+    decoder = _attention()
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    inputs = _inputs()
+    _, first, _ = decoder.step(inputs[:, 0], state, memory)
+    other = decoder.prepare_memory(_encoder_output(seed=5))
+    _, first_other, _ = decoder.step(inputs[:, 0], state, other)
+    # Same cell state after one step (the first context is zero) ...
+    np.testing.assert_allclose(
+        tf.nest.flatten(first["cell"])[0], tf.nest.flatten(first_other["cell"])[0]
+    )
+    # ... but a different one after two: the context went into the cell.
+    _, second, _ = decoder.step(inputs[:, 1], first, memory)
+    _, second_other, _ = decoder.step(inputs[:, 1], first_other, other)
+    assert not np.allclose(
+        tf.nest.flatten(second["cell"])[0], tf.nest.flatten(second_other["cell"])[0]
+    )
+
+
+@pytest.mark.parametrize("input_feeding", [True, False])
+def test_hoisted_teacher_forcing_matches_the_cell_loop_with_gradients(input_feeding):
+    """The FusedRecurrence path (hoisted input projection) gives the logits
+    and gradients of stepping the Keras cell (the RNNDecoder loop)."""
+    decoder = _attention("GRUCell", input_feeding=input_feeding)
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    inputs = _inputs()
+    decoder(inputs, state, memory)  # builds the variables
+    assert decoder._fused_cell() is not None
+
+    def loss_and_grads(fn):
+        with tf.GradientTape() as tape:
+            features, _ = fn()
+            loss = tf.reduce_sum(decoder.project(features) ** 2)
+        return loss, tape.gradient(loss, decoder.trainable_variables)
+
+    fused = loss_and_grads(
+        lambda: decoder.teacher_forced_features(inputs, state, memory)
+    )
+    stepped = loss_and_grads(
+        lambda: decoder._features_loop(
+            inputs,
+            state,
+            lambda x, s: decoder._step_features(x, s, memory, None),
+        )
+    )
+    np.testing.assert_allclose(fused[0], stepped[0], rtol=1e-5)
+    for got, want in zip(fused[1], stepped[1]):
+        # The key projection ran in prepare_memory, outside the tape.
+        assert (got is None) == (want is None)
+        if got is not None:
+            np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert sum(g is not None for g in fused[1]) >= 7
+
+
+def test_no_input_feeding_with_scheduled_sampling_falls_back_to_stepping():
+    decoder = _attention(
+        input_feeding=False,
+        **{
+            "scheduled_sampling.type": "constant",
+            "scheduled_sampling.probability": 0.5,
+        },
+    )
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory)
+    inputs = _inputs()
+    table = tf.random.stateless_normal([VOCAB, EMBED], seed=[3, 0])
+
+    def embed(ids):
+        return tf.gather(table, ids)
+
+    forced, _ = decoder(inputs, state, memory)
+    zero, _ = decoder(
+        inputs, state, memory, sampling_probability=0.0, embedding_fn=embed
+    )
+    np.testing.assert_allclose(zero, forced, rtol=1e-5, atol=1e-6)
+    always, _ = decoder(
+        inputs, state, memory, sampling_probability=1.0, embedding_fn=embed
+    )
+    # With probability 1 every input after the first is the model's argmax
+    # or sample: step by step with those inputs reproduces the logits.
+    assert always.shape == forced.shape
+    np.testing.assert_allclose(always[:, 0], forced[:, 0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(always[:, 1:], forced[:, 1:])

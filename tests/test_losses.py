@@ -134,3 +134,53 @@ def test_label_smoothing_out_of_range_rejected():
     logits, targets = _batch_major()
     with pytest.raises(ValueError, match="label_smoothing"):
         losses.sequence_loss_batch_major(logits, targets, LENGTHS, 1.0)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_projected_loss_equals_the_loss_over_all_positions(smoothing):
+    """Projecting only the unpadded positions gives the loss, token count
+    and gradients of projecting the whole [B, T] grid and masking after."""
+    rng = np.random.default_rng(3)
+    batch, time, depth, vocab = 4, 6, 5, 9
+    features = tf.constant(rng.normal(size=(batch, time, depth)), tf.float32)
+    kernel = tf.Variable(rng.normal(size=(depth, vocab)), dtype=tf.float32)
+    # Padding ids out of range must not matter.
+    targets = tf.constant(rng.integers(0, vocab + 3, size=(batch, time)), tf.int32)
+    lengths = tf.constant([6, 0, 3, 1])
+    targets = tf.where(tf.sequence_mask(lengths, time), targets % vocab, targets)
+
+    def project(x):
+        return tf.linalg.matmul(x, kernel) if x.shape.rank == 2 else x @ kernel
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(features)
+        full = losses.sequence_loss_batch_major(
+            project(features), targets, lengths, label_smoothing=smoothing
+        )
+        projected = losses.projected_sequence_loss(
+            features, project, targets, lengths, label_smoothing=smoothing
+        )
+    np.testing.assert_allclose(projected[0], full[0], rtol=1e-6)
+    assert projected[1].numpy() == full[1].numpy() == 10.0
+    assert projected[0].dtype == projected[1].dtype == tf.float32
+    for source in (features, kernel):
+        np.testing.assert_allclose(
+            tape.gradient(projected[0], source),
+            tape.gradient(full[0], source),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    # Padded positions get exactly zero gradient.
+    grad = tape.gradient(projected[0], features).numpy()
+    assert np.all(grad[1] == 0.0) and np.all(grad[2, 3:] == 0.0)
+
+
+def test_projected_loss_of_an_empty_batch_is_zero():
+    features = tf.zeros([2, 3, 4])
+    loss_sum, num_tokens = losses.projected_sequence_loss(
+        features,
+        lambda x: tf.linalg.matmul(x, tf.ones([4, 5])),
+        tf.zeros([2, 3], tf.int32),
+        tf.constant([0, 0]),
+    )
+    assert loss_sum.numpy() == 0.0 and num_tokens.numpy() == 0.0

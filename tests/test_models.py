@@ -216,3 +216,66 @@ def test_label_smoothing_out_of_range_is_a_config_error(vocab_file):
             tiny_model_params(vocab_file, **{"loss.label_smoothing": 1.0}),
             ModeKeys.TRAIN,
         )
+
+
+def test_forward_loss_equals_the_loss_over_all_positions(vocab_file):
+    """The loss of forward (only unpadded positions projected) equals the
+    all-positions loss of the full logits, label smoothing included."""
+    model = AttentionSeq2Seq(
+        tiny_model_params(vocab_file, **{"loss.label_smoothing": 0.1}),
+        ModeKeys.TRAIN,
+    )
+    features = model.preprocess(
+        _batch(
+            [["a", "b"], ["c", "d", "a"], ["b"]],
+            [["b", "a", "c", "c"], ["a"], ["d", "d"]],
+        )
+    )
+    for training in (True, False):
+        output = model.forward(features, training=training)
+        logits = output.logits
+        assert logits.shape == (3, 5, 7)
+        smoothing = 0.1 if training else 0.0
+        loss_sum, num_tokens = model.compute_loss(
+            logits, features, label_smoothing=smoothing
+        )
+        np.testing.assert_allclose(output.loss_sum, loss_sum, rtol=1e-6)
+        assert output.num_tokens.numpy() == num_tokens.numpy() == 10
+
+
+def test_forward_under_mixed_bfloat16_is_close_to_float32(vocab_file):
+    import keras
+
+    params = tiny_model_params(vocab_file)
+    reference = AttentionSeq2Seq(params, ModeKeys.TRAIN)
+    features = reference.preprocess(
+        _batch([["a", "b", "c"], ["c", "d"]], [["b", "a"], ["a", "d", "c"]])
+    )
+    want = reference.forward(features, training=True).loss
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = AttentionSeq2Seq(params, ModeKeys.TRAIN)
+        model.forward(features, training=True)  # builds the variables
+        for variable, value in zip(model.weights, reference.weights):
+            variable.assign(value)
+        with tf.GradientTape() as tape:
+            output = model.forward(features, training=True)
+        gradients = tape.gradient(output.loss, model.trainable_variables)
+        assert output.loss.dtype == tf.float32
+        assert output.logits.dtype == tf.float32
+        assert np.isfinite(output.loss.numpy())
+        np.testing.assert_allclose(output.loss, want, rtol=2e-2)
+        for gradient in gradients:
+            if gradient is not None:
+                values = tf.cast(tf.convert_to_tensor(gradient), tf.float32)
+                assert np.all(np.isfinite(values.numpy()))
+        decoded = model.infer(features, max_length=4)
+        assert decoded["log_probs"].dtype == tf.float32
+        assert np.all(np.isfinite(decoded["log_probs"].numpy()))
+        beam = AttentionSeq2Seq(
+            {**params, "inference.beam_search.beam_width": 2}, ModeKeys.INFER
+        )
+        beam_out = beam.infer(features, max_length=4)
+        assert beam_out["log_probs"].dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -440,3 +440,86 @@ def test_multi_cell_accepts_any_keras_cells():
     assert cell.state_size == [[2], [2, 2]]
     out, _ = _step(cell, _rand(1, 3))
     assert out.shape == (1, 2)
+
+
+# ------------------------------------------------------ fused recurrence
+
+FUSED_CASES = [
+    pytest.param("GRUCell", {}, 1, id="gru"),
+    pytest.param("GRUCell", {"reset_after": True}, 2, id="gru-reset-after-2"),
+    pytest.param("BasicLSTMCell", {}, 2, id="lstm-2"),
+    pytest.param("LSTMCell", {"use_bias": False}, 1, id="lstm-no-bias"),
+]
+
+
+@pytest.mark.parametrize("cell_class,extra,layers", FUSED_CASES)
+def test_fused_recurrence_equals_keras_rnn(cell_class, extra, layers):
+    from seq2seq.rnn_cell import FusedRecurrence
+
+    cell = get_rnn_cell(
+        cell_class, {"num_units": 5, **extra}, num_layers=layers, mode="infer"
+    )
+    rnn = keras.layers.RNN(
+        cell, return_sequences=True, return_state=True, zero_output_for_mask=True
+    )
+    inputs = tf.random.stateless_normal([3, 6, 4], seed=[1, 2])
+    mask = tf.sequence_mask([6, 3, 1], 6)
+    initial = tf.nest.map_structure(
+        lambda t: tf.random.stateless_normal(t.shape, seed=[3, 4]),
+        cell.get_initial_state(batch_size=3),
+    )
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(inputs)
+        want, *want_state = rnn(inputs, mask=mask, initial_state=initial)
+        fused = FusedRecurrence.create(cell)
+        assert fused is not None
+        got, got_state = fused.run(inputs, initial, training=False, mask=mask)
+        want_loss = tf.reduce_sum(want**2) + tf.reduce_sum(want_state[0][0])
+        got_loss = tf.reduce_sum(got**2) + tf.reduce_sum(got_state[0][0])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_array_equal(got[2, 1:], 0.0)
+    for a, b in zip(tf.nest.flatten(got_state), tf.nest.flatten(want_state)):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    for source in [inputs] + cell.trainable_variables:
+        np.testing.assert_allclose(
+            tape.gradient(got_loss, source),
+            tape.gradient(want_loss, source),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+def test_fused_recurrence_declines_cells_it_cannot_run():
+    from seq2seq.rnn_cell import FusedRecurrence
+
+    assert FusedRecurrence.create(get_rnn_cell("BasicRNNCell")) is None
+    assert FusedRecurrence.create(keras.layers.GRUCell(4)) is None
+    residual = get_rnn_cell("GRUCell", num_layers=2, residual_connections=True)
+    assert FusedRecurrence.create(residual) is None
+    assert FusedRecurrence.create(get_rnn_cell("GRUCell", num_layers=2)) is not None
+
+
+def test_fused_recurrence_dropout_only_when_training_in_train_mode():
+    from seq2seq.rnn_cell import FusedRecurrence
+
+    inputs = tf.random.stateless_normal([2, 4, 3], seed=[5, 6])
+    outputs = {}
+    for mode in ("train", "eval"):
+        cell = get_rnn_cell(
+            "GRUCell",
+            {"num_units": 4},
+            dropout_input_keep_prob=0.5,
+            dropout_output_keep_prob=0.5,
+            mode=mode,
+        )
+        fused = FusedRecurrence.create(cell)
+        initial = cell.get_initial_state(batch_size=2)
+        plain, _ = fused.run(inputs, initial, training=False)
+        reference = keras.layers.RNN(cell, return_sequences=True)(inputs)
+        np.testing.assert_allclose(plain, reference, atol=1e-6)
+        outputs[mode], _ = fused.run(inputs, initial, training=True)
+        if mode == "eval":
+            np.testing.assert_allclose(outputs[mode], plain, atol=1e-6)
+    # Output dropout zeroes about half of the training outputs.
+    zeros = np.mean(outputs["train"].numpy() == 0.0)
+    assert 0.2 < zeros < 0.8

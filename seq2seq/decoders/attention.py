@@ -70,38 +70,53 @@ class AttentionLayer(Configurable, keras.layers.Layer):
         return self.key_layer(keys)
 
     def score_fn(self, projected_keys, projected_query):
-        """Unnormalized scores.
+        """Unnormalized scores of a batch of queries.
 
         Args:
           projected_keys: [B, S, U].
-          projected_query: [B, U].
+          projected_query: [B, Tq, U] (Tq queries per sequence; 1 when
+            decoding step by step).
 
         Returns:
-          [B, S] scores.
+          [B, Tq, S] scores.
         """
         raise NotImplementedError
 
     def call(self, query, projected_keys, values, values_length):
-        """Attends over `values` with a query.
+        """Attends over `values` with one query, or a sequence of queries.
 
         Args:
-          query: [B, Dq] query, usually the decoder cell output.
+          query: [B, Dq] query (usually the decoder cell output), or
+            [B, Tq, Dq] queries (every output of a decoder without input
+            feeding) scored independently.
           projected_keys: [B, S, U] result of `project_keys`.
           values: [B, S, Dv] vectors averaged into the context.
           values_length: [B] int number of valid positions of each sequence;
             positions at or past it get a score of exactly 0.
 
         Returns:
-          `(scores, context)`: scores [B, S] float32, a softmax over the valid
-          positions (all zeros for an empty sequence); context [B, Dv], the
-          score-weighted sum of `values`, in the dtype of `values`.
+          `(scores, context)`: scores [B, S] (or [B, Tq, S]) float32, a
+          softmax over the valid positions (all zeros for an empty sequence);
+          context [B, Dv] (or [B, Tq, Dv]), the score-weighted sum of
+          `values`, in the dtype of `values`.
         """
+        single = query.shape.rank == 2
+        # A rank-2 Dense is a plain matmul; on rank 3 Keras uses tensordot,
+        # whose gradient inside a while loop XLA cannot compile.
         projected_query = self.query_layer(query)
+        if single:
+            projected_query = projected_query[:, None, :]
         raw = tf.cast(self.score_fn(projected_keys, projected_query), tf.float32)
-        valid = tf.sequence_mask(values_length, maxlen=tf.shape(raw)[1], dtype=tf.bool)
+        valid = tf.sequence_mask(values_length, maxlen=tf.shape(raw)[-1])
+        valid = valid[:, None, :]
+        # Softmax in float32 whatever the compute dtype (mixed precision).
         masked = tf.where(valid, raw, tf.constant(MASKED_SCORE, tf.float32))
         scores = tf.where(valid, tf.nn.softmax(masked, axis=-1), 0.0)
-        context = tf.einsum("bs,bsd->bd", tf.cast(scores, values.dtype), values)
+        # Batched matmuls rather than einsum: with their gradients they cost
+        # about half as much on CPU (docs/performance.md).
+        context = tf.linalg.matmul(tf.cast(scores, values.dtype), values)
+        if single:
+            return scores[:, 0, :], context[:, 0, :]
         return scores, context
 
 
@@ -110,7 +125,7 @@ class AttentionLayerDot(AttentionLayer):
     `score[b, s] = sum_u key[b, s, u] * query[b, u]`."""
 
     def score_fn(self, projected_keys, projected_query):
-        return tf.reduce_sum(projected_keys * projected_query[:, None, :], axis=-1)
+        return tf.linalg.matmul(projected_query, projected_keys, transpose_b=True)
 
 
 class AttentionLayerBahdanau(AttentionLayer):
@@ -127,5 +142,6 @@ class AttentionLayerBahdanau(AttentionLayer):
 
     def score_fn(self, projected_keys, projected_query):
         v_att = tf.cast(self.v_att, projected_keys.dtype)
-        hidden = tf.tanh(projected_keys + projected_query[:, None, :])
+        # [B, Tq, S, U]: the sum does not factor into matmuls.
+        hidden = tf.tanh(projected_keys[:, None, :, :] + projected_query[:, :, None, :])
         return tf.reduce_sum(v_att * hidden, axis=-1)

@@ -7,12 +7,13 @@ from seq2seq.decoders.rnn_decoder import RNNDecoder
 
 
 class AttentionDecoder(RNNDecoder):
-    """RNN decoder with attention and input feeding.
+    """RNN decoder with attention, with or without input feeding.
 
     At each step, with `x` the embedded previous token and `c` the attention
     context of the previous step (zeros at the first step):
 
-        h, cell_state = cell(concat(x, c), cell_state)
+        h, cell_state = cell(concat(x, c), cell_state)    # input feeding
+        h, cell_state = cell(x, cell_state)                # input_feeding: false
         scores, c = attention(query=h, keys, values, lengths)
         logits = Dense(V)(tanh(Dense(H)(concat(h, c))))
 
@@ -20,13 +21,24 @@ class AttentionDecoder(RNNDecoder):
     `outputs` (projected once in `prepare_memory`), the values are its
     `attention_values` and the lengths its `attention_values_length`.
 
+    Without input feeding the recurrence does not depend on the attention,
+    so teacher forcing runs the cell over the whole target first and then
+    attends from all its outputs at once (batched matmuls); with input
+    feeding the recurrence and the attention alternate step by step. Both
+    give the same numbers as calling `step` in a loop.
+
+    Params (besides `RNNDecoder.default_params`):
+      input_feeding: Whether the previous attention context is part of the
+        cell input (true, the original's decoder).
+
     State: `{"cell": cell state (structure of cell_state_size),
-    "context": [B, Dv] previous attention context}`.
+    "context": [B, Dv] previous attention context}`; without input feeding
+    only `{"cell": ...}`.
     Memory: `{"keys": [B, S, U] projected keys, "values": [B, S, Dv],
     "lengths": [B] int32}`.
 
     Args:
-      params: Parameter overrides; see `RNNDecoder.default_params`.
+      params: Parameter overrides; see `default_params`.
       mode: `train`, `eval` or `infer`.
       vocab_size: Number of output classes.
       attention_layer: An `AttentionLayer` (the model builds it from
@@ -56,6 +68,17 @@ class AttentionDecoder(RNNDecoder):
         )
         self.logits_layer = self._dense(self.vocab_size, "logits", dtype="float32")
 
+    @staticmethod
+    def default_params():
+        params = RNNDecoder.default_params()
+        params["input_feeding"] = True
+        return params
+
+    @property
+    def input_feeding(self):
+        """The `input_feeding` parameter."""
+        return bool(self.params["input_feeding"])
+
     def _cell_output_size(self):
         size = getattr(self.cell, "output_size", None)
         if size is None:
@@ -80,6 +103,8 @@ class AttentionDecoder(RNNDecoder):
         }
 
     def _make_state(self, memory, cell_state, batch_size):
+        if not self.input_feeding:
+            return {"cell": cell_state}
         values = memory["values"]
         depth = values.shape[-1]
         if depth is None:
@@ -87,25 +112,100 @@ class AttentionDecoder(RNNDecoder):
         context = tf.zeros([batch_size, depth], dtype=values.dtype)
         return {"cell": cell_state, "context": context}
 
-    def _step_features(self, inputs, state, memory, training):
-        dtype = self.cell.compute_dtype
-        cell_inputs = tf.concat(
-            [tf.cast(inputs, dtype), tf.cast(state["context"], dtype)], axis=-1
-        )
-        output, cell_state = self._run_cell(cell_inputs, state["cell"], training)
-        scores, context = self.attention(
-            output, memory["keys"], memory["values"], memory["lengths"]
-        )
-        features = tf.concat(
+    def _features(self, output, context):
+        """[B, ..., H] cell outputs and [B, ..., Dv] contexts -> features."""
+        return tf.concat(
             [
                 tf.cast(output, self.compute_dtype),
                 tf.cast(context, self.compute_dtype),
             ],
             axis=-1,
         )
-        context = tf.cast(context, state["context"].dtype)
-        new_state = {"cell": cell_state, "context": context}
-        return features, new_state, scores
+
+    def _attend(self, output, memory):
+        return self.attention(
+            output, memory["keys"], memory["values"], memory["lengths"]
+        )
+
+    def _step_features(self, inputs, state, memory, training):
+        dtype = self.cell.compute_dtype
+        if self.input_feeding:
+            cell_inputs = tf.concat(
+                [tf.cast(inputs, dtype), tf.cast(state["context"], dtype)], axis=-1
+            )
+        else:
+            cell_inputs = tf.cast(inputs, dtype)
+        output, cell_state = self._run_cell(cell_inputs, state["cell"], training)
+        scores, context = self._attend(output, memory)
+        new_state = {"cell": cell_state}
+        if self.input_feeding:
+            new_state["context"] = tf.cast(context, state["context"].dtype)
+        return self._features(output, context), new_state, scores
+
+    def teacher_forced_features(self, inputs, state, memory, training=None):
+        inputs = tf.convert_to_tensor(inputs)
+        fused = self._fused_cell()
+        if not self.input_feeding:
+            if fused is not None:
+                outputs, _ = fused.run(inputs, state["cell"], training)
+            else:
+                outputs = self._cell_outputs(inputs, state["cell"], training)
+            # Every query at once: [B, T, H] against the [B, S, U] keys.
+            scores, context = self._attend(outputs, memory)
+            return self._features(outputs, context), scores
+        if fused is None:
+            return super().teacher_forced_features(inputs, state, memory, training)
+        return self._fused_input_feeding(fused, inputs, state, memory, training)
+
+    def _cell_outputs(self, inputs, cell_state, training):
+        """[B, T, H] outputs of the cell stepped over [B, T, E] inputs."""
+        num_steps = tf.shape(inputs)[1]
+        step_inputs = tf.TensorArray(
+            inputs.dtype,
+            size=num_steps,
+            element_shape=inputs.shape[:1] + inputs.shape[2:],
+        ).unstack(tf.transpose(inputs, [1, 0, 2]))
+        outputs = tf.TensorArray(self.cell.compute_dtype, size=num_steps)
+        dtype = self.cell.compute_dtype
+
+        def body(time, cell_state, outputs):
+            step_input = tf.cast(step_inputs.read(time), dtype)
+            output, cell_state = self._run_cell(step_input, cell_state, training)
+            return time + 1, cell_state, outputs.write(time, output)
+
+        _, cell_state, outputs = tf.while_loop(
+            lambda time, *_: time < num_steps,
+            body,
+            (tf.constant(0), cell_state, outputs),
+            maximum_iterations=num_steps,
+        )
+        return tf.transpose(outputs.stack(), [1, 0, 2])
+
+    def _fused_input_feeding(self, fused, inputs, state, memory, training):
+        """Teacher forcing with input feeding: the embedding part of the
+        cell's input projection is computed for all steps before the loop;
+        only the context part stays in it."""
+        embed_width = inputs.shape[-1]
+        context_width = state["context"].shape[-1]
+        fused.build((None, embed_width + context_width))
+        projected = fused.project_inputs(inputs, training)
+        prepared = fused.prepare()
+
+        def step_fn(step_projected, state):
+            cell_input = step_projected + fused.project_extra(
+                state["context"], prepared, training, offset=embed_width
+            )
+            output, cell_state = fused.step(
+                cell_input, state["cell"], prepared, training
+            )
+            scores, context = self._attend(output, memory)
+            new_state = {
+                "cell": self._pack_cell_state(cell_state),
+                "context": tf.cast(context, state["context"].dtype),
+            }
+            return self._features(output, context), new_state, scores
+
+        return self._features_loop(projected, state, step_fn)
 
     def _project(self, features):
         return self.logits_layer(self.mix_layer(features))

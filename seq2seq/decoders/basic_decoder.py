@@ -42,5 +42,14 @@ class BasicDecoder(RNNDecoder):
         output, cell_state = self._run_cell(inputs, state["cell"], training)
         return tf.cast(output, self.compute_dtype), {"cell": cell_state}, None
 
+    def teacher_forced_features(self, inputs, state, memory, training=None):
+        fused = self._fused_cell()
+        if fused is None:
+            return super().teacher_forced_features(inputs, state, memory, training)
+        # The inputs do not depend on the outputs: the whole recurrence runs
+        # with its input projection hoisted out of the loop.
+        outputs, _ = fused.run(tf.convert_to_tensor(inputs), state["cell"], training)
+        return tf.cast(outputs, self.compute_dtype), None
+
     def _project(self, features):
         return self.logits_layer(features)

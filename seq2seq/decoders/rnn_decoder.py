@@ -21,13 +21,18 @@ forcing, greedy search, sampling, beam search; see
   `seq2seq.training.scheduled_sampling`), each input after the first is,
   with that probability, replaced by the embedding of the token the decoder
   itself predicted at the previous step.
+
+Two more methods split `call` for the loss: `teacher_forced_features(inputs,
+state, memory)` runs teacher forcing up to the output layers and
+`project(features)` applies them, so that the model can project only the
+unpadded positions (`seq2seq.losses.projected_sequence_loss`).
 """
 
 import keras
 import tensorflow as tf
 
 from seq2seq.configurable import Configurable
-from seq2seq.rnn_cell import default_rnn_cell_params, get_rnn_cell
+from seq2seq.rnn_cell import FusedRecurrence, default_rnn_cell_params, get_rnn_cell
 from seq2seq.training import scheduled_sampling
 
 
@@ -294,6 +299,57 @@ class RNNDecoder(Configurable, keras.layers.Layer):
 
     def _teacher_forced(self, inputs, state, memory, training):
         """The teacher-forced loop of `call` (no scheduled sampling)."""
+        features, attention = self.teacher_forced_features(
+            inputs, state, memory, training=training
+        )
+        return self.project(features), attention
+
+    def teacher_forced_features(self, inputs, state, memory, training=None):
+        """Teacher forcing up to (not including) the output layers.
+
+        `project(features)` gives the logits of `call` without scheduled
+        sampling; a loss needs to project only the positions it counts
+        (see `seq2seq.losses.projected_sequence_loss`).
+
+        Args:
+          inputs: [B, T, E] embedded target tokens.
+          state: The decoder state from `initial_state`.
+          memory: The result of `prepare_memory`.
+          training: Whether dropout is active.
+
+        Returns:
+          `(features [B, T, F] in the compute dtype, attention [B, T, S]
+          float32 or None)`.
+        """
+        return self._features_loop(
+            inputs,
+            state,
+            lambda step_input, state: self._step_features(
+                step_input, state, memory, training
+            ),
+        )
+
+    def project(self, features):
+        """Output layers: [..., F] features -> [..., V] logits (float32)."""
+        return self._project(features)
+
+    def _fused_cell(self):
+        """A `FusedRecurrence` over the cell, or None when the cell is not
+        one it can run (then the cell itself is stepped)."""
+        return FusedRecurrence.create(self.cell)
+
+    def _features_loop(self, inputs, state, step_fn):
+        """Runs `step_fn` over the time axis of `inputs` in a `tf.while_loop`.
+
+        Args:
+          inputs: [B, T, X] per-step inputs of `step_fn`.
+          state: The initial decoder state.
+          step_fn: `(step_input [B, X], state) -> (features [B, F], new_state,
+            attention [B, S] or None)`.
+
+        Returns:
+          `(features [B, T, F], attention [B, T, S] or None)`.
+        """
         inputs = tf.convert_to_tensor(inputs)
         num_steps = tf.shape(inputs)[1]
         step_inputs = tf.TensorArray(
@@ -308,9 +364,7 @@ class RNNDecoder(Configurable, keras.layers.Layer):
             arrays.append(tf.TensorArray(tf.float32, size=num_steps))
 
         def body(time, state, arrays):
-            features, new_state, attention = self._step_features(
-                step_inputs.read(time), state, memory, training
-            )
+            features, new_state, attention = step_fn(step_inputs.read(time), state)
             outputs = [features] if attention is None else [features, attention]
             if len(outputs) != len(arrays):
                 raise ValueError(
@@ -327,11 +381,10 @@ class RNNDecoder(Configurable, keras.layers.Layer):
             maximum_iterations=num_steps,
         )
         features = tf.transpose(arrays[0].stack(), [1, 0, 2])
-        logits = self._project(features)
         attention = None
         if self.has_attention:
             attention = tf.transpose(arrays[1].stack(), [1, 0, 2])
-        return logits, attention
+        return features, attention
 
     def _scheduled_sampling_loop(
         self, inputs, state, memory, training, probability, embedding_fn, seed

@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from seq2seq.encoders.encoder import Encoder, EncoderOutput
-from seq2seq.rnn_cell import default_rnn_cell_params, get_rnn_cell
+from seq2seq.rnn_cell import FusedRecurrence, default_rnn_cell_params, get_rnn_cell
 
 __all__ = [
     "BidirectionalRNNEncoder",
@@ -76,6 +76,18 @@ class _RNNEncoderBase(Encoder):
         """Runs one direction; returns `(outputs [B, S, H], final_state)`."""
         if backward:
             inputs = _reverse(inputs, lengths)
+        fused = FusedRecurrence.create(rnn.cell)
+        if fused is not None:
+            # Same cell and variables, first-layer input projection hoisted
+            # out of the loop (see FusedRecurrence).
+            if not rnn.built:
+                rnn.build(inputs.shape)
+            batch_size = tf.shape(inputs)[0]
+            initial_state = rnn.cell.get_initial_state(batch_size=batch_size)
+            outputs, state = fused.run(inputs, initial_state, training, mask=mask)
+            if backward:
+                outputs = _reverse(outputs, lengths)
+            return outputs, list(state)
         outputs, *state = rnn(inputs, mask=mask, training=training)
         if backward:
             outputs = _reverse(outputs, lengths)

@@ -25,10 +25,47 @@ from seq2seq.inference import beam_search, decoding
 from seq2seq.models.model_base import ModelBase
 from seq2seq.training import scheduled_sampling
 
-# What a forward pass in train or eval mode returns.
-ForwardOutput = collections.namedtuple(
+_ForwardFields = collections.namedtuple(
     "ForwardOutput", ["loss", "loss_sum", "num_tokens", "logits", "attention"]
 )
+
+
+class ForwardOutput(_ForwardFields):
+    """What a forward pass in train or eval mode returns.
+
+    `logits` [B, T-1, V] may be computed only when first read: the loss
+    projects only the unpadded positions, so a training step that does not
+    read the logits never builds the full [B, T-1, V] tensor. Pass
+    `logits_fn` (a function returning them) instead of `logits` for that.
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls, loss, loss_sum, num_tokens, logits=None, attention=None, logits_fn=None
+    ):
+        if logits is None and logits_fn is not None:
+            logits = _LazyLogits(logits_fn)
+        return super().__new__(cls, loss, loss_sum, num_tokens, logits, attention)
+
+    def __getattribute__(self, name):
+        value = super().__getattribute__(name)
+        if name == "logits" and isinstance(value, _LazyLogits):
+            return value.get()
+        return value
+
+
+class _LazyLogits:
+    """Computes logits once, on first use."""
+
+    def __init__(self, fn):
+        self._fn = fn
+        self._value = None
+
+    def get(self):
+        if self._value is None:
+            self._value = self._fn()
+        return self._value
 
 
 class Seq2SeqModel(ModelBase, keras.layers.Layer):
@@ -268,8 +305,32 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         batch_size = tf.shape(features["source_ids"])[0]
         state, memory = self.decoder_start(encoder_output, batch_size, training)
         inputs = self.embed_target(features["target_ids"][:, :-1])
-        if sampling_probability is not None and self.scheduled_sampling:
-            logits, attention = self.decoder(
+        smoothing = self.params["loss.label_smoothing"] if training else 0.0
+        sampling = sampling_probability is not None and self.scheduled_sampling
+        decoder = self.decoder
+        if not sampling and hasattr(decoder, "teacher_forced_features"):
+            # Only the unpadded positions go through the output layer and
+            # the loss; the full logits are built only if someone reads them.
+            decoder_features, attention = decoder.teacher_forced_features(
+                inputs, state, memory, training=training
+            )
+            loss_sum, num_tokens = seq2seq_losses.projected_sequence_loss(
+                decoder_features,
+                decoder.project,
+                features["target_ids"][:, 1:],
+                features["target_len"] - 1,
+                label_smoothing=smoothing,
+            )
+            loss = loss_sum / tf.maximum(num_tokens, 1.0)
+            return ForwardOutput(
+                loss,
+                loss_sum,
+                num_tokens,
+                attention=attention,
+                logits_fn=lambda: decoder.project(decoder_features),
+            )
+        if sampling:
+            logits, attention = decoder(
                 inputs,
                 state,
                 memory,
@@ -279,8 +340,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 seed=seed,
             )
         else:
-            logits, attention = self.decoder(inputs, state, memory, training=training)
-        smoothing = self.params["loss.label_smoothing"] if training else 0.0
+            logits, attention = decoder(inputs, state, memory, training=training)
         if smoothing:
             loss_sum, num_tokens = self.compute_loss(
                 logits, features, label_smoothing=smoothing
