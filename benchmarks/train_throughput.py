@@ -131,6 +131,9 @@ def measure(name, paths, args):
             batch_size=args.batch_size,
             buckets=args.buckets,
             tf_random_seed=args.seed,
+            jit_compile=args.jit_compile,
+            mixed_precision=args.mixed_precision,
+            distribution_strategy=args.distribution_strategy,
         )
         start = time.perf_counter()
         trainer = trainer_lib.Trainer(
@@ -204,6 +207,8 @@ def measure(name, paths, args):
             step=trainer.step,
             peak_rss_mb=peak_rss_mb(),
             tf_version=tf.__version__,
+            device=device_description(),
+            options=options_description(args),
         )
         return result
     finally:
@@ -221,6 +226,32 @@ def format_table(results):
 
     rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
     return "\n".join([line(header), rule] + [line(row) for row in rows])
+
+
+def device_description():
+    """What the benchmark ran on: the GPUs TensorFlow sees, else the CPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return f"CPU ({os.cpu_count()} cores)"
+    names = []
+    for gpu in gpus:
+        details = tf.config.experimental.get_device_details(gpu)
+        names.append(details.get("device_name", gpu.name))
+    return f"{len(gpus)} GPU(s): {', '.join(names)}"
+
+
+def options_description(args):
+    """The engine options of a run, e.g. "xla, bfloat16"."""
+    options = []
+    if args.jit_compile:
+        options.append("xla")
+    if args.mixed_precision:
+        options.append(args.mixed_precision)
+    if args.distribution_strategy != "default":
+        options.append(args.distribution_strategy)
+    return ", ".join(options) or "float32"
 
 
 def build_parser():
@@ -255,6 +286,21 @@ def build_parser():
     )
     parser.add_argument(
         "--vocab_target", help="Target vocabulary, if it differs from --vocab."
+    )
+    parser.add_argument(
+        "--jit_compile", action="store_true", help="XLA train step (--jit_compile)."
+    )
+    parser.add_argument(
+        "--mixed_precision",
+        default="",
+        choices=["", "float16", "bfloat16"],
+        help="Mixed precision policy (--mixed_precision).",
+    )
+    parser.add_argument(
+        "--distribution_strategy",
+        default="default",
+        choices=["default", "mirrored"],
+        help="tf.distribute strategy (mirrored: every GPU).",
     )
     synthetic_data.add_corpus_flags(parser, num_examples=5000)
     parser.add_argument(
@@ -314,6 +360,11 @@ def _child_command(args, name, paths):
         command += ["--vocab_target", paths["vocab_target"]]
     if args.buckets:
         command += ["--buckets", args.buckets]
+    if args.jit_compile:
+        command.append("--jit_compile")
+    if args.mixed_precision:
+        command += ["--mixed_precision", args.mixed_precision]
+    command += ["--distribution_strategy", args.distribution_strategy]
     return command
 
 
@@ -379,6 +430,11 @@ def main(argv=None):
     print()
     print(format_table(results))
     print()
+    if results:
+        print(
+            f"device: {results[0]['device']}; TensorFlow {results[0]['tf_version']}; "
+            f"options: {results[0]['options']}"
+        )
     for r in results:
         print(
             f"{r['config']}: {r['model_class']}, {r['parameters'] / 1e6:.2f}M "

@@ -56,7 +56,32 @@ flags.DEFINE_string(
     'Bucket boundaries on source length, e.g. "10,20,30" makes the buckets '
     "<10, 10-20, 20-30, >30. Unset: no bucketing.",
 )
-flags.DEFINE_integer("batch_size", 16, "Examples per batch (train and eval).")
+flags.DEFINE_integer(
+    "batch_size",
+    16,
+    "Examples per batch (train and eval), or target-side tokens per batch with "
+    "--batch_type tokens; the global batch over all replicas.",
+)
+flags.DEFINE_string(
+    "batch_type",
+    "examples",
+    "examples: --batch_size counts examples; tokens: it counts tokens (rows x "
+    "the longest side of the bucket), with length buckets (--buckets or "
+    "automatic ones).",
+)
+flags.DEFINE_boolean(
+    "pad_to_bucket",
+    False,
+    "Pad training batches to their bucket's upper length so a compiled step "
+    "(--jit_compile) sees one shape per bucket; needs source.max_seq_len and "
+    "target.max_seq_len in --model_params.",
+)
+flags.DEFINE_integer(
+    "cache_max_bytes",
+    0,
+    "Cache the parsed training corpus in memory when its files total at most "
+    "this many bytes (0: never). Makes checkpoints larger.",
+)
 flags.DEFINE_string(
     "output_dir",
     None,
@@ -318,6 +343,9 @@ def main(argv):
         effective_batch_size=values["effective_batch_size"],
         mixed_precision=values["mixed_precision"] or "",
         jit_compile=bool(values["jit_compile"]),
+        batch_type=values["batch_type"] or "examples",
+        pad_to_bucket=bool(values["pad_to_bucket"]),
+        cache_max_bytes=values["cache_max_bytes"] or 0,
     )
     config.accumulation_steps()  # A bad --effective_batch_size fails here.
     if is_chief:

@@ -1,4 +1,4 @@
-"""Tests for data parallelism, gradient accumulation and mixed precision."""
+"""Tests for data parallelism, gradient accumulation, mixed precision and XLA."""
 
 import os
 import socket
@@ -87,6 +87,25 @@ def test_gradient_accumulation_equals_one_large_batch(toy_data, tmp_path):
     # The accumulators are empty again after an update.
     for acc in accumulate.step._accumulators:
         assert not np.any(acc.numpy())
+
+
+def test_xla_train_step_matches_the_graph_step(toy_data, tmp_path):
+    xla = make_trainer(
+        toy_data, str(tmp_path / "xla"), 10, with_dev=False, jit_compile=True
+    )
+    graph = make_trainer(toy_data, str(tmp_path / "graph"), 10, with_dev=False)
+    batches = [next(xla._iterator) for _ in range(3)]
+    xla._build(batches[0])
+    graph._build(batches[0])
+    _copy_weights(xla, graph)
+    xla_step = xla._make_train_step(xla.train_dataset.element_spec)
+    graph_step = graph._make_train_step(graph.train_dataset.element_spec)
+    assert xla_step.step._gradients.__class__.__name__ != "method"
+    for batch in batches:
+        got, want = xla_step(batch), graph_step(batch)
+        np.testing.assert_allclose(float(got["loss"]), float(want["loss"]), rtol=1e-5)
+    for a, b in zip(xla.model.weights, graph.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
 
 
 def test_effective_batch_size_must_be_a_multiple(toy_data, tmp_path):

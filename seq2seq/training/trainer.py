@@ -98,6 +98,8 @@ class RunConfig:
     mixed_precision: str = ""
     jit_compile: bool = False
     batch_type: str = "examples"
+    pad_to_bucket: bool = False
+    cache_max_bytes: int = 0
 
     def accumulation_steps(self):
         """Micro-batches per update: `effective_batch_size / batch_size`.
@@ -274,11 +276,30 @@ class Trainer:
     # ----------------------------------------------------------- datasets
 
     def _make_dataset(self, pipeline, training):
+        """Batched, preprocessed examples of `pipeline`.
+
+        Training batches follow `--batch_type`, `--buckets`,
+        `--pad_to_bucket` and `--cache_max_bytes`. Dev batches keep every
+        example: with token batching they are token batches too (examples
+        regrouped by length, which evaluation does not mind), otherwise
+        `batch_size` examples in file order.
+        """
+        config = self.config
+        kwargs = {"batch_type": config.batch_type}
+        if training:
+            params = self.model.params
+            kwargs.update(
+                pad_to_bucket=config.pad_to_bucket,
+                cache_max_bytes=config.cache_max_bytes,
+                max_source_len=params.get("source.max_seq_len"),
+                max_target_len=params.get("target.max_seq_len"),
+            )
         dataset = batching.create_input_fn(
             pipeline,
-            batch_size=self.config.batch_size,
-            bucket_boundaries=self.config.buckets if training else None,
+            batch_size=config.batch_size,
+            bucket_boundaries=config.buckets if training else None,
             allow_smaller_final_batch=not training,
+            **kwargs,
         )
         return dataset.map(
             self.model.preprocess, num_parallel_calls=tf.data.AUTOTUNE
