@@ -100,6 +100,13 @@ def build_parser():
         "else twice --mean_len).",
     )
     parser.add_argument(
+        "--jit_compile",
+        choices=("off", "on", "both"),
+        default="off",
+        help="Compile the decoding loop with XLA (bin/infer.py --jit_compile); "
+        "'both' measures each setting without and with it, back to back.",
+    )
+    parser.add_argument(
         "--config", default="nmt_small", help="Config to train (standalone mode)."
     )
     parser.add_argument(
@@ -225,7 +232,15 @@ def _count_ended(ids, lengths, end_id):
     return int(np.sum((lengths > 0) & (last == end_id)))
 
 
-def measure(model_dir, checkpoint_path, source_path, beam_widths, batch_sizes, cap):
+def measure(
+    model_dir,
+    checkpoint_path,
+    source_path,
+    beam_widths,
+    batch_sizes,
+    cap,
+    jit_settings=(False,),
+):
     """Decodes the source file in every setting; returns a list of dicts."""
     from seq2seq.inference import inference
 
@@ -233,7 +248,8 @@ def measure(model_dir, checkpoint_path, source_path, beam_widths, batch_sizes, c
     checkpoint = inference.resolve_checkpoint(model_dir, checkpoint_path)
     pipeline = _pipeline(source_path)
     results = []
-    for beam_width in beam_widths:
+    settings = [(w, jit) for w in beam_widths for jit in jit_settings]
+    for beam_width, jit_compile in settings:
         overrides = {"inference.beam_search.beam_width": beam_width}
         if cap:
             overrides["inference.max_decode_length"] = cap
@@ -244,12 +260,18 @@ def measure(model_dir, checkpoint_path, source_path, beam_widths, batch_sizes, c
         for batch_size in batch_sizes:
             dataset = inference.make_dataset(model, pipeline, batch_size)
             if predictor is None:
-                predictor = inference.Predictor(model, dataset.element_spec)
+                predictor = inference.Predictor(
+                    model, dataset.element_spec, jit_compile=jit_compile
+                )
                 warm = next(iter(dataset))
                 predictor(warm)  # traces and creates the variables
                 inference.restore_model(model, checkpoint)
-            # Warm-up at this batch size (not timed).
-            predictor(next(iter(dataset)))
+            # Warm-up at this batch size (not timed); under XLA a pass over
+            # the data compiles every batch shape first.
+            start = time.perf_counter()
+            for features in dataset if jit_compile else [next(iter(dataset))]:
+                predictor(features)
+            warm_s = time.perf_counter() - start
             sentences = tokens = ended = 0
             start, cpu_start = time.perf_counter(), time.process_time()
             for features in dataset:
@@ -260,9 +282,13 @@ def measure(model_dir, checkpoint_path, source_path, beam_widths, batch_sizes, c
                 ended += _count_ended(predictions["predicted_ids"], lengths, end_id)
             seconds = time.perf_counter() - start
             cpu_seconds = time.process_time() - cpu_start
+            name = "greedy" if beam_width <= 1 else f"beam {beam_width}"
             results.append(
                 {
-                    "decoder": "greedy" if beam_width <= 1 else f"beam {beam_width}",
+                    "decoder": name + (" XLA" if jit_compile else ""),
+                    "jit_compile": jit_compile,
+                    "warmup_s": warm_s,
+                    "sentences_per_cpu_s": sentences / max(cpu_seconds, 1e-9),
                     "beam_width": beam_width,
                     "batch_size": batch_size,
                     "seconds": seconds,
@@ -291,6 +317,8 @@ _COLUMNS = (
     ("tgt tok/s", "tokens_per_s", "{:.0f}"),
     ("ms/sent", "ms_per_sentence", "{:.1f}"),
     ("CPU ms/sent", "cpu_ms_per_sentence", "{:.1f}"),
+    ("sent/CPU-s", "sentences_per_cpu_s", "{:.1f}"),
+    ("warm-up s", "warmup_s", "{:.1f}"),
     ("mean out len", "mean_output_len", "{:.1f}"),
     ("ended", "ended", "{:.0%}"),
 )
@@ -312,7 +340,20 @@ def format_table(results):
 def ratios(results):
     """Lines comparing beam search with greedy, and batch sizes."""
     lines = []
-    by_key = {(r["beam_width"], r["batch_size"]): r for r in results}
+    plain = [r for r in results if not r.get("jit_compile")]
+    compiled = {
+        (r["beam_width"], r["batch_size"]): r for r in results if r.get("jit_compile")
+    }
+    for r in plain:
+        x = compiled.get((r["beam_width"], r["batch_size"]))
+        if x:
+            lines.append(
+                f"{x['decoder']} / {r['decoder']} at batch {r['batch_size']}: "
+                f"{x['sentences_per_s'] / r['sentences_per_s']:.2f}x the "
+                f"sentences/s, {x['sentences_per_cpu_s'] / r['sentences_per_cpu_s']:.2f}x "
+                "per CPU-second"
+            )
+    by_key = {(r["beam_width"], r["batch_size"]): r for r in plain or results}
     greedy = sorted({r["beam_width"] for r in results if r["beam_width"] <= 1})
     beams = sorted({r["beam_width"] for r in results if r["beam_width"] > 1})
     batch_sizes = sorted({r["batch_size"] for r in results})
@@ -387,8 +428,15 @@ def main(argv=None):
                 "decode steps.",
                 flush=True,
             )
+        jit_settings = {"off": (False,), "on": (True,), "both": (False, True)}
         results = measure(
-            model_dir, args.checkpoint_path, source, beam_widths, batch_sizes, cap
+            model_dir,
+            args.checkpoint_path,
+            source,
+            beam_widths,
+            batch_sizes,
+            cap,
+            jit_settings[args.jit_compile],
         )
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

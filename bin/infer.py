@@ -50,6 +50,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
 flags.DEFINE_boolean("progress", True, "Show a progress line on stderr.")
+flags.DEFINE_boolean(
+    "jit_compile",
+    False,
+    "Compile the decoding loop (greedy or beam search) with XLA; compiles once "
+    "per batch shape (sources padded to a multiple of 8 tokens).",
+)
 
 _YAML_FLAGS = ("tasks", "model_params", "input_pipeline")
 
@@ -124,6 +130,7 @@ def main(argv):
         batch_size=values["batch_size"],
         checkpoint_path=checkpoint,
         progress=values["progress"],
+        jit_compile=bool(values["jit_compile"]),
     )
     logging.info("Decoded %d sentences with %s", count, checkpoint)
     return 0

@@ -623,3 +623,106 @@ def test_sampled_successors_keep_the_invariants():
                 assert np.all(tokens[ends[0] :] == EOS)
             else:
                 assert lengths[row, k] == 5
+
+
+def test_zero_length_penalty_weight_skips_the_division():
+    log_probs = tf.constant([[-1.5, -3.0]])
+    lengths = tf.constant([[2, 7]])
+    np.testing.assert_array_equal(
+        beam_search.hyp_score(log_probs, lengths, _config(2, 6, 1, 0.0)).numpy(),
+        log_probs.numpy(),
+    )
+    np.testing.assert_allclose(
+        beam_search.hyp_score(log_probs, lengths, _config(2, 6, 1, 0.5)).numpy(),
+        [[-1.5 / _penalty(2, 0.5), -3.0 / _penalty(7, 0.5)]],
+        rtol=1e-6,
+    )
+
+
+def test_empty_batch_gives_empty_results():
+    vocab, end, width = 6, 1, 3
+    decoder = TableDecoder([[0.1, 0.2, 0.3, 0.2, 0.1, 0.1]])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+    def search(start_ids):
+        state = decoder.initial_state(tf.shape(start_ids)[0])
+        result = beam_search.beam_search_decode(
+            decoder,
+            _one_hot(vocab),
+            start_ids,
+            end,
+            state,
+            {},
+            _config(width, vocab, end),
+            4,
+        )
+        return beam_search.beam_search_predictions(result)
+
+    empty = search(tf.zeros([0], tf.int32))
+    assert empty["predicted_ids"].shape == (0, 0)
+    assert empty["predicted_len"].shape == (0,)
+    assert empty["beam_search_output.predicted_ids"].shape == (0, 0, width)
+    assert empty["beam_search_output.length"].shape == (0,)
+    full = search(tf.fill([2], START))
+    assert full["predicted_ids"].shape == (2, 4)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_jit_compiled_search_matches_the_plain_one(alpha):
+    vocab, end, width = 6, 1, 3
+    decoder, embed, state, memory = _real_setup(
+        AttentionDecoder, vocab, batch=2, source_lengths=(4, 3), seed=7
+    )
+
+    def search(jit_compile):
+        @tf.function
+        def run():
+            return beam_search.beam_search_decode(
+                decoder,
+                embed,
+                tf.fill([2], START),
+                end,
+                state,
+                memory,
+                _config(width, vocab, end, alpha),
+                6,
+                jit_compile=jit_compile,
+            )
+
+        return run()
+
+    plain, compiled = search(False), search(True)
+    for name in ("ids", "lengths", "step_ids", "step_parent_ids", "step_lengths"):
+        np.testing.assert_array_equal(
+            getattr(compiled, name).numpy(), getattr(plain, name).numpy(), name
+        )
+    assert int(compiled.num_steps) == int(plain.num_steps)
+    for name in ("scores", "log_probs", "attention", "step_scores", "step_log_probs"):
+        np.testing.assert_allclose(
+            getattr(compiled, name).numpy(),
+            getattr(plain, name).numpy(),
+            atol=1e-5,
+            err_msg=name,
+        )
+
+
+def test_jit_search_stops_once_every_hypothesis_has_finished():
+    vocab, end, width = 4, 1, 2
+    # Step 0 prefers tokens 2 and 3, step 1 the end token for both.
+    decoder = TableDecoder([[0.1, 0.1, 0.5, 0.3], [0.05, 0.9, 0.03, 0.02]])
+    with decoding.default_jit_compile(True):
+        result = beam_search.beam_search_decode(
+            decoder,
+            _one_hot(vocab),
+            tf.fill([1], START),
+            end,
+            decoder.initial_state(1),
+            {},
+            _config(width, vocab, end),
+            5,
+        )
+    assert int(result.num_steps) == 2
+    np.testing.assert_array_equal(result.ids.numpy(), [[[2, end], [3, end]]])
+    np.testing.assert_allclose(
+        result.log_probs.numpy(), [[np.log(0.5 * 0.9), np.log(0.3 * 0.9)]], rtol=1e-5
+    )

@@ -299,3 +299,119 @@ def test_tile_and_gather_helpers():
     )
     np.testing.assert_array_equal(chosen["m"].numpy()[0], 0.0)
     np.testing.assert_array_equal(chosen["m"].numpy()[1], 1.0)
+
+
+def test_empty_batch_gives_empty_results():
+    decoder = ScriptedDecoder(np.zeros([0, 6], np.int32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
+    def run(start_ids):
+        batch_size = tf.shape(start_ids)[0]
+        result = decoding.greedy_decode(
+            decoder,
+            one_hot_embedding,
+            start_ids,
+            END,
+            decoder.initial_state(batch_size),
+            {},
+            max_length=5,
+        )
+        return result.ids, result.lengths, result.log_probs, result.step_log_probs
+
+    ids, lengths, log_probs, step_log_probs = run(tf.zeros([0], tf.int32))
+    assert ids.shape == (0, 0) and step_log_probs.shape == (0, 0)
+    assert lengths.shape == (0,) and log_probs.shape == (0,)
+
+
+@pytest.mark.parametrize("decoder_class", [BasicDecoder, AttentionDecoder])
+def test_jit_compiled_loop_matches_the_plain_one(decoder_class):
+    decoder, embedding, encoder_output = _real_setup(decoder_class)
+
+    def embed(ids):
+        return tf.nn.embedding_lookup(embedding, ids)
+
+    def make(jit_compile):
+        @tf.function
+        def run():
+            memory = decoder.prepare_memory(encoder_output)
+            state = decoder.initial_state(memory)
+            return decoding.greedy_decode(
+                decoder,
+                embed,
+                tf.fill([2], 0),
+                END,
+                state,
+                memory,
+                max_length=6,
+                jit_compile=jit_compile,
+            )
+
+        return run
+
+    plain, compiled = make(False)(), make(True)()
+    np.testing.assert_array_equal(compiled.ids.numpy(), plain.ids.numpy())
+    np.testing.assert_array_equal(compiled.lengths.numpy(), plain.lengths.numpy())
+    np.testing.assert_allclose(
+        compiled.log_probs.numpy(), plain.log_probs.numpy(), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        compiled.step_log_probs.numpy(), plain.step_log_probs.numpy(), atol=1e-5
+    )
+    if decoder_class is AttentionDecoder:
+        np.testing.assert_allclose(
+            compiled.attention.numpy(), plain.attention.numpy(), atol=1e-5
+        )
+    else:
+        assert compiled.attention is None
+
+
+def test_jit_stops_early_and_default_scope():
+    decoder = ScriptedDecoder(SCRIPT[:2])
+    calls = []
+
+    def run(**kwargs):
+        calls.append(decoding.resolve_jit_compile(kwargs.get("jit_compile")))
+        return decoding.greedy_decode(
+            decoder,
+            one_hot_embedding,
+            tf.zeros([2], tf.int32),
+            END,
+            decoder.initial_state(2),
+            {},
+            max_length=8,
+            **kwargs,
+        )
+
+    with decoding.default_jit_compile(True):
+        result = run()
+        assert decoding.resolve_jit_compile(False) is False
+    assert decoding.resolve_jit_compile(None) is False
+    assert calls == [True]
+    # Both sequences end by step 3: the compiled loop stops there too.
+    np.testing.assert_array_equal(result.ids.numpy(), [[4, 5, END], [3, END, END]])
+    np.testing.assert_array_equal(result.lengths.numpy(), [3, 2])
+    np.testing.assert_allclose(
+        result.log_probs.numpy(),
+        [3 * _expected_step_log_prob(), 2 * _expected_step_log_prob()],
+        rtol=1e-5,
+    )
+
+
+def test_jit_needs_a_static_max_length():
+    decoder = ScriptedDecoder(SCRIPT)
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
+    def run(limit):
+        return decoding.greedy_decode(
+            decoder,
+            one_hot_embedding,
+            tf.zeros([3], tf.int32),
+            END,
+            decoder.initial_state(3),
+            {},
+            max_length=limit,
+            jit_compile=True,
+        ).ids
+
+    with pytest.raises(ValueError, match="max_length"):
+        run(tf.constant(4))

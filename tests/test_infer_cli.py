@@ -269,3 +269,15 @@ def test_unknown_task(trained, tmp_path):
         input_files=[trained["data"]["dev"]["sources"]],
     )
     assert_user_error(result, "DecodeTxt", "DecodeText")
+
+
+def test_jit_compile_gives_the_same_translations(trained):
+    dev = trained["data"]["dev"]
+    args = ["--model_dir", trained["model_dir"], "--progress=false"]
+    plain = run_infer(*args, input_files=[dev["sources"]])
+    compiled = run_infer(*args, "--jit_compile", input_files=[dev["sources"]])
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert compiled.returncode == 0, compiled.stderr[-2000:]
+    lines = compiled.stdout.splitlines()
+    assert len(lines) == len(read_lines(dev["sources"]))
+    assert lines == plain.stdout.splitlines()

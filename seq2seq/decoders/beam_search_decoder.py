@@ -41,7 +41,16 @@ class BeamSearchDecoder:
         """K, the number of hypotheses kept per sentence."""
         return self.config.beam_width
 
-    def decode(self, embedding_fn, start_ids, end_id, state, memory, max_length=None):
+    def decode(
+        self,
+        embedding_fn,
+        start_ids,
+        end_id,
+        state,
+        memory,
+        max_length=None,
+        jit_compile=None,
+    ):
         """Beam search over a batch.
 
         Args:
@@ -52,6 +61,8 @@ class BeamSearchDecoder:
             (not tiled).
           memory: The wrapped decoder's memory for the B sentences.
           max_length: Most steps (the decoder's `max_decode_length` if None).
+          jit_compile: Compile the search loop with XLA (see
+            `beam_search_decode`).
 
         Returns:
           A `BeamSearchResult` (see `seq2seq.inference.beam_search`).
@@ -65,4 +76,5 @@ class BeamSearchDecoder:
             memory,
             self.config,
             max_length,
+            jit_compile=jit_compile,
         )

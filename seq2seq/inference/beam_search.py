@@ -30,8 +30,12 @@ import tensorflow as tf
 
 from seq2seq.errors import ConfigError
 from seq2seq.inference.decoding import (
+    collect_steps,
     gather_beams,
+    resolve_jit_compile,
+    run_decode_loop,
     split_beams,
+    static_max_length,
     tile_batch,
     where_batch,
 )
@@ -148,8 +152,13 @@ def hyp_score(log_probs, sequence_lengths, config):
     Returns:
       A float32 tensor shaped like `log_probs`.
     """
+    log_probs = tf.cast(log_probs, tf.float32)
+    weight = tf.get_static_value(config.length_penalty_weight)
+    if weight is not None and float(weight) == 0.0:
+        # The penalty is exactly 1: skip a [B, K, V] division per step.
+        return log_probs
     penalty = length_penalty(sequence_lengths, config.length_penalty_weight)
-    return tf.cast(log_probs, tf.float32) / penalty
+    return log_probs / penalty
 
 
 def choose_top_k(scores_flat, config):
@@ -274,8 +283,11 @@ def beam_search_decode(
     memory,
     config,
     max_length=None,
+    jit_compile=None,
 ):
     """Beam search over a batch, driving `decoder.step`.
+
+    An empty batch (B = 0) gives empty results with `T = 0`.
 
     Args:
       decoder: An object with `step(inputs [N, E], state, memory, training)
@@ -290,177 +302,214 @@ def beam_search_decode(
       config: A `BeamSearchConfig`; `choose_successors_fn` may be a name.
       max_length: Most steps to run (int or scalar tensor, >= 1); the
         decoder's `max_decode_length` when None.
+      jit_compile: Compile the search loop with XLA (once per input shape);
+        `max_length` must then be known when tracing. None: the
+        `decoding.default_jit_compile` in effect (off by default).
 
     Returns:
       A `BeamSearchResult`.
 
     Raises:
       ConfigError: A bad beam width or an unknown successor function.
-      ValueError: The logits' size differs from `config.vocab_size`.
+      ValueError: The logits' size differs from `config.vocab_size`, or
+        `jit_compile` with a `max_length` known only at run time.
     """
     config = _check_config(config)
     width = config.beam_width
+    jit_compile = resolve_jit_compile(jit_compile)
     if end_id is None:
         end_id = config.eos_token
     if max_length is None:
         max_length = decoder.max_decode_length
-    max_length = tf.cast(max_length, tf.int32)
-    end_id = tf.cast(end_id, tf.int32)
+    if jit_compile:
+        max_length = static_max_length(max_length)
     start_ids = tf.cast(tf.convert_to_tensor(start_ids), tf.int32)
-    batch_size = tf.shape(start_ids)[0]
-    neg_inf = tf.constant(-np.inf, tf.float32)
-
-    state = tile_batch(state, width)
-    memory = tile_batch(memory, width)
     saw_attention = []
 
-    def all_done(finished, log_probs):
-        # A slot the search could not fill (-inf) counts as done.
-        return tf.logical_or(finished, tf.equal(log_probs, neg_inf))
+    def loop(start_ids, state, memory):
+        limit = tf.cast(max_length, tf.int32)
+        stop_id = tf.cast(end_id, tf.int32)
+        batch_size = tf.shape(start_ids)[0]
+        neg_inf = tf.constant(-np.inf, tf.float32)
+        state = tile_batch(state, width)
+        memory = tile_batch(memory, width)
 
-    def cond(step, prev_ids, dec_state, log_probs, finished, *_):
-        del prev_ids, dec_state
-        return tf.logical_and(
-            step < max_length,
-            tf.logical_not(tf.reduce_all(all_done(finished, log_probs))),
-        )
+        def all_done(finished, log_probs):
+            # A slot the search could not fill (-inf) counts as done.
+            return tf.logical_or(finished, tf.equal(log_probs, neg_inf))
 
-    def body(
-        step,
-        prev_ids,
-        dec_state,
-        log_probs,
-        finished,
-        lengths,
-        sentence_steps,
-        arrays,
-    ):
-        sentence_done = tf.reduce_all(all_done(finished, log_probs), axis=1)
-        sentence_steps += tf.cast(tf.logical_not(sentence_done), tf.int32)
+        def cond(step, prev_ids, dec_state, log_probs, finished, *_):
+            del prev_ids, dec_state
+            # The first step always runs, so that an empty batch still
+            # gives the arrays an element to gather.
+            return tf.logical_and(
+                step < limit,
+                tf.logical_or(
+                    tf.equal(step, 0),
+                    tf.logical_not(tf.reduce_all(all_done(finished, log_probs))),
+                ),
+            )
 
-        logits, new_state, attention = decoder.step(
-            embedding_fn(prev_ids), dec_state, memory, training=False
-        )
-        logits = tf.cast(logits, tf.float32)
-        if logits.shape[-1] is not None and config.vocab_size is not None:
-            if int(logits.shape[-1]) != int(config.vocab_size):
-                raise ValueError(
-                    f"the decoder gives {logits.shape[-1]} logits but "
-                    f"BeamSearchConfig.vocab_size is {config.vocab_size}"
-                )
-        vocab = tf.shape(logits)[-1]
-        token_lp = split_beams(tf.nn.log_softmax(logits, axis=-1), width)
-        # A finished hypothesis may only repeat the end token, for free.
-        end_only = tf.where(tf.equal(tf.range(vocab), end_id), 0.0, neg_inf)
-        token_lp = tf.where(finished[:, :, None], end_only, token_lp)
-        totals = log_probs[:, :, None] + token_lp  # [B, K, V]
-        # Every extension of an unfinished hypothesis, the end token
-        # included, adds one token.
-        new_lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)
-        scores = hyp_score(totals, new_lengths[:, :, None], config)
-
-        flat_shape = [batch_size, width * vocab]
-        top_scores, top_indices = config.choose_successors_fn(
-            tf.reshape(scores, flat_shape), config
-        )
-        top_indices = tf.cast(top_indices, tf.int32)
-        parents = top_indices // vocab
-        word_ids = top_indices % vocab
-        chosen_totals = tf.gather(
-            tf.reshape(totals, flat_shape), top_indices, batch_dims=1
-        )
-        chosen_lp = tf.gather(
-            tf.reshape(token_lp, flat_shape), top_indices, batch_dims=1
-        )
-        parent_finished = tf.gather(finished, parents, batch_dims=1)
-        next_lengths = tf.gather(new_lengths, parents, batch_dims=1)
-        next_finished = tf.logical_or(parent_finished, tf.equal(word_ids, end_id))
-
-        # Finished hypotheses keep their state; then every slot takes the
-        # state of its parent.
-        new_state = where_batch(tf.reshape(finished, [-1]), dec_state, new_state)
-        new_state = gather_beams(new_state, parents, width)
-
-        ids_ta, parents_ta, scores_ta, lp_ta, att_ta = arrays
-        ids_ta = ids_ta.write(step, word_ids)
-        parents_ta = parents_ta.write(step, parents)
-        scores_ta = scores_ta.write(step, tf.cast(top_scores, tf.float32))
-        lp_ta = lp_ta.write(step, chosen_lp)
-        if attention is not None:
-            saw_attention.append(True)
-            attention = split_beams(tf.cast(attention, tf.float32), width)
-            attention = tf.gather(attention, parents, batch_dims=1)
-            attention = tf.where(parent_finished[:, :, None], 0.0, attention)
-            att_ta = att_ta.write(step, attention)
-        arrays = (ids_ta, parents_ta, scores_ta, lp_ta, att_ta)
-        return (
-            step + 1,
-            tf.reshape(word_ids, [-1]),
-            new_state,
-            chosen_totals,
-            next_finished,
-            next_lengths,
+        def body(
+            step,
+            prev_ids,
+            dec_state,
+            log_probs,
+            finished,
+            lengths,
             sentence_steps,
             arrays,
+        ):
+            sentence_done = tf.reduce_all(all_done(finished, log_probs), axis=1)
+            sentence_steps += tf.cast(tf.logical_not(sentence_done), tf.int32)
+
+            logits, new_state, attention = decoder.step(
+                embedding_fn(prev_ids), dec_state, memory, training=False
+            )
+            logits = tf.cast(logits, tf.float32)
+            if logits.shape[-1] is not None and config.vocab_size is not None:
+                if int(logits.shape[-1]) != int(config.vocab_size):
+                    raise ValueError(
+                        f"the decoder gives {logits.shape[-1]} logits but "
+                        f"BeamSearchConfig.vocab_size is {config.vocab_size}"
+                    )
+            vocab = tf.shape(logits)[-1]
+            token_lp = split_beams(tf.nn.log_softmax(logits, axis=-1), width)
+            # A finished hypothesis may only repeat the end token, for free.
+            end_only = tf.where(tf.equal(tf.range(vocab), stop_id), 0.0, neg_inf)
+            token_lp = tf.where(finished[:, :, None], end_only, token_lp)
+            totals = log_probs[:, :, None] + token_lp  # [B, K, V]
+            # Every extension of an unfinished hypothesis, the end token
+            # included, adds one token.
+            new_lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)
+            scores = hyp_score(totals, new_lengths[:, :, None], config)
+
+            flat_shape = [batch_size, width * vocab]
+            top_scores, top_indices = config.choose_successors_fn(
+                tf.reshape(scores, flat_shape), config
+            )
+            top_indices = tf.cast(top_indices, tf.int32)
+            parents = top_indices // vocab
+            word_ids = top_indices % vocab
+            # The chosen token's log-probability from the [N, V] rows: the
+            # total is the parent's plus it (as in `totals`).
+            parent_rows = tf.reshape(
+                parents + tf.range(batch_size)[:, None] * width, [-1]
+            )
+            chosen_lp = tf.gather_nd(
+                tf.reshape(token_lp, [-1, vocab]),
+                tf.stack([parent_rows, tf.reshape(word_ids, [-1])], axis=1),
+            )
+            chosen_lp = tf.reshape(chosen_lp, [batch_size, width])
+            parent_log_probs = tf.gather(log_probs, parents, batch_dims=1)
+            chosen_totals = parent_log_probs + chosen_lp
+            parent_finished = tf.gather(finished, parents, batch_dims=1)
+            next_lengths = tf.gather(new_lengths, parents, batch_dims=1)
+            next_finished = tf.logical_or(parent_finished, tf.equal(word_ids, stop_id))
+
+            # Finished hypotheses keep their state; then every slot takes the
+            # state of its parent.
+            new_state = where_batch(tf.reshape(finished, [-1]), dec_state, new_state)
+            new_state = gather_beams(new_state, parents, width)
+
+            ids_ta, parents_ta, scores_ta, lp_ta, att_ta = arrays
+            ids_ta = ids_ta.write(step, word_ids)
+            parents_ta = parents_ta.write(step, parents)
+            scores_ta = scores_ta.write(step, tf.cast(top_scores, tf.float32))
+            lp_ta = lp_ta.write(step, chosen_lp)
+            if attention is not None:
+                saw_attention.append(True)
+                attention = split_beams(tf.cast(attention, tf.float32), width)
+                attention = tf.gather(attention, parents, batch_dims=1)
+                attention = tf.where(parent_finished[:, :, None], 0.0, attention)
+                att_ta = att_ta.write(step, attention)
+            arrays = (ids_ta, parents_ta, scores_ta, lp_ta, att_ta)
+            return (
+                step + 1,
+                tf.reshape(word_ids, [-1]),
+                new_state,
+                chosen_totals,
+                next_finished,
+                next_lengths,
+                sentence_steps,
+                arrays,
+            )
+
+        # Only beam 0 is alive at first, so the first step fills the K slots
+        # with K different tokens.
+        first_log_probs = tf.where(tf.range(width) == 0, 0.0, neg_inf)
+        arrays = (
+            tf.TensorArray(tf.int32, size=limit),
+            tf.TensorArray(tf.int32, size=limit),
+            tf.TensorArray(tf.float32, size=limit),
+            tf.TensorArray(tf.float32, size=limit),
+            tf.TensorArray(tf.float32, size=limit),
         )
+        loop_vars = (
+            tf.constant(0, tf.int32),
+            tf.repeat(start_ids, width),
+            state,
+            tf.tile(first_log_probs[None, :], [batch_size, 1]),
+            tf.zeros([batch_size, width], tf.bool),
+            tf.zeros([batch_size, width], tf.int32),
+            tf.zeros([batch_size], tf.int32),
+            arrays,
+        )
+        outputs = tf.while_loop(cond, body, loop_vars, maximum_iterations=limit)
+        num_steps, _, _, log_probs, _, lengths, sentence_steps, arrays = outputs
+        names = ("ids", "parents", "scores", "log_probs", "attention")
+        results = {
+            "num_steps": num_steps,
+            "final_log_probs": log_probs,
+            "lengths": lengths,
+            "sentence_steps": sentence_steps,
+        }
+        for name, array in zip(names, arrays):
+            if name != "attention" or saw_attention:
+                results[name] = collect_steps(array, num_steps, jit_compile)
+        return results
 
-    # Only beam 0 is alive at first, so the first step fills the K slots
-    # with K different tokens.
-    first_log_probs = tf.where(tf.range(width) == 0, 0.0, neg_inf)
-    arrays = (
-        tf.TensorArray(tf.int32, size=max_length),
-        tf.TensorArray(tf.int32, size=max_length),
-        tf.TensorArray(tf.float32, size=max_length),
-        tf.TensorArray(tf.float32, size=max_length),
-        tf.TensorArray(tf.float32, size=max_length),
-    )
-    loop_vars = (
-        tf.constant(0, tf.int32),
-        tf.repeat(start_ids, width),
-        state,
-        tf.tile(first_log_probs[None, :], [batch_size, 1]),
-        tf.zeros([batch_size, width], tf.bool),
-        tf.zeros([batch_size, width], tf.int32),
-        tf.zeros([batch_size], tf.int32),
-        arrays,
-    )
-    outputs = tf.while_loop(cond, body, loop_vars, maximum_iterations=max_length)
-    num_steps, _, _, log_probs, _, lengths, sentence_steps, arrays = outputs
-    ids_ta, parents_ta, scores_ta, lp_ta, att_ta = arrays
-
-    steps = tf.range(num_steps)
-    step_ids = ids_ta.gather(steps)  # [T, B, K]
-    step_parents = parents_ta.gather(steps)
-    step_scores = scores_ta.gather(steps)
-    step_log_probs = lp_ta.gather(steps)
+    results = run_decode_loop(loop, (start_ids, state, memory), jit_compile)
+    num_steps = results["num_steps"]
+    log_probs = results["final_log_probs"]
+    lengths = results["lengths"]
+    step_ids = results["ids"][:num_steps]  # [T, B, K]
+    step_parents = results["parents"][:num_steps]
+    step_scores = results["scores"][:num_steps]
+    step_log_probs = results["log_probs"][:num_steps]
 
     final_scores = hyp_score(log_probs, lengths, config)
     order = tf.argsort(final_scores, axis=1, direction="DESCENDING", stable=True)
     order = tf.cast(order, tf.int32)
     paths = _backtrack(step_parents, order)  # [T, B, K]
 
+    end_id = tf.cast(end_id, tf.int32)
     lengths = tf.gather(lengths, order, batch_dims=1)
     valid = tf.range(num_steps)[None, None, :] < lengths[:, :, None]  # [B, K, T]
     ids = tf.transpose(tf.gather(step_ids, paths, axis=2, batch_dims=2), [1, 2, 0])
     ids = tf.where(valid, ids, end_id)
     attention = None
-    if saw_attention:
-        history = tf.gather(att_ta.gather(steps), paths, axis=2, batch_dims=2)
+    if "attention" in results:
+        history = tf.gather(
+            results["attention"][:num_steps], paths, axis=2, batch_dims=2
+        )
         attention = tf.transpose(history, [1, 2, 0, 3])  # [B, K, T, S]
         attention = tf.where(valid[:, :, :, None], attention, 0.0)
 
+    # T = 0 for an empty batch, which still ran one step.
+    kept = num_steps * tf.minimum(tf.shape(start_ids)[0], 1)
     return BeamSearchResult(
-        ids=ids,
+        ids=ids[:, :, :kept],
         lengths=lengths,
         scores=tf.gather(final_scores, order, batch_dims=1),
         log_probs=tf.gather(log_probs, order, batch_dims=1),
-        attention=attention,
-        step_ids=tf.transpose(step_ids, [1, 0, 2]),
-        step_parent_ids=tf.transpose(step_parents, [1, 0, 2]),
-        step_scores=tf.transpose(step_scores, [1, 0, 2]),
-        step_log_probs=tf.transpose(step_log_probs, [1, 0, 2]),
-        step_lengths=sentence_steps,
-        num_steps=num_steps,
+        attention=None if attention is None else attention[:, :, :kept],
+        step_ids=tf.transpose(step_ids[:kept], [1, 0, 2]),
+        step_parent_ids=tf.transpose(step_parents[:kept], [1, 0, 2]),
+        step_scores=tf.transpose(step_scores[:kept], [1, 0, 2]),
+        step_log_probs=tf.transpose(step_log_probs[:kept], [1, 0, 2]),
+        step_lengths=results["sentence_steps"],
+        num_steps=kept,
     )
 
 

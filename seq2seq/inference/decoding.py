@@ -17,6 +17,8 @@ meant to be built from them next to `greedy_decode`.
 """
 
 import collections
+import contextlib
+import threading
 
 import tensorflow as tf
 
@@ -184,6 +186,87 @@ def select_ids(log_probs, sampling="argmax", temperature=1.0, seed=None, step=0)
     return draws[:, 0]
 
 
+# ------------------------------------------------------------------- XLA
+
+_JIT_DEFAULT = threading.local()
+
+
+@contextlib.contextmanager
+def default_jit_compile(enabled):
+    """Sets `jit_compile` for strategies called with `jit_compile=None`.
+
+    The strategies read it when they are traced, so a `tf.function` that
+    calls a model's `infer` must be traced inside the block:
+
+        with decoding.default_jit_compile(True):
+            concrete = tf.function(model.infer).get_concrete_function(spec)
+
+    Args:
+      enabled: Whether the decoding loops are compiled with XLA.
+
+    Yields:
+      Nothing.
+    """
+    previous = getattr(_JIT_DEFAULT, "value", False)
+    _JIT_DEFAULT.value = bool(enabled)
+    try:
+        yield
+    finally:
+        _JIT_DEFAULT.value = previous
+
+
+def resolve_jit_compile(jit_compile):
+    """`jit_compile`, or the `default_jit_compile` in effect when None."""
+    if jit_compile is None:
+        return getattr(_JIT_DEFAULT, "value", False)
+    return bool(jit_compile)
+
+
+def static_max_length(max_length):
+    """The decode length limit as a Python int, as XLA needs it.
+
+    Args:
+      max_length: An int or a scalar tensor whose value is known when the
+        graph is built.
+
+    Returns:
+      The int.
+
+    Raises:
+      ValueError: The value is only known at run time.
+    """
+    value = tf.get_static_value(max_length)
+    if value is None:
+        raise ValueError(
+            "jit_compile decoding needs a max_length known when tracing (a "
+            f"Python int or a constant), got {max_length!r}"
+        )
+    return int(value)
+
+
+def run_decode_loop(loop_fn, args, jit_compile):
+    """Calls `loop_fn(*args)`, compiled with XLA when `jit_compile`.
+
+    The compiled function is made once per trace of the caller, so inside
+    a `tf.function` XLA compiles it once per distinct input shape.
+    """
+    if not jit_compile:
+        return loop_fn(*args)
+    return tf.function(loop_fn, jit_compile=True, autograph=False)(*args)
+
+
+def collect_steps(array, num_steps, jit_compile):
+    """The `num_steps` first elements of a per-step `TensorArray`, stacked.
+
+    Under XLA the array has its static size and is stacked whole (the
+    caller slices it to `num_steps` outside the compiled loop); otherwise
+    only the written elements are gathered.
+    """
+    if jit_compile:
+        return array.stack()
+    return array.gather(tf.range(num_steps))
+
+
 # ------------------------------------------------------------ strategies
 
 
@@ -198,6 +281,7 @@ def greedy_decode(
     sampling="argmax",
     temperature=1.0,
     seed=None,
+    jit_compile=None,
 ):
     """Generates one sequence per batch entry, one token at a time.
 
@@ -205,7 +289,8 @@ def greedy_decode(
     next distribution, and a token is chosen (`argmax`, or drawn with
     `sample`). A sequence finishes when it emits `end_id`; from then on it
     emits `end_id`, adds nothing to its score and keeps its state. The loop
-    stops when every sequence has finished or after `max_length` steps.
+    stops when every sequence has finished or after `max_length` steps. An
+    empty batch (B = 0) gives empty results with `T = 0`.
 
     Args:
       decoder: An object with `step(inputs [B, E], state, memory, training)
@@ -220,6 +305,9 @@ def greedy_decode(
       sampling: `argmax` or `sample`.
       temperature: Softmax temperature for `sample`.
       seed: Optional int for reproducible sampling.
+      jit_compile: Compile the decoding loop with XLA (once per input
+        shape); `max_length` must then be known when tracing. None: the
+        `default_jit_compile` in effect (off by default).
 
     Returns:
       A `DecodeResult`. Log-probabilities are those of the model (without
@@ -227,71 +315,99 @@ def greedy_decode(
 
     Raises:
       ConfigError: An unknown sampling mode or a non-positive temperature.
+      ValueError: `jit_compile` with a `max_length` known only at run time.
     """
     _check_sampling(sampling, temperature)
+    jit_compile = resolve_jit_compile(jit_compile)
     if max_length is None:
         max_length = decoder.max_decode_length
-    max_length = tf.cast(max_length, tf.int32)
+    if jit_compile:
+        max_length = static_max_length(max_length)
     start_ids = tf.cast(tf.convert_to_tensor(start_ids), tf.int32)
-    end_id = tf.cast(end_id, tf.int32)
-    batch_size = tf.shape(start_ids)[0]
     saw_attention = []
 
-    def cond(step, prev_ids, state, finished, *_):
-        del prev_ids, state
-        return tf.logical_and(
-            step < max_length, tf.logical_not(tf.reduce_all(finished))
-        )
+    def loop(start_ids, state, memory):
+        limit = tf.cast(max_length, tf.int32)
+        stop_id = tf.cast(end_id, tf.int32)
+        batch_size = tf.shape(start_ids)[0]
 
-    def body(step, prev_ids, state, finished, lengths, scores, ids_ta, lp_ta, att_ta):
-        logits, new_state, attention = decoder.step(
-            embedding_fn(prev_ids), state, memory, training=False
-        )
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-        ids = select_ids(log_probs, sampling, temperature, seed, step)
-        ids = tf.where(finished, end_id, ids)
-        chosen = tf.gather(log_probs, ids, axis=1, batch_dims=1)
-        chosen = tf.where(finished, 0.0, chosen)
-        lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)
-        scores = scores + chosen
-        new_state = where_batch(finished, state, new_state)
-        ids_ta = ids_ta.write(step, ids)
-        lp_ta = lp_ta.write(step, chosen)
-        if attention is not None:
-            saw_attention.append(True)
-            attention = tf.cast(attention, tf.float32)
-            attention = tf.where(finished[:, None], 0.0, attention)
-            att_ta = att_ta.write(step, attention)
-        finished = tf.logical_or(finished, tf.equal(ids, end_id))
-        return (
-            step + 1,
-            ids,
-            new_state,
-            finished,
-            lengths,
-            scores,
-            ids_ta,
-            lp_ta,
-            att_ta,
-        )
+        def cond(step, prev_ids, state, finished, *_):
+            del prev_ids, state
+            # The first step always runs, so that an empty batch still
+            # gives the arrays an element to gather.
+            return tf.logical_and(
+                step < limit,
+                tf.logical_or(
+                    tf.equal(step, 0), tf.logical_not(tf.reduce_all(finished))
+                ),
+            )
 
-    loop_vars = (
-        tf.constant(0, tf.int32),
-        start_ids,
-        state,
-        tf.zeros([batch_size], tf.bool),
-        tf.zeros([batch_size], tf.int32),
-        tf.zeros([batch_size], tf.float32),
-        tf.TensorArray(tf.int32, size=max_length),
-        tf.TensorArray(tf.float32, size=max_length),
-        tf.TensorArray(tf.float32, size=max_length),
-    )
-    outputs = tf.while_loop(cond, body, loop_vars, maximum_iterations=max_length)
-    num_steps, _, _, _, lengths, scores, ids_ta, lp_ta, att_ta = outputs
-    steps = tf.range(num_steps)
-    ids = tf.transpose(ids_ta.gather(steps))
-    step_log_probs = tf.transpose(lp_ta.gather(steps))
+        def body(
+            step, prev_ids, state, finished, lengths, scores, ids_ta, lp_ta, att_ta
+        ):
+            logits, new_state, attention = decoder.step(
+                embedding_fn(prev_ids), state, memory, training=False
+            )
+            log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+            ids = select_ids(log_probs, sampling, temperature, seed, step)
+            ids = tf.where(finished, stop_id, ids)
+            chosen = tf.gather(log_probs, ids, axis=1, batch_dims=1)
+            chosen = tf.where(finished, 0.0, chosen)
+            lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)
+            scores = scores + chosen
+            new_state = where_batch(finished, state, new_state)
+            ids_ta = ids_ta.write(step, ids)
+            lp_ta = lp_ta.write(step, chosen)
+            if attention is not None:
+                saw_attention.append(True)
+                attention = tf.cast(attention, tf.float32)
+                attention = tf.where(finished[:, None], 0.0, attention)
+                att_ta = att_ta.write(step, attention)
+            finished = tf.logical_or(finished, tf.equal(ids, stop_id))
+            return (
+                step + 1,
+                ids,
+                new_state,
+                finished,
+                lengths,
+                scores,
+                ids_ta,
+                lp_ta,
+                att_ta,
+            )
+
+        loop_vars = (
+            tf.constant(0, tf.int32),
+            start_ids,
+            state,
+            tf.zeros([batch_size], tf.bool),
+            tf.zeros([batch_size], tf.int32),
+            tf.zeros([batch_size], tf.float32),
+            tf.TensorArray(tf.int32, size=limit),
+            tf.TensorArray(tf.float32, size=limit),
+            tf.TensorArray(tf.float32, size=limit),
+        )
+        outputs = tf.while_loop(cond, body, loop_vars, maximum_iterations=limit)
+        num_steps, _, _, _, lengths, scores, ids_ta, lp_ta, att_ta = outputs
+        results = {
+            "num_steps": num_steps,
+            "lengths": lengths,
+            "scores": scores,
+            "ids": collect_steps(ids_ta, num_steps, jit_compile),
+            "step_log_probs": collect_steps(lp_ta, num_steps, jit_compile),
+        }
+        if saw_attention:
+            results["attention"] = collect_steps(att_ta, num_steps, jit_compile)
+        return results
+
+    results = run_decode_loop(loop, (start_ids, state, memory), jit_compile)
+    # T = 0 for an empty batch, which still ran one step.
+    num_steps = results["num_steps"] * tf.minimum(tf.shape(start_ids)[0], 1)
+    ids = tf.transpose(results["ids"][:num_steps])
+    step_log_probs = tf.transpose(results["step_log_probs"][:num_steps])
     attention = None
-    if saw_attention:
-        attention = tf.transpose(att_ta.gather(steps), [1, 0, 2])
-    return DecodeResult(ids, lengths, scores, step_log_probs, attention)
+    if "attention" in results:
+        attention = tf.transpose(results["attention"][:num_steps], [1, 0, 2])
+    return DecodeResult(
+        ids, results["lengths"], results["scores"], step_log_probs, attention
+    )

@@ -18,6 +18,7 @@ from absl import logging
 from seq2seq.configurable import ModeKeys, deep_merge, locate_class
 from seq2seq.data import batching
 from seq2seq.errors import UserError
+from seq2seq.inference import decoding
 from seq2seq.training import early_stopping
 from seq2seq.training.utils import TrainOptions
 
@@ -134,7 +135,8 @@ def make_dataset(model, pipeline, batch_size):
     dataset = batching.create_input_fn(
         pipeline, batch_size=batch_size, allow_smaller_final_batch=True
     )
-    return dataset.map(model.preprocess).prefetch(tf.data.AUTOTUNE)
+    dataset = dataset.map(model.preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def _strings(array):
@@ -150,19 +152,48 @@ def _tokens_from_ids(id_to_token, ids, lengths):
     return tokens
 
 
+def _source_padding_id(model):
+    """The id batching gives padded source positions (that of "")."""
+    table = getattr(model, "source_vocab_table", None)
+    if table is None:
+        return 0
+    return tf.cast(table.lookup(tf.constant("")), tf.int32)
+
+
 class Predictor:
     """Compiled decoding (and optional scoring) of preprocessed batches.
+
+    Decoding is one `tf.function` with a fixed input signature (the
+    dataset's, every dimension free), traced once for every batch shape.
+    With `jit_compile` the decoding loops (greedy or beam search) are
+    compiled with XLA, which compiles once per distinct `[B, S]` input
+    shape; the source ids are then padded (with masked positions) to a
+    multiple of `source_pad_multiple` tokens to keep the number of shapes,
+    and so of compilations, small. The attention scores returned are cut
+    back to the unpadded source length.
 
     Args:
       model: A `Seq2SeqModel` (its variables may be built lazily).
       element_spec: The dataset's element spec, giving the input signature.
       with_scores: Also compile teacher-forced scoring of the targets.
+      jit_compile: Compile the decoding loops with XLA.
+      source_pad_multiple: With `jit_compile`, pad the source length to a
+        multiple of this many tokens (1: no padding).
     """
 
-    def __init__(self, model, element_spec, with_scores=False):
+    def __init__(
+        self,
+        model,
+        element_spec,
+        with_scores=False,
+        jit_compile=False,
+        source_pad_multiple=8,
+    ):
         self.model = model
+        self.jit_compile = bool(jit_compile)
+        self.source_pad_multiple = max(int(source_pad_multiple or 1), 1)
         source_spec = {k: element_spec[k] for k in _SOURCE_KEYS}
-        self._infer = tf.function(model.infer, input_signature=[source_spec])
+        self._infer = tf.function(self._decode, input_signature=[source_spec])
         self._score = None
         if with_scores:
             missing = [k for k in _TARGET_KEYS if k not in element_spec]
@@ -173,6 +204,27 @@ class Predictor:
                 )
             score_spec = {k: element_spec[k] for k in _SOURCE_KEYS + _TARGET_KEYS}
             self._score = tf.function(model.score, input_signature=[score_spec])
+
+    def _decode(self, features):
+        """`model.infer` on [B, S] `source_ids` and [B] `source_len`."""
+        features = dict(features)
+        width = tf.shape(features["source_ids"])[1]
+        multiple = self.source_pad_multiple
+        if self.jit_compile and multiple > 1:
+            padding = (multiple - width % multiple) % multiple
+            features["source_ids"] = tf.pad(
+                features["source_ids"],
+                [[0, 0], [0, padding]],
+                constant_values=_source_padding_id(self.model),
+            )
+        # The decoding strategies read the default when they are traced.
+        with decoding.default_jit_compile(self.jit_compile):
+            predictions = self.model.infer(features)
+        if self.jit_compile and "attention_scores" in predictions:
+            predictions["attention_scores"] = predictions["attention_scores"][
+                :, :, :width
+            ]
+        return predictions
 
     def __call__(self, features):
         """Runs one batch; returns the numpy predictions dict tasks consume."""
@@ -236,7 +288,13 @@ class Progress:
 
 
 def run_inference(
-    model, pipeline, tasks, batch_size=32, checkpoint_path=None, progress=True
+    model,
+    pipeline,
+    tasks,
+    batch_size=32,
+    checkpoint_path=None,
+    progress=True,
+    jit_compile=False,
 ):
     """Decodes every example of `pipeline` in order and feeds the tasks.
 
@@ -248,13 +306,16 @@ def run_inference(
       checkpoint_path: Checkpoint to restore after the variables are built;
         `None` to use the model's current weights.
       progress: Show a progress line on stderr.
+      jit_compile: Compile the decoding loops with XLA (see `Predictor`).
 
     Returns:
       The number of sentences decoded.
     """
     dataset = make_dataset(model, pipeline, batch_size)
     with_scores = any(getattr(task, "needs_scores", False) for task in tasks)
-    predictor = Predictor(model, dataset.element_spec, with_scores=with_scores)
+    predictor = Predictor(
+        model, dataset.element_spec, with_scores=with_scores, jit_compile=jit_compile
+    )
     meter = Progress(getattr(pipeline, "num_examples", None)) if progress else None
     restored = checkpoint_path is None
     for task in tasks:
