@@ -132,6 +132,7 @@ def measure(name, paths, args):
             buckets=args.buckets,
             tf_random_seed=args.seed,
             jit_compile=args.jit_compile,
+            pad_to_bucket=args.pad_to_bucket,
             mixed_precision=args.mixed_precision,
             distribution_strategy=args.distribution_strategy,
         )
@@ -247,6 +248,8 @@ def options_description(args):
     options = []
     if args.jit_compile:
         options.append("xla")
+    if args.pad_to_bucket:
+        options.append("padded to buckets")
     if args.mixed_precision:
         options.append(args.mixed_precision)
     if args.distribution_strategy != "default":
@@ -289,6 +292,11 @@ def build_parser():
     )
     parser.add_argument(
         "--jit_compile", action="store_true", help="XLA train step (--jit_compile)."
+    )
+    parser.add_argument(
+        "--pad_to_bucket",
+        action="store_true",
+        help="Pad batches to their bucket's upper length (with --buckets).",
     )
     parser.add_argument(
         "--mixed_precision",
@@ -362,6 +370,8 @@ def _child_command(args, name, paths):
         command += ["--buckets", args.buckets]
     if args.jit_compile:
         command.append("--jit_compile")
+    if args.pad_to_bucket:
+        command.append("--pad_to_bucket")
     if args.mixed_precision:
         command += ["--mixed_precision", args.mixed_precision]
     command += ["--distribution_strategy", args.distribution_strategy]
