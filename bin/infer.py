@@ -56,6 +56,13 @@ flags.DEFINE_boolean(
     "Compile the decoding loop (greedy or beam search) with XLA; compiles once "
     "per batch shape (sources padded to a multiple of 8 tokens).",
 )
+flags.DEFINE_float(
+    "gpu_memory_fraction", 1.0, "Fraction of each GPU's memory to use (<1 caps it)."
+)
+flags.DEFINE_boolean(
+    "gpu_allow_growth", False, "Grow GPU memory on demand instead of at start."
+)
+flags.DEFINE_boolean("log_device_placement", False, "Log the device of every op.")
 
 _YAML_FLAGS = ("tasks", "model_params", "input_pipeline")
 
@@ -114,6 +121,11 @@ def main(argv):
             "--input_pipeline is not set; e.g. 'class: ParallelTextInputPipeline\\n"
             "params: {source_files: [input.txt]}'."
         )
+    cli.configure_devices(
+        values["gpu_allow_growth"],
+        values["gpu_memory_fraction"],
+        values["log_device_placement"],
+    )
     tasks = [create_from_dict(d, [tasks_lib], what="task") for d in task_defs]
     train_options = inference.load_train_options(values["model_dir"])
     checkpoint = inference.resolve_checkpoint(

@@ -151,3 +151,34 @@ def test_early_stopping_metric_must_be_reported(toy_data, tmp_path):
 def test_unknown_schedule(toy_data, tmp_path, schedule):
     result = run_train(*base_args(toy_data, tmp_path / "m"), "--schedule", schedule)
     assert_user_error(result, "--schedule=nonsense", "train_and_evaluate")
+
+
+def test_engine_flags_train_and_bad_values_fail_before_writing(toy_data, tmp_path):
+    out = tmp_path / "m"
+    result = run_train(
+        *base_args(toy_data, out),
+        "--train_steps",
+        "2",
+        "--batch_type",
+        "tokens",
+        "--batch_size",
+        "128",
+        "--effective_batch_size",
+        "256",
+        "--distribution_strategy",
+        "mirrored",
+        "--mixed_precision",
+        "bfloat16",
+        "--gpu_allow_growth",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.exists(out / "ckpt-2.index"), os.listdir(out)
+    for flag, value, fragment in (
+        ("--mixed_precision", "float8", "--mixed_precision=float8"),
+        ("--effective_batch_size", "20", "multiple of --batch_size=8"),
+        ("--distribution_strategy", "tpu", "--distribution_strategy=tpu"),
+    ):
+        bad = tmp_path / f"bad_{flag.strip('-')}"
+        result = run_train(*base_args(toy_data, bad), flag, value)
+        assert_user_error(result, fragment)
+        assert not bad.exists() or not os.listdir(bad), os.listdir(bad)
