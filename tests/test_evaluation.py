@@ -61,9 +61,9 @@ def _setup(toy_data, tmp_path):
     traced_widths = []
     infer = model.infer
 
-    def recording_infer(features, max_length=None):
-        traced_widths.append(model.params["inference.beam_search.beam_width"])
-        return infer(features, max_length)
+    def recording_infer(features, max_length=None, beam_width=None, **kwargs):
+        traced_widths.append(beam_width)
+        return infer(features, max_length, beam_width=beam_width, **kwargs)
 
     model.infer = recording_infer
     return model, dataset, traced_widths
@@ -93,7 +93,7 @@ def test_results_say_how_they_were_measured(toy_data, tmp_path):
     assert results["recorder/greedy"] == 32
     # Greedy decodes although the model's own inference uses a beam of 4,
     # and that setting is left as it was.
-    assert traced_widths == [0]
+    assert traced_widths == [1]
     assert model.params["inference.beam_search.beam_width"] == 4
     expected = []
     for features in dataset:
@@ -129,7 +129,7 @@ def test_beam_results_are_reported_beside_greedy(toy_data, tmp_path):
     greedy = evaluator.metrics[0].hypotheses
     beam = evaluator.beam_metrics[0].hypotheses
     assert beam is not greedy and len(beam) == 32
-    assert traced_widths == [0, 3]
+    assert traced_widths == [1, 3]
     assert model.params["inference.beam_search.beam_width"] == 4
     # The beam hypotheses are those of the model's own beam search of width 3.
     model.params["inference.beam_search.beam_width"] = 3

@@ -18,7 +18,6 @@ from absl import logging
 from seq2seq.configurable import ModeKeys, deep_merge, locate_class
 from seq2seq.data import batching
 from seq2seq.errors import UserError
-from seq2seq.inference import decoding
 from seq2seq.training import early_stopping
 from seq2seq.training.utils import TrainOptions
 
@@ -217,9 +216,7 @@ class Predictor:
                 [[0, 0], [0, padding]],
                 constant_values=_source_padding_id(self.model),
             )
-        # The decoding strategies read the default when they are traced.
-        with decoding.default_jit_compile(self.jit_compile):
-            predictions = self.model.infer(features)
+        predictions = self.model.infer(features, jit_compile=self.jit_compile)
         if self.jit_compile and "attention_scores" in predictions:
             predictions["attention_scores"] = predictions["attention_scores"][
                 :, :, :width

@@ -383,10 +383,11 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         """Whether inference uses beam search (`beam_width` > 1)."""
         return self.params["inference.beam_search.beam_width"] > 1
 
-    def beam_search_config(self):
-        """The `BeamSearchConfig` built from `inference.beam_search.*`."""
+    def beam_search_config(self, beam_width=None):
+        """The `BeamSearchConfig` built from `inference.beam_search.*`, with
+        `beam_width` instead of the configured width when given."""
         return beam_search.BeamSearchConfig(
-            beam_width=self.params["inference.beam_search.beam_width"],
+            beam_width=beam_width or self.params["inference.beam_search.beam_width"],
             vocab_size=self.target_vocab_info.total_size,
             eos_token=self.target_vocab_info.special_vocab.SEQUENCE_END,
             length_penalty_weight=self.params[
@@ -397,13 +398,17 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             ],
         )
 
-    def infer(self, features, max_length=None):
+    def infer(self, features, max_length=None, beam_width=None, jit_compile=None):
         """Free-running decoding of a batch of preprocessed sources: greedy, or
-        beam search when `inference.beam_search.beam_width` > 1.
+        beam search when the beam width is > 1.
 
         Args:
           features: Preprocessed features (targets are ignored).
           max_length: Optional cap on the number of decoded tokens.
+          beam_width: Overrides `inference.beam_search.beam_width` for this
+            call (1: greedy).
+          jit_compile: Compile the decoding loop with XLA; None takes
+            `decoding.default_jit_compile`.
 
         Returns:
           A dict with `predicted_ids` [B, T] int32 (the best hypothesis),
@@ -419,7 +424,8 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         special = self.target_vocab_info.special_vocab
         start_ids = tf.fill([batch_size], tf.constant(special.SEQUENCE_START, tf.int32))
         max_length = max_length or self.max_decode_length()
-        if self.use_beam_search:
+        width = beam_width or self.params["inference.beam_search.beam_width"]
+        if width > 1:
             result = beam_search.beam_search_decode(
                 self.decoder,
                 self.embed_target,
@@ -427,8 +433,9 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 special.SEQUENCE_END,
                 state,
                 memory,
-                self.beam_search_config(),
+                self.beam_search_config(width),
                 max_length,
+                jit_compile=jit_compile,
             )
             predictions = beam_search.beam_search_predictions(result)
         else:
@@ -440,6 +447,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 state,
                 memory,
                 max_length,
+                jit_compile=jit_compile,
             )
             predictions = {
                 "predicted_ids": result.ids,

@@ -24,14 +24,11 @@ distribution at each reference position, which a free-running decode of a
 different length does not define.
 """
 
-import contextlib
-
 import tensorflow as tf
 
 from seq2seq.metrics import metric_specs
 
 _ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len")
-_BEAM_WIDTH = "inference.beam_search.beam_width"
 
 LOSS_TAG = "loss/teacher_forced"
 TEACHER_FORCED = "teacher_forced"
@@ -84,22 +81,6 @@ def metric_tag(metric, suffix=None):
     return f"{metric.name}/{suffix}"
 
 
-@contextlib.contextmanager
-def _beam_width(model, width):
-    """Temporarily sets the model's `inference.beam_search.beam_width`, which
-    `model.infer` reads when it is traced."""
-    params = model.params
-    if _BEAM_WIDTH not in params:
-        yield
-        return
-    previous = params[_BEAM_WIDTH]
-    params[_BEAM_WIDTH] = width
-    try:
-        yield
-    finally:
-        params[_BEAM_WIDTH] = previous
-
-
 def _copy_metric(metric):
     """A fresh spec with the same class and params (for beam results)."""
     return type(metric)(dict(metric.params), metric.mode)
@@ -144,21 +125,20 @@ class Evaluator:
             output = model.forward(features, training=False)
             return output.loss_sum, output.num_tokens
 
-        def make_decode():
+        def make_decode(beam_width):
             @tf.function(input_signature=[spec])
             def decode_fn(features):
-                predictions = model.infer(features)
+                predictions = model.infer(features, beam_width=beam_width)
                 return predictions["predicted_ids"], predictions["predicted_len"]
 
             return decode_fn
 
         self._loss_fn = loss_fn
-        self._greedy_fn = make_decode()
-        self._beam_fn = make_decode() if self.beam_metrics else None
+        self._greedy_fn = make_decode(1)
+        self._beam_fn = make_decode(self.beam_width) if self.beam_metrics else None
 
-    def _decode(self, fn, width, features):
-        with _beam_width(self.model, width):
-            ids, lengths = fn(features)
+    def _decode(self, fn, features):
+        ids, lengths = fn(features)
         return tokens_from_ids(
             self.model.target_id_to_token, ids.numpy(), lengths.numpy()
         )
@@ -188,7 +168,7 @@ class Evaluator:
                 features["target_tokens"].numpy(), features["target_tokens_len"].numpy()
             )
             greedy = (
-                self._decode(self._greedy_fn, 0, ids_only)
+                self._decode(self._greedy_fn, ids_only)
                 if self.text_metrics
                 else [[] for _ in references]
             )
@@ -197,7 +177,7 @@ class Evaluator:
                     greedy, references, loss_sum=loss_sum, num_tokens=num_tokens
                 )
             if self.beam_metrics:
-                beam = self._decode(self._beam_fn, self.beam_width, ids_only)
+                beam = self._decode(self._beam_fn, ids_only)
                 for metric in self.beam_metrics:
                     metric.update(
                         beam, references, loss_sum=loss_sum, num_tokens=num_tokens
