@@ -230,31 +230,10 @@ def split_tokens(text, delimiter, prepend_token=None, append_token=None):
     Returns:
       A tuple `(tokens [N] tf.string, length [] tf.int32)`.
     """
-    text = tf.strings.unicode_transcode(
-        text,
-        input_encoding="UTF-8",
-        output_encoding="UTF-8",
-        errors="replace",
-        replacement_char=0xFFFD,
+    tokens, _ = split_tokens_batch(
+        tf.reshape(text, [1]), delimiter, prepend_token, append_token
     )
-    text = tf.strings.regex_replace(text, "\r$", "")
-    if delimiter == "":
-        tokens = tf.strings.unicode_split(text, "UTF-8", errors="replace")
-    else:
-        separator = delimiter[0]
-        rewrite = separator.replace("\\", "\\\\")
-        for other in sorted(set(delimiter[1:]) - {separator}):
-            text = tf.strings.regex_replace(text, _re2_literal(other), rewrite)
-        tokens = tf.strings.split(text, sep=separator)
-        tokens = tf.boolean_mask(tokens, tf.strings.length(tokens) > 0)
-    pieces = []
-    if prepend_token is not None:
-        pieces.append(tf.constant([prepend_token]))
-    pieces.append(tokens)
-    if append_token is not None:
-        pieces.append(tf.constant([append_token]))
-    tokens = tf.concat(pieces, axis=0) if len(pieces) > 1 else tokens
-    tokens = tf.ensure_shape(tokens, [None])
+    tokens = tf.ensure_shape(tokens.values, [None])
     return tokens, tf.size(tokens, out_type=tf.int32)
 
 
