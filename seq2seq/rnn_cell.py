@@ -54,12 +54,22 @@ state convention:
   on input). `tf.nest.flatten` gives the leaves in layer order.
 """
 
+import contextlib
 import importlib
 import inspect
+import threading
 
 import keras
 import tensorflow as tf
 from absl import logging
+
+try:
+    # Keras's cuDNN GRU / LSTM functions for the TensorFlow backend (the ones
+    # keras.layers.GRU and LSTM run on a GPU). Not public API: without them
+    # the recurrences run as this module's own loops.
+    from keras.src.backend.tensorflow import rnn as _keras_tf_rnn
+except ImportError:  # pragma: no cover - depends on the Keras version
+    _keras_tf_rnn = None
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.errors import ConfigError
@@ -70,6 +80,7 @@ __all__ = [
     "GateBiasInitializer",
     "LayerNormLSTMCell",
     "cell_from_spec",
+    "cudnn_disabled",
     "default_rnn_cell_params",
     "get_rnn_cell",
     "known_cell_classes",
@@ -1100,6 +1111,15 @@ class FusedRecurrence:
     cannot run (other cell classes, Keras cell dropout, residual
     connections); callers then step the cell itself.
 
+    On a GPU, `run` (whole sequences) uses cuDNN's fused RNN kernels, layer
+    by layer, when every layer qualifies (`cudnn_compatible`): LSTM cells,
+    and GRU cells with `reset_after: true` (cuDNN's GRU applies the reset
+    gate after the recurrent product, so the TF1-style `GRUCell` default,
+    `reset_after: false`, keeps the loop), with tanh / sigmoid activations
+    and biases. The variables and the math are the same as the loop's, so
+    a checkpoint moves freely between CPU and GPU. `step` never uses cuDNN
+    (decoders step one token at a time).
+
     Args:
       cell: An `ExtendedMultiRNNCell` (as `get_rnn_cell` builds) of
         `DropoutWrapper`s around `keras.layers.GRUCell` or
@@ -1123,6 +1143,29 @@ class FusedRecurrence:
         """Builds the cell for inputs of `input_shape` ([..., E])."""
         if not self.cell.built:
             self.cell.build(tuple(input_shape))
+
+    def cudnn_compatible(self):
+        """Whether every layer's cell has the math of a cuDNN kernel."""
+        if _keras_tf_rnn is None:
+            return False
+        for layer in self.layers:
+            cell = layer.cell
+            if not cell.use_bias:
+                return False
+            if cell.activation not in _TANH:
+                return False
+            if cell.recurrent_activation not in _SIGMOID:
+                return False
+            if isinstance(cell, keras.layers.GRUCell) and not cell.reset_after:
+                return False
+        return True
+
+    def uses_cudnn(self):
+        """Whether `run` takes the cuDNN kernels: a GPU is visible,
+        `cudnn_compatible()`, and not inside `cudnn_disabled()`."""
+        if getattr(_CUDNN_SWITCH, "disabled", 0):
+            return False
+        return _gpu_visible() and self.cudnn_compatible()
 
     def _active(self, training):
         return _is_training(training, self.cell.mode)
@@ -1319,6 +1362,12 @@ class FusedRecurrence:
           `(outputs [B, T, H], final_state)`.
         """
         self.build(inputs.shape)
+        if self.uses_cudnn():
+            try:
+                return self._run_cudnn(inputs, initial_state, training, mask)
+            except NotImplementedError:
+                # Keras declined this configuration: loop instead.
+                logging.debug("cuDNN RNN declined; using the step loop.")
         projected = self.project_inputs(inputs, training)
         prepared = self.prepare()
         num_steps = tf.shape(inputs)[1]
@@ -1355,6 +1404,94 @@ class FusedRecurrence:
             maximum_iterations=num_steps,
         )
         return tf.transpose(outputs.stack(), [1, 0, 2]), state
+
+    def _run_cudnn(self, inputs, initial_state, training, mask):
+        """`run` with one cuDNN kernel call per layer (see the class doc).
+
+        Dropout is drawn per element of the whole sequence, as the loop
+        draws it per step. cuDNN rejects empty sequences, so those run for
+        one step and get their zero outputs and initial state back after.
+        """
+        num_steps = tf.shape(inputs)[1]
+        kernel_mask = lengths = None
+        if mask is not None:
+            mask = tf.cast(mask, tf.bool)
+            lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+            kernel_mask = tf.sequence_mask(tf.maximum(lengths, 1), maxlen=num_steps)
+        states = tf.nest.map_structure(
+            lambda t: tf.cast(t, self.dtype), _nested_lists(initial_state)
+        )
+        active = self._active(training)
+        outputs = tf.cast(self.input_dropout(inputs, training), self.dtype)
+        final_states = []
+        for index, (layer, state) in enumerate(zip(self.layers, states)):
+            if index > 0 and active and layer.input_keep_prob < 1.0:
+                outputs = _dropout(outputs, layer.input_keep_prob)
+            cell = layer.cell
+            kernel, recurrent, bias = self._weights(layer)
+            if isinstance(cell, keras.layers.GRUCell):
+                _, outputs, new_state = _keras_tf_rnn.gru(
+                    outputs,
+                    state[0],
+                    kernel_mask,
+                    kernel,
+                    recurrent,
+                    bias,
+                    cell.activation,
+                    cell.recurrent_activation,
+                    return_sequences=True,
+                    reset_after=True,
+                )
+            else:
+                _, outputs, new_state = _keras_tf_rnn.lstm(
+                    outputs,
+                    state[0],
+                    state[1],
+                    kernel_mask,
+                    kernel,
+                    recurrent,
+                    bias,
+                    cell.activation,
+                    cell.recurrent_activation,
+                    return_sequences=True,
+                )
+            if active and layer.output_keep_prob < 1.0:
+                outputs = _dropout(outputs, layer.output_keep_prob)
+            final_states.append(list(new_state))
+        if mask is not None:
+            outputs = tf.where(mask[:, :, None], outputs, tf.zeros_like(outputs))
+            empty = tf.equal(lengths, 0)[:, None]
+            final_states = tf.nest.map_structure(
+                lambda new, old: tf.where(empty, old, new), final_states, states
+            )
+        return outputs, final_states
+
+
+_TANH = (keras.activations.tanh, keras.ops.tanh, tf.tanh, tf.math.tanh)
+_SIGMOID = (keras.activations.sigmoid, keras.ops.sigmoid, tf.sigmoid, tf.math.sigmoid)
+
+
+_CUDNN_SWITCH = threading.local()
+
+
+@contextlib.contextmanager
+def cudnn_disabled():
+    """Keeps `FusedRecurrence.run` on its own loop within the block.
+
+    For code that is traced for XLA (`jit_compile`): XLA has no cuDNN RNN
+    kernel, so a function compiled with it must not contain one. The switch
+    is per thread and applies while the code is traced.
+    """
+    _CUDNN_SWITCH.disabled = getattr(_CUDNN_SWITCH, "disabled", 0) + 1
+    try:
+        yield
+    finally:
+        _CUDNN_SWITCH.disabled -= 1
+
+
+def _gpu_visible():
+    """Whether TensorFlow sees a GPU (the cuDNN kernels run only there)."""
+    return bool(tf.config.list_logical_devices("GPU"))
 
 
 def _nested_lists(state):

@@ -25,6 +25,7 @@ scale. `jit_compile` compiles the forward and backward pass with XLA.
 
 import tensorflow as tf
 
+from seq2seq.rnn_cell import cudnn_disabled
 from seq2seq.training.distribution import is_distributed
 
 # Keys the compiled steps see; token strings stay on the host.
@@ -259,7 +260,7 @@ class TrainStep:
             tf.TensorSpec([], tf.int32),  # micro-batch index
         ]
         self._gradients = (
-            tf.function(self._replica_gradients, jit_compile=True)
+            tf.function(self._xla_replica_gradients, jit_compile=True)
             if self.jit_compile
             else self._replica_gradients
         )
@@ -309,6 +310,11 @@ class TrainStep:
                 None if g is None else tf.convert_to_tensor(g) for g in gradients
             ]
         return tf.cast(output.loss_sum, tf.float32), gradients
+
+    def _xla_replica_gradients(self, *args):
+        """`_replica_gradients` traced for XLA, which has no cuDNN kernels."""
+        with cudnn_disabled():
+            return self._replica_gradients(*args)
 
     def _local_batch(self, features):
         context = tf.distribute.get_replica_context()
