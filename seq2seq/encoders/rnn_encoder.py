@@ -16,7 +16,12 @@ import tensorflow as tf
 from absl import logging
 
 from seq2seq.encoders.encoder import Encoder, EncoderOutput
-from seq2seq.rnn_cell import FusedRecurrence, default_rnn_cell_params, get_rnn_cell
+from seq2seq.rnn_cell import (
+    FusedRecurrence,
+    default_rnn_cell_params,
+    get_rnn_cell,
+    run_together,
+)
 
 __all__ = [
     "BidirectionalRNNEncoder",
@@ -97,6 +102,38 @@ class _RNNEncoderBase(Encoder):
             outputs = tf.identity(outputs)
         return outputs, list(state)
 
+    @classmethod
+    def _run_both(cls, rnn_fw, rnn_bw, inputs, mask, training, lengths):
+        """Runs a forward and a backward RNN over the same inputs; returns
+        `(out_fw, state_fw, out_bw, state_bw)`, outputs [B, S, H] each.
+
+        Fusable cells run in one loop (`run_together`); others one by one.
+        """
+        fused = [FusedRecurrence.create(rnn.cell) for rnn in (rnn_fw, rnn_bw)]
+        if None in fused:
+            out_fw, state_fw = cls._run(rnn_fw, inputs, mask, training)
+            out_bw, state_bw = cls._run(
+                rnn_bw, inputs, mask, training, backward=True, lengths=lengths
+            )
+            return out_fw, state_fw, out_bw, state_bw
+        for rnn in (rnn_fw, rnn_bw):
+            if not rnn.built:
+                rnn.build(inputs.shape)
+        batch_size = tf.shape(inputs)[0]
+        # Reversed within each length, the padding stays on the right: both
+        # directions share the mask.
+        (out_fw, out_bw), (state_fw, state_bw) = run_together(
+            fused,
+            [inputs, _reverse(inputs, lengths)],
+            [
+                rnn.cell.get_initial_state(batch_size=batch_size)
+                for rnn in (rnn_fw, rnn_bw)
+            ],
+            training,
+            mask,
+        )
+        return out_fw, list(state_fw), _reverse(out_bw, lengths), list(state_bw)
+
 
 class UnidirectionalRNNEncoder(_RNNEncoderBase):
     """Runs one (possibly multi-layer) RNN over the sequence, left to right.
@@ -150,9 +187,8 @@ class BidirectionalRNNEncoder(_RNNEncoderBase):
     def call(self, inputs, sequence_length, training=None):
         lengths = _lengths(inputs, sequence_length)
         mask = _mask(inputs, lengths)
-        out_fw, state_fw = self._run(self.rnn_fw, inputs, mask, training)
-        out_bw, state_bw = self._run(
-            self.rnn_bw, inputs, mask, training, backward=True, lengths=lengths
+        out_fw, state_fw, out_bw, state_bw = self._run_both(
+            self.rnn_fw, self.rnn_bw, inputs, mask, training, lengths
         )
         outputs = tf.concat([out_fw, out_bw], axis=-1)
         return EncoderOutput(
@@ -221,9 +257,8 @@ class StackBidirectionalRNNEncoder(_RNNEncoderBase):
         states_fw, states_bw = [], []
         layer_inputs = inputs
         for rnn_fw, rnn_bw in zip(self.rnns_fw, self.rnns_bw):
-            out_fw, state_fw = self._run(rnn_fw, layer_inputs, mask, training)
-            out_bw, state_bw = self._run(
-                rnn_bw, layer_inputs, mask, training, backward=True, lengths=lengths
+            out_fw, state_fw, out_bw, state_bw = self._run_both(
+                rnn_fw, rnn_bw, layer_inputs, mask, training, lengths
             )
             # Each single-layer cell's state is [layer_state]; unwrap it.
             states_fw.append(state_fw[0])
