@@ -53,18 +53,17 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO_ROOT = os.path.dirname(_HERE)
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from benchmarks import synthetic_data  # noqa: E402
+from benchmarks import common, synthetic_data  # noqa: E402
+from benchmarks.common import BenchmarkError, ChildFailed, format_table  # noqa: E402
 
 OPENNMT_REQUIREMENTS = ("opennmt-tf==2.32.0", "tensorflow-cpu==2.13.*")
 OPENNMT_VERSION = "2.32.0"
@@ -72,7 +71,6 @@ OPENNMT_TF_PREFIX = "2.13."
 CONFIG_PATH = os.path.join(_REPO_ROOT, "example_configs", "nmt_small.yml")
 RUNNER_PATH = os.path.join(_HERE, "opennmt_runner.py")
 ONMT_SPECIALS = ("<blank>", "<s>", "</s>")
-_ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len")
 SYSTEMS = ("ours", "opennmt")
 LABELS = {"ours": "ours", "opennmt": "OpenNMT-tf"}
 
@@ -127,14 +125,6 @@ ARCHITECTURE_DIFFERENCES = (
     "(ours: source/target.max_seq_len 0 instead of 50; OpenNMT-tf: no "
     "maximum_*_length), so both see every pair whole.",
 )
-
-
-class BenchmarkError(Exception):
-    """A problem the user can fix; printed as one line, exit status 2."""
-
-
-class ChildFailed(BenchmarkError):
-    """A measuring process failed; its log is in the work directory."""
 
 
 # --------------------------------------------------------------- venv
@@ -379,13 +369,9 @@ def prepare_corpus(args, work_dir):
             f"{_count_lines(paths['test_source'])} test pairs, {len(words)} words"
         )
     else:
-        kwargs = synthetic_data.corpus_kwargs(args)
-        train = synthetic_data.write_synthetic_corpus(
-            os.path.join(work_dir, "train"), **kwargs
-        )
-        kwargs.update(num_examples=args.num_test, seed=args.seed + 1)
-        test = synthetic_data.write_synthetic_corpus(
-            os.path.join(work_dir, "test"), **kwargs
+        train = common.write_corpus(args, os.path.join(work_dir, "train"))
+        test = common.write_test_corpus(
+            args, os.path.join(work_dir, "test"), args.num_test
         )
         paths.update(
             source=train["sources"],
@@ -432,65 +418,23 @@ def nmt_small_settings():
 # -------------------------------------------------------------- children
 
 
-def _peak_rss_mb(usage):
-    # Linux reports ru_maxrss in KiB, macOS in bytes.
-    scale = 1024.0 * 1024.0 if sys.platform == "darwin" else 1024.0
-    return usage.ru_maxrss / scale
-
-
 def run_child(system, task, spec, work_dir, opennmt_python=None):
-    """Runs one measurement in a fresh process; returns its result dict.
-
-    The peak RSS and CPU time come from `os.wait4` on that very process.
-    """
-    tag = f"{system}_{task}_{spec['round']}"
-    spec_path = os.path.join(work_dir, tag + ".spec.json")
-    result_path = os.path.join(work_dir, tag + ".result.json")
-    log_path = os.path.join(work_dir, tag + ".log")
-    with open(spec_path, "w", encoding="utf-8") as out:
-        json.dump(spec, out, indent=2)
+    """Runs one measurement of `system` in a fresh process (see
+    `common.run_child`); returns its result dict."""
     if system == "ours":
         command = [sys.executable, os.path.abspath(__file__), "--child", task]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     else:
         command = [opennmt_python, RUNNER_PATH, task]
         env = _opennmt_env()
-    command += [spec_path, result_path]
-    start = time.perf_counter()
-    with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=_REPO_ROOT
-        )
-        try:
-            _, status, usage = os.wait4(process.pid, 0)
-        except BaseException:
-            process.kill()
-            process.wait()
-            raise
-    process.returncode = os.waitstatus_to_exitcode(status)
-    elapsed = time.perf_counter() - start
-    if process.returncode != 0 or not os.path.isfile(result_path):
-        with open(log_path, encoding="utf-8", errors="replace") as handle:
-            tail = handle.read().strip().splitlines()[-25:]
-        sys.stderr.write("\n".join(tail) + "\n")
-        raise ChildFailed(
-            f"the {LABELS[system]} {task} run failed (exit {process.returncode}); "
-            f"its log is {log_path} (last lines above)."
-        )
-    with open(result_path, encoding="utf-8") as handle:
-        result = json.load(handle)
-    result.update(
-        peak_rss_mb=_peak_rss_mb(usage),
-        process_cpu_s=usage.ru_utime + usage.ru_stime,
-        process_wall_s=elapsed,
+    return common.run_child(
+        command,
+        spec,
+        work_dir,
+        f"{system}_{task}_{spec['round']}",
+        f"{LABELS[system]} {task}",
+        env=env,
     )
-    return result
-
-
-def _self_peak_rss_mb():
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _import_rss_mb():
@@ -502,44 +446,20 @@ def _import_rss_mb():
     from seq2seq.training import trainer  # noqa: F401
 
     tf.zeros([1]).numpy()
-    return _self_peak_rss_mb()
+    return common.peak_rss_mb()
 
 
 def _ours_model_config(spec):
-    from seq2seq.configurable import deep_merge, load_yaml_file
-
-    config = load_yaml_file(CONFIG_PATH) or {}
-    params = deep_merge(
-        config.get("model_params") or {},
-        {
-            "vocab_source": spec["vocab"],
-            "vocab_target": spec["vocab"],
-            # No truncation: OpenNMT-tf is given no length limit either.
-            "source.max_seq_len": 0,
-            "target.max_seq_len": 0,
-        },
-    )
-    return config.get("model") or "AttentionSeq2Seq", params
-
-
-def _text_pipeline(source, target, mode):
-    from seq2seq.configurable import ModeKeys
-    from seq2seq.data import input_pipeline
-
-    files = {"source_files": [source]}
-    if target:
-        files["target_files"] = [target]
-    kwargs = {} if mode == ModeKeys.TRAIN else {"shuffle": False, "num_epochs": 1}
-    return input_pipeline.make_input_pipeline_from_def(
-        {"class": "ParallelTextInputPipeline", "params": files}, mode, **kwargs
+    # No truncation: OpenNMT-tf is given no length limit either.
+    return common.load_model_config(
+        CONFIG_PATH, spec["vocab"], {"source.max_seq_len": 0, "target.max_seq_len": 0}
     )
 
 
 def _median_window(windows):
     """The timed window with the median target tokens/s (the lower middle
     one for an even count)."""
-    ordered = sorted(windows, key=lambda w: w["target_tokens"] / w["seconds"])
-    return ordered[(len(ordered) - 1) // 2]
+    return common.middle(windows, key=lambda w: w["target_tokens"] / w["seconds"])
 
 
 def _ours_train(spec):
@@ -564,34 +484,28 @@ def _ours_train(spec):
     )
     dev_pipeline = None
     if spec.get("dev_source"):
-        dev_pipeline = _text_pipeline(
+        dev_pipeline = common.text_pipeline(
             spec["dev_source"], spec["dev_target"], ModeKeys.EVAL
         )
-    start = time.perf_counter()
+    clock = common.Stopwatch()
     trainer = trainer_lib.Trainer(
         options,
-        _text_pipeline(spec["source"], spec["target"], ModeKeys.TRAIN),
+        common.text_pipeline(spec["source"], spec["target"], ModeKeys.TRAIN),
         dev_pipeline,
         run_config,
     )
     model = trainer.model
-    # The iterator Trainer.train() draws from, the variables it builds and
-    # its compiled step.
-    iterator = trainer._iterator
-    first = next(iterator)
-    trainer._build(first)
-    train_step = trainer._make_train_step(trainer.train_dataset.element_spec)
-    build_s = time.perf_counter() - start
+    iterator, first, train_step = common.compiled_train_step(trainer)
+    build_s = clock.seconds()
 
     def run(num_steps, features=None):
         tokens = examples = padded = 0
         outputs = None
-        wall = time.perf_counter()
-        cpu = time.process_time()
+        clock = common.Stopwatch()
         for _ in range(num_steps):
             batch = features if features is not None else next(iterator)
             features = None
-            outputs = train_step({k: batch[k] for k in _ID_KEYS})
+            outputs = train_step(batch)
             target_len = batch["target_len"].numpy()
             tokens += int(target_len.sum() - len(target_len))
             examples += len(target_len)
@@ -599,8 +513,8 @@ def _ours_train(spec):
             padded += len(target_len) * (int(batch["target_ids"].shape[1]) - 1)
         loss = float(outputs["loss"])  # waits for the last step
         return {
-            "seconds": time.perf_counter() - wall,
-            "cpu_seconds": time.process_time() - cpu,
+            "seconds": clock.seconds(),
+            "cpu_seconds": clock.cpu_seconds(),
             "target_tokens": tokens,
             "examples": examples,
             "padded_targets": padded,
@@ -618,16 +532,16 @@ def _ours_train(spec):
         windows=windows,
         train_loss=windows[-1]["train_loss"],
         global_step=trainer.step,
-        parameters=int(
-            sum(int(v.shape.num_elements()) for v in model.trainable_variables)
-        ),
+        parameters=common.count_parameters(model.trainable_variables),
         build_s=build_s,
         first_step_s=first_step_s,
         tf_version=tf.__version__,
         learning_rate=float(model.params["optimizer.learning_rate"]),
     )
     if trainer.dev_dataset is not None:
-        dev_spec = {k: trainer.dev_dataset.element_spec[k] for k in _ID_KEYS}
+        from seq2seq.training.train_step import ID_KEYS
+
+        dev_spec = {k: trainer.dev_dataset.element_spec[k] for k in ID_KEYS}
 
         @tf.function(input_signature=[dev_spec])
         def dev_step(features):
@@ -636,7 +550,7 @@ def _ours_train(spec):
 
         total = count = 0.0
         for batch in trainer.dev_dataset:
-            loss_sum, num_tokens = dev_step({k: batch[k] for k in _ID_KEYS})
+            loss_sum, num_tokens = dev_step({k: batch[k] for k in ID_KEYS})
             total += float(loss_sum)
             count += float(num_tokens)
         result["dev_loss"] = total / max(count, 1.0)
@@ -653,7 +567,7 @@ def _ours_train(spec):
         tf.profiler.experimental.stop()
         result["profile_tokens"] = sum(t["target_tokens"] for t in traced)
         result["profile_padded"] = sum(t["padded_targets"] for t in traced)
-    result["peak_rss_self_mb"] = _self_peak_rss_mb()
+    result["peak_rss_self_mb"] = common.peak_rss_mb()
     result["import_rss_mb"] = import_rss_mb
     return result
 
@@ -661,7 +575,6 @@ def _ours_train(spec):
 def _ours_infer(spec):
     import_rss_mb = _import_rss_mb()
 
-    import numpy as np
     import tensorflow as tf
 
     from seq2seq.configurable import ModeKeys
@@ -670,7 +583,7 @@ def _ours_infer(spec):
     tf.keras.utils.set_random_seed(spec["seed"])
     options = inference.load_train_options(spec["model_dir"])
     checkpoint = inference.resolve_checkpoint(spec["model_dir"])
-    pipeline = _text_pipeline(spec["source"], None, ModeKeys.INFER)
+    pipeline = common.text_pipeline(spec["source"], None, ModeKeys.INFER)
     results = []
     for beam_width in spec["beam_widths"]:
         model = inference.build_model(
@@ -683,14 +596,13 @@ def _ours_infer(spec):
         end_id = model.target_vocab_info.special_vocab.SEQUENCE_END
         dataset = inference.make_dataset(model, pipeline, spec["batch_size"])
         predictor = inference.Predictor(model, dataset.element_spec)
-        start = time.perf_counter()
+        clock = common.Stopwatch()
         first = next(iter(dataset))
         predictor(first)  # traces, creates the variables
         inference.restore_model(model, checkpoint)
-        first_batch_s = time.perf_counter() - start
+        first_batch_s = clock.seconds()
         sentences = tokens = ended = batches = batch_steps = 0
-        wall = time.perf_counter()
-        cpu = time.process_time()
+        clock = common.Stopwatch()
         for features in dataset:
             predictions = predictor(features)
             lengths = predictions["predicted_len"]
@@ -699,14 +611,12 @@ def _ours_infer(spec):
             batch_steps += ids.shape[1]  # decoding steps this batch ran
             sentences += len(lengths)
             tokens += int(lengths.sum())
-            if ids.shape[1]:
-                last = ids[np.arange(len(lengths)), np.clip(lengths - 1, 0, None)]
-                ended += int(np.sum((lengths > 0) & (last == end_id)))
+            ended += common.count_ended(ids, lengths, end_id)
         results.append(
             {
                 "beam_width": beam_width,
-                "seconds": time.perf_counter() - wall,
-                "cpu_seconds": time.process_time() - cpu,
+                "seconds": clock.seconds(),
+                "cpu_seconds": clock.cpu_seconds(),
                 "sentences": sentences,
                 "output_tokens": tokens,
                 "ended": ended,
@@ -728,22 +638,18 @@ def _ours_infer(spec):
     return {
         "system": "ours",
         "decoders": results,
-        "peak_rss_self_mb": _self_peak_rss_mb(),
+        "peak_rss_self_mb": common.peak_rss_mb(),
         "import_rss_mb": import_rss_mb,
     }
 
 
 def child_main(argv):
     """`--child train|infer SPEC RESULT`: one measurement of our system."""
-    if len(argv) != 3 or argv[0] not in ("train", "infer"):
-        sys.stderr.write("usage: compare_opennmt.py --child train|infer SPEC RESULT\n")
-        return 2
-    with open(argv[1], encoding="utf-8") as handle:
-        spec = json.load(handle)
-    result = _ours_train(spec) if argv[0] == "train" else _ours_infer(spec)
-    with open(argv[2], "w", encoding="utf-8") as out:
-        json.dump(result, out, indent=2)
-    return 0
+    return common.child_main(
+        argv,
+        {"train": _ours_train, "infer": _ours_infer},
+        "usage: compare_opennmt.py --child train|infer SPEC RESULT",
+    )
 
 
 # ------------------------------------------------------------- profile
@@ -893,21 +799,6 @@ def _decoder_name(beam_width):
     return "greedy" if beam_width <= 1 else f"beam {beam_width}"
 
 
-def format_table(rows):
-    """Rows of strings (the first is the header) as a Markdown table."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-
-    def line(cells):
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(rows[0]), rule] + [line(r) for r in rows[1:]])
-
-
-def _median(values):
-    return statistics.median(values) if values else float("nan")
-
-
 def _ratio(ours, theirs):
     return ours / theirs if theirs else float("nan")
 
@@ -915,14 +806,16 @@ def _ratio(ours, theirs):
 def summarize_training(runs):
     """Medians over rounds of one system's training runs."""
     return {
-        "tokens_per_s": _median([r["target_tokens"] / r["seconds"] for r in runs]),
-        "examples_per_s": _median([r["examples"] / r["seconds"] for r in runs]),
-        "tokens_per_cpu_s": _median(
+        "tokens_per_s": common.median(
+            [r["target_tokens"] / r["seconds"] for r in runs]
+        ),
+        "examples_per_s": common.median([r["examples"] / r["seconds"] for r in runs]),
+        "tokens_per_cpu_s": common.median(
             [r["target_tokens"] / max(r["cpu_seconds"], 1e-9) for r in runs]
         ),
-        "ms_per_step": _median([1000 * r["seconds"] / r["steps"] for r in runs]),
+        "ms_per_step": common.median([1000 * r["seconds"] / r["steps"] for r in runs]),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-        "import_rss_mb": _median([r["import_rss_mb"] for r in runs]),
+        "import_rss_mb": common.median([r["import_rss_mb"] for r in runs]),
         "model_rss_mb": max(r["peak_rss_mb"] - r["import_rss_mb"] for r in runs),
         "dev_loss": runs[0]["dev_loss"],
         "dev_loss_range": (
@@ -932,7 +825,7 @@ def summarize_training(runs):
         "train_loss": runs[0]["train_loss"],
         "parameters": runs[0]["parameters"],
         "global_step": runs[0]["global_step"],
-        "first_step_s": _median([r["first_step_s"] for r in runs]),
+        "first_step_s": common.median([r["first_step_s"] for r in runs]),
         "mean_target_len": sum(r["target_tokens"] for r in runs)
         / max(sum(r["examples"] for r in runs), 1),
         "spread": (
@@ -947,12 +840,14 @@ def summarize_inference(runs, beam_width):
     rows = [d for r in runs for d in r["decoders"] if d["beam_width"] == beam_width]
     first = rows[0]
     return {
-        "sentences_per_s": _median([d["sentences"] / d["seconds"] for d in rows]),
-        "sentences_per_cpu_s": _median(
+        "sentences_per_s": common.median([d["sentences"] / d["seconds"] for d in rows]),
+        "sentences_per_cpu_s": common.median(
             [d["sentences"] / max(d["cpu_seconds"], 1e-9) for d in rows]
         ),
         "steps_per_batch": first["batch_steps"] / max(first["batches"], 1),
-        "batch_steps_per_s": _median([d["batch_steps"] / d["seconds"] for d in rows]),
+        "batch_steps_per_s": common.median(
+            [d["batch_steps"] / d["seconds"] for d in rows]
+        ),
         "mean_output_len": first["output_tokens"] / max(first["sentences"], 1),
         "ended": first["ended"] / max(first["sentences"], 1),
         "sentences": first["sentences"],
@@ -1272,8 +1167,7 @@ def run_benchmark(args):
             f"{args.steps} timed steps per run, learning rate "
             f"{settings['learning_rate']:g}, Adam epsilon "
             f"{settings['adam_epsilon']:g}, clip {settings['clip_gradients']:g}; "
-            f"{args.repeats} round(s), systems alternating; {os.cpu_count()} CPUs, "
-            f"load average {os.getloadavg()[0]:.2f} at start",
+            f"{args.repeats} round(s), systems alternating; {common.load_at_start()}",
             flush=True,
         )
         train_runs = {s: [] for s in systems}
@@ -1363,7 +1257,7 @@ def run_benchmark(args):
             s: {w: summarize_inference(infer_runs[s], w) for w in beam_widths}
             for s in systems
         }
-    load_end = os.getloadavg()[0]
+    load_end = common.load_average()
     print()
     print(
         f"Training (nmt_small, batch {args.batch_size}, {args.steps} timed steps "
@@ -1417,7 +1311,7 @@ def run_benchmark(args):
         if max(load_end, 0) > cpus
         else ""
     )
-    print(f"load average {load_end:.2f} at end on {cpus} CPUs{busy}")
+    print(common.load_at_end(load_end, with_cpus=True) + busy)
     if args.profile_dir:
         print()
         for system in systems:

@@ -46,26 +46,21 @@ import argparse  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from benchmarks import synthetic_data  # noqa: E402
-from benchmarks.train_throughput import load_model_config, peak_rss_mb  # noqa: E402
+from benchmarks import common, synthetic_data  # noqa: E402
 
 
 def _int_list(text, flag):
     try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 0:
-        raise SystemExit(f"error: --{flag} takes integers like 1,32; got {text!r}.")
-    return values
+        return common.number_list(
+            text, flag, minimum=0, description="integers like 1,32"
+        )
+    except common.BenchmarkError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def build_parser():
@@ -128,27 +123,15 @@ def build_parser():
     return parser
 
 
-def _write_test_set(args, work_dir):
-    """A held-out synthetic set of the same task (other seed, same dictionary)."""
-    kwargs = synthetic_data.corpus_kwargs(args)
-    kwargs.update(num_examples=args.num_sentences, seed=args.seed + 1)
-    return synthetic_data.write_synthetic_corpus(
-        os.path.join(work_dir, "test"), **kwargs
-    )
-
-
 def train_model(args, work_dir):
     """Trains `args.config` on a synthetic corpus; returns the model dir."""
     from seq2seq.configurable import ModeKeys
-    from seq2seq.data import input_pipeline
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
 
-    corpus = synthetic_data.write_synthetic_corpus(
-        os.path.join(work_dir, "train"), **synthetic_data.corpus_kwargs(args)
-    )
+    corpus = common.write_corpus(args, os.path.join(work_dir, "train"))
     print("training corpus: " + synthetic_data.describe(corpus))
-    model_class, params = load_model_config(
+    model_class, params = common.load_model_config(
         args.config,
         corpus["vocab"],
         {"optimizer.learning_rate": args.train_learning_rate},
@@ -156,15 +139,8 @@ def train_model(args, work_dir):
     model_dir = os.path.join(work_dir, "model")
     options = TrainOptions.from_model(model_class, params)
     trainer_lib.check_and_write_train_options(options, model_dir)
-    pipeline = input_pipeline.make_input_pipeline_from_def(
-        {
-            "class": "ParallelTextInputPipeline",
-            "params": {
-                "source_files": [corpus["sources"]],
-                "target_files": [corpus["targets"]],
-            },
-        },
-        ModeKeys.TRAIN,
+    pipeline = common.text_pipeline(
+        corpus["sources"], corpus["targets"], ModeKeys.TRAIN
     )
     config = trainer_lib.RunConfig(
         output_dir=model_dir,
@@ -174,10 +150,10 @@ def train_model(args, work_dir):
         log_every_n_steps=max(args.train_steps, 1),
         tf_random_seed=args.seed,
     )
-    start = time.perf_counter()
+    clock = common.Stopwatch()
     trainer = trainer_lib.Trainer(options, pipeline, None, config)
     trainer.train()
-    seconds = time.perf_counter() - start
+    seconds = clock.seconds()
     print(
         f"trained {args.config} for {trainer.step} steps (batch "
         f"{args.train_batch_size}, learning rate {args.train_learning_rate}) "
@@ -195,7 +171,7 @@ def save_random_model(args, work_dir, source_path, vocab_path):
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
 
-    model_class, params = load_model_config(args.config, vocab_path)
+    model_class, params = common.load_model_config(args.config, vocab_path)
     model_dir = os.path.join(work_dir, "model")
     options = TrainOptions.from_model(model_class, params)
     trainer_lib.check_and_write_train_options(options, model_dir)
@@ -211,25 +187,8 @@ def save_random_model(args, work_dir, source_path, vocab_path):
 
 def _pipeline(source_path):
     from seq2seq.configurable import ModeKeys
-    from seq2seq.data import input_pipeline
 
-    return input_pipeline.make_input_pipeline_from_def(
-        {
-            "class": "ParallelTextInputPipeline",
-            "params": {"source_files": [source_path]},
-        },
-        ModeKeys.INFER,
-        shuffle=False,
-        num_epochs=1,
-    )
-
-
-def _count_ended(ids, lengths, end_id):
-    """How many outputs end with SEQUENCE_END (rather than at the cap)."""
-    if ids.shape[1] == 0:
-        return 0
-    last = ids[np.arange(len(lengths)), np.clip(lengths - 1, 0, ids.shape[1] - 1)]
-    return int(np.sum((lengths > 0) & (last == end_id)))
+    return common.text_pipeline(source_path, None, ModeKeys.INFER)
 
 
 def measure(
@@ -268,20 +227,22 @@ def measure(
                 inference.restore_model(model, checkpoint)
             # Warm-up at this batch size (not timed); under XLA a pass over
             # the data compiles every batch shape first.
-            start = time.perf_counter()
+            clock = common.Stopwatch()
             for features in dataset if jit_compile else [next(iter(dataset))]:
                 predictor(features)
-            warm_s = time.perf_counter() - start
+            warm_s = clock.seconds()
             sentences = tokens = ended = 0
-            start, cpu_start = time.perf_counter(), time.process_time()
+            clock = common.Stopwatch()
             for features in dataset:
                 predictions = predictor(features)
                 lengths = predictions["predicted_len"]
                 sentences += len(lengths)
                 tokens += int(lengths.sum())
-                ended += _count_ended(predictions["predicted_ids"], lengths, end_id)
-            seconds = time.perf_counter() - start
-            cpu_seconds = time.process_time() - cpu_start
+                ended += common.count_ended(
+                    predictions["predicted_ids"], lengths, end_id
+                )
+            seconds = clock.seconds()
+            cpu_seconds = clock.cpu_seconds()
             name = "greedy" if beam_width <= 1 else f"beam {beam_width}"
             results.append(
                 {
@@ -322,19 +283,6 @@ _COLUMNS = (
     ("mean out len", "mean_output_len", "{:.1f}"),
     ("ended", "ended", "{:.0%}"),
 )
-
-
-def format_table(results):
-    """The results as a Markdown table."""
-    header = [title for title, _, _ in _COLUMNS]
-    rows = [[fmt.format(r[key]) for _, key, fmt in _COLUMNS] for r in results]
-    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-
-    def line(cells):
-        return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
-    return "\n".join([line(header), rule] + [line(row) for row in rows])
 
 
 def ratios(results):
@@ -393,10 +341,7 @@ def main(argv=None):
             "model's source vocabulary."
         )
     work_dir = tempfile.mkdtemp(prefix="bench_infer_")
-    print(
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start",
-        flush=True,
-    )
+    print(common.load_at_start(), flush=True)
     try:
         cap = args.max_decode_length
         if args.model_dir:
@@ -408,7 +353,9 @@ def main(argv=None):
                 out.writelines(lines)
             print(f"model {model_dir}; {len(lines)} sentences from {args.source}")
         else:
-            test = _write_test_set(args, work_dir)
+            test = common.write_test_corpus(
+                args, os.path.join(work_dir, "test"), args.num_sentences
+            )
             source = test["sources"]
             print("test set: " + synthetic_data.describe(test))
             print(
@@ -442,7 +389,7 @@ def main(argv=None):
         shutil.rmtree(work_dir, ignore_errors=True)
 
     print()
-    print(format_table(results))
+    print(common.results_table(results, _COLUMNS))
     print()
     limits = sorted({r["limit"] for r in results})
     print(
@@ -453,8 +400,8 @@ def main(argv=None):
     for line in ratios(results):
         print(line)
     print(
-        f"peak RSS {peak_rss_mb():.0f} MB; load average {os.getloadavg()[0]:.2f} "
-        "at end (a shared machine makes figures noisy)"
+        f"peak RSS {common.peak_rss_mb():.0f} MB; {common.load_at_end()} "
+        "(a shared machine makes figures noisy)"
     )
     return 0
 

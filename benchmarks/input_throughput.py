@@ -24,11 +24,16 @@ and without caching, and prints the size of each checkpoint.
 import argparse
 import inspect
 import os
+import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+# This directory, for `common.py`, rather than the repository root, which
+# would shadow an older `seq2seq` given on PYTHONPATH.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import common  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from seq2seq.configurable import ModeKeys  # noqa: E402
@@ -121,9 +126,9 @@ def time_variants(args):
     for round_index in range(args.rounds):
         for name, make in table:
             dataset = make()
-            wall, cpu = time.perf_counter(), time.process_time()
+            clock = common.Stopwatch()
             count = count_examples(dataset)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            wall, cpu = clock.seconds(), clock.cpu_seconds()
             results[name].append((count / wall, count / cpu))
             print(
                 f"round {round_index + 1} {name:42s} {count} ex "
@@ -132,9 +137,9 @@ def time_variants(args):
             )
     print("\nmedians (examples/s wall, examples per CPU-second):")
     for name, values in results.items():
-        walls = sorted(v[0] for v in values)
-        cpus = sorted(v[1] for v in values)
-        print(f"  {name:42s} {walls[len(walls) // 2]:8.0f} {cpus[len(cpus) // 2]:8.0f}")
+        wall = common.middle([v[0] for v in values], upper=True)
+        cpu = common.middle([v[1] for v in values], upper=True)
+        print(f"  {name:42s} {wall:8.0f} {cpu:8.0f}")
 
 
 def checkpoint_sizes(args):

@@ -23,31 +23,25 @@ every sentence of the test file, timed; optionally a profiler trace of a
 few beam-search batches.
 """
 
-import json
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
+# This directory, for the model file and `common.py` (which, unlike the
+# rest of the benchmarks, imports only the standard library at module level).
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import common  # noqa: E402
 import opennmt  # noqa: E402
 import opennmt_model  # noqa: E402
-
-
-def _peak_rss_mb():
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
 
 # Resident memory of the interpreter with TensorFlow and OpenNMT-tf loaded,
 # before any model exists.
 tf.zeros([1]).numpy()
-IMPORT_RSS_MB = _peak_rss_mb()
+IMPORT_RSS_MB = common.peak_rss_mb()
 
 
 def build_model(spec, params=None):
@@ -81,10 +75,6 @@ def make_optimizer(spec):
         epsilon=spec["adam_epsilon"],
         global_clipnorm=spec["clip_gradients"],
     )
-
-
-def _count_params(model):
-    return int(sum(int(tf.size(v)) for v in model.trainable_variables))
 
 
 def dev_loss(model, spec):
@@ -128,7 +118,7 @@ def train(spec):
         maximum_features_length=None,
         maximum_labels_length=None,
     )
-    start = time.perf_counter()
+    clock = common.Stopwatch()
     model.create_variables(optimizer=optimizer)
 
     @tf.function(input_signature=dataset.element_spec)
@@ -136,13 +126,12 @@ def train(spec):
         return model.train(features, labels, optimizer)
 
     iterator = iter(dataset)
-    build_s = time.perf_counter() - start
+    build_s = clock.seconds()
 
     def run(num_steps):
         tokens = examples = padded = 0
         loss = None
-        wall = time.perf_counter()
-        cpu = time.process_time()
+        clock = common.Stopwatch()
         for _ in range(num_steps):
             features, labels = next(iterator)
             loss = train_step(features, labels)
@@ -153,8 +142,8 @@ def train(spec):
             padded += len(length) * int(labels["ids_out"].shape[1])
         loss = float(loss)  # waits for the last step
         return {
-            "seconds": time.perf_counter() - wall,
-            "cpu_seconds": time.process_time() - cpu,
+            "seconds": clock.seconds(),
+            "cpu_seconds": clock.cpu_seconds(),
             "target_tokens": tokens,
             "examples": examples,
             "padded_targets": padded,
@@ -166,14 +155,15 @@ def train(spec):
     if spec["warmup"] > 1:
         run(spec["warmup"] - 1)
     windows = [run(spec["steps"]) for _ in range(spec.get("windows", 1))]
-    ordered = sorted(windows, key=lambda w: w["target_tokens"] / w["seconds"])
-    result = dict(ordered[(len(ordered) - 1) // 2])
+    result = dict(
+        common.middle(windows, key=lambda w: w["target_tokens"] / w["seconds"])
+    )
     result.update(
         system="opennmt",
         windows=windows,
         train_loss=windows[-1]["train_loss"],
         global_step=int(optimizer.iterations.numpy()),
-        parameters=_count_params(model),
+        parameters=common.count_parameters(model.trainable_variables),
         build_s=build_s,
         first_step_s=first_step_s,
         tf_version=tf.__version__,
@@ -196,7 +186,7 @@ def train(spec):
         tf.profiler.experimental.stop()
         result["profile_tokens"] = sum(t["target_tokens"] for t in traced)
         result["profile_padded"] = sum(t["padded_targets"] for t in traced)
-    result["peak_rss_self_mb"] = _peak_rss_mb()
+    result["peak_rss_self_mb"] = common.peak_rss_mb()
     result["import_rss_mb"] = IMPORT_RSS_MB
     return result
 
@@ -221,12 +211,11 @@ def infer(spec):
             steps_run = predictions["tokens"].shape[-1]
             return length, steps_run
 
-        start = time.perf_counter()
+        clock = common.Stopwatch()
         decode(next(iter(dataset)))  # traces
-        first_batch_s = time.perf_counter() - start
+        first_batch_s = clock.seconds()
         sentences = tokens = ended = batches = batch_steps = 0
-        wall = time.perf_counter()
-        cpu = time.process_time()
+        clock = common.Stopwatch()
         for features in dataset:
             length, steps_run = decode(features)
             finished = length < steps_run
@@ -236,8 +225,8 @@ def infer(spec):
             # `length` excludes </s>; count it, as our predicted_len does.
             tokens += int(length.sum() + finished.sum())
             ended += int(finished.sum())
-        seconds = time.perf_counter() - wall
-        cpu_seconds = time.process_time() - cpu
+        seconds = clock.seconds()
+        cpu_seconds = clock.cpu_seconds()
         results.append(
             {
                 "beam_width": beam_width,
@@ -264,21 +253,18 @@ def infer(spec):
     return {
         "system": "opennmt",
         "decoders": results,
-        "peak_rss_self_mb": _peak_rss_mb(),
+        "peak_rss_self_mb": common.peak_rss_mb(),
         "import_rss_mb": IMPORT_RSS_MB,
     }
 
 
 def main(argv):
-    if len(argv) != 4 or argv[1] not in ("train", "infer"):
-        sys.stderr.write("usage: opennmt_runner.py train|infer SPEC.json RESULT.json\n")
-        return 2
-    with open(argv[2], encoding="utf-8") as handle:
-        spec = json.load(handle)
-    result = train(spec) if argv[1] == "train" else infer(spec)
-    with open(argv[3], "w", encoding="utf-8") as out:
-        json.dump(result, out, indent=2)
-    return 0
+    """`opennmt_runner.py train|infer SPEC.json RESULT.json`."""
+    return common.child_main(
+        argv[1:],
+        {"train": train, "infer": infer},
+        "usage: opennmt_runner.py train|infer SPEC.json RESULT.json",
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 
@@ -39,30 +38,8 @@ _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from benchmarks import compare_opennmt, synthetic_data  # noqa: E402
-from benchmarks.compare_opennmt import BenchmarkError, format_table  # noqa: E402
-
-
-def _int_list(text, flag):
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise BenchmarkError(
-            f"--{flag} takes positive integers like 32,64; got {text!r}."
-        )
-    return values
-
-
-def _float_list(text, flag):
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise BenchmarkError(f"--{flag} takes numbers >= 1 like 10,30; got {text!r}.")
-    return values
+from benchmarks import common, compare_opennmt, synthetic_data  # noqa: E402
+from benchmarks.common import BenchmarkError, ChildFailed, format_table  # noqa: E402
 
 
 def write_corpus(work_dir, name, vocab_size, mean_len, num_examples, seed):
@@ -98,14 +75,14 @@ def measure(info, batch_size, args, work_dir, tag):
     result = compare_opennmt.run_child("ours", "train", spec, work_dir)
     shutil.rmtree(model_dir, ignore_errors=True)
     windows = result.get("windows") or [result]
-    result["tokens_per_s"] = statistics.median(
-        w["target_tokens"] / w["seconds"] for w in windows
+    result["tokens_per_s"] = common.median(
+        [w["target_tokens"] / w["seconds"] for w in windows]
     )
-    result["tokens_per_cpu_s"] = statistics.median(
-        w["target_tokens"] / max(w["cpu_seconds"], 1e-9) for w in windows
+    result["tokens_per_cpu_s"] = common.median(
+        [w["target_tokens"] / max(w["cpu_seconds"], 1e-9) for w in windows]
     )
-    result["ms_per_step"] = statistics.median(
-        1000.0 * w["seconds"] / w["steps"] for w in windows
+    result["ms_per_step"] = common.median(
+        [1000.0 * w["seconds"] / w["steps"] for w in windows]
     )
     result["mean_target_len"] = sum(w["target_tokens"] for w in windows) / max(
         sum(w["examples"] for w in windows), 1
@@ -162,9 +139,11 @@ def build_parser():
 
 
 def run(args):
-    batch_sizes = _int_list(args.batch_sizes, "batch_sizes")
-    mean_lens = _float_list(args.mean_lens, "mean_lens")
-    vocab_sizes = _int_list(args.vocab_sizes, "vocab_sizes")
+    batch_sizes = common.number_list(args.batch_sizes, "batch_sizes")
+    mean_lens = common.number_list(
+        args.mean_lens, "mean_lens", float, description="numbers >= 1 like 10,30"
+    )
+    vocab_sizes = common.number_list(args.vocab_sizes, "vocab_sizes")
     for flag in ("steps", "warmup", "repeats", "num_examples", "memory_batch_size"):
         if getattr(args, flag) < 1:
             raise BenchmarkError(f"--{flag} must be at least 1.")
@@ -175,8 +154,8 @@ def run(args):
     grid, memory = {}, {}
     print(
         f"nmt_small (ours), {args.warmup} warm-up + {args.repeats} x {args.steps} "
-        f"timed steps per cell, each cell in its own process; {os.cpu_count()} "
-        f"CPUs, load average {os.getloadavg()[0]:.2f} at start",
+        f"timed steps per cell, each cell in its own process; "
+        f"{common.load_at_start()}",
         flush=True,
     )
     try:
@@ -222,7 +201,7 @@ def run(args):
                     f"{result['parameters'] / 1e6:.2f}M parameters",
                     flush=True,
                 )
-    except compare_opennmt.ChildFailed:
+    except ChildFailed:
         keep = True
         raise
     finally:
@@ -294,8 +273,8 @@ def run(args):
         print(format_table(rows))
     print()
     print(
-        f"load average {os.getloadavg()[0]:.2f} at end on {os.cpu_count()} CPUs "
-        "(a shared machine makes wall-clock figures noisy; the per-CPU-second "
+        common.load_at_end(with_cpus=True)
+        + " (a shared machine makes wall-clock figures noisy; the per-CPU-second "
         "figures are less sensitive)"
     )
     if args.json:

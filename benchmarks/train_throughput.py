@@ -32,21 +32,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import resource  # noqa: E402
 import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from benchmarks import synthetic_data  # noqa: E402
+from benchmarks import common, synthetic_data  # noqa: E402
+from benchmarks.common import config_path  # noqa: E402
 
-_RESULT_MARKER = "BENCHMARK_RESULT "
 _COLUMNS = (
     ("config", "config", "{}"),
     ("batch", "batch_size", "{}"),
@@ -60,71 +56,21 @@ _COLUMNS = (
 )
 
 
-def config_path(name):
-    """The YAML file of a config given by name (`nmt_small`) or path."""
-    if os.path.isfile(name):
-        return name
-    path = os.path.join(_REPO_ROOT, "example_configs", f"{name}.yml")
-    if not os.path.isfile(path):
-        raise SystemExit(
-            f"error: config {name!r} not found: give a name in example_configs/ "
-            "(e.g. nmt_small) or the path of a YAML file."
-        )
-    return path
-
-
-def load_model_config(name, vocab_path, overrides=None, vocab_target=None):
-    """Reads `model` and `model_params` of a config and points it at the
-    vocabularies (`vocab_path` for both sides unless `vocab_target` is given).
-
-    Returns:
-      `(model_class, model_params)`.
-    """
-    from seq2seq.configurable import deep_merge, load_yaml_file
-
-    config = load_yaml_file(config_path(name)) or {}
-    model_class = config.get("model") or "AttentionSeq2Seq"
-    params = deep_merge(
-        config.get("model_params") or {},
-        {"vocab_source": vocab_path, "vocab_target": vocab_target or vocab_path},
-        overrides or {},
-    )
-    return model_class, params
-
-
-def peak_rss_mb():
-    """Peak resident memory of this process in MiB (Linux reports KiB)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
-
-
-def count_parameters(variables):
-    return int(sum(int(v.shape.num_elements() or 0) for v in variables))
-
-
 def measure(name, paths, args):
     """Benchmarks one config; returns a dict of figures."""
     import tensorflow as tf
 
     from seq2seq.configurable import ModeKeys
-    from seq2seq.data import input_pipeline
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
 
-    model_class, params = load_model_config(
+    model_class, params = common.load_model_config(
         name, paths["vocab"], vocab_target=paths.get("vocab_target")
     )
     output_dir = tempfile.mkdtemp(prefix="bench_train_")
     try:
-        pipeline = input_pipeline.make_input_pipeline_from_def(
-            {
-                "class": "ParallelTextInputPipeline",
-                "params": {
-                    "source_files": [paths["sources"]],
-                    "target_files": [paths["targets"]],
-                },
-            },
-            ModeKeys.TRAIN,
+        pipeline = common.text_pipeline(
+            paths["sources"], paths["targets"], ModeKeys.TRAIN
         )
         run_config = trainer_lib.RunConfig(
             output_dir=output_dir,
@@ -136,37 +82,29 @@ def measure(name, paths, args):
             mixed_precision=args.mixed_precision,
             distribution_strategy=args.distribution_strategy,
         )
-        start = time.perf_counter()
+        clock = common.Stopwatch()
         trainer = trainer_lib.Trainer(
             TrainOptions(model_class, params), pipeline, None, run_config
         )
-        # The iterator Trainer.train() draws from (a second iter() would start
-        # a second prefetching pipeline competing for the CPU).
-        iterator = trainer._iterator
-        first = next(iterator)
-        # The Trainer's own steps: build variables and optimizer slots, then
-        # compile the train step for the dataset's (fully dynamic) spec.
-        trainer._build(first)
-        train_step = trainer._make_train_step(trainer.train_dataset.element_spec)
-        keys = [k for k in trainer_lib._ID_KEYS if k in first]
-        build_s = time.perf_counter() - start
+        iterator, first, train_step = common.compiled_train_step(trainer)
+        build_s = clock.seconds()
 
         def run(num_steps, features=None):
             target_tokens = source_tokens = examples = 0
             outputs = None
-            begin, cpu_begin = time.perf_counter(), time.process_time()
+            clock = common.Stopwatch()
             for _ in range(num_steps):
                 batch = features if features is not None else next(iterator)
                 features = None
-                outputs = train_step({k: batch[k] for k in keys})
+                outputs = train_step(batch)
                 target_len = batch["target_len"].numpy()
                 target_tokens += int(target_len.sum() - len(target_len))
                 source_tokens += int(batch["source_len"].numpy().sum())
                 examples += len(target_len)
             loss = float(outputs["loss"])  # waits for the last step
             return (
-                time.perf_counter() - begin,
-                time.process_time() - cpu_begin,
+                clock.seconds(),
+                clock.cpu_seconds(),
                 target_tokens,
                 source_tokens,
                 examples,
@@ -192,13 +130,13 @@ def measure(name, paths, args):
                     "mean_target_len": target_tokens / max(examples, 1),
                 }
             )
-        result = {key: statistics.median(r[key] for r in repeats) for key in repeats[0]}
+        result = {key: common.median([r[key] for r in repeats]) for key in repeats[0]}
         ms = [r["ms_per_step"] for r in repeats]
         result.update(
             config=name,
             model_class=model_class,
             batch_size=args.batch_size,
-            parameters=count_parameters(trainer.model.trainable_variables),
+            parameters=common.count_parameters(trainer.model.trainable_variables),
             build_s=build_s,
             first_step_s=first_step_s,
             warmup_s=first_step_s + warmup_s,
@@ -206,41 +144,14 @@ def measure(name, paths, args):
             ms_per_step_max=max(ms),
             final_loss=loss,
             step=trainer.step,
-            peak_rss_mb=peak_rss_mb(),
+            peak_rss_mb=common.peak_rss_mb(),
             tf_version=tf.__version__,
-            device=device_description(),
+            device=common.device_description(),
             options=options_description(args),
         )
         return result
     finally:
         shutil.rmtree(output_dir, ignore_errors=True)
-
-
-def format_table(results):
-    """The results as a Markdown table."""
-    header = [title for title, _, _ in _COLUMNS]
-    rows = [[fmt.format(r[key]) for _, key, fmt in _COLUMNS] for r in results]
-    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-
-    def line(cells):
-        return "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"
-
-    rule = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
-    return "\n".join([line(header), rule] + [line(row) for row in rows])
-
-
-def device_description():
-    """What the benchmark ran on: the GPUs TensorFlow sees, else the CPU."""
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return f"CPU ({os.cpu_count()} cores)"
-    names = []
-    for gpu in gpus:
-        details = tf.config.experimental.get_device_details(gpu)
-        names.append(details.get("device_name", gpu.name))
-    return f"{len(gpus)} GPU(s): {', '.join(names)}"
 
 
 def options_description(args):
@@ -317,7 +228,6 @@ def build_parser():
         help="Run all configs in this process (peak RSS becomes cumulative).",
     )
     parser.add_argument("--json", help="Also write the results to this JSON file.")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -342,73 +252,50 @@ def _corpus(args, work_dir):
         return _given_paths(args), (
             f"corpus: {args.source} / {args.target}, vocab {vocabs}"
         )
-    info = synthetic_data.write_synthetic_corpus(
-        work_dir, **synthetic_data.corpus_kwargs(args)
-    )
+    info = common.write_corpus(args, work_dir)
     return info, "synthetic corpus: " + synthetic_data.describe(info)
 
 
-def _child_command(args, name, paths):
-    command = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--child",
-        "--configs",
-        name,
-        "--source",
-        paths["sources"],
-        "--target",
-        paths["targets"],
-        "--vocab",
-        paths["vocab"],
-    ]
-    for flag in ("batch_size", "steps", "warmup", "repeats", "seed"):
-        command += [f"--{flag}", str(getattr(args, flag))]
-    if paths.get("vocab_target"):
-        command += ["--vocab_target", paths["vocab_target"]]
-    if args.buckets:
-        command += ["--buckets", args.buckets]
-    if args.jit_compile:
-        command.append("--jit_compile")
-    if args.pad_to_bucket:
-        command.append("--pad_to_bucket")
-    if args.mixed_precision:
-        command += ["--mixed_precision", args.mixed_precision]
-    command += ["--distribution_strategy", args.distribution_strategy]
-    return command
+def _measure_child(spec):
+    """The child side of `_run_child`: one config, measured."""
+    return measure(spec["config"], spec["paths"], argparse.Namespace(**spec["args"]))
 
 
-def _run_child(args, name, paths):
-    # TensorFlow's start-up chatter goes to stderr; it is shown only when
-    # the child fails.
-    completed = subprocess.run(
-        _child_command(args, name, paths),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    for line in completed.stdout.splitlines():
-        if line.startswith(_RESULT_MARKER):
-            return json.loads(line[len(_RESULT_MARKER) :])
-    sys.stdout.write(completed.stdout)
-    sys.stderr.write(completed.stderr)
-    raise SystemExit(
-        f"error: the benchmark of {name} failed (exit {completed.returncode})."
-    )
+def _run_child(args, name, paths, work_dir, index):
+    """Measures one config in a fresh process; returns its result."""
+    spec = {
+        "config": name,
+        "paths": {
+            key: paths.get(key)
+            for key in ("sources", "targets", "vocab", "vocab_target")
+        },
+        "args": vars(args),
+    }
+    command = [sys.executable, os.path.abspath(__file__), "--child", "measure"]
+    try:
+        # TensorFlow's start-up chatter is shown only when the child fails.
+        return common.run_child(
+            command, spec, work_dir, f"config{index}", name, log_tail=None
+        )
+    except common.ChildFailed as err:
+        raise SystemExit(
+            f"error: the benchmark of {name} failed (exit {err.returncode})."
+        ) from None
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--child":
+        return common.child_main(
+            argv[1:],
+            {"measure": _measure_child},
+            "usage: train_throughput.py --child measure SPEC RESULT",
+        )
     args = build_parser().parse_args(argv)
     for flag in ("batch_size", "steps", "repeats"):
         if getattr(args, flag) < 1:
             raise SystemExit(f"error: --{flag} must be at least 1.")
     names = [n.strip() for n in args.configs.split(",") if n.strip()]
-    if args.child:
-        paths = _given_paths(args)
-        for name in names:
-            result = measure(name, paths, args)
-            print(_RESULT_MARKER + json.dumps(result), flush=True)
-        return 0
 
     for name in names:
         config_path(name)  # fail early on a bad name
@@ -419,16 +306,15 @@ def main(argv=None):
         print(
             f"batch size {args.batch_size}, buckets {args.buckets or 'none'}, "
             f"{args.warmup} warm-up steps, {args.repeats} x {args.steps} timed "
-            f"steps (median shown); {os.cpu_count()} CPUs, load average "
-            f"{os.getloadavg()[0]:.2f} at start",
+            f"steps (median shown); {common.load_at_start()}",
             flush=True,
         )
         results = []
-        for name in names:
+        for index, name in enumerate(names):
             if args.in_process:
                 result = measure(name, paths, args)
             else:
-                result = _run_child(args, name, paths)
+                result = _run_child(args, name, paths, work_dir, index)
             results.append(result)
             print(
                 f"  {name}: done ({result['parameters'] / 1e6:.2f}M parameters)",
@@ -438,7 +324,7 @@ def main(argv=None):
         shutil.rmtree(work_dir, ignore_errors=True)
 
     print()
-    print(format_table(results))
+    print(common.results_table(results, _COLUMNS))
     print()
     if results:
         print(
@@ -463,8 +349,8 @@ def main(argv=None):
                 f"(parameters {r['parameters'] / base['parameters']:.2f}x)"
             )
     print(
-        f"load average {os.getloadavg()[0]:.2f} at end (a shared machine makes "
-        "figures noisy; compare runs taken together)"
+        common.load_at_end() + " (a shared machine makes figures noisy; "
+        "compare runs taken together)"
     )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:

@@ -15,13 +15,17 @@ dropped are faded, and the path to the best-scoring beam of the last step is
 highlighted. Uses only the Python standard library and numpy.
 """
 
-import argparse
 import html
 import os
 import sys
 import zipfile
 
 import numpy as np
+
+if __package__:
+    from ._usage import ArgumentParser, UsageError, reports_usage_errors
+else:  # run as a script: this directory is sys.path[0]
+    from _usage import ArgumentParser, UsageError, reports_usage_errors
 
 SPECIAL_TOKENS = ("UNK", "SEQUENCE_START", "SEQUENCE_END")
 SEQUENCE_END = "SEQUENCE_END"
@@ -34,17 +38,8 @@ MARGIN = 60
 RADIUS = 7
 
 
-class UsageError(Exception):
-    """A mistake in the command line or the input files the user can fix."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser():
-    parser = _Parser(
+    parser = ArgumentParser(
         description="Generate HTML beam search visualizations from a DumpBeams file."
     )
     parser.add_argument(
@@ -383,40 +378,37 @@ Hover over a node for its step, beam, score and log-probability.</p>
 """
 
 
+@reports_usage_errors("generate_beam_viz")
 def main(argv=None):
     """Runs the tool; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    vocab = read_vocab(args.vocab) if args.vocab else None
+    traces = load_traces(args.data)
     try:
-        args = build_parser().parse_args(argv)
-        vocab = read_vocab(args.vocab) if args.vocab else None
-        traces = load_traces(args.data)
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as err:
+        raise UsageError(
+            f"cannot create output directory {args.output_dir}: {err.strerror}"
+        ) from None
+    for index, trace in enumerate(traces):
         try:
-            os.makedirs(args.output_dir, exist_ok=True)
+            root, nodes = build_tree(
+                trace["predicted_ids"],
+                trace["beam_parent_ids"],
+                trace["scores"],
+                trace["log_probs"],
+                vocab,
+            )
+        except UsageError as err:
+            raise UsageError(f"{args.data}: example {index}: {err}") from None
+        page = render_html(index, root, nodes)
+        path = os.path.join(args.output_dir, f"{index:06d}.html")
+        try:
+            with open(path, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(page)
         except OSError as err:
-            raise UsageError(
-                f"cannot create output directory {args.output_dir}: {err.strerror}"
-            ) from None
-        for index, trace in enumerate(traces):
-            try:
-                root, nodes = build_tree(
-                    trace["predicted_ids"],
-                    trace["beam_parent_ids"],
-                    trace["scores"],
-                    trace["log_probs"],
-                    vocab,
-                )
-            except UsageError as err:
-                raise UsageError(f"{args.data}: example {index}: {err}") from None
-            page = render_html(index, root, nodes)
-            path = os.path.join(args.output_dir, f"{index:06d}.html")
-            try:
-                with open(path, "w", encoding="utf-8", newline="\n") as handle:
-                    handle.write(page)
-            except OSError as err:
-                raise UsageError(f"cannot write {path}: {err.strerror}") from None
-            print(path)
-    except UsageError as err:
-        print(f"generate_beam_viz: error: {err}", file=sys.stderr)
-        return 2
+            raise UsageError(f"cannot write {path}: {err.strerror}") from None
+        print(path)
     return 0
 
 

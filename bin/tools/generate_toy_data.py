@@ -13,25 +13,20 @@ line, tokens separated by spaces. Give `--seed` for reproducible output.
 Uses only the Python standard library.
 """
 
-import argparse
 import os
 import random
 import sys
 
+if __package__:
+    from ._usage import ArgumentParser, UsageError, reports_usage_errors
+else:  # run as a script: this directory is sys.path[0]
+    from _usage import ArgumentParser, UsageError, reports_usage_errors
+
 NON_ASCII_TOKEN = "\u7b11"  # 笑
 
 
-class UsageError(Exception):
-    """A mistake in the command line the user can fix."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser():
-    parser = _Parser(description="Generate a toy copy or reverse data set.")
+    parser = ArgumentParser(description="Generate a toy copy or reverse data set.")
     parser.add_argument(
         "--type",
         default="copy",
@@ -107,14 +102,11 @@ def _check(args):
         )
 
 
+@reports_usage_errors("generate_toy_data")
 def main(argv=None):
     """Runs the tool; returns the exit status."""
-    try:
-        args = build_parser().parse_args(argv)
-        _check(args)
-    except UsageError as err:
-        print(f"generate_toy_data: error: {err}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    _check(args)
     rng = random.Random(args.seed)
     examples = list(
         make_examples(

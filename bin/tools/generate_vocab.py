@@ -18,17 +18,13 @@ import io
 import os
 import sys
 
+if __package__:
+    from ._usage import ArgumentParser, UsageError, reports_usage_errors
+else:  # run as a script: this directory is sys.path[0]
+    from _usage import ArgumentParser, UsageError, reports_usage_errors
+
 # Added by the model after the file's tokens; never written to a vocabulary.
 RESERVED_TOKENS = ("UNK", "SEQUENCE_START", "SEQUENCE_END")
-
-
-class UsageError(Exception):
-    """A mistake in the command line or the input the user can fix."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def _bool(text):
@@ -41,7 +37,9 @@ def _bool(text):
 
 
 def build_parser():
-    parser = _Parser(description="Generate a vocabulary file from tokenized text.")
+    parser = ArgumentParser(
+        description="Generate a vocabulary file from tokenized text."
+    )
     parser.add_argument(
         "infile",
         nargs="?",
@@ -132,21 +130,16 @@ def _open_input(path):
     return open(path, encoding="utf-8", errors="replace", newline="\n")
 
 
+@reports_usage_errors("generate_vocab")
 def main(argv=None):
     """Runs the tool; returns the exit status."""
-    try:
-        args = build_parser().parse_args(argv)
-        if args.min_frequency < 0:
-            raise UsageError(f"--min_frequency must be >= 0, got {args.min_frequency}")
-        if args.max_vocab_size is not None and args.max_vocab_size < 1:
-            raise UsageError(
-                f"--max_vocab_size must be >= 1, got {args.max_vocab_size}"
-            )
-        with _open_input(args.infile) as infile:
-            counter = count_tokens(infile, args.delimiter, args.downcase)
-    except UsageError as err:
-        print(f"generate_vocab: error: {err}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    if args.min_frequency < 0:
+        raise UsageError(f"--min_frequency must be >= 0, got {args.min_frequency}")
+    if args.max_vocab_size is not None and args.max_vocab_size < 1:
+        raise UsageError(f"--max_vocab_size must be >= 1, got {args.max_vocab_size}")
+    with _open_input(args.infile) as infile:
+        counter = count_tokens(infile, args.delimiter, args.downcase)
     reserved = sorted(token for token in RESERVED_TOKENS if token in counter)
     if reserved:
         print(

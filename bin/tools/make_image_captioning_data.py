@@ -22,12 +22,16 @@ produce, so train and dev sets share it) into the output directory. Needs
 numpy and TensorFlow (for JPEG/PNG encoding and TFRecord writing).
 """
 
-import argparse
 import os
 import random
 import sys
 
 import numpy as np
+
+if __package__:
+    from ._usage import ArgumentParser, UsageError, reports_usage_errors
+else:  # run as a script: this directory is sys.path[0]
+    from _usage import ArgumentParser, UsageError, reports_usage_errors
 
 COLOURS = {
     "red": (220, 40, 40),
@@ -41,17 +45,8 @@ SHAPES = ("square", "circle", "triangle")
 JOIN_WORD = "and"
 
 
-class UsageError(Exception):
-    """A mistake in the command line the user can fix."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def build_parser():
-    parser = _Parser(description="Write a synthetic shapes captioning data set.")
+    parser = ArgumentParser(description="Write a synthetic shapes captioning data set.")
     parser.add_argument(
         "--output_dir", required=True, help="Directory for the output files."
     )
@@ -239,14 +234,11 @@ def _check(args):
         )
 
 
+@reports_usage_errors("make_image_captioning_data")
 def main(argv=None):
     """Runs the tool; returns the exit status."""
-    try:
-        args = build_parser().parse_args(argv)
-        _check(args)
-    except UsageError as err:
-        print(f"make_image_captioning_data: error: {err}", file=sys.stderr)
-        return 2
+    args = build_parser().parse_args(argv)
+    _check(args)
     paths = write_dataset(
         args.output_dir,
         num_examples=args.num_examples,
