@@ -6,6 +6,7 @@ import random
 import numpy as np
 import pytest
 import tensorflow as tf
+from checkpoint_layout import checkpoint_keys, weight_paths
 
 from bin.tools import make_image_captioning_data as shapes_tool
 from seq2seq.configurable import ModeKeys
@@ -402,8 +403,66 @@ def test_model_params_follow_the_original(shapes):
         assert key not in defaults
     with pytest.raises(ConfigError, match="vocab_source"):
         Image2Seq(tiny_image2seq_params(shapes["vocab"], vocab_source="v"), "train")
-    with pytest.raises(ConfigError, match="vocab_target"):
+    with pytest.raises(ConfigError, match="vocab_target' is not set.*caption"):
         Image2Seq(tiny_image2seq_params(""), ModeKeys.TRAIN)
+    with pytest.raises(ConfigError, match="loss.label_smoothing must be in"):
+        Image2Seq(
+            tiny_image2seq_params(shapes["vocab"], **{"loss.label_smoothing": 1.0}),
+            ModeKeys.TRAIN,
+        )
+
+
+def test_checkpoint_layout_is_pinned(shapes, tmp_path):
+    # Saved checkpoints depend on both lists (see tests/checkpoint_layout.py):
+    # a change here means that existing checkpoints no longer load.
+    model = Image2Seq(tiny_image2seq_params(shapes["vocab"]), ModeKeys.TRAIN)
+    features = model.preprocess(
+        {
+            "image": tf.zeros([1, 32, 32, 3]),
+            "target_tokens": tf.constant([["SEQUENCE_START", "red", "SEQUENCE_END"]]),
+            "target_len": tf.constant([3]),
+        }
+    )
+    model.forward(features, training=False)
+    rnn = "extended_multi_rnn_cell/layer/gru_cell"
+    assert weight_paths(model) == [
+        "image_seq2seq/target_embedding",
+        "tiny_conv1/kernel",
+        "tiny_conv1/bias",
+        "tiny_conv2/kernel",
+        "tiny_conv2/bias",
+        f"{rnn}/kernel",
+        f"{rnn}/recurrent_kernel",
+        f"{rnn}/bias",
+        "attention/v_att",
+        "att_keys/kernel",
+        "att_keys/bias",
+        "attention/att_query/kernel",
+        "attention/att_query/bias",
+        "attention_mix/kernel",
+        "attention_mix/bias",
+        "logits/kernel",
+        "logits/bias",
+    ]
+    assert checkpoint_keys(model, str(tmp_path)) == [
+        "_decoder/attention/key_layer/_kernel",
+        "_decoder/attention/key_layer/bias",
+        "_decoder/attention/query_layer/_kernel",
+        "_decoder/attention/query_layer/bias",
+        "_decoder/attention/v_att",
+        "_decoder/cell/cell_0/cell/bias",
+        "_decoder/cell/cell_0/cell/kernel",
+        "_decoder/cell/cell_0/cell/recurrent_kernel",
+        "_decoder/logits_layer/_kernel",
+        "_decoder/logits_layer/bias",
+        "_decoder/mix_layer/_kernel",
+        "_decoder/mix_layer/bias",
+        "encoder/backbone/_operations/1/_kernel",
+        "encoder/backbone/_operations/1/bias",
+        "encoder/backbone/_operations/2/_kernel",
+        "encoder/backbone/_operations/2/bias",
+        "target_embedding",
+    ]
 
 
 def test_preprocess_puts_images_under_source_ids(shapes):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from checkpoint_layout import checkpoint_keys, weight_paths
 from conftest import tiny_model_params, tiny_rnn_cell
 
 from seq2seq.configurable import ModeKeys
@@ -102,6 +103,106 @@ def test_basic_seq2seq_defaults_match_the_original(vocab_file):
     assert defaults["source.reverse"] is True
     assert defaults["embedding.dim"] == 100
     assert defaults["optimizer.clip_embed_gradients"] == 0.1
+
+
+_RNN = "extended_multi_rnn_cell/layer/gru_cell"
+_BASIC_WEIGHTS = [
+    "basic_seq2seq/source_embedding",
+    "basic_seq2seq/target_embedding",
+    f"forward_rnn_encoder/forward_rnn/{_RNN}/kernel",
+    f"forward_rnn_encoder/forward_rnn/{_RNN}/recurrent_kernel",
+    f"forward_rnn_encoder/forward_rnn/{_RNN}/bias",
+    f"{_RNN}/kernel",
+    f"{_RNN}/recurrent_kernel",
+    f"{_RNN}/bias",
+    "logits/kernel",
+    "logits/bias",
+    "initial_state_bridge/bridge_projection/kernel",
+    "initial_state_bridge/bridge_projection/bias",
+]
+_BASIC_KEYS = [
+    "_decoder/cell/cell_0/cell/bias",
+    "_decoder/cell/cell_0/cell/kernel",
+    "_decoder/cell/cell_0/cell/recurrent_kernel",
+    "_decoder/logits_layer/_kernel",
+    "_decoder/logits_layer/bias",
+    "bridge/dense/_kernel",
+    "bridge/dense/bias",
+    "encoder/cell/cell_0/cell/bias",
+    "encoder/cell/cell_0/cell/kernel",
+    "encoder/cell/cell_0/cell/recurrent_kernel",
+    "source_embedding",
+    "target_embedding",
+]
+_ATTENTION_WEIGHTS = [
+    "att_seq2seq/source_embedding",
+    "att_seq2seq/target_embedding",
+    f"bidi_rnn_encoder/forward_rnn/{_RNN}/kernel",
+    f"bidi_rnn_encoder/forward_rnn/{_RNN}/recurrent_kernel",
+    f"bidi_rnn_encoder/forward_rnn/{_RNN}/bias",
+    f"bidi_rnn_encoder/backward_rnn/{_RNN}/kernel",
+    f"bidi_rnn_encoder/backward_rnn/{_RNN}/recurrent_kernel",
+    f"bidi_rnn_encoder/backward_rnn/{_RNN}/bias",
+    f"{_RNN}/kernel",
+    f"{_RNN}/recurrent_kernel",
+    f"{_RNN}/bias",
+    "attention/v_att",
+    "att_keys/kernel",
+    "att_keys/bias",
+    "attention/att_query/kernel",
+    "attention/att_query/bias",
+    "attention_mix/kernel",
+    "attention_mix/bias",
+    "logits/kernel",
+    "logits/bias",
+]
+_ATTENTION_KEYS = [
+    "_decoder/attention/key_layer/_kernel",
+    "_decoder/attention/key_layer/bias",
+    "_decoder/attention/query_layer/_kernel",
+    "_decoder/attention/query_layer/bias",
+    "_decoder/attention/v_att",
+    "_decoder/cell/cell_0/cell/bias",
+    "_decoder/cell/cell_0/cell/kernel",
+    "_decoder/cell/cell_0/cell/recurrent_kernel",
+    "_decoder/logits_layer/_kernel",
+    "_decoder/logits_layer/bias",
+    "_decoder/mix_layer/_kernel",
+    "_decoder/mix_layer/bias",
+    "encoder/cell_bw/cell_0/cell/bias",
+    "encoder/cell_bw/cell_0/cell/kernel",
+    "encoder/cell_bw/cell_0/cell/recurrent_kernel",
+    "encoder/cell_fw/cell_0/cell/bias",
+    "encoder/cell_fw/cell_0/cell/kernel",
+    "encoder/cell_fw/cell_0/cell/recurrent_kernel",
+    "source_embedding",
+    "target_embedding",
+]
+
+
+@pytest.mark.parametrize(
+    "model_class, weights, keys",
+    [
+        (BasicSeq2Seq, _BASIC_WEIGHTS, _BASIC_KEYS),
+        (AttentionSeq2Seq, _ATTENTION_WEIGHTS, _ATTENTION_KEYS),
+    ],
+)
+def test_checkpoint_layout_is_pinned(vocab_file, tmp_path, model_class, weights, keys):
+    # Saved checkpoints depend on both lists (see tests/checkpoint_layout.py):
+    # a change here means that existing checkpoints no longer load.
+    params = tiny_model_params(vocab_file)
+    if model_class is BasicSeq2Seq:
+        params = {k: v for k, v in params.items() if not k.startswith("attention")}
+    model = model_class(params, ModeKeys.TRAIN)
+    model.forward(model.preprocess(_batch([["a", "b"]], [["c"]])), training=False)
+    assert weight_paths(model) == weights
+    assert checkpoint_keys(model, str(tmp_path)) == keys
+    shared = model_class({**params, "embedding.share": True}, ModeKeys.TRAIN)
+    shared.forward(shared.preprocess(_batch([["a", "b"]], [["c"]])), training=False)
+    assert weight_paths(shared) == [w for w in weights if "target_embedding" not in w]
+    assert checkpoint_keys(shared, str(tmp_path / "shared")) == [
+        k for k in keys if k != "target_embedding"
+    ]
 
 
 def test_unreverse_attention_restores_written_order():

@@ -19,11 +19,13 @@ class BasicSeq2Seq(Seq2SeqModel):
 
     def __init__(self, params, mode, name="basic_seq2seq"):
         super().__init__(params, mode, name)
-        self.encoder = locate_class(
+        self._init_network()
+
+    def _create_encoder(self):
+        encoder_class = locate_class(
             self.params["encoder.class"], ["seq2seq.encoders"], "encoder.class"
-        )(self.params["encoder.params"], mode)
-        self._decoder = self._create_decoder()
-        self.bridge = self._create_bridge()
+        )
+        return encoder_class(self.params["encoder.params"], self.mode)
 
     @staticmethod
     def default_params():

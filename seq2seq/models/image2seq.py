@@ -21,11 +21,9 @@ are the ones of every `Seq2SeqModel`; only the source side differs:
 """
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from seq2seq.configurable import locate_class
-from seq2seq.data import vocab
 from seq2seq.encoders import image_encoder
 from seq2seq.errors import ConfigError, UserError
 from seq2seq.models.attention_seq2seq import AttentionSeq2Seq
@@ -89,41 +87,21 @@ class Image2Seq(AttentionSeq2Seq):
     """
 
     def __init__(self, params, mode, name="image_seq2seq"):
-        # Seq2SeqModel.__init__ needs a source vocabulary; build the target
-        # side and the encoder/decoder/bridge here instead.
+        # Seq2SeqModel.__init__ needs a source vocabulary; this runs its
+        # steps for the target side, then creates the network as
+        # BasicSeq2Seq does.
         keras.layers.Layer.__init__(self, name=name)
         ModelBase.__init__(self, params, mode, name)
         # Images are neither reversed nor share an embedding with the target
         # (inherited code reads these two keys).
         self.params["source.reverse"] = False
         self.params["embedding.share"] = False
-        path = self.params["vocab_target"]
-        if not path:
-            raise ConfigError(
-                "model_params: 'vocab_target' is not set. Pass the path of the "
-                "caption vocabulary, e.g. --model_params 'vocab_target: vocab.txt'."
-            )
-        smoothing = self.params.get("loss.label_smoothing", 0.0)
-        if not 0.0 <= smoothing < 1.0:
-            raise ConfigError(
-                f"model_params: loss.label_smoothing must be in [0, 1), got "
-                f"{smoothing}."
-            )
-        target_vocab = vocab.Vocab(path)
+        self._require_vocabulary_params("vocab_target", what="caption vocabulary")
+        self._check_label_smoothing()
+        self._load_target_vocabulary()
         self.source_vocab_info = None
-        self.target_vocab_info = target_vocab.info
-        self._target_id_to_token = np.array(target_vocab.tokens, dtype=object)
-        self._target_tables = vocab.create_vocabulary_lookup_table(path)
-        scale = self.params["embedding.init_scale"]
-        self.target_embedding = self.add_weight(
-            name="target_embedding",
-            shape=(self.target_vocab_info.total_size, self.params["embedding.dim"]),
-            initializer=keras.initializers.RandomUniform(-scale, scale),
-        )
-        encoder_class = _locate_encoder_class(self.params["encoder.class"])
-        self.encoder = encoder_class(self.params["encoder.params"], mode)
-        self._decoder = self._create_decoder()
-        self.bridge = self._create_bridge()
+        self._build_embeddings()
+        self._init_network()
         grid = getattr(self.encoder, "grid_size", None) or (1, 1)
         self._num_positions = int(grid[0] * grid[1])
         self._position_labels = position_labels(*grid)
@@ -154,6 +132,17 @@ class Image2Seq(AttentionSeq2Seq):
             }
         )
         return params
+
+    # ------------------------------------------------------- setup
+
+    def _build_embeddings(self):
+        self.target_embedding = self._add_embedding(
+            "target_embedding", self.target_vocab_info
+        )
+
+    def _create_encoder(self):
+        encoder_class = _locate_encoder_class(self.params["encoder.class"])
+        return encoder_class(self.params["encoder.params"], self.mode)
 
     # ------------------------------------------------------- source side
 

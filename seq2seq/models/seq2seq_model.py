@@ -80,30 +80,10 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
     def __init__(self, params, mode, name="seq2seq"):
         keras.layers.Layer.__init__(self, name=name)
         ModelBase.__init__(self, params, mode, name)
-        for key in ("vocab_source", "vocab_target"):
-            if not self.params[key]:
-                raise ConfigError(
-                    f"model_params: '{key}' is not set. Pass the path of the "
-                    f"vocabulary file, e.g. --model_params '{key}: vocab.txt'."
-                )
-        source_vocab = vocab.Vocab(self.params["vocab_source"])
-        target_vocab = vocab.Vocab(self.params["vocab_target"])
-        self.source_vocab_info = source_vocab.info
-        self.target_vocab_info = target_vocab.info
-        self._source_id_to_token = np.array(source_vocab.tokens, dtype=object)
-        self._target_id_to_token = np.array(target_vocab.tokens, dtype=object)
-        self._source_tables = vocab.create_vocabulary_lookup_table(
-            self.params["vocab_source"]
-        )
-        self._target_tables = vocab.create_vocabulary_lookup_table(
-            self.params["vocab_target"]
-        )
-        smoothing = self.params["loss.label_smoothing"]
-        if not 0.0 <= smoothing < 1.0:
-            raise ConfigError(
-                f"model_params: loss.label_smoothing must be in [0, 1), got "
-                f"{smoothing}; 0 is the plain cross-entropy, 0.1 is usual."
-            )
+        self._require_vocabulary_params("vocab_source", "vocab_target")
+        self._load_source_vocabulary()
+        self._load_target_vocabulary()
+        self._check_label_smoothing()
         self._build_embeddings()
 
     @staticmethod
@@ -130,15 +110,62 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         return params
 
     # ------------------------------------------------------------------ setup
+    # The steps of __init__, shared with models that have no source
+    # vocabulary (Image2Seq), so that each check and each variable is
+    # written once.
+
+    def _require_vocabulary_params(self, *keys, what="vocabulary file"):
+        """Raises a ConfigError for the first of `keys` that is not set.
+
+        Args:
+          *keys: Params naming vocabulary files (`vocab_source`, ...).
+          what: What the file is, in the error message.
+        """
+        for key in keys:
+            if not self.params[key]:
+                raise ConfigError(
+                    f"model_params: '{key}' is not set. Pass the path of the "
+                    f"{what}, e.g. --model_params '{key}: vocab.txt'."
+                )
+
+    def _load_source_vocabulary(self):
+        """Reads `vocab_source` into `source_vocab_info`, the source id ->
+        token array and the token -> id lookup tables."""
+        (
+            self.source_vocab_info,
+            self._source_id_to_token,
+            self._source_tables,
+        ) = _read_vocabulary(self.params["vocab_source"])
+
+    def _load_target_vocabulary(self):
+        """Reads `vocab_target` into `target_vocab_info`, the target id ->
+        token array and the token -> id lookup tables."""
+        (
+            self.target_vocab_info,
+            self._target_id_to_token,
+            self._target_tables,
+        ) = _read_vocabulary(self.params["vocab_target"])
+
+    def _check_label_smoothing(self):
+        smoothing = self.params["loss.label_smoothing"]
+        if not 0.0 <= smoothing < 1.0:
+            raise ConfigError(
+                f"model_params: loss.label_smoothing must be in [0, 1), got "
+                f"{smoothing}; 0 is the plain cross-entropy, 0.1 is usual."
+            )
+
+    def _add_embedding(self, name, vocab_info):
+        """Adds a [vocab_info.total_size, embedding.dim] embedding weight."""
+        scale = self.params["embedding.init_scale"]
+        return self.add_weight(
+            name=name,
+            shape=(vocab_info.total_size, self.params["embedding.dim"]),
+            initializer=keras.initializers.RandomUniform(-scale, scale),
+        )
 
     def _build_embeddings(self):
-        scale = self.params["embedding.init_scale"]
-        dim = self.params["embedding.dim"]
-        init = keras.initializers.RandomUniform(-scale, scale)
-        self.source_embedding = self.add_weight(
-            name="source_embedding",
-            shape=(self.source_vocab_info.total_size, dim),
-            initializer=init,
+        self.source_embedding = self._add_embedding(
+            "source_embedding", self.source_vocab_info
         )
         if self.params["embedding.share"]:
             if self.source_vocab_info.total_size != self.target_vocab_info.total_size:
@@ -151,11 +178,32 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 )
             self.target_embedding = self.source_embedding
         else:
-            self.target_embedding = self.add_weight(
-                name="target_embedding",
-                shape=(self.target_vocab_info.total_size, dim),
-                initializer=init,
+            self.target_embedding = self._add_embedding(
+                "target_embedding", self.target_vocab_info
             )
+
+    def _init_network(self):
+        """Creates `encoder`, the decoder and `bridge`, in this order.
+
+        The order is part of the checkpoint format: it is the order of the
+        model's variables, by which the optimizer's slot variables are saved.
+        The bridge also reads the decoder's state size.
+        """
+        self.encoder = self._create_encoder()
+        self._decoder = self._create_decoder()
+        self.bridge = self._create_bridge()
+
+    def _create_encoder(self):
+        """Returns the encoder layer (from `encoder.class` / `encoder.params`)."""
+        raise NotImplementedError
+
+    def _create_decoder(self):
+        """Returns the decoder layer, with `target_vocab_info.total_size` outputs."""
+        raise NotImplementedError
+
+    def _create_bridge(self):
+        """Returns the bridge from the encoder output to the decoder state."""
+        raise NotImplementedError
 
     @property
     def embedding_variables(self):
@@ -513,6 +561,22 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 result.append(grad)
             clipped = result
         return clipped, global_norm
+
+
+def _read_vocabulary(path):
+    """Reads a vocabulary file.
+
+    Returns:
+      `(VocabInfo, id_to_token, tables)`: `id_to_token` is a numpy array of
+      the token strings by id, specials included; `tables` the result of
+      `vocab.create_vocabulary_lookup_table` (token -> id table first).
+
+    Raises:
+      DataError: The file is missing or malformed.
+    """
+    loaded = vocab.Vocab(path)
+    id_to_token = np.array(loaded.tokens, dtype=object)
+    return loaded.info, id_to_token, vocab.create_vocabulary_lookup_table(path)
 
 
 def _unreverse_attention(attention, source_len):
