@@ -1232,16 +1232,24 @@ class FusedRecurrence:
             projected = projected + input_bias
         return projected
 
-    def prepare(self):
+    def prepare(self, extra_rows=None):
         """Slices and casts the kernels once, before a loop over `step`.
+
+        Args:
+          extra_rows: Optional `(offset, width)`: the rows of the first
+            layer's kernel that `project_extra` will multiply (sliced here,
+            not at every step).
 
         Returns:
           A list with one tuple of tensors per layer, for `step`.
         """
         prepared = []
-        for layer in self.layers:
+        for index, layer in enumerate(self.layers):
             cell = layer.cell
             kernel, recurrent, bias = self._weights(layer)
+            if index == 0 and extra_rows is not None:
+                offset, width = extra_rows
+                kernel = kernel[offset : offset + width]
             units = cell.units
             if isinstance(cell, keras.layers.GRUCell):
                 if cell.reset_after:
@@ -1261,22 +1269,20 @@ class FusedRecurrence:
                 prepared.append((kernel, bias, recurrent, None))
         return prepared
 
-    def project_extra(self, extra, prepared, training, offset):
+    def project_extra(self, extra, prepared, training):
         """The per-step part of the first layer's input projection.
 
         Args:
-          extra: [B, E2] inputs at kernel rows `offset:offset + E2` (e.g. the
-            attention context fed back into the cell).
-          prepared: The result of `prepare`.
+          extra: [B, E2] inputs at the kernel rows given to `prepare` as
+            `extra_rows` (e.g. the attention context fed back into the cell).
+          prepared: The result of `prepare(extra_rows=...)`.
           training: Whether dropout is active.
-          offset: First kernel row of `extra`.
 
         Returns:
           [B, G] to add to the hoisted projection of the step.
         """
         extra = tf.cast(self.input_dropout(extra, training), self.dtype)
-        kernel = prepared[0][0]
-        return tf.linalg.matmul(extra, kernel[offset : offset + extra.shape[-1]])
+        return tf.linalg.matmul(extra, prepared[0][0])
 
     # ------------------------------------------------------------ recurrence
 
@@ -1284,7 +1290,6 @@ class FusedRecurrence:
         """One cell update from its projected input [B, G]."""
         cell = layer.cell
         _, _, recurrent, extra = weights
-        units = cell.units
         if isinstance(cell, keras.layers.LSTMCell):
             h_prev, c_prev = state[0], state[1]
             z = projected + tf.linalg.matmul(h_prev, recurrent)
@@ -1305,9 +1310,11 @@ class FusedRecurrence:
             r = cell.recurrent_activation(x_r + r_r)
             candidate = cell.activation(x_h + r * r_h)
         else:
-            inner = tf.linalg.matmul(h_prev, recurrent)
-            z = cell.recurrent_activation(x_z + inner[:, :units])
-            r = cell.recurrent_activation(x_r + inner[:, units:])
+            # A split, not two slices: its gradient is one concat, where each
+            # slice's would be a zero-padded full-size tensor plus a sum.
+            r_z, r_r = tf.split(tf.linalg.matmul(h_prev, recurrent), 2, axis=-1)
+            z = cell.recurrent_activation(x_z + r_z)
+            r = cell.recurrent_activation(x_r + r_r)
             candidate = cell.activation(x_h + tf.linalg.matmul(r * h_prev, extra))
         h = z * h_prev + (1.0 - z) * candidate
         return h, [h]

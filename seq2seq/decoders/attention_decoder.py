@@ -189,11 +189,11 @@ class AttentionDecoder(RNNDecoder):
         context_width = state["context"].shape[-1]
         fused.build((None, embed_width + context_width))
         projected = fused.project_inputs(inputs, training)
-        prepared = fused.prepare()
+        prepared = fused.prepare(extra_rows=(embed_width, context_width))
 
         def step_fn(step_projected, state):
             cell_input = step_projected + fused.project_extra(
-                state["context"], prepared, training, offset=embed_width
+                state["context"], prepared, training
             )
             output, cell_state = fused.step(
                 cell_input, state["cell"], prepared, training
