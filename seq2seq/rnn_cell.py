@@ -1512,7 +1512,7 @@ def run_together(recurrences, inputs, initial_states, training, mask=None):
                 step_inputs[position].read(time), state, prepared[position], training
             )
             if valid is not None:
-                output = tf.where(valid, output, tf.zeros_like(output))
+                # The outputs are masked once after the loop.
                 new_state = tf.nest.map_structure(
                     lambda new, old: tf.where(valid, new, old), new_state, state
                 )
@@ -1527,7 +1527,12 @@ def run_together(recurrences, inputs, initial_states, training, mask=None):
         maximum_iterations=num_steps,
     )
     for position, index in enumerate(looped):
-        outputs[index] = tf.transpose(arrays[position].stack(), [1, 0, 2])
+        values = tf.transpose(arrays[position].stack(), [1, 0, 2])
+        if mask is not None:
+            values = tf.where(
+                tf.cast(mask, tf.bool)[:, :, None], values, tf.zeros_like(values)
+            )
+        outputs[index] = values
         states[index] = loop_states[position]
     return outputs, states
 

@@ -155,3 +155,23 @@ def test_dotted_class_names_resolve():
         locate_class("AttentionLayerBahdanau", ["seq2seq.decoders.attention"])
         is AttentionLayerBahdanau
     )
+
+
+def test_precomputed_valid_mask_gives_the_same_result():
+    from seq2seq.decoders.attention import AttentionLayerDot, valid_positions
+
+    layer = AttentionLayerDot({"num_units": 4}, "eval")
+    rng = np.random.default_rng(5)
+    keys = layer.project_keys(tf.constant(rng.normal(size=(3, 5, 6)), tf.float32))
+    values = tf.constant(rng.normal(size=(3, 5, 2)), tf.float32)
+    query = tf.constant(rng.normal(size=(3, 7)), tf.float32)
+    lengths = tf.constant([5, 2, 0])
+    valid = valid_positions(lengths, 5)
+    assert valid.shape == (3, 1, 5)
+    np.testing.assert_array_equal(valid[:, 0].numpy().sum(axis=1), [5, 2, 0])
+    scores, context = layer(query, keys, values, lengths, valid=valid)
+    want_scores, want_context = layer(query, keys, values, lengths)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-6)
+    np.testing.assert_allclose(context, want_context, rtol=1e-6)
+    np.testing.assert_array_equal(scores[1, 2:], 0.0)
+    np.testing.assert_array_equal(scores[2], 0.0)

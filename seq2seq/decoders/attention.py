@@ -27,6 +27,13 @@ from seq2seq.configurable import Configurable
 MASKED_SCORE = -1e9
 
 
+def valid_positions(values_length, num_positions):
+    """[B, 1, S] bool: which of `num_positions` positions each sequence of
+    `values_length` ([B] int) covers. Built once per source batch and given
+    to every `AttentionLayer` call as `valid`."""
+    return tf.sequence_mask(values_length, maxlen=num_positions)[:, None, :]
+
+
 class AttentionLayer(Configurable, keras.layers.Layer):
     """Base class of attention layers.
 
@@ -82,7 +89,7 @@ class AttentionLayer(Configurable, keras.layers.Layer):
         """
         raise NotImplementedError
 
-    def call(self, query, projected_keys, values, values_length):
+    def call(self, query, projected_keys, values, values_length, valid=None):
         """Attends over `values` with one query, or a sequence of queries.
 
         Args:
@@ -93,6 +100,8 @@ class AttentionLayer(Configurable, keras.layers.Layer):
           values: [B, S, Dv] vectors averaged into the context.
           values_length: [B] int number of valid positions of each sequence;
             positions at or past it get a score of exactly 0.
+          valid: Optional [B, 1, S] bool, `valid_positions(values_length, S)`
+            computed once for many calls (e.g. every decoding step).
 
         Returns:
           `(scores, context)`: scores [B, S] (or [B, Tq, S]) float32, a
@@ -107,8 +116,8 @@ class AttentionLayer(Configurable, keras.layers.Layer):
         if single:
             projected_query = projected_query[:, None, :]
         raw = tf.cast(self.score_fn(projected_keys, projected_query), tf.float32)
-        valid = tf.sequence_mask(values_length, maxlen=tf.shape(raw)[-1])
-        valid = valid[:, None, :]
+        if valid is None:
+            valid = valid_positions(values_length, tf.shape(raw)[-1])
         # Softmax in float32 whatever the compute dtype (mixed precision).
         masked = tf.where(valid, raw, tf.constant(MASKED_SCORE, tf.float32))
         scores = tf.where(valid, tf.nn.softmax(masked, axis=-1), 0.0)

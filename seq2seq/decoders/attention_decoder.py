@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from seq2seq.decoders.attention import AttentionLayerBahdanau
+from seq2seq.decoders.attention import AttentionLayerBahdanau, valid_positions
 from seq2seq.decoders.rnn_decoder import RNNDecoder
 
 
@@ -94,12 +94,17 @@ class AttentionDecoder(RNNDecoder):
             `attention_values_length` [B].
 
         Returns:
-          `{"keys": [B, S, U], "values": [B, S, Dv], "lengths": [B] int32}`.
+          `{"keys": [B, S, U], "values": [B, S, Dv], "lengths": [B] int32,
+          "valid": [B, 1, S] bool}` (`valid` masks the positions past each
+          length, built once for all steps).
         """
+        values = tf.convert_to_tensor(encoder_output.attention_values)
+        lengths = tf.cast(encoder_output.attention_values_length, tf.int32)
         return {
             "keys": self.attention.project_keys(encoder_output.outputs),
-            "values": tf.convert_to_tensor(encoder_output.attention_values),
-            "lengths": tf.cast(encoder_output.attention_values_length, tf.int32),
+            "values": values,
+            "lengths": lengths,
+            "valid": valid_positions(lengths, tf.shape(values)[1]),
         }
 
     def _make_state(self, memory, cell_state, batch_size):
@@ -124,7 +129,11 @@ class AttentionDecoder(RNNDecoder):
 
     def _attend(self, output, memory):
         return self.attention(
-            output, memory["keys"], memory["values"], memory["lengths"]
+            output,
+            memory["keys"],
+            memory["values"],
+            memory["lengths"],
+            valid=memory.get("valid"),
         )
 
     def _step_features(self, inputs, state, memory, training):
