@@ -726,3 +726,181 @@ def test_jit_search_stops_once_every_hypothesis_has_finished():
     np.testing.assert_allclose(
         result.log_probs.numpy(), [[np.log(0.5 * 0.9), np.log(0.3 * 0.9)]], rtol=1e-5
     )
+
+
+# ------------------------------------------- two-stage successor choice
+
+
+def _reference_top_k(scores_flat, config):
+    # The same choice as `choose_top_k`, but another function object, so the
+    # search takes the full [B, K * V] path.
+    return tf.math.top_k(scores_flat, k=config.beam_width)
+
+
+@pytest.mark.parametrize("vocab", [7, 600, 1031, 1100])
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("jit", [False, True])
+def test_top_k_rows_equals_top_k(vocab, k, jit):
+    # 600 and 1100 have divisors near sqrt(V / k) (blocks without padding),
+    # 1031 is prime (padded); 7 takes tf.math.top_k directly. Small integer
+    # values make many ties, which must resolve to the lower index.
+    rng = np.random.default_rng(vocab + k)
+    values = rng.integers(-6, 4, size=[9, vocab]).astype(np.float32)
+    values[1] = -np.inf  # a row without a finite entry
+    values[2, : vocab // 2] = -np.inf
+    values[3] = rng.normal(size=vocab)
+    values[4, -1] = 50.0  # the maximum in the last (padded) block
+    top = tf.function(beam_search.top_k_rows, jit_compile=jit)
+    got_values, got_ids = top(tf.constant(values), k)
+    want_values, want_ids = tf.math.top_k(values, k)
+    np.testing.assert_array_equal(got_values.numpy(), want_values.numpy())
+    np.testing.assert_array_equal(got_ids.numpy(), want_ids.numpy())
+
+
+def test_block_size_prefers_a_divisor_near_the_balance_point():
+    assert beam_search._block_size(8003, 5) == 53  # 8003 = 53 * 151
+    assert 8003 % beam_search._block_size(8003, 5) == 0
+    assert beam_search._block_size(1031, 5) == 14  # prime: padded
+    assert beam_search._block_size(1100, 5) in (11, 20, 22, 25)
+
+
+def test_two_stage_applies_only_where_it_is_exact():
+    applies = beam_search._two_stage_applies
+
+    def config(alpha=0.0, choose=beam_search.choose_top_k):
+        return _config(5, 10, 1, alpha, choose)
+
+    assert applies(config(), 50)
+    assert applies(config(0.6), None)
+    assert applies(config(-2.0), 1000)
+    assert not applies(config(choose=beam_search.choose_top_k_sample), 50)
+    assert not applies(config(choose=_reference_top_k), 50)
+    assert not applies(config(float("nan")), 50)
+    assert not applies(config(float("inf")), 50)
+    # ((5 + n) / 6) ** 40 overflows float32 from n = 55 on.
+    assert applies(config(40.0), 30)
+    assert not applies(config(40.0), 100)
+    assert not applies(config(40.0), None)  # length known only at run time
+    # The search resolves names before asking.
+    resolved = beam_search._check_config(config(choose="choose_top_k"))
+    assert applies(resolved, 50)
+
+
+class EndBiasDecoder:
+    """Wraps a decoder: scales its logits by `scale`, adds `bias` to the end
+    token's logit, so that
+    hypotheses finish at different steps, but makes the end token the least
+    likely one after an end token (as the distribution of a finished
+    hypothesis, which the search must ignore); sets the logits outside
+    `allowed` (all when None) to -inf, so that a hypothesis may have fewer
+    than K finite extensions. Its inputs are `(embeddings, ids)`, see
+    `_with_ids`."""
+
+    def __init__(self, inner, end, bias, allowed=None, scale=1.0):
+        self.inner, self.end, self.bias, self.allowed = inner, end, bias, allowed
+        self.scale = scale
+        self.max_decode_length = 6
+
+    def step(self, inputs, state, memory, training=None):
+        embedded, prev_ids = inputs
+        logits, state, attention = self.inner.step(embedded, state, memory, training)
+        logits = logits * self.scale
+        vocab = logits.shape[-1]
+        after_end = tf.where(tf.equal(prev_ids, self.end), -30.0, self.bias)
+        logits = logits + after_end[:, None] * tf.one_hot(self.end, vocab)
+        if self.allowed is not None:
+            keep = tf.reduce_any(tf.one_hot(self.allowed, vocab) > 0, axis=0)
+            logits = tf.where(keep, logits, -np.inf)
+        return logits, state, attention
+
+
+def _with_ids(embed):
+    return lambda ids: (embed(ids), ids)
+
+
+def _assert_same_search(got, want):
+    for name in beam_search.BeamSearchResult._fields:
+        a, b = getattr(got, name), getattr(want, name)
+        if b is None:
+            assert a is None, name
+        else:
+            # Bit for bit: both paths compute the chosen values the same way.
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
+
+
+def _two_paths(decoder, embed, state, memory, width, vocab, end, alpha, jit):
+    def search(choose):
+        @tf.function
+        def run():
+            return beam_search.beam_search_decode(
+                decoder,
+                _with_ids(embed),
+                tf.fill([2], START),
+                end,
+                state,
+                memory,
+                _config(width, vocab, end, alpha, choose),
+                6,
+                jit_compile=jit,
+            )
+
+        return run()
+
+    return search("choose_top_k"), search(_reference_top_k)
+
+
+@pytest.mark.parametrize(
+    "vocab,width,alpha,jit",
+    [
+        (7, 5, 0.0, False),  # top_k on whole rows
+        (3, 5, 0.6, False),  # K > V: slots the search cannot fill
+        (1031, 5, 0.0, False),  # padded blocks
+        (1100, 5, 0.7, False),  # blocks without padding
+        (1100, 4, -0.5, False),  # a penalty favouring short outputs
+        (1031, 5, 0.6, True),
+        (3, 5, 0.0, True),
+    ],
+)
+def test_two_stage_search_equals_the_full_search(vocab, width, alpha, jit):
+    end = 1
+    inner, embed, state, memory = _real_setup(
+        AttentionDecoder, vocab, source_lengths=(4, 3), seed=vocab + width
+    )
+    # A large end bias: hypotheses end at various steps, and finished ones
+    # compete with unfinished ones.
+    decoder = EndBiasDecoder(inner, end, bias=np.log(vocab) - 0.5)
+    got, want = _two_paths(decoder, embed, state, memory, width, vocab, end, alpha, jit)
+    finished = want.step_ids.numpy() == end
+    assert finished.any() and not finished.all()
+    _assert_same_search(got, want)
+
+
+@pytest.mark.parametrize("alpha,jit", [(0.0, False), (0.8, False), (0.0, True)])
+def test_two_stage_search_ranks_unreachable_candidates_like_the_full_one(alpha, jit):
+    # Only the end token and tokens 3 and 517 have finite logits, so after a
+    # few steps fewer than K = 5 finite candidates may exist per sentence:
+    # the -inf ones fill the slots in the full search's order.
+    vocab, end, width = 600, 1, 5
+    inner, embed, state, memory = _real_setup(BasicDecoder, vocab, seed=11)
+    decoder = EndBiasDecoder(inner, end, bias=1.0, allowed=[end, 3, 517])
+    got, want = _two_paths(decoder, embed, state, memory, width, vocab, end, alpha, jit)
+    assert np.isinf(want.step_scores.numpy()).any()
+    _assert_same_search(got, want)
+
+
+@pytest.mark.parametrize("extra,jit", [(3, False), (0, False), (0, True)])
+def test_two_stage_search_resolves_rounding_ties_like_the_full_one(
+    monkeypatch, extra, jit
+):
+    # Nearly flat distributions (logits scaled down): tokens whose
+    # log-probabilities differ by less than the rounding of the totals get
+    # equal scores, inside a hypothesis' best K and at its K-th token, where
+    # the search must fall back to scoring every candidate.
+    monkeypatch.setattr(beam_search, "_EXTRA_CANDIDATES", extra)
+    vocab, end, width = 1031, 1, 5
+    inner, embed, state, memory = _real_setup(BasicDecoder, vocab, seed=5)
+    decoder = EndBiasDecoder(inner, end, bias=0.0, scale=1e-4)
+    got, want = _two_paths(decoder, embed, state, memory, width, vocab, end, 0.0, jit)
+    scores = want.step_scores.numpy()
+    assert np.any(scores[:, :, :-1] == scores[:, :, 1:])
+    _assert_same_search(got, want)

@@ -415,3 +415,104 @@ def test_jit_needs_a_static_max_length():
 
     with pytest.raises(ValueError, match="max_length"):
         run(tf.constant(4))
+
+
+class RandomLogitsDecoder:
+    """Random logits per step and batch entry (`table[t, b]`), with the end
+    token's logit raised so that entries end at various steps."""
+
+    max_decode_length = 8
+
+    def __init__(self, batch, vocab, seed=0):
+        rng = np.random.default_rng(seed)
+        table = rng.normal(size=[self.max_decode_length, batch, vocab]) * 3.0
+        table[:, :, END] += 4.0
+        self.table = tf.constant(table, tf.float32)
+
+    def initial_state(self, batch_size):
+        return {"time": tf.zeros([batch_size], tf.int32)}
+
+    def step(self, inputs, state, memory, training=None):
+        del inputs, memory, training
+        time = state["time"]
+        logits = tf.gather(tf.transpose(self.table, [1, 0, 2]), time, batch_dims=1)
+        return logits, {"time": time + 1}, None
+
+
+def _reference_greedy(table, sampling="argmax", temperature=1.0, seed=None, jit=False):
+    """Greedy decoding of `RandomLogitsDecoder` the long way: a full
+    log-softmax per step (compiled with XLA when `jit`, as XLA sums in
+    another order), the token chosen from it."""
+    steps, batch, _ = table.shape
+    log_softmax = tf.function(tf.nn.log_softmax, jit_compile=jit)
+    finished = np.zeros(batch, bool)
+    ids, chosen = [], []
+    for t in range(steps):
+        log_probs = log_softmax(table[t])
+        if sampling == "argmax":
+            step_ids = tf.argmax(log_probs, axis=-1, output_type=tf.int32).numpy()
+        else:
+            step_ids = tf.random.stateless_categorical(
+                log_probs / temperature, 1, seed=[seed, t], dtype=tf.int32
+            ).numpy()[:, 0]
+        step_ids = np.where(finished, END, step_ids)
+        step_lp = np.where(finished, 0.0, log_probs.numpy()[np.arange(batch), step_ids])
+        ids.append(step_ids)
+        chosen.append(step_lp.astype(np.float32))
+        finished |= step_ids == END
+        if finished.all():
+            break
+    return np.stack(ids, 1), np.stack(chosen, 1)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("sampling", ["argmax", "sample"])
+def test_greedy_equals_a_full_log_softmax_reference(jit, sampling):
+    # The argmax path takes the token and its log-probability from the
+    # logits; they must be those of the log-softmax, bit for bit.
+    batch, vocab = 5, 300
+    decoder = RandomLogitsDecoder(batch, vocab, seed=3)
+    kwargs = {} if sampling == "argmax" else {"temperature": 0.7, "seed": 11}
+
+    @tf.function
+    def run():
+        return decoding.greedy_decode(
+            decoder,
+            lambda ids: ids,
+            tf.zeros([batch], tf.int32),
+            END,
+            decoder.initial_state(batch),
+            {},
+            max_length=8,
+            sampling=sampling,
+            jit_compile=jit,
+            **kwargs,
+        )
+
+    result = run()
+    ids, step_lp = _reference_greedy(decoder.table, sampling, jit=jit, **kwargs)
+    if not jit:  # XLA may sample with other random numbers
+        np.testing.assert_array_equal(result.ids.numpy(), ids)
+        np.testing.assert_array_equal(result.step_log_probs.numpy(), step_lp)
+    lengths = result.lengths.numpy()
+    assert 1 < lengths.min() and lengths.min() < lengths.max()
+    if sampling == "argmax":
+        np.testing.assert_array_equal(result.ids.numpy(), ids)
+        np.testing.assert_array_equal(result.step_log_probs.numpy(), step_lp)
+        # Summed step by step, as the loop adds them.
+        totals = np.cumsum(step_lp, axis=1, dtype=np.float32)[:, -1]
+        np.testing.assert_array_equal(result.log_probs.numpy(), totals)
+
+
+def test_argmax_log_prob_is_the_log_softmax_at_the_argmax():
+    logits = tf.constant([[1.0, 3.0, -2.0, 3.0], [0.5, 0.25, -1.0, 8.0]])
+    ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+    expected = [
+        -np.log(np.exp(-2.0) + 2.0 + np.exp(-5.0)),
+        -np.log(np.exp(-7.5) + np.exp(-7.75) + np.exp(-9.0) + 1.0),
+    ]
+    got = decoding.argmax_log_prob(logits, ids).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(
+        got, tf.gather(tf.nn.log_softmax(logits), ids, batch_dims=1).numpy()
+    )

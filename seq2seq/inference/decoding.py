@@ -186,6 +186,25 @@ def select_ids(log_probs, sampling="argmax", temperature=1.0, seed=None, step=0)
     return draws[:, 0]
 
 
+def argmax_log_prob(logits, ids):
+    """The log-probability of each row's most likely token, from its logits.
+
+    `log_softmax(logits)[b, ids[b]]` without the [B, V] log-softmax: at the
+    row's maximum it is `-log(sum(exp(logits - max)))`, which is how the
+    log-softmax kernel computes it (the same value, bit for bit, on CPU and
+    under XLA; `logit - reduce_logsumexp` differs in the last bit).
+
+    Args:
+      logits: [B, V] float32.
+      ids: [B] int32 argmax of each row.
+
+    Returns:
+      [B] float32 log-probabilities (<= 0).
+    """
+    best = tf.gather(logits, ids, axis=1, batch_dims=1)
+    return -tf.math.log(tf.reduce_sum(tf.exp(logits - best[:, None]), axis=-1))
+
+
 # ------------------------------------------------------------------- XLA
 
 _JIT_DEFAULT = threading.local()
@@ -348,10 +367,15 @@ def greedy_decode(
             logits, new_state, attention = decoder.step(
                 embedding_fn(prev_ids), state, memory, training=False
             )
-            log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-            ids = select_ids(log_probs, sampling, temperature, seed, step)
+            logits = tf.cast(logits, tf.float32)
+            if sampling == "argmax":
+                ids = tf.argmax(logits, axis=-1, output_type=tf.int32)
+                chosen = argmax_log_prob(logits, ids)
+            else:
+                log_probs = tf.nn.log_softmax(logits, axis=-1)
+                ids = select_ids(log_probs, sampling, temperature, seed, step)
+                chosen = tf.gather(log_probs, ids, axis=1, batch_dims=1)
             ids = tf.where(finished, stop_id, ids)
-            chosen = tf.gather(log_probs, ids, axis=1, batch_dims=1)
             chosen = tf.where(finished, 0.0, chosen)
             lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)
             scores = scores + chosen
