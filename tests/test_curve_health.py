@@ -116,6 +116,7 @@ def test_spikes_are_logged_and_non_finite_weights_never_saved(step_trainer, capl
     trainer.config.loss_spike_factor = 0.0  # disabled
     trainer._check_spike(27, 100.0, batch)
     assert trainer.loss_spikes == 1
+    trainer.config.loss_spike_factor = 3.0
 
     path = trainer.save()
     assert path.endswith("ckpt-0")
@@ -229,3 +230,25 @@ def test_skipping_works_under_mirrored_strategy():
         timeout=300,
     )
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]
+
+
+def test_spikes_within_the_usual_spread_are_not_reported(step_trainer, caplog):
+    """While a model learns, batch losses spread widely: a loss 3x the
+    average that is within 4 running standard deviations is no spike; one
+    beyond them is."""
+    trainer, _, _, _, batch = step_trainer
+    trainer._check_spike(1, 1.0, batch)
+    trainer._check_spike(2, 3.0, batch)
+    # Exponential moving average and variance with decay 0.98, by hand.
+    assert trainer._loss_average == pytest.approx(1.04)
+    assert trainer._loss_variance == pytest.approx(0.98 * 0.02 * 4.0)
+    for i in range(3, trainer_lib.SPIKE_WARMUP_STEPS + 40):
+        trainer._check_spike(i, 0.2 if i % 2 else 2.0, batch)
+    average = trainer._loss_average
+    spread = float(np.sqrt(trainer._loss_variance))
+    assert 0.5 < spread < 1.0
+    with caplog.at_level(logging.WARNING):
+        trainer._check_spike(100, 3.2 * average, batch)
+        assert trainer.loss_spikes == 0
+        trainer._check_spike(101, average + 5.0 * spread + 3.0, batch)
+        assert trainer.loss_spikes == 1

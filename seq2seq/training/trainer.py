@@ -13,8 +13,9 @@ weights, the optimizer's slots and its step counter stay as they were); it
 is counted and logged, and after `max_consecutive_nan_steps` such batches in
 a row training stops with a `TrainingDivergedError`, leaving the last
 checkpoint (which never holds non-finite weights) in place. A loss above
-`loss_spike_factor` times its running average is logged with the batch's
-lengths.
+`loss_spike_factor` times its running average, and more than
+`SPIKE_STD_MARGIN` running standard deviations above it, is logged with the
+batch's lengths.
 
 After every evaluation the best checkpoint by a dev metric is kept in
 `output_dir/best/` (see `seq2seq.training.early_stopping`), and training
@@ -53,11 +54,15 @@ __all__ = ["RunConfig", "Trainer", "TrainingDivergedError", "apply_gradients_if"
 
 MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
-# Loss-spike detection: the running average is an exponential moving average
-# of the finite training losses with this decay, and spikes are only looked
-# for once it has seen this many steps.
+# Loss-spike detection: the running average and variance are exponential
+# moving averages of the finite training losses with this decay, and spikes
+# are only looked for once they have seen this many steps. A spike must also
+# stand this many running standard deviations above the average, so that the
+# ordinary batch-to-batch spread (large while a model is learning, or when
+# bucketing makes batches homogeneous) is not reported.
 SPIKE_AVERAGE_DECAY = 0.98
 SPIKE_WARMUP_STEPS = 20
+SPIKE_STD_MARGIN = 4.0
 
 
 class TrainingDivergedError(UserError):
@@ -236,6 +241,7 @@ class Trainer:
         self.consecutive_skipped = 0
         self.loss_spikes = 0
         self._loss_average = None
+        self._loss_variance = 0.0
         self._loss_average_steps = 0
 
     def _make_best_tracker(self):
@@ -696,7 +702,8 @@ class Trainer:
         )
 
     def _check_spike(self, step, loss, features):
-        """Logs a loss above `loss_spike_factor` x its running average."""
+        """Logs a loss above `loss_spike_factor` x its running average that
+        is also `SPIKE_STD_MARGIN` running standard deviations above it."""
         factor = self.config.loss_spike_factor
         if not factor or factor <= 0 or not np.isfinite(loss):
             return
@@ -705,6 +712,7 @@ class Trainer:
             average is not None
             and self._loss_average_steps >= SPIKE_WARMUP_STEPS
             and loss > factor * average
+            and loss > average + SPIKE_STD_MARGIN * np.sqrt(self._loss_variance)
         ):
             self.loss_spikes += 1
             source_len = features["source_len"].numpy()
@@ -731,7 +739,11 @@ class Trainer:
             self._loss_average = loss
         else:
             decay = SPIKE_AVERAGE_DECAY
-            self._loss_average = decay * average + (1.0 - decay) * loss
+            deviation = loss - average
+            self._loss_average = average + (1.0 - decay) * deviation
+            self._loss_variance = decay * (
+                self._loss_variance + (1.0 - decay) * deviation * deviation
+            )
         self._loss_average_steps += 1
 
     def _should_save(self, step, last_save_time):
