@@ -1399,31 +1399,23 @@ class FusedRecurrence:
             cell = layer.cell
             kernel, recurrent, bias = self._weights(layer)
             if isinstance(cell, keras.layers.GRUCell):
-                _, outputs, new_state = _keras_tf_rnn.gru(
-                    outputs,
-                    state[0],
-                    kernel_mask,
-                    kernel,
-                    recurrent,
-                    bias,
-                    cell.activation,
-                    cell.recurrent_activation,
-                    return_sequences=True,
-                    reset_after=True,
-                )
+                run_kernel, options = _keras_tf_rnn.gru, {"reset_after": True}
             else:
-                _, outputs, new_state = _keras_tf_rnn.lstm(
-                    outputs,
-                    state[0],
-                    state[1],
-                    kernel_mask,
-                    kernel,
-                    recurrent,
-                    bias,
-                    cell.activation,
-                    cell.recurrent_activation,
-                    return_sequences=True,
-                )
+                run_kernel, options = _keras_tf_rnn.lstm, {}
+            # The state is [h] for a GRU, [h, c] for an LSTM, as the Keras
+            # functions take it.
+            _, outputs, new_state = run_kernel(
+                outputs,
+                *state,
+                kernel_mask,
+                kernel,
+                recurrent,
+                bias,
+                cell.activation,
+                cell.recurrent_activation,
+                return_sequences=True,
+                **options,
+            )
             if active and layer.output_keep_prob < 1.0:
                 outputs = _dropout(outputs, layer.output_keep_prob)
             final_states.append(list(new_state))

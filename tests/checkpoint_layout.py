@@ -12,6 +12,38 @@ import re
 
 import tensorflow as tf
 
+# The attention decoder's part of a model (an RNN cell with one GRU layer,
+# Bahdanau attention), shared by the text and image models.
+GRU_CELL = "extended_multi_rnn_cell/layer/gru_cell"
+ATTENTION_DECODER_WEIGHTS = [
+    f"{GRU_CELL}/kernel",
+    f"{GRU_CELL}/recurrent_kernel",
+    f"{GRU_CELL}/bias",
+    "attention/v_att",
+    "att_keys/kernel",
+    "att_keys/bias",
+    "attention/att_query/kernel",
+    "attention/att_query/bias",
+    "attention_mix/kernel",
+    "attention_mix/bias",
+    "logits/kernel",
+    "logits/bias",
+]
+ATTENTION_DECODER_KEYS = [
+    "_decoder/attention/key_layer/_kernel",
+    "_decoder/attention/key_layer/bias",
+    "_decoder/attention/query_layer/_kernel",
+    "_decoder/attention/query_layer/bias",
+    "_decoder/attention/v_att",
+    "_decoder/cell/cell_0/cell/bias",
+    "_decoder/cell/cell_0/cell/kernel",
+    "_decoder/cell/cell_0/cell/recurrent_kernel",
+    "_decoder/logits_layer/_kernel",
+    "_decoder/logits_layer/bias",
+    "_decoder/mix_layer/_kernel",
+    "_decoder/mix_layer/bias",
+]
+
 _PREFIX = "model/"
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 

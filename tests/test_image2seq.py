@@ -6,7 +6,12 @@ import random
 import numpy as np
 import pytest
 import tensorflow as tf
-from checkpoint_layout import checkpoint_keys, weight_paths
+from checkpoint_layout import (
+    ATTENTION_DECODER_KEYS,
+    ATTENTION_DECODER_WEIGHTS,
+    checkpoint_keys,
+    weight_paths,
+)
 
 from bin.tools import make_image_captioning_data as shapes_tool
 from seq2seq.configurable import ModeKeys
@@ -424,39 +429,16 @@ def test_checkpoint_layout_is_pinned(shapes, tmp_path):
         }
     )
     model.forward(features, training=False)
-    rnn = "extended_multi_rnn_cell/layer/gru_cell"
     assert weight_paths(model) == [
         "image_seq2seq/target_embedding",
         "tiny_conv1/kernel",
         "tiny_conv1/bias",
         "tiny_conv2/kernel",
         "tiny_conv2/bias",
-        f"{rnn}/kernel",
-        f"{rnn}/recurrent_kernel",
-        f"{rnn}/bias",
-        "attention/v_att",
-        "att_keys/kernel",
-        "att_keys/bias",
-        "attention/att_query/kernel",
-        "attention/att_query/bias",
-        "attention_mix/kernel",
-        "attention_mix/bias",
-        "logits/kernel",
-        "logits/bias",
+        *ATTENTION_DECODER_WEIGHTS,
     ]
     assert checkpoint_keys(model, str(tmp_path)) == [
-        "_decoder/attention/key_layer/_kernel",
-        "_decoder/attention/key_layer/bias",
-        "_decoder/attention/query_layer/_kernel",
-        "_decoder/attention/query_layer/bias",
-        "_decoder/attention/v_att",
-        "_decoder/cell/cell_0/cell/bias",
-        "_decoder/cell/cell_0/cell/kernel",
-        "_decoder/cell/cell_0/cell/recurrent_kernel",
-        "_decoder/logits_layer/_kernel",
-        "_decoder/logits_layer/bias",
-        "_decoder/mix_layer/_kernel",
-        "_decoder/mix_layer/bias",
+        *ATTENTION_DECODER_KEYS,
         "encoder/backbone/_operations/1/_kernel",
         "encoder/backbone/_operations/1/bias",
         "encoder/backbone/_operations/2/_kernel",

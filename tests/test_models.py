@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from checkpoint_layout import checkpoint_keys, weight_paths
+from checkpoint_layout import (
+    ATTENTION_DECODER_KEYS,
+    ATTENTION_DECODER_WEIGHTS,
+    GRU_CELL,
+    checkpoint_keys,
+    weight_paths,
+)
 from conftest import tiny_model_params, tiny_rnn_cell
 
 from seq2seq.configurable import ModeKeys
@@ -105,7 +111,7 @@ def test_basic_seq2seq_defaults_match_the_original(vocab_file):
     assert defaults["optimizer.clip_embed_gradients"] == 0.1
 
 
-_RNN = "extended_multi_rnn_cell/layer/gru_cell"
+_RNN = GRU_CELL
 _BASIC_WEIGHTS = [
     "basic_seq2seq/source_embedding",
     "basic_seq2seq/target_embedding",
@@ -143,32 +149,10 @@ _ATTENTION_WEIGHTS = [
     f"bidi_rnn_encoder/backward_rnn/{_RNN}/kernel",
     f"bidi_rnn_encoder/backward_rnn/{_RNN}/recurrent_kernel",
     f"bidi_rnn_encoder/backward_rnn/{_RNN}/bias",
-    f"{_RNN}/kernel",
-    f"{_RNN}/recurrent_kernel",
-    f"{_RNN}/bias",
-    "attention/v_att",
-    "att_keys/kernel",
-    "att_keys/bias",
-    "attention/att_query/kernel",
-    "attention/att_query/bias",
-    "attention_mix/kernel",
-    "attention_mix/bias",
-    "logits/kernel",
-    "logits/bias",
+    *ATTENTION_DECODER_WEIGHTS,
 ]
 _ATTENTION_KEYS = [
-    "_decoder/attention/key_layer/_kernel",
-    "_decoder/attention/key_layer/bias",
-    "_decoder/attention/query_layer/_kernel",
-    "_decoder/attention/query_layer/bias",
-    "_decoder/attention/v_att",
-    "_decoder/cell/cell_0/cell/bias",
-    "_decoder/cell/cell_0/cell/kernel",
-    "_decoder/cell/cell_0/cell/recurrent_kernel",
-    "_decoder/logits_layer/_kernel",
-    "_decoder/logits_layer/bias",
-    "_decoder/mix_layer/_kernel",
-    "_decoder/mix_layer/bias",
+    *ATTENTION_DECODER_KEYS,
     "encoder/cell_bw/cell_0/cell/bias",
     "encoder/cell_bw/cell_0/cell/kernel",
     "encoder/cell_bw/cell_0/cell/recurrent_kernel",

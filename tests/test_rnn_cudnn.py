@@ -57,12 +57,31 @@ class FakeCudnn:
         expected = np.arange(mask.shape[1])[None, :] < lengths[:, None]
         assert (mask == expected).all(), "cuDNN needs right-padded masks"
 
-    def _reference(self, layer, inputs, initial_state, mask, weights):
+    def _reference(self, kind, inputs, states, mask, weights, activations):
+        """Keras's generic loop with the given weights, cuDNN's contract."""
+        traced = self._record(
+            kind, inputs, weights[0], weights[1].shape[0], len(states)
+        )
+        if traced is not None:
+            return traced
+        self._check_mask(mask)
+        layer_class = keras.layers.GRU if kind == "gru" else keras.layers.LSTM
+        extra = {"reset_after": True} if kind == "gru" else {}
+        layer = layer_class(
+            weights[1].shape[0],
+            activation=activations[0],
+            recurrent_activation=activations[1],
+            use_cudnn=False,
+            return_sequences=True,
+            return_state=True,
+            zero_output_for_mask=True,
+            **extra,
+        )
         layer.build(inputs.shape)
         for variable, value in zip(layer.cell.weights, weights):
             variable.assign(value)
-        outputs, *state = layer(inputs, initial_state=initial_state, mask=mask)
-        return outputs, state
+        outputs, *state = layer(inputs, initial_state=states, mask=mask)
+        return outputs[:, -1], outputs, state
 
     def gru(
         self,
@@ -79,24 +98,14 @@ class FakeCudnn:
         **unused,
     ):
         assert reset_after and return_sequences and not unused
-        traced = self._record("gru", inputs, kernel, recurrent_kernel.shape[0], 1)
-        if traced is not None:
-            return traced
-        self._check_mask(mask)
-        layer = keras.layers.GRU(
-            recurrent_kernel.shape[0],
-            activation=activation,
-            recurrent_activation=recurrent_activation,
-            reset_after=True,
-            use_cudnn=False,
-            return_sequences=True,
-            return_state=True,
-            zero_output_for_mask=True,
+        return self._reference(
+            "gru",
+            inputs,
+            [initial_state],
+            mask,
+            [kernel, recurrent_kernel, bias],
+            (activation, recurrent_activation),
         )
-        outputs, state = self._reference(
-            layer, inputs, [initial_state], mask, [kernel, recurrent_kernel, bias]
-        )
-        return outputs[:, -1], outputs, state
 
     def lstm(
         self,
@@ -113,27 +122,14 @@ class FakeCudnn:
         **unused,
     ):
         assert return_sequences and not unused
-        traced = self._record("lstm", inputs, kernel, recurrent_kernel.shape[0], 2)
-        if traced is not None:
-            return traced
-        self._check_mask(mask)
-        layer = keras.layers.LSTM(
-            recurrent_kernel.shape[0],
-            activation=activation,
-            recurrent_activation=recurrent_activation,
-            use_cudnn=False,
-            return_sequences=True,
-            return_state=True,
-            zero_output_for_mask=True,
-        )
-        outputs, state = self._reference(
-            layer,
+        return self._reference(
+            "lstm",
             inputs,
             [initial_h, initial_c],
             mask,
             [kernel, recurrent_kernel, bias],
+            (activation, recurrent_activation),
         )
-        return outputs[:, -1], outputs, state
 
 
 @pytest.fixture
