@@ -86,6 +86,7 @@ __all__ = [
     "known_cell_classes",
     "resolve_activation",
     "run_together",
+    "time_steps",
 ]
 
 
@@ -1428,6 +1429,16 @@ class FusedRecurrence:
         return outputs, final_states
 
 
+def time_steps(values):
+    """[B, T, ...] values as a `TensorArray` of their T [B, ...] steps, to be
+    read one step at a time inside a `tf.while_loop`."""
+    values = tf.convert_to_tensor(values)
+    time_major = tf.transpose(values, [1, 0] + list(range(2, values.shape.rank)))
+    return tf.TensorArray(
+        values.dtype, size=tf.shape(values)[1], element_shape=time_major.shape[1:]
+    ).unstack(time_major)
+
+
 def run_together(recurrences, inputs, initial_states, training, mask=None):
     """Runs independent recurrences over sequences of the same length in one
     loop (e.g. the two directions of a bidirectional encoder).
@@ -1474,12 +1485,8 @@ def run_together(recurrences, inputs, initial_states, training, mask=None):
     step_inputs, prepared, arrays, loop_states = [], [], [], []
     for index in looped:
         recurrence = recurrences[index]
-        projected = recurrence.project_inputs(inputs[index], training)
-        time_major = tf.transpose(projected, [1, 0, 2])
         step_inputs.append(
-            tf.TensorArray(
-                projected.dtype, size=num_steps, element_shape=time_major.shape[1:]
-            ).unstack(time_major)
+            time_steps(recurrence.project_inputs(inputs[index], training))
         )
         prepared.append(recurrence.prepare())
         arrays.append(tf.TensorArray(recurrence.dtype, size=num_steps))
@@ -1491,9 +1498,7 @@ def run_together(recurrences, inputs, initial_states, training, mask=None):
         )
     step_mask = None
     if mask is not None:
-        step_mask = tf.TensorArray(tf.bool, size=num_steps).unstack(
-            tf.transpose(tf.cast(mask, tf.bool))
-        )
+        step_mask = time_steps(tf.cast(mask, tf.bool))
 
     def body(time, loop_states, arrays):
         valid = None if step_mask is None else step_mask.read(time)[:, None]

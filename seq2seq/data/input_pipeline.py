@@ -483,15 +483,34 @@ class InputPipeline(Configurable):
             .map(_as_dense_example)
         )
 
-    def _source_features(self, text, delimiter):
-        tokens, length = split_tokens(text, delimiter, append_token=SEQUENCE_END)
-        return {"source_tokens": tokens, "source_len": length}
-
-    def _target_features(self, text, delimiter):
-        tokens, length = split_tokens(
+    def _target_features(self, text, delimiter, split=split_tokens):
+        tokens, length = split(
             text, delimiter, prepend_token=SEQUENCE_START, append_token=SEQUENCE_END
         )
         return {"target_tokens": tokens, "target_len": length}
+
+    def _text_features(self, source, target=None, split=split_tokens):
+        """The features of a source text and an optional target text.
+
+        Args:
+          source: A scalar string (`split=split_tokens`) or [N] strings
+            (`split=split_tokens_batch`, giving [N, None] ragged tokens).
+          target: The same for the target side, or None.
+          split: `split_tokens` or `split_tokens_batch`.
+
+        Returns:
+          `source_tokens`, `source_len` and, with a target, `target_tokens`,
+          `target_len`, split at `source_delimiter` / `target_delimiter`.
+        """
+        tokens, length = split(
+            source, self.params["source_delimiter"], append_token=SEQUENCE_END
+        )
+        features = {"source_tokens": tokens, "source_len": length}
+        if target is not None:
+            features.update(
+                self._target_features(target, self.params["target_delimiter"], split)
+            )
+        return features
 
     def _needs_targets(self, have_targets, what):
         if not have_targets and self.mode in (ModeKeys.TRAIN, ModeKeys.EVAL):
@@ -587,29 +606,12 @@ class ParallelTextInputPipeline(InputPipeline):
         return tf.data.Dataset.zip((sources, targets))
 
     def parse_record(self, *record):
-        features = self._source_features(record[0], self.params["source_delimiter"])
-        if len(record) > 1:
-            features.update(
-                self._target_features(record[1], self.params["target_delimiter"])
-            )
-        return features
+        return self._text_features(*record)
 
     def parse_batch(self, records):
         if not isinstance(records, tuple):
             records = (records,)
-        tokens, lengths = split_tokens_batch(
-            records[0], self.params["source_delimiter"], append_token=SEQUENCE_END
-        )
-        features = {"source_tokens": tokens, "source_len": lengths}
-        if len(records) > 1:
-            tokens, lengths = split_tokens_batch(
-                records[1],
-                self.params["target_delimiter"],
-                prepend_token=SEQUENCE_START,
-                append_token=SEQUENCE_END,
-            )
-            features.update({"target_tokens": tokens, "target_len": lengths})
-        return features
+        return self._text_features(*records, split=split_tokens_batch)
 
     def corpus_bytes(self):
         self.check()
@@ -711,46 +713,25 @@ class TFRecordInputPipeline(InputPipeline):
     def read_records(self):
         return tf.data.TFRecordDataset(self.files)
 
-    def parse_record(self, record):
+    def _feature_spec(self):
         spec = {self.params["source_field"]: tf.io.FixedLenFeature([], tf.string)}
         if self.has_targets:
             spec[self.params["target_field"]] = tf.io.FixedLenFeature(
                 [], tf.string, default_value=""
             )
-        parsed = tf.io.parse_single_example(record, spec)
-        features = self._source_features(
-            parsed[self.params["source_field"]], self.params["source_delimiter"]
-        )
-        if self.has_targets:
-            features.update(
-                self._target_features(
-                    parsed[self.params["target_field"]], self.params["target_delimiter"]
-                )
-            )
-        return features
+        return spec
+
+    def _parsed_features(self, parsed, split):
+        target = parsed[self.params["target_field"]] if self.has_targets else None
+        return self._text_features(parsed[self.params["source_field"]], target, split)
+
+    def parse_record(self, record):
+        parsed = tf.io.parse_single_example(record, self._feature_spec())
+        return self._parsed_features(parsed, split_tokens)
 
     def parse_batch(self, records):
-        spec = {self.params["source_field"]: tf.io.FixedLenFeature([], tf.string)}
-        if self.has_targets:
-            spec[self.params["target_field"]] = tf.io.FixedLenFeature(
-                [], tf.string, default_value=""
-            )
-        parsed = tf.io.parse_example(records, spec)
-        tokens, lengths = split_tokens_batch(
-            parsed[self.params["source_field"]],
-            self.params["source_delimiter"],
-            append_token=SEQUENCE_END,
-        )
-        features = {"source_tokens": tokens, "source_len": lengths}
-        if self.has_targets:
-            tokens, lengths = split_tokens_batch(
-                parsed[self.params["target_field"]],
-                self.params["target_delimiter"],
-                prepend_token=SEQUENCE_START,
-                append_token=SEQUENCE_END,
-            )
-            features.update({"target_tokens": tokens, "target_len": lengths})
-        return features
+        parsed = tf.io.parse_example(records, self._feature_spec())
+        return self._parsed_features(parsed, split_tokens_batch)
 
     def corpus_bytes(self):
         self.check()

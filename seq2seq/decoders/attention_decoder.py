@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from seq2seq.decoders.attention import AttentionLayerBahdanau, valid_positions
 from seq2seq.decoders.rnn_decoder import RNNDecoder
+from seq2seq.rnn_cell import time_steps
 
 
 class AttentionDecoder(RNNDecoder):
@@ -169,11 +170,7 @@ class AttentionDecoder(RNNDecoder):
     def _cell_outputs(self, inputs, cell_state, training):
         """[B, T, H] outputs of the cell stepped over [B, T, E] inputs."""
         num_steps = tf.shape(inputs)[1]
-        step_inputs = tf.TensorArray(
-            inputs.dtype,
-            size=num_steps,
-            element_shape=inputs.shape[:1] + inputs.shape[2:],
-        ).unstack(tf.transpose(inputs, [1, 0, 2]))
+        step_inputs = time_steps(inputs)
         outputs = tf.TensorArray(self.cell.compute_dtype, size=num_steps)
         dtype = self.cell.compute_dtype
 

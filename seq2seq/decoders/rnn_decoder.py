@@ -32,7 +32,12 @@ import keras
 import tensorflow as tf
 
 from seq2seq.configurable import Configurable
-from seq2seq.rnn_cell import FusedRecurrence, default_rnn_cell_params, get_rnn_cell
+from seq2seq.rnn_cell import (
+    FusedRecurrence,
+    default_rnn_cell_params,
+    get_rnn_cell,
+    time_steps,
+)
 from seq2seq.training import scheduled_sampling
 
 
@@ -352,11 +357,7 @@ class RNNDecoder(Configurable, keras.layers.Layer):
         """
         inputs = tf.convert_to_tensor(inputs)
         num_steps = tf.shape(inputs)[1]
-        step_inputs = tf.TensorArray(
-            inputs.dtype,
-            size=num_steps,
-            element_shape=inputs.shape[:1] + inputs.shape[2:],
-        ).unstack(tf.transpose(inputs, [1, 0, 2]))
+        step_inputs = time_steps(inputs)
         # One TensorArray for the features and, for attention decoders, one
         # for the scores (an unwritten array would break gradients under XLA).
         arrays = [tf.TensorArray(self.compute_dtype, size=num_steps)]
@@ -394,11 +395,7 @@ class RNNDecoder(Configurable, keras.layers.Layer):
         inputs = tf.convert_to_tensor(inputs)
         num_steps = tf.shape(inputs)[1]
         batch_size = tf.shape(inputs)[0]
-        step_inputs = tf.TensorArray(
-            inputs.dtype,
-            size=num_steps,
-            element_shape=inputs.shape[:1] + inputs.shape[2:],
-        ).unstack(tf.transpose(inputs, [1, 0, 2]))
+        step_inputs = time_steps(inputs)
         arrays = [tf.TensorArray(tf.float32, size=num_steps)]
         if self.has_attention:
             arrays.append(tf.TensorArray(tf.float32, size=num_steps))

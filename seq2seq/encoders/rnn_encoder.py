@@ -77,22 +77,45 @@ class _RNNEncoderBase(Encoder):
         )
 
     @staticmethod
-    def _run(rnn, inputs, mask, training, backward=False, lengths=None):
+    def _run_fused(rnns, fused, inputs, mask, training):
+        """Runs the cells of `rnns` from their zero states in one loop.
+
+        Same cells and variables as the `keras.layers.RNN`s, with the
+        first-layer input projection hoisted out of the loop (see
+        `FusedRecurrence` and `run_together`).
+
+        Args:
+          rnns: `keras.layers.RNN`s (built here if needed).
+          fused: Their cells' `FusedRecurrence`s.
+          inputs: One [B, S, E] tensor per RNN.
+          mask: [B, S] bool mask shared by all.
+          training: Whether dropout is active.
+
+        Returns:
+          `(outputs, states)`: one [B, S, H] tensor and one final state (a
+          list) per RNN.
+        """
+        for rnn, values in zip(rnns, inputs):
+            if not rnn.built:
+                rnn.build(values.shape)
+        batch_size = tf.shape(inputs[0])[0]
+        initial = [rnn.cell.get_initial_state(batch_size=batch_size) for rnn in rnns]
+        outputs, states = run_together(fused, inputs, initial, training, mask)
+        return outputs, [list(state) for state in states]
+
+    @classmethod
+    def _run(cls, rnn, inputs, mask, training, backward=False, lengths=None):
         """Runs one direction; returns `(outputs [B, S, H], final_state)`."""
         if backward:
             inputs = _reverse(inputs, lengths)
         fused = FusedRecurrence.create(rnn.cell)
         if fused is not None:
-            # Same cell and variables, first-layer input projection hoisted
-            # out of the loop (see FusedRecurrence).
-            if not rnn.built:
-                rnn.build(inputs.shape)
-            batch_size = tf.shape(inputs)[0]
-            initial_state = rnn.cell.get_initial_state(batch_size=batch_size)
-            outputs, state = fused.run(inputs, initial_state, training, mask=mask)
+            (outputs,), (state,) = cls._run_fused(
+                [rnn], [fused], [inputs], mask, training
+            )
             if backward:
                 outputs = _reverse(outputs, lengths)
-            return outputs, list(state)
+            return outputs, state
         outputs, *state = rnn(inputs, mask=mask, training=training)
         if backward:
             outputs = _reverse(outputs, lengths)
@@ -116,23 +139,16 @@ class _RNNEncoderBase(Encoder):
                 rnn_bw, inputs, mask, training, backward=True, lengths=lengths
             )
             return out_fw, state_fw, out_bw, state_bw
-        for rnn in (rnn_fw, rnn_bw):
-            if not rnn.built:
-                rnn.build(inputs.shape)
-        batch_size = tf.shape(inputs)[0]
         # Reversed within each length, the padding stays on the right: both
         # directions share the mask.
-        (out_fw, out_bw), (state_fw, state_bw) = run_together(
+        (out_fw, out_bw), (state_fw, state_bw) = cls._run_fused(
+            [rnn_fw, rnn_bw],
             fused,
             [inputs, _reverse(inputs, lengths)],
-            [
-                rnn.cell.get_initial_state(batch_size=batch_size)
-                for rnn in (rnn_fw, rnn_bw)
-            ],
-            training,
             mask,
+            training,
         )
-        return out_fw, list(state_fw), _reverse(out_bw, lengths), list(state_bw)
+        return out_fw, state_fw, _reverse(out_bw, lengths), state_bw
 
 
 class UnidirectionalRNNEncoder(_RNNEncoderBase):
