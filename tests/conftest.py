@@ -7,6 +7,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import tensorflow as tf  # noqa: E402
+
 from bin.tools.generate_toy_data import make_examples  # noqa: E402
 
 
@@ -75,6 +77,32 @@ def tiny_model_params(vocab, **overrides):
     }
     params.update(overrides)
     return params
+
+
+def token_examples_dataset(examples, with_targets=True):
+    """A `tf.data` dataset of unbatched examples, as pipelines give them.
+
+    Args:
+      examples: (source tokens, target tokens) pairs of string lists.
+      with_targets: Whether the examples have their target side.
+    """
+
+    def generate():
+        for source, target in examples:
+            example = {"source_tokens": source, "source_len": len(source)}
+            if with_targets:
+                example["target_tokens"] = target
+                example["target_len"] = len(target)
+            yield example
+
+    signature = {
+        "source_tokens": tf.TensorSpec([None], tf.string),
+        "source_len": tf.TensorSpec([], tf.int32),
+    }
+    if with_targets:
+        signature["target_tokens"] = tf.TensorSpec([None], tf.string)
+        signature["target_len"] = tf.TensorSpec([], tf.int32)
+    return tf.data.Dataset.from_generator(generate, output_signature=signature)
 
 
 def text_pipeline(paths, with_targets=True):

@@ -2,6 +2,7 @@
 
 import pytest
 import tensorflow as tf
+from conftest import token_examples_dataset
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.data import batching
@@ -11,26 +12,13 @@ from seq2seq.errors import ConfigError
 
 def examples_dataset(source_lengths, with_targets=True):
     """Unbatched examples whose tokens spell their index and position."""
-
-    def generate():
-        for index, length in enumerate(source_lengths):
-            example = {
-                "source_tokens": [f"s{index}_{i}" for i in range(length)],
-                "source_len": length,
-            }
-            if with_targets:
-                example["target_tokens"] = [f"t{index}"] * (index % 3 + 2)
-                example["target_len"] = index % 3 + 2
-            yield example
-
-    signature = {
-        "source_tokens": tf.TensorSpec([None], tf.string),
-        "source_len": tf.TensorSpec([], tf.int32),
-    }
-    if with_targets:
-        signature["target_tokens"] = tf.TensorSpec([None], tf.string)
-        signature["target_len"] = tf.TensorSpec([], tf.int32)
-    return tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return token_examples_dataset(
+        [
+            ([f"s{index}_{i}" for i in range(length)], [f"t{index}"] * (index % 3 + 2))
+            for index, length in enumerate(source_lengths)
+        ],
+        with_targets,
+    )
 
 
 def assert_all_dims_unknown(dataset):

@@ -4,6 +4,7 @@ seq2seq.data.batching."""
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import token_examples_dataset
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.data import batching
@@ -16,26 +17,13 @@ def pairs_dataset(lengths, with_targets=True):
 
     Token `i` of example `n` is `b"n"` on both sides, so every example can be
     recognised in a batch."""
-
-    def generate():
-        for index, (source_len, target_len) in enumerate(lengths):
-            example = {
-                "source_tokens": [str(index)] * source_len,
-                "source_len": source_len,
-            }
-            if with_targets:
-                example["target_tokens"] = [str(index)] * target_len
-                example["target_len"] = target_len
-            yield example
-
-    signature = {
-        "source_tokens": tf.TensorSpec([None], tf.string),
-        "source_len": tf.TensorSpec([], tf.int32),
-    }
-    if with_targets:
-        signature["target_tokens"] = tf.TensorSpec([None], tf.string)
-        signature["target_len"] = tf.TensorSpec([], tf.int32)
-    return tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return token_examples_dataset(
+        [
+            ([str(index)] * source_len, [str(index)] * target_len)
+            for index, (source_len, target_len) in enumerate(lengths)
+        ],
+        with_targets,
+    )
 
 
 def random_lengths(count, longest, seed=0):

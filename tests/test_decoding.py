@@ -57,20 +57,26 @@ SCRIPT = [
 ]
 
 
+def scripted_greedy(decoder, batch_size, **kwargs):
+    """`greedy_decode` of a `ScriptedDecoder` from start id 0 with one-hot
+    embeddings and no memory."""
+    return decoding.greedy_decode(
+        decoder,
+        one_hot_embedding,
+        tf.zeros([batch_size], tf.int32),
+        END,
+        decoder.initial_state(batch_size),
+        {},
+        **kwargs,
+    )
+
+
 def test_rigged_decoder_gives_its_sequences_inside_tf_function():
     decoder = ScriptedDecoder(SCRIPT)
 
     @tf.function
     def run():
-        return decoding.greedy_decode(
-            decoder,
-            one_hot_embedding,
-            tf.zeros([3], tf.int32),
-            END,
-            decoder.initial_state(3),
-            {},
-            max_length=5,
-        )
+        return scripted_greedy(decoder, 3, max_length=5)
 
     result = run()
     np.testing.assert_array_equal(
@@ -94,15 +100,7 @@ def test_rigged_decoder_gives_its_sequences_inside_tf_function():
 
 def test_stops_when_all_finished_and_freezes_finished_state():
     decoder = ScriptedDecoder(SCRIPT[:2])
-    result = decoding.greedy_decode(
-        decoder,
-        one_hot_embedding,
-        tf.constant([0, 0]),
-        END,
-        decoder.initial_state(2),
-        {},
-        max_length=50,
-    )
+    result = scripted_greedy(decoder, 2, max_length=50)
     np.testing.assert_array_equal(result.ids.numpy(), [[4, 5, END], [3, END, END]])
     np.testing.assert_array_equal(result.lengths.numpy(), [3, 2])
     # Eagerly, the loop body ran once per step: three steps, not fifty.
@@ -120,15 +118,7 @@ def test_stops_when_all_finished_and_freezes_finished_state():
 def test_frozen_state_is_not_overwritten():
     # Entry 1 ends at step 0; its state must stay at the initial value.
     decoder = ScriptedDecoder([[4, 4, 4, END], [END, 2, 2, 2]])
-    decoding.greedy_decode(
-        decoder,
-        one_hot_embedding,
-        tf.constant([0, 0]),
-        END,
-        decoder.initial_state(2),
-        {},
-        max_length=10,
-    )
+    scripted_greedy(decoder, 2, max_length=10)
     times = [state["time"].numpy().tolist() for _, state in decoder.calls]
     assert times == [[0, 0], [1, 1], [2, 1], [3, 1]]
 
@@ -149,16 +139,8 @@ def test_sampling_with_seed_is_reproducible():
 
     @tf.function
     def run(seed):
-        return decoding.greedy_decode(
-            decoder,
-            one_hot_embedding,
-            tf.zeros([6], tf.int32),
-            END,
-            decoder.initial_state(6),
-            {},
-            max_length=12,
-            sampling="sample",
-            seed=seed,
+        return scripted_greedy(
+            decoder, 6, max_length=12, sampling="sample", seed=seed
         ).ids
 
     first, again, other = run(3).numpy(), run(3).numpy(), run(4).numpy()
@@ -172,15 +154,7 @@ def test_sampling_with_seed_is_reproducible():
 def test_low_temperature_sampling_is_argmax():
     decoder = ScriptedDecoder(SCRIPT)
     kwargs = dict(max_length=5, sampling="sample", temperature=1e-3, seed=7)
-    result = decoding.greedy_decode(
-        decoder,
-        one_hot_embedding,
-        [0, 0, 0],
-        END,
-        decoder.initial_state(3),
-        {},
-        **kwargs,
-    )
+    result = scripted_greedy(decoder, 3, **kwargs)
     np.testing.assert_array_equal(result.lengths.numpy(), [3, 2, 5])
     # Log-probabilities are the model's, not the tempered ones.
     step = _expected_step_log_prob()
@@ -223,6 +197,28 @@ def _real_setup(decoder_class):
     return decoder, embedding, encoder_output
 
 
+def real_greedy(decoder, embedding, encoder_output, jit_compile=False):
+    """Greedy decoding (6 steps at most) of the two `_real_setup` sentences,
+    traced in a `tf.function`."""
+
+    @tf.function
+    def run():
+        memory = decoder.prepare_memory(encoder_output)
+        state = decoder.initial_state(memory)
+        return decoding.greedy_decode(
+            decoder,
+            lambda ids: tf.nn.embedding_lookup(embedding, ids),
+            tf.fill([2], 0),
+            END,
+            state,
+            memory,
+            max_length=6,
+            jit_compile=jit_compile,
+        )
+
+    return run()
+
+
 @pytest.mark.parametrize("decoder_class", [BasicDecoder, AttentionDecoder])
 def test_greedy_agrees_with_teacher_forcing(decoder_class):
     decoder, embedding, encoder_output = _real_setup(decoder_class)
@@ -230,15 +226,7 @@ def test_greedy_agrees_with_teacher_forcing(decoder_class):
     def embed(ids):
         return tf.nn.embedding_lookup(embedding, ids)
 
-    @tf.function
-    def run():
-        memory = decoder.prepare_memory(encoder_output)
-        state = decoder.initial_state(memory)
-        return decoding.greedy_decode(
-            decoder, embed, tf.fill([2], 0), END, state, memory, max_length=6
-        )
-
-    result = run()
+    result = real_greedy(decoder, embedding, encoder_output)
     ids = result.ids.numpy()
     assert ids.shape[0] == 2 and 1 <= ids.shape[1] <= 6
     memory = decoder.prepare_memory(encoder_output)
@@ -306,16 +294,7 @@ def test_empty_batch_gives_empty_results():
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int32)])
     def run(start_ids):
-        batch_size = tf.shape(start_ids)[0]
-        result = decoding.greedy_decode(
-            decoder,
-            one_hot_embedding,
-            start_ids,
-            END,
-            decoder.initial_state(batch_size),
-            {},
-            max_length=5,
-        )
+        result = scripted_greedy(decoder, tf.shape(start_ids)[0], max_length=5)
         return result.ids, result.lengths, result.log_probs, result.step_log_probs
 
     ids, lengths, log_probs, step_log_probs = run(tf.zeros([0], tf.int32))
@@ -326,29 +305,8 @@ def test_empty_batch_gives_empty_results():
 @pytest.mark.parametrize("decoder_class", [BasicDecoder, AttentionDecoder])
 def test_jit_compiled_loop_matches_the_plain_one(decoder_class):
     decoder, embedding, encoder_output = _real_setup(decoder_class)
-
-    def embed(ids):
-        return tf.nn.embedding_lookup(embedding, ids)
-
-    def make(jit_compile):
-        @tf.function
-        def run():
-            memory = decoder.prepare_memory(encoder_output)
-            state = decoder.initial_state(memory)
-            return decoding.greedy_decode(
-                decoder,
-                embed,
-                tf.fill([2], 0),
-                END,
-                state,
-                memory,
-                max_length=6,
-                jit_compile=jit_compile,
-            )
-
-        return run
-
-    plain, compiled = make(False)(), make(True)()
+    plain = real_greedy(decoder, embedding, encoder_output)
+    compiled = real_greedy(decoder, embedding, encoder_output, jit_compile=True)
     np.testing.assert_array_equal(compiled.ids.numpy(), plain.ids.numpy())
     np.testing.assert_array_equal(compiled.lengths.numpy(), plain.lengths.numpy())
     np.testing.assert_allclose(
@@ -371,16 +329,7 @@ def test_jit_stops_early_and_default_scope():
 
     def run(**kwargs):
         calls.append(decoding.resolve_jit_compile(kwargs.get("jit_compile")))
-        return decoding.greedy_decode(
-            decoder,
-            one_hot_embedding,
-            tf.zeros([2], tf.int32),
-            END,
-            decoder.initial_state(2),
-            {},
-            max_length=8,
-            **kwargs,
-        )
+        return scripted_greedy(decoder, 2, max_length=8, **kwargs)
 
     with decoding.default_jit_compile(True):
         result = run()
@@ -402,16 +351,7 @@ def test_jit_needs_a_static_max_length():
 
     @tf.function(input_signature=[tf.TensorSpec([], tf.int32)])
     def run(limit):
-        return decoding.greedy_decode(
-            decoder,
-            one_hot_embedding,
-            tf.zeros([3], tf.int32),
-            END,
-            decoder.initial_state(3),
-            {},
-            max_length=limit,
-            jit_compile=True,
-        ).ids
+        return scripted_greedy(decoder, 3, max_length=limit, jit_compile=True).ids
 
     with pytest.raises(ValueError, match="max_length"):
         run(tf.constant(4))
