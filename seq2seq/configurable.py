@@ -358,6 +358,26 @@ def locate_class(name, modules=(), what="class"):
     )
 
 
+def constructor_args(cls, exclude=()):
+    """The named arguments of `cls.__init__`, for checking config keys.
+
+    Args:
+      cls: A class.
+      exclude: Names to leave out (besides `self`).
+
+    Returns:
+      The argument names in order, without `self`, `*args` and `**kwargs`.
+    """
+    params = inspect.signature(cls.__init__).parameters.values()
+    return [
+        p.name
+        for p in params
+        if p.name != "self"
+        and p.name not in exclude
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+
+
 def create_from_dict(definition, modules=(), *args, what="class", **kwargs):
     """Creates an object from `{class: ..., params: ...}`.
 

@@ -14,7 +14,7 @@ from seq2seq.models.bridges import (
     PassThroughBridge,
     ZeroBridge,
 )
-from seq2seq.rnn_cell import get_rnn_cell
+from seq2seq.rnn import get_rnn_cell
 
 BATCH = 4
 ENCODER_STATE_SIZE = [[4], [8]]  # two GRU layers of 4 and 8 units

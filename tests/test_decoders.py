@@ -16,7 +16,7 @@ from seq2seq.decoders import (
     RNNDecoder,
 )
 from seq2seq.errors import ConfigError
-from seq2seq.rnn_cell import default_rnn_cell_params
+from seq2seq.rnn import default_rnn_cell_params
 
 # Same fields as seq2seq.encoders.encoder.EncoderOutput.
 EncoderOutput = collections.namedtuple(

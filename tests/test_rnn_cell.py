@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.errors import ConfigError
-from seq2seq.rnn_cell import (
+from seq2seq.rnn import (
     DropoutWrapper,
     ExtendedMultiRNNCell,
     LayerNormLSTMCell,
@@ -454,7 +454,7 @@ FUSED_CASES = [
 
 @pytest.mark.parametrize("cell_class,extra,layers", FUSED_CASES)
 def test_fused_recurrence_equals_keras_rnn(cell_class, extra, layers):
-    from seq2seq.rnn_cell import FusedRecurrence
+    from seq2seq.rnn import FusedRecurrence
 
     cell = get_rnn_cell(
         cell_class, {"num_units": 5, **extra}, num_layers=layers, mode="infer"
@@ -490,7 +490,7 @@ def test_fused_recurrence_equals_keras_rnn(cell_class, extra, layers):
 
 
 def test_fused_recurrence_declines_cells_it_cannot_run():
-    from seq2seq.rnn_cell import FusedRecurrence
+    from seq2seq.rnn import FusedRecurrence
 
     assert FusedRecurrence.create(get_rnn_cell("BasicRNNCell")) is None
     assert FusedRecurrence.create(keras.layers.GRUCell(4)) is None
@@ -500,7 +500,7 @@ def test_fused_recurrence_declines_cells_it_cannot_run():
 
 
 def test_fused_recurrence_dropout_only_when_training_in_train_mode():
-    from seq2seq.rnn_cell import FusedRecurrence
+    from seq2seq.rnn import FusedRecurrence
 
     inputs = tf.random.stateless_normal([2, 4, 3], seed=[5, 6])
     outputs = {}
@@ -528,7 +528,7 @@ def test_fused_recurrence_dropout_only_when_training_in_train_mode():
 def test_run_together_equals_separate_runs():
     """Two recurrences in one loop (different cells, widths and initial
     states) give exactly what each gives on its own, masks included."""
-    from seq2seq.rnn_cell import FusedRecurrence, run_together
+    from seq2seq.rnn import FusedRecurrence, run_together
 
     rng = np.random.default_rng(7)
     gru = get_rnn_cell("GRUCell", {"num_units": 3}, num_layers=2, mode="eval")
@@ -555,3 +555,35 @@ def test_run_together_equals_separate_runs():
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     assert outputs[0].shape == (2, 4, 3) and outputs[1].shape == (2, 4, 4)
     np.testing.assert_array_equal(outputs[1][1, 2:], 0.0)
+
+
+def test_dotted_cell_class_must_be_a_keras_layer(monkeypatch):
+    """A config names classes, never functions: `cell_class: os.system` is
+    refused before anything is called."""
+    import os
+
+    calls = []
+    monkeypatch.setattr(os, "system", lambda *args, **kwargs: calls.append(args))
+    for build in (
+        lambda: cell_from_spec("os.system", {"num_units": "echo hacked"}),
+        lambda: get_rnn_cell(cell_class="os.system", cell_params={"units": 1}),
+    ):
+        with pytest.raises(ConfigError) as info:
+            build()
+        message = str(info.value)
+        assert "'os.system'" in message
+        assert "keras.layers.Layer" in message
+    assert calls == []
+    # A class that is not a layer is refused the same way.
+    with pytest.raises(ConfigError, match="subclass of keras.layers.Layer"):
+        cell_from_spec("collections.OrderedDict", {"num_units": 4})
+
+
+def test_old_import_path_reexports_the_package():
+    import seq2seq.rnn as rnn
+    import seq2seq.rnn_cell as rnn_cell
+
+    for name in rnn.__all__:
+        assert getattr(rnn_cell, name) is getattr(rnn, name)
+    cell = cell_from_spec("seq2seq.rnn_cell.LayerNormLSTMCell", {"num_units": 3})
+    assert type(cell) is rnn.LayerNormLSTMCell

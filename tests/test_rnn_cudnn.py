@@ -19,9 +19,8 @@ import tensorflow as tf
 from conftest import tiny_model_params
 from test_trainer import make_trainer
 
-from seq2seq import rnn_cell
 from seq2seq.encoders.rnn_encoder import BidirectionalRNNEncoder
-from seq2seq.rnn_cell import FusedRecurrence, get_rnn_cell
+from seq2seq.rnn import FusedRecurrence, cudnn, cudnn_allowed, get_rnn_cell
 
 
 class FakeCudnn:
@@ -136,8 +135,8 @@ class FakeCudnn:
 def fake_gpu(monkeypatch):
     """Pretends a GPU is visible and routes the cuDNN calls to `FakeCudnn`."""
     fake = FakeCudnn()
-    monkeypatch.setattr(rnn_cell, "_keras_tf_rnn", fake)
-    monkeypatch.setattr(rnn_cell, "_gpu_visible", lambda: True)
+    monkeypatch.setattr(cudnn, "_keras_tf_rnn", fake)
+    monkeypatch.setattr(cudnn, "_gpu_visible", lambda: True)
     return fake
 
 
@@ -192,7 +191,7 @@ def test_cudnn_path_equals_step_loop(
     assert [call[0] for call in fake_gpu.eager_calls] == (
         ["gru" if "GRU" in cell_class else "lstm"] * num_layers
     )
-    monkeypatch.setattr(rnn_cell, "_gpu_visible", lambda: False)
+    monkeypatch.setattr(cudnn, "_gpu_visible", lambda: False)
     loop_outputs, loop_final = _run(cell, inputs, state, mask)
     assert len(fake_gpu.eager_calls) == num_layers  # the loop made no call
 
@@ -216,7 +215,7 @@ def test_cudnn_path_without_mask(fake_gpu, monkeypatch):
     inputs = tf.constant(rng.normal(size=(2, 4, 5)), tf.float32)
     state = _random_state(cell, 2, rng)
     outputs, final = _run(cell, inputs, state, None)
-    monkeypatch.setattr(rnn_cell, "_gpu_visible", lambda: False)
+    monkeypatch.setattr(cudnn, "_gpu_visible", lambda: False)
     loop_outputs, loop_final = _run(cell, inputs, state, None)
     np.testing.assert_allclose(outputs, loop_outputs, atol=1e-5)
     np.testing.assert_allclose(final[0][0], loop_final[0][0], atol=1e-5)
@@ -244,7 +243,7 @@ def test_cells_cudnn_cannot_run_keep_the_loop(fake_gpu, cell_class, cell_params)
 
 
 def test_cudnn_needs_a_gpu(monkeypatch):
-    monkeypatch.setattr(rnn_cell, "_gpu_visible", lambda: False)
+    monkeypatch.setattr(cudnn, "_gpu_visible", lambda: False)
     cell = _cell("GRUCell", {"num_units": 4, "reset_after": True})
     fused = FusedRecurrence.create(cell)
     assert fused.cudnn_compatible()
@@ -256,14 +255,14 @@ def test_declined_configuration_falls_back_to_the_loop(monkeypatch):
         raise NotImplementedError
 
     monkeypatch.setattr(
-        rnn_cell, "_keras_tf_rnn", types.SimpleNamespace(gru=decline, lstm=decline)
+        cudnn, "_keras_tf_rnn", types.SimpleNamespace(gru=decline, lstm=decline)
     )
-    monkeypatch.setattr(rnn_cell, "_gpu_visible", lambda: True)
+    monkeypatch.setattr(cudnn, "_gpu_visible", lambda: True)
     cell = _cell("GRUCell", {"num_units": 4, "reset_after": True})
     inputs = tf.constant(np.random.default_rng(3).normal(size=(2, 3, 5)), tf.float32)
     state = cell.get_initial_state(batch_size=2)
     outputs, _ = _run(cell, inputs, state, None)
-    monkeypatch.setattr(rnn_cell, "_gpu_visible", lambda: False)
+    monkeypatch.setattr(cudnn, "_gpu_visible", lambda: False)
     loop_outputs, _ = _run(cell, inputs, state, None)
     np.testing.assert_allclose(outputs, loop_outputs, atol=1e-6)
 
@@ -306,7 +305,7 @@ def test_bidirectional_encoder_on_the_cudnn_path(fake_gpu, monkeypatch):
     lengths = tf.constant([5, 3, 1])
     out = encoder(inputs, lengths)
     assert len(fake_gpu.eager_calls) == 2  # one kernel call per direction
-    monkeypatch.setattr(rnn_cell, "_gpu_visible", lambda: False)
+    monkeypatch.setattr(cudnn, "_gpu_visible", lambda: False)
     loop_out = encoder(inputs, lengths)
     np.testing.assert_allclose(out.outputs, loop_out.outputs, atol=1e-5)
     for got, want in zip(
@@ -319,11 +318,44 @@ def test_cudnn_disabled_keeps_the_loop(fake_gpu):
     cell = _cell("GRUCell", {"num_units": 4, "reset_after": True})
     fused = FusedRecurrence.create(cell)
     assert fused.uses_cudnn()
-    with rnn_cell.cudnn_disabled():
-        with rnn_cell.cudnn_disabled():
-            assert not fused.uses_cudnn()
-        assert not fused.uses_cudnn()
-    assert fused.uses_cudnn()
+    # The setting is read when the recurrence is made from the cell, as the
+    # encoders and decoders make theirs at every call.
+    with cudnn_allowed(cell, False):
+        with cudnn_allowed(cell, False):
+            assert not FusedRecurrence.create(cell).uses_cudnn()
+        assert not FusedRecurrence.create(cell).uses_cudnn()
+    assert FusedRecurrence.create(cell).uses_cudnn()
+
+
+def test_explicit_use_cudnn_argument(fake_gpu):
+    """`use_cudnn=False` keeps a recurrence on its loop whatever the cell
+    says, and `use_cudnn=True` does not force cuDNN on cells it cannot run."""
+    cell = _cell("GRUCell", {"num_units": 4, "reset_after": True})
+    fused = FusedRecurrence.create(cell, use_cudnn=False)
+    assert not fused.uses_cudnn()
+    inputs = tf.ones([2, 3, 5])
+    outputs, _ = fused.run(inputs, cell.get_initial_state(batch_size=2), False)
+    assert outputs.shape == (2, 3, 4)
+    assert fake_gpu.calls == []
+    with cudnn_allowed(cell, False):
+        assert FusedRecurrence.create(cell, use_cudnn=True).uses_cudnn()
+    tf1_gru = _cell("GRUCell", {"num_units": 4})
+    assert not FusedRecurrence.create(tf1_gru, use_cudnn=True).uses_cudnn()
+
+
+def test_cudnn_allowed_reaches_every_stack_of_a_model_and_restores(fake_gpu):
+    params = {
+        "rnn_cell": {
+            "cell_class": "GRUCell",
+            "cell_params": {"num_units": 4, "reset_after": True},
+        }
+    }
+    encoder = BidirectionalRNNEncoder(params, mode="eval")
+    encoder.cell_bw.use_cudnn = False
+    with cudnn_allowed(encoder, False) as cells:
+        assert cells == [encoder.cell_fw, encoder.cell_bw]
+        assert [cell.use_cudnn for cell in cells] == [False, False]
+    assert encoder.cell_fw.use_cudnn and not encoder.cell_bw.use_cudnn
 
 
 def test_xla_train_step_is_traced_without_cudnn(fake_gpu, toy_data, tmp_path):
@@ -345,3 +377,33 @@ def test_xla_train_step_is_traced_without_cudnn(fake_gpu, toy_data, tmp_path):
     step = trainer._make_train_step(trainer.train_dataset.element_spec)
     assert np.isfinite(float(step(batch)["loss"]))
     assert fake_gpu.calls == []
+
+
+def test_xla_train_step_keeps_the_decoder_loop_too(fake_gpu, toy_data, tmp_path):
+    """The decoder's teacher-forced pass (no input feeding) makes its
+    recurrence from its own cell: the XLA trace must reach that cell too,
+    and leave every cell as it was after."""
+    gru = {
+        "cell_class": "GRUCell",
+        "cell_params": {"num_units": 8, "reset_after": True},
+    }
+    params = tiny_model_params(toy_data["vocab"])
+    params["encoder.params"] = {"rnn_cell": gru}
+    params["decoder.params"] = {
+        "rnn_cell": gru,
+        "max_decode_length": 12,
+        "input_feeding": False,
+    }
+    trainer = make_trainer(
+        toy_data, str(tmp_path), 2, params, with_dev=False, jit_compile=True
+    )
+    batch = next(trainer._iterator)
+    trainer._build(batch)  # eager: two encoder directions and the decoder
+    assert len(fake_gpu.eager_calls) == 3
+    fake_gpu.calls.clear()
+    step = trainer._make_train_step(trainer.train_dataset.element_spec)
+    assert np.isfinite(float(step(batch)["loss"]))
+    assert fake_gpu.calls == []
+    with cudnn_allowed(trainer.model, True) as cells:
+        assert len(cells) == 3
+    assert all(cell.use_cudnn for cell in cells)

@@ -14,7 +14,7 @@ from seq2seq.encoders import (
     UnidirectionalRNNEncoder,
 )
 from seq2seq.errors import ConfigError
-from seq2seq.rnn_cell import default_rnn_cell_params
+from seq2seq.rnn import default_rnn_cell_params
 
 ENCODERS = [
     UnidirectionalRNNEncoder,

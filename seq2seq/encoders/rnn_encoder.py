@@ -5,7 +5,7 @@ lengths exactly: positions at or after a sequence's length produce zero
 outputs and do not change its final state, and the backward direction reads
 each sequence from its own last valid position (not from the padding).
 
-State structure: the cells come from `seq2seq.rnn_cell.get_rnn_cell`, so a
+State structure: the cells come from `seq2seq.rnn.get_rnn_cell`, so a
 direction's final state is a list with one list of `[B, H]` tensors per
 layer (`[[h]]` for one GRU layer, `[[h, c], [h, c]]` for two LSTM layers).
 The bidirectional encoders return `(forward_state, backward_state)`.
@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import logging
 
 from seq2seq.encoders.encoder import Encoder, EncoderOutput
-from seq2seq.rnn_cell import (
+from seq2seq.rnn import (
     FusedRecurrence,
     default_rnn_cell_params,
     get_rnn_cell,
@@ -155,7 +155,7 @@ class UnidirectionalRNNEncoder(_RNNEncoderBase):
     """Runs one (possibly multi-layer) RNN over the sequence, left to right.
 
     Params:
-      rnn_cell: The cell block (see `seq2seq.rnn_cell.get_rnn_cell`);
+      rnn_cell: The cell block (see `seq2seq.rnn.get_rnn_cell`);
         default a one-layer 128-unit `BasicLSTMCell`.
       init_scale: Kernels start uniform in `[-init_scale, init_scale]`
         (0.04; 0 keeps the Keras initializers).

@@ -5,7 +5,7 @@ layer (so that the weights of `InitialStateBridge` are tracked by the model
 and saved in checkpoints) and a `Configurable`.
 
 State structure: `decoder_state_size` is the decoder cell's `state_size`, a
-nest of ints. For cells from `seq2seq.rnn_cell.get_rnn_cell` it is a list with
+nest of ints. For cells from `seq2seq.rnn.get_rnn_cell` it is a list with
 one list per layer, e.g. `[[256]]` (one GRU layer) or `[[512, 512],
 [512, 512]]` (two LSTM layers); a plain int or any other nest works too. A
 bridge returns a nest of the same structure whose leaves are `[B, n]` tensors.
@@ -29,7 +29,7 @@ import tensorflow as tf
 from seq2seq.configurable import Configurable, ModeKeys
 from seq2seq.encoders.encoder import EncoderOutput
 from seq2seq.errors import ConfigError
-from seq2seq.rnn_cell import resolve_activation
+from seq2seq.rnn import resolve_activation
 
 __all__ = ["Bridge", "InitialStateBridge", "PassThroughBridge", "ZeroBridge"]
 

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from seq2seq.configurable import Configurable, locate_class
+from seq2seq.configurable import Configurable, constructor_args, locate_class
 from seq2seq.errors import ConfigError
 from seq2seq.training import utils as training_utils
 
@@ -88,17 +88,6 @@ def _keras_optimizer_classes():
     return classes
 
 
-def _constructor_args(cls):
-    """The keyword arguments `cls.__init__` names, minus `learning_rate`."""
-    params = inspect.signature(cls.__init__).parameters.values()
-    return [
-        p.name
-        for p in params
-        if p.name not in ("self", "learning_rate")
-        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
-
-
 def resolve_optimizer_class(name):
     """Finds the Keras optimizer class for an `optimizer.name`.
 
@@ -160,7 +149,7 @@ def optimizer_kwargs(name, cls, params, tf1_defaults=None):
       ConfigError: An argument `cls` does not take, a learning rate in
         `params`, or `Momentum` without a `momentum`.
     """
-    valid = _constructor_args(cls)
+    valid = constructor_args(cls, exclude=("learning_rate",))
     kwargs = {}
     for arg, value in (params or {}).items():
         if arg in ("learning_rate", "lr"):

@@ -25,7 +25,7 @@ scale. `jit_compile` compiles the forward and backward pass with XLA.
 
 import tensorflow as tf
 
-from seq2seq.rnn_cell import cudnn_disabled
+from seq2seq.rnn import cudnn_allowed
 from seq2seq.training.distribution import is_distributed
 
 # Keys the compiled steps see; token strings stay on the host.
@@ -312,8 +312,9 @@ class TrainStep:
         return tf.cast(output.loss_sum, tf.float32), gradients
 
     def _xla_replica_gradients(self, *args):
-        """`_replica_gradients` traced for XLA, which has no cuDNN kernels."""
-        with cudnn_disabled():
+        """`_replica_gradients` traced for XLA, which has no cuDNN RNN
+        kernel: the model's recurrences are traced with `use_cudnn` off."""
+        with cudnn_allowed(self.model, False):
             return self._replica_gradients(*args)
 
     def _local_batch(self, features):
