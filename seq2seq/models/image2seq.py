@@ -58,7 +58,7 @@ def _locate_encoder_class(name):
     except ConfigError:
         package, _, short = str(name).rpartition(".")
         if package == "seq2seq.encoders" and hasattr(image_encoder, short):
-            return getattr(image_encoder, short)
+            return locate_class(short, [image_encoder], "encoder.class", base=Encoder)
         raise
 
 
