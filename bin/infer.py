@@ -126,7 +126,10 @@ def main(argv):
         values["gpu_memory_fraction"],
         values["log_device_placement"],
     )
-    tasks = [create_from_dict(d, [tasks_lib], what="task") for d in task_defs]
+    tasks = [
+        create_from_dict(d, [tasks_lib], what="task", base=tasks_lib.InferenceTask)
+        for d in task_defs
+    ]
     train_options = inference.load_train_options(values["model_dir"])
     checkpoint = inference.resolve_checkpoint(
         values["model_dir"], values["checkpoint_path"]

@@ -294,7 +294,11 @@ def main(argv):
     # Resolve the model params against the class defaults now, so that a typo
     # fails before anything is written and train_options.json records every
     # value the model was built with.
-    model_class = locate_class(values["model"], ["seq2seq.models"], "model")
+    from seq2seq.models import ModelBase
+
+    model_class = locate_class(
+        values["model"], ["seq2seq.models"], "model", base=ModelBase
+    )
     model_params = parse_params(
         values["model_params"], model_class.default_params(), model_class.__name__
     )
@@ -348,6 +352,7 @@ def main(argv):
         cache_max_bytes=values["cache_max_bytes"] or 0,
     )
     config.accumulation_steps()  # A bad --effective_batch_size fails here.
+    trainer_lib.check_component_classes(values["metrics"] or [], values["hooks"] or [])
     if is_chief:
         trainer_lib.check_and_write_train_options(train_options, output_dir)
         logging.info("Writing to %s", output_dir)

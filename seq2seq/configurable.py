@@ -16,6 +16,7 @@ import difflib
 import importlib
 import inspect
 import os
+import sys
 
 import yaml
 from absl import logging
@@ -312,15 +313,70 @@ def _as_module(module):
     return importlib.import_module(module) if isinstance(module, str) else module
 
 
-def available_classes(modules):
+def _as_tuple(base):
+    return base if isinstance(base, tuple) else (base,)
+
+
+def public_name(cls):
+    """The shortest importable dotted name of a class, for messages.
+
+    `seq2seq.tasks.inference_task.InferenceTask` is exported by
+    `seq2seq.tasks`, so that name is used; Keras's private `keras.src`
+    modules are skipped in favour of the public `keras.*` ones.
+    """
+    parts = cls.__module__.split(".")
+    candidates = [parts[:cut] for cut in range(1, len(parts) + 1)]
+    if "src" in parts:
+        public = [part for part in parts if part != "src"]
+        candidates = [public[:cut] for cut in range(1, len(public) + 1)]
+    for candidate in candidates:
+        module_name = ".".join(candidate)
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if getattr(module, cls.__qualname__, None) is cls:
+            return f"{module_name}.{cls.__qualname__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _slot_phrase(what):
+    """`a task class`, `an optimizer class`, `the class in encoder.class`."""
+    if what.endswith(".class"):
+        return f"the class in {what}"
+    article = "an" if what[:1].lower() in "aeiou" else "a"
+    return f"{article} {what} class"
+
+
+def _check_base(found, name, what, base):
+    """Raises ConfigError unless `found` is a class derived from `base`."""
+    bases = _as_tuple(base)
+    if inspect.isclass(found) and issubclass(found, bases):
+        return
+    short = " or ".join(cls.__name__ for cls in bases)
+    full = " or ".join(public_name(cls) for cls in bases)
+    raise ConfigError(
+        f"{what} '{name}' is not a subclass of {short}; "
+        f"{_slot_phrase(what)} must subclass {full}."
+    )
+
+
+def available_classes(modules, base=None):
     """The public Configurable class names in `modules` (all public classes
-    when there are none), for error messages."""
+    when there are none), for error messages.
+
+    With `base`, only the subclasses of `base` are listed.
+    """
     classes = {}
     for module in modules:
         module = _as_module(module)
         for name, obj in vars(module).items():
             if inspect.isclass(obj) and not name.startswith("_"):
                 classes[name] = obj
+    if base is not None:
+        return sorted(
+            name for name, obj in classes.items() if issubclass(obj, _as_tuple(base))
+        )
     configurables = [
         name
         for name, obj in classes.items()
@@ -329,32 +385,57 @@ def available_classes(modules):
     return sorted(configurables or classes)
 
 
-def locate_class(name, modules=(), what="class"):
-    """Finds a class (or function) by short name in `modules` or by dotted path.
+def locate_class(name, modules=(), what="class", base=None):
+    """Finds a class by short name in `modules` or by dotted path.
+
+    Nothing found is called. Configs are data: with `base`, whatever the
+    name resolves to must be a class derived from `base`, so that a config
+    cannot make the program call an arbitrary function such as `os.system`.
+    A user's own class in an importable module works through its dotted
+    path when it subclasses `base`.
 
     Args:
       name: `AttentionSeq2Seq` or `seq2seq.models.AttentionSeq2Seq`.
       modules: Modules (or module names) searched for a short name, in order.
-      what: What is being looked up, for the error message ("model", ...).
+      what: The config slot being resolved, for the error message ("task",
+        "encoder.class", ...).
+      base: A class or tuple of classes the result must subclass; `None`
+        skips the check (for callers that check the result themselves).
+
+    Returns:
+      The class (or, without `base`, whatever object has that name).
 
     Raises:
-      ConfigError: Nothing of that name exists; the message lists what does.
+      ConfigError: Nothing of that name exists (the message lists what does),
+        or it is not a subclass of `base`.
     """
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{what}: expected a class name, got {name!r}.")
+    found = None
     for module in modules:
         found = getattr(_as_module(module), name, None)
         if found is not None:
-            return found
-    if "." in name:
+            break
+    if found is None and "." in name:
+        if base is not None and name.split(".")[0] in sys.stdlib_module_names:
+            # No class of this toolkit lives in the standard library; refuse
+            # before importing anything (`antigravity` acts when imported).
+            _check_base(None, name, what, base)
         found = _import_dotted(name)
-        if found is not None:
-            return found
-    choices = available_classes(modules)
+    if found is not None:
+        if base is not None:
+            _check_base(found, name, what, base)
+        return found
+    choices = available_classes(modules, base)
+    if base is None:
+        dotted = "a dotted path such as seq2seq.models.AttentionSeq2Seq"
+    else:
+        dotted = "the dotted path of your own subclass of " + " or ".join(
+            public_name(cls) for cls in _as_tuple(base)
+        )
     raise ConfigError(
         f"unknown {what} '{name}'.{_closest(name, choices)} "
-        f"Available: {', '.join(choices) or '(none)'}, or a dotted path "
-        "such as seq2seq.models.AttentionSeq2Seq."
+        f"Available: {', '.join(choices) or '(none)'}, or {dotted}."
     )
 
 
@@ -378,7 +459,53 @@ def constructor_args(cls, exclude=()):
     ]
 
 
-def create_from_dict(definition, modules=(), *args, what="class", **kwargs):
+def public_functions(module):
+    """The names of the public functions defined in `module`, sorted."""
+    module = _as_module(module)
+    return sorted(
+        name
+        for name, obj in vars(module).items()
+        if inspect.isfunction(obj)
+        and not name.startswith("_")
+        and obj.__module__ == module.__name__
+    )
+
+
+def locate_function(name, module, what="function"):
+    """Finds a function of the one module a config slot allows.
+
+    Function-valued params (such as `postproc_fn`) name a public function
+    defined in `module`, by its short name (`strip_bpe`) or its full dotted
+    path (`seq2seq.data.postproc.strip_bpe`); nothing else is imported.
+
+    Args:
+      name: The name from the config.
+      module: The allowed module (or its name).
+      what: The config slot, for the error message.
+
+    Returns:
+      The function.
+
+    Raises:
+      ConfigError: `name` is not one of the module's public functions; the
+        message lists them.
+    """
+    module = _as_module(module)
+    allowed = public_functions(module)
+    text = name.strip() if isinstance(name, str) else name
+    short = text
+    if isinstance(text, str) and text.startswith(module.__name__ + "."):
+        short = text[len(module.__name__) + 1 :]
+    if short in allowed:
+        return getattr(module, short)
+    raise ConfigError(
+        f"{what} '{name}' is not an allowed function; use one of "
+        f"{', '.join(allowed)} (from {module.__name__}, by short name or "
+        f"as {module.__name__}.<name>). A config cannot name other functions."
+    )
+
+
+def create_from_dict(definition, modules=(), *args, what="class", base=None, **kwargs):
     """Creates an object from `{class: ..., params: ...}`.
 
     Args:
@@ -387,6 +514,8 @@ def create_from_dict(definition, modules=(), *args, what="class", **kwargs):
       modules: Where short class names are looked up.
       *args: Extra positional arguments after `params` (e.g. `mode`).
       what: What is being created, for error messages.
+      base: The class (or tuple of classes) the named class must subclass;
+        checked before anything is called (see `locate_class`).
       **kwargs: Extra keyword arguments for the constructor.
 
     Returns:
@@ -404,6 +533,6 @@ def create_from_dict(definition, modules=(), *args, what="class", **kwargs):
             f"{what}: unexpected key(s) {sorted(extra)} next to 'class'; "
             "only 'class' and 'params' are allowed."
         )
-    cls = locate_class(definition["class"], modules, what)
+    cls = locate_class(definition["class"], modules, what, base=base)
     params = definition.get("params") or {}
     return cls(params, *args, **kwargs)

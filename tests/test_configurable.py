@@ -11,6 +11,7 @@ from seq2seq.configurable import (
     load_yaml,
     load_yaml_file,
     locate_class,
+    locate_function,
     parse_params,
 )
 from seq2seq.errors import ConfigError
@@ -157,3 +158,153 @@ def test_create_from_dict():
 def test_parse_params_rejects_non_mapping():
     with pytest.raises(ConfigError, match="mapping"):
         parse_params([1, 2], {"a": 1}, "X")
+
+
+# --- where classes come from -------------------------------------------------
+
+
+class NotToy(Configurable):
+    @staticmethod
+    def default_params():
+        return {}
+
+
+def test_locate_class_with_base_accepts_subclasses_by_short_and_dotted_name():
+    assert locate_class("Toy", [__name__], "toy", base=Configurable) is Toy
+    assert locate_class(f"{__name__}.Toy", (), "toy", base=Toy) is Toy
+    assert locate_class("Toy", [__name__], "toy", base=(NotToy, Toy)) is Toy
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        (
+            "os.system",
+            "task 'os.system' is not a subclass of InferenceTask; a task class "
+            "must subclass seq2seq.tasks.InferenceTask.",
+        ),
+        (
+            "seq2seq.models.AttentionSeq2Seq",
+            "task 'seq2seq.models.AttentionSeq2Seq' is not a subclass of "
+            "InferenceTask; a task class must subclass seq2seq.tasks.InferenceTask.",
+        ),
+        (
+            # A short name found in the slot's module is checked too.
+            "unbatch",
+            "task 'unbatch' is not a subclass of InferenceTask; a task class "
+            "must subclass seq2seq.tasks.InferenceTask.",
+        ),
+    ],
+)
+def test_locate_class_with_base_refuses_other_objects(name, message):
+    from seq2seq import tasks
+
+    with pytest.raises(ConfigError) as err:
+        locate_class(name, [tasks], "task", base=tasks.InferenceTask)
+    assert str(err.value) == message
+
+
+def test_locate_class_message_names_slot_and_every_base():
+    with pytest.raises(ConfigError) as err:
+        locate_class("NotToy", [__name__], "decoder.class", base=(Toy, ModeKeys))
+    assert str(err.value) == (
+        "decoder.class 'NotToy' is not a subclass of Toy or ModeKeys; the class in "
+        f"decoder.class must subclass {__name__}.Toy or "
+        "seq2seq.configurable.ModeKeys."
+    )
+    with pytest.raises(ConfigError, match="an optimizer class must subclass"):
+        locate_class(f"{__name__}.NotToy", (), "optimizer", base=Toy)
+
+
+def test_unknown_name_with_base_lists_only_subclasses():
+    with pytest.raises(ConfigError) as err:
+        locate_class("Nope", [__name__], "toy", base=NotToy)
+    assert str(err.value) == (
+        f"unknown toy 'Nope'. Available: NotToy, or the dotted path of your own "
+        f"subclass of {__name__}.NotToy."
+    )
+
+
+def test_standard_library_is_refused_without_importing_it():
+    import sys
+
+    sys.modules.pop("antigravity", None)  # importing it opens a web browser
+    with pytest.raises(ConfigError, match="'antigravity.geohash' is not a subclass"):
+        locate_class("antigravity.geohash", (), "hook", base=Toy)
+    assert "antigravity" not in sys.modules
+
+
+def test_create_from_dict_checks_base_before_calling(tmp_path):
+    marker = tmp_path / "ran"
+    definition = {"class": "os.system", "params": f"touch {marker}"}
+    with pytest.raises(ConfigError, match="task 'os.system' is not a subclass"):
+        create_from_dict(definition, [__name__], what="task", base=Toy)
+    assert not marker.exists()
+    # Without a base the old behaviour stays: any class by dotted path.
+    toy = create_from_dict(
+        {"class": f"{__name__}.Toy", "params": {"steps": 2}}, (), ModeKeys.EVAL
+    )
+    assert toy.params["steps"] == 2
+
+
+def test_user_class_in_own_module_works_when_it_subclasses_the_base(
+    tmp_path, monkeypatch
+):
+    package = tmp_path / "my_tasks_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tasks.py").write_text(
+        "from seq2seq.tasks import InferenceTask\n"
+        "\n"
+        "class CountLines(InferenceTask):\n"
+        "    @staticmethod\n"
+        "    def default_params():\n"
+        "        return {'prefix': ''}\n"
+        "\n"
+        "class NotATask:\n"
+        "    def __init__(self, params):\n"
+        "        raise AssertionError('must not be called')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from seq2seq import tasks
+
+    task = create_from_dict(
+        {"class": "my_tasks_pkg.tasks.CountLines", "params": {"prefix": ">"}},
+        [tasks],
+        what="task",
+        base=tasks.InferenceTask,
+    )
+    assert type(task).__name__ == "CountLines" and task.params == {"prefix": ">"}
+    with pytest.raises(ConfigError) as err:
+        create_from_dict(
+            {"class": "my_tasks_pkg.tasks.NotATask"},
+            [tasks],
+            what="task",
+            base=tasks.InferenceTask,
+        )
+    assert str(err.value) == (
+        "task 'my_tasks_pkg.tasks.NotATask' is not a subclass of InferenceTask; "
+        "a task class must subclass seq2seq.tasks.InferenceTask."
+    )
+
+
+def test_locate_function_allows_only_the_module_functions():
+    from seq2seq.data import postproc
+
+    assert configurable.public_functions(postproc) == [
+        "decode_sentencepiece",
+        "slice_text",
+        "strip_bpe",
+    ]
+    assert locate_function("strip_bpe", postproc) is postproc.strip_bpe
+    found = locate_function("seq2seq.data.postproc.slice_text", "seq2seq.data.postproc")
+    assert found is postproc.slice_text
+    for name in ("os.system", "system", "seq2seq.data.postproc.os", "re", ""):
+        with pytest.raises(ConfigError) as err:
+            locate_function(name, postproc, what="X: postproc_fn")
+        assert str(err.value) == (
+            f"X: postproc_fn '{name}' is not an allowed function; use one of "
+            "decode_sentencepiece, slice_text, strip_bpe (from "
+            "seq2seq.data.postproc, by short name or as "
+            "seq2seq.data.postproc.<name>). A config cannot name other functions."
+        )

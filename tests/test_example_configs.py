@@ -43,7 +43,10 @@ def test_model_config_trains_and_decodes(path, tmp_path):
         config["model_params"], {"vocab_source": str(vocab), "vocab_target": str(vocab)}
     )
     model = create_from_dict(
-        {"class": config["model"], "params": params}, [models], ModeKeys.TRAIN
+        {"class": config["model"], "params": params},
+        [models],
+        ModeKeys.TRAIN,
+        base=models.ModelBase,
     )
     features = model.preprocess(
         {
@@ -82,9 +85,13 @@ def test_model_config_trains_and_decodes(path, tmp_path):
 @pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
 def test_hooks_and_metrics_build(path):
     config = load_yaml_file(path)
+    # Built the way bin/train.py builds them: each class checked against its base.
     for definition in config.get("hooks", []):
-        create_from_dict(definition, [hooks], model_dir="/tmp")
-    built = [create_from_dict(d, [metrics]) for d in config.get("metrics", [])]
+        create_from_dict(definition, [hooks], model_dir="/tmp", base=hooks.TrainingHook)
+    built = [
+        create_from_dict(d, [metrics], base=metrics.MetricSpec)
+        for d in config.get("metrics", [])
+    ]
     if "metrics" in config:
         assert built[0].name == "log_perplexity"
         assert {m.name for m in built[1:]} >= {"bleu", "rouge_1/f_score"}

@@ -23,29 +23,28 @@ def object_array(items):
 
 
 def write_beams(path):
-    """Two examples as DumpBeams writes them: beam width 2, 3 and 2 steps.
+    """Two examples as DumpBeams writes them: beam width 2, 3 and 2 steps,
+    padded to [2, 3, 2] (-1 for ids, NaN for floats) with `lengths`.
 
     Vocabulary ids: 0 hello, 1 world, 2 笑; 3 UNK, 4 SEQUENCE_START,
     5 SEQUENCE_END.
     """
-    ids = [
-        np.array([[0, 2], [1, 5], [5, 1]], np.int32),
-        np.array([[3, 1], [5, 0]], np.int32),
-    ]
-    parents = [
-        np.array([[0, 0], [0, 1], [0, 0]], np.int32),
-        np.array([[0, 0], [1, 1]], np.int32),
-    ]
-    scores = [
-        np.array([[-0.5, -1.25], [-1.0, -1.5], [-1.2, -3.0]], np.float32),
-        np.array([[-0.1, -0.2], [-0.3, -0.4]], np.float32),
-    ]
+    ids = np.array([[[0, 2], [1, 5], [5, 1]], [[3, 1], [5, 0], [-1, -1]]], np.int32)
+    parents = np.array([[[0, 0], [0, 1], [0, 0]], [[0, 0], [1, 1], [-1, -1]]], np.int32)
+    scores = np.array(
+        [
+            [[-0.5, -1.25], [-1.0, -1.5], [-1.2, -3.0]],
+            [[-0.1, -0.2], [-0.3, -0.4], [np.nan, np.nan]],
+        ],
+        np.float32,
+    )
     np.savez(
         path,
-        predicted_ids=object_array(ids),
-        beam_parent_ids=object_array(parents),
-        scores=object_array(scores),
-        log_probs=object_array([s - 1 for s in scores]),
+        predicted_ids=ids,
+        beam_parent_ids=parents,
+        scores=scores,
+        log_probs=scores - 1,
+        lengths=np.array([3, 2], np.int32),
     )
 
 
@@ -85,6 +84,8 @@ def test_tool_writes_self_contained_html(tmp_path):
 
     second = (out / "000001.html").read_text(encoding="utf-8")
     assert "UNK" in second and "world" in second
+    # Cut to its 2 steps: 1 root + 2 steps x 2 beams, no padding nodes.
+    assert second.count('<g class="node') == 5 and "nan" not in second
 
 
 def test_tree_structure_and_layout():
@@ -158,14 +159,55 @@ def test_user_errors_exit_2(tmp_path):
     result = run_tool("-d", str(data), "-v", str(tmp_path / "nov"), "-o", "x")
     assert result.returncode == 2 and "nov" in result.stderr.decode()
 
-    parents = np.empty(1, dtype=object)
-    parents[0] = np.array([[0, 0], [7, 0]])
-    ids = np.empty(1, dtype=object)
-    ids[0] = np.zeros((2, 2), np.int32)
+    parents = np.array([[[0, 0], [7, 0]]], np.int32)
+    ids = np.zeros((1, 2, 2), np.int32)
     broken = tmp_path / "broken.npz"
     np.savez(broken, predicted_ids=ids, beam_parent_ids=parents, scores=ids)
     result = run_tool("-d", str(broken), "-o", str(tmp_path / "o"))
     assert result.returncode == 2 and "parent beam 7" in result.stderr.decode()
+
+    np.savez(
+        broken,
+        predicted_ids=ids,
+        beam_parent_ids=ids,
+        scores=ids,
+        lengths=np.array([3], np.int32),
+    )
+    result = run_tool("-d", str(broken), "-o", str(tmp_path / "o"))
+    assert result.returncode == 2 and "'lengths'" in result.stderr.decode()
+
+
+class _RunsCommand:
+    """Unpickling this calls os.system: what a crafted .npz could do."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_objects_are_refused_not_loaded(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = np.empty(1, dtype=object)
+    evil[0] = _RunsCommand(marker)
+    crafted = tmp_path / "crafted.npz"
+    ids = np.zeros((1, 2, 2), np.int32)
+    np.savez(crafted, predicted_ids=evil, beam_parent_ids=ids, scores=ids)
+    result = run_tool("-d", str(crafted), "-o", str(tmp_path / "o"))
+    err = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 2
+    assert len(err) == 1 and err[0].startswith("generate_beam_viz: error: "), err
+    assert "'predicted_ids' holds pickled Python objects" in err[0]
+    assert not marker.exists()
+    assert not (tmp_path / "o").exists()
+
+    # The object arrays of older DumpBeams files are refused the same way.
+    legacy = tmp_path / "legacy.npz"
+    traces = object_array([np.zeros((2, 2), np.int32), np.zeros((1, 2), np.int32)])
+    np.savez(legacy, predicted_ids=traces, beam_parent_ids=traces, scores=traces)
+    result = run_tool("-d", str(legacy), "-o", str(tmp_path / "o"))
+    assert result.returncode == 2 and "pickled" in result.stderr.decode()
 
 
 def test_tool_is_executable():

@@ -604,3 +604,16 @@ def test_train_evaluate_and_decode_end_to_end(shapes, tmp_path):
         assert batch["attention_scores"].shape[2] == 64
         if beam_width:
             assert batch["beam_search_output.predicted_ids"].shape[2] == 3
+
+
+def test_encoder_class_must_be_an_encoder_also_in_the_image_fallback():
+    from seq2seq.models import image2seq
+
+    assert (
+        image2seq._locate_encoder_class("seq2seq.encoders.InceptionV3Encoder")
+        is InceptionV3Encoder
+    )
+    # `os` and `EncoderOutput` are names in the image encoder module.
+    for name in ("seq2seq.encoders.os", "seq2seq.encoders.EncoderOutput", "os.system"):
+        with pytest.raises(ConfigError, match="is not a subclass of Encoder"):
+            image2seq._locate_encoder_class(name)

@@ -169,9 +169,11 @@ def test_dump_tasks_under_beam_search(trained, tmp_path):
         tasks=tasks,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    beams = np.load(tmp_path / "beams.npz", allow_pickle=True)
-    assert len(beams["predicted_ids"]) == 60
-    assert beams["predicted_ids"][0].shape[1] == 3
+    with np.load(tmp_path / "beams.npz") as beams:  # no pickled objects
+        assert len(beams["predicted_ids"]) == 60
+        steps = beams["lengths"][0]
+        assert beams["predicted_ids"][0, :steps].shape == (steps, 3)
+        assert steps >= 1 and beams["lengths"].shape == (60,)
     attention = np.load(tmp_path / "att" / "attention_scores.npz")
     first_source = read_lines(dev["sources"])[0].split()
     # [predicted tokens incl. SEQUENCE_END, source tokens incl. SEQUENCE_END]

@@ -327,7 +327,12 @@ def test_make_from_def_dict_and_yaml(tmp_path):
             {"class": "ParallelTextInputPipeline", "params": {"source_file": []}},
             "source_files",
         ),
-        ({"class": "os"}, "not an InputPipeline class"),
+        (
+            {"class": "os"},
+            "input pipeline 'os' is not a subclass of InputPipeline; an input "
+            "pipeline class must subclass seq2seq.data.input_pipeline.InputPipeline",
+        ),
+        ({"class": "os.system"}, "input pipeline 'os.system' is not a subclass"),
     ],
 )
 def test_make_from_def_errors(definition, pattern):

@@ -213,11 +213,21 @@ def test_text_slicing_of_sos_eos_padding_and_bytes():
     assert spec._references == ["a b", "a b"]
 
 
-def test_postproc_fn_dotted_name():
-    spec = BleuMetricSpec({"postproc_fn": "string.capwords"})
-    assert spec.to_text(["SEQUENCE_START", "hello", "world", "SEQUENCE_END"]) == (
-        "Hello World"
+def test_postproc_fn_outside_postproc_module_is_refused(tmp_path):
+    # Configs are data: a dotted path outside seq2seq.data.postproc is
+    # refused before anything is called, even a harmless str -> str one.
+    marker = tmp_path / "ran"
+    with pytest.raises(ConfigError) as err:
+        BleuMetricSpec({"postproc_fn": "string.capwords"})
+    assert str(err.value) == (
+        "BleuMetricSpec: postproc_fn 'string.capwords' is not an allowed "
+        "function; use one of decode_sentencepiece, slice_text, strip_bpe (from "
+        "seq2seq.data.postproc, by short name or as seq2seq.data.postproc.<name>)."
+        " A config cannot name other functions."
     )
+    with pytest.raises(ConfigError, match="RougeMetricSpec: postproc_fn 'os.system'"):
+        RougeMetricSpec({"postproc_fn": "os.system"}).to_text([f"touch {marker}"])
+    assert not marker.exists()
 
 
 def test_postproc_strip_bpe():
@@ -265,7 +275,7 @@ def test_bad_postproc_fn_is_config_error():
         BleuMetricSpec({"postproc_fn": "no.such.module.fn"})
     with pytest.raises(ConfigError, match="postproc_fn 'nonexistent_function'"):
         RougeMetricSpec({"postproc_fn": "nonexistent_function"})
-    with pytest.raises(ConfigError, match="not a function"):
+    with pytest.raises(ConfigError, match="'string.digits' is not an allowed"):
         BleuMetricSpec({"postproc_fn": "string.digits"})
 
 
@@ -336,7 +346,7 @@ def test_example_config_metrics_build():
     config = load_yaml("""
         default_params: &default_params
           - separator: " "
-          - postproc_fn: "string.capwords"
+          - postproc_fn: "seq2seq.data.postproc.strip_bpe"
         metrics:
           - class: LogPerplexityMetricSpec
           - class: BleuMetricSpec

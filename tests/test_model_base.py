@@ -122,8 +122,14 @@ def test_unknown_optimizer_name():
     with pytest.raises(ConfigError) as err:
         _optimizer("Adamm").create_optimizer()
     assert "Momentum" in str(err.value) and "RMSProp" in str(err.value)
-    with pytest.raises(ConfigError, match="not a keras.optimizers.Optimizer"):
+    with pytest.raises(ConfigError) as err:
         _optimizer("keras.layers.Dense").create_optimizer()
+    assert str(err.value) == (
+        "optimizer 'keras.layers.Dense' is not a subclass of Optimizer; an "
+        "optimizer class must subclass keras.Optimizer."
+    )
+    with pytest.raises(ConfigError, match="optimizer 'os.system' is not a subclass"):
+        _optimizer("os.system").create_optimizer()
 
 
 def test_learning_rate_schedule_attached():

@@ -229,8 +229,15 @@ def test_combiner_names():
         assert resolve_combiner_fn(name) is tf.multiply
     for name in ["tensorflow.add", "add", "keras.ops.add"]:
         assert resolve_combiner_fn(name) is tf.add
-    # Any dotted path to a function of two tensors, like the original.
-    assert resolve_combiner_fn("tensorflow.maximum") is tf.maximum
+    # Configs are data: no other function can be named.
+    for name in ["tensorflow.maximum", "os.system", "builtins.eval"]:
+        with pytest.raises(ConfigError) as err:
+            resolve_combiner_fn(name)
+        assert str(err.value) == (
+            f"position_embeddings.combiner_fn: unknown function '{name}'. Use "
+            "tensorflow.add or tensorflow.multiply (or add / multiply); other "
+            "functions cannot be named in a config."
+        )
 
 
 @pytest.mark.parametrize(

@@ -174,6 +174,16 @@ def test_activation_names():
         resolve_activation("nosuchfn")
 
 
+def test_activation_outside_tensorflow_and_keras_is_refused(monkeypatch):
+    calls = []
+    monkeypatch.setattr("os.system", lambda *args: calls.append(args))
+    for name in ("os.system", "builtins.eval", "subprocess.run"):
+        with pytest.raises(ConfigError, match="unknown activation"):
+            resolve_activation(name)
+    assert calls == []
+    assert resolve_activation("keras.activations.relu") is keras.activations.relu
+
+
 def test_unknown_cell_param_names_the_valid_ones():
     with pytest.raises(ConfigError) as info:
         get_rnn_cell("LSTMCell", {"num_units": 16, "use_peepholesERROR": True})

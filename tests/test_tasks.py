@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from bin.tools import generate_beam_viz
 from seq2seq import tasks
 from seq2seq.configurable import create_from_dict
 from seq2seq.errors import ConfigError, DataError
@@ -221,11 +222,23 @@ def test_decode_text_postproc(capsys):
 
 
 @pytest.mark.parametrize(
-    "name", ["no_such_fn", "seq2seq.data.postproc.nope", "nowhere.fn"]
+    "name",
+    [
+        "no_such_fn",
+        "seq2seq.data.postproc.nope",
+        "nowhere.fn",
+        "os.system",
+        "string.capwords",
+    ],
 )
 def test_decode_text_bad_postproc_is_config_error(name):
-    with pytest.raises(ConfigError, match="postproc_fn"):
+    # Only the functions of seq2seq.data.postproc can be named.
+    with pytest.raises(ConfigError) as err:
         DecodeText({"postproc_fn": name})
+    assert str(err.value).startswith(
+        f"DecodeText: postproc_fn '{name}' is not an allowed function; use one "
+        "of decode_sentencepiece, slice_text, strip_bpe (from seq2seq.data.postproc"
+    )
 
 
 def test_decode_text_unk_replace_without_attention(capsys):
@@ -345,31 +358,51 @@ def test_dump_beams_round_trip(tmp_path):
     task.process_batch(batch)
     task.process_batch(beam_batch())
     task.end()
-    data = np.load(path, allow_pickle=True)
-    assert sorted(data.files) == [
-        "beam_parent_ids",
-        "log_probs",
-        "predicted_ids",
-        "scores",
-    ]
-    assert len(data["predicted_ids"]) == 4
+    # Read as docs/inference.md says: no allow_pickle, cut to lengths[i].
+    with np.load(path) as data:
+        assert sorted(data.files) == [
+            "beam_parent_ids",
+            "lengths",
+            "log_probs",
+            "predicted_ids",
+            "scores",
+        ]
+        assert all(data[key].dtype != object for key in data.files)
+        lengths = data["lengths"]
+        np.testing.assert_array_equal(lengths, [3, 2, 3, 2])
+        ids = [data["predicted_ids"][i, : lengths[i]] for i in range(4)]
+        parents = [data["beam_parent_ids"][i, : lengths[i]] for i in range(4)]
+        scores = [data["scores"][i, : lengths[i]] for i in range(4)]
+        log_probs = [data["log_probs"][i, : lengths[i]] for i in range(4)]
+        assert data["predicted_ids"].shape == (4, 3, 2)
+        # Past its length an example is padding: -1 ids, NaN floats.
+        np.testing.assert_array_equal(data["predicted_ids"][1, 2], [-1, -1])
+        np.testing.assert_array_equal(data["beam_parent_ids"][3, 2], [-1, -1])
+        assert np.isnan(data["scores"][1, 2]).all()
+        assert np.isnan(data["log_probs"][3, 2]).all()
     np.testing.assert_array_equal(
-        data["predicted_ids"][0], batch["beam_search_output.predicted_ids"][0, :3]
+        ids[0], batch["beam_search_output.predicted_ids"][0, :3]
     )
     np.testing.assert_array_equal(
-        data["beam_parent_ids"][1], batch["beam_search_output.beam_parent_ids"][1, :2]
+        parents[1], batch["beam_search_output.beam_parent_ids"][1, :2]
     )
+    np.testing.assert_allclose(scores[2], batch["beam_search_output.scores"][0, :3])
     np.testing.assert_allclose(
-        data["scores"][2], batch["beam_search_output.scores"][0, :3]
+        log_probs[3], batch["beam_search_output.log_probs"][1, :2]
     )
-    np.testing.assert_allclose(
-        data["log_probs"][3], batch["beam_search_output.log_probs"][1, :2]
-    )
-    assert data["predicted_ids"][1].shape == (2, 2)
+    assert ids[1].shape == (2, 2)
+    # The visualisation tool reads the same traces back.
+    traces = generate_beam_viz.load_traces(str(path))
+    assert len(traces) == 4
+    for i in range(4):
+        np.testing.assert_array_equal(traces[i]["predicted_ids"], ids[i])
+        np.testing.assert_array_equal(traces[i]["beam_parent_ids"], parents[i])
+        np.testing.assert_allclose(traces[i]["scores"], scores[i])
+        np.testing.assert_allclose(traces[i]["log_probs"], log_probs[i])
 
 
 def test_dump_beams_same_length_traces_stay_separate(tmp_path):
-    # Equal shapes must not be stacked into one [N, T, K] array.
+    # Equal shapes give one [N, T, K] array whose rows are the examples.
     batch = beam_batch()
     batch["beam_search_output.length"] = np.array([2, 2], np.int32)
     path = tmp_path / "beams"
@@ -378,9 +411,13 @@ def test_dump_beams_same_length_traces_stay_separate(tmp_path):
     task.process_batch(batch)
     task.end()
     assert path.exists()  # written exactly where asked, no ".npz" appended
-    data = np.load(path, allow_pickle=True)
-    assert data["scores"].dtype == object and data["scores"].shape == (2,)
-    assert data["scores"][1].shape == (2, 2)
+    with np.load(path) as data:
+        assert data["scores"].dtype == np.float32
+        assert data["scores"].shape == (2, 2, 2)
+        np.testing.assert_array_equal(data["lengths"], [2, 2])
+        np.testing.assert_allclose(
+            data["scores"][1], batch["beam_search_output.scores"][1, :2]
+        )
 
 
 def test_dump_beams_errors(tmp_path):

@@ -113,18 +113,35 @@ def _as_steps_by_beams(array, name, index):
     return array
 
 
-def load_traces(path):
-    """Loads a DumpBeams file.
+def _read_array(data, key, path):
+    """Reads one array of an open `.npz` without unpickling anything."""
+    try:
+        return data[key]
+    except ValueError as err:
+        if "allow_pickle" not in str(err):
+            raise
+        raise UsageError(
+            f"{path}: '{key}' holds pickled Python objects, which this tool "
+            "does not load (unpickling can run code); give a file written by "
+            "the DumpBeams inference task of this version"
+        ) from None
 
-    Accepts this port's object arrays (one `[T, K]` array per example) and
-    the original's stacked `[N, T, K]` arrays.
+
+def load_traces(path):
+    """Loads a DumpBeams file without unpickling anything.
+
+    Reads the dense `[N, T, K]` arrays DumpBeams writes, cut to each
+    example's `lengths[i]` steps, and the original's stacked `[N, T, K]`
+    arrays (no `lengths`: every example has T steps). Arrays of Python
+    objects are refused.
 
     Returns:
       A list of dicts with `predicted_ids`, `beam_parent_ids`, `scores` and
-      `log_probs` (`None` when absent), each `[T, K]`.
+      `log_probs` (`None` when absent), each `[T_i, K]`.
 
     Raises:
-      UsageError: The file is missing, unreadable or lacks a key.
+      UsageError: The file is missing, unreadable, holds pickled objects or
+        lacks a key.
     """
     if not os.path.isfile(path):
         raise UsageError(f"beam data file not found: {path}")
@@ -134,19 +151,35 @@ def load_traces(path):
             "inference task"
         )
     try:
-        with np.load(path, allow_pickle=True) as data:
+        with np.load(path, allow_pickle=False) as data:
             missing = [key for key in REQUIRED_KEYS if key not in data.files]
             if missing:
                 raise UsageError(
                     f"{path} has no '{missing[0]}' array; give the file written "
                     "by the DumpBeams inference task"
                 )
-            arrays = {key: data[key] for key in REQUIRED_KEYS}
-            arrays["log_probs"] = data["log_probs"] if "log_probs" in data else None
+            arrays = {key: _read_array(data, key, path) for key in REQUIRED_KEYS}
+            arrays["log_probs"] = (
+                _read_array(data, "log_probs", path) if "log_probs" in data else None
+            )
+            lengths = _read_array(data, "lengths", path) if "lengths" in data else None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
         raise UsageError(f"cannot read {path} as a .npz file: {err}") from None
 
     count = len(arrays["predicted_ids"])
+    steps = arrays["predicted_ids"].shape[1] if arrays["predicted_ids"].ndim > 1 else 0
+    if lengths is not None:
+        lengths = np.asarray(lengths)
+        if (
+            lengths.shape != (count,)
+            or not np.issubdtype(lengths.dtype, np.integer)
+            or np.any(lengths < 0)
+            or np.any(lengths > steps)
+        ):
+            raise UsageError(
+                f"{path}: 'lengths' must hold {count} integers in 0..{steps} "
+                "(the steps of each example)"
+            )
     traces = []
     for index in range(count):
         trace = {}
@@ -159,7 +192,10 @@ def load_traces(path):
                     f"{path}: '{key}' has {len(arrays[key])} examples but "
                     f"predicted_ids has {count}"
                 )
-            trace[key] = _as_steps_by_beams(arrays[key][index], key, index)
+            example = arrays[key][index]
+            if lengths is not None:
+                example = example[: lengths[index]]
+            trace[key] = _as_steps_by_beams(example, key, index)
         shapes = {key: v.shape for key, v in trace.items() if v is not None}
         if len(set(shapes.values())) > 1:
             raise UsageError(f"{path}: example {index} has arrays of shapes {shapes}")

@@ -131,13 +131,8 @@ def make_input_pipeline_from_def(def_dict, mode, **kwargs):
         definition["class"],
         [sys.modules[__name__], "seq2seq.data.image_pipeline"],
         what="input pipeline",
+        base=InputPipeline,
     )
-    if not (
-        isinstance(pipeline_class, type) and issubclass(pipeline_class, InputPipeline)
-    ):
-        raise ConfigError(
-            f"input pipeline: {definition['class']!r} is not an InputPipeline class."
-        )
     params = deep_merge(definition.get("params") or {}, kwargs)
     return pipeline_class(params, mode)
 

@@ -18,7 +18,7 @@ the result for a sequence does not depend on how much padding its batch has.
 import numpy as np
 import tensorflow as tf
 
-from seq2seq.configurable import ModeKeys, locate_class
+from seq2seq.configurable import ModeKeys
 from seq2seq.encoders.encoder import Encoder, EncoderOutput
 from seq2seq.errors import ConfigError
 
@@ -36,11 +36,11 @@ def resolve_combiner_fn(name, where="position_embeddings.combiner_fn"):
 
     Accepts `add` and `multiply`, with or without a `tensorflow.`, `tf.`,
     `tensorflow.math.` or `keras.ops.` prefix (the original's names are
-    `tensorflow.add` and `tensorflow.multiply`), and any other dotted path
-    to a function of two tensors.
+    `tensorflow.add` and `tensorflow.multiply`). Configs are data: no other
+    function can be named.
 
     Raises:
-      ConfigError: The name resolves to nothing callable.
+      ConfigError: Any other name.
     """
     if callable(name):
         return name
@@ -48,20 +48,11 @@ def resolve_combiner_fn(name, where="position_embeddings.combiner_fn"):
     for prefix in _COMBINER_PREFIXES:
         if text.startswith(prefix) and text[len(prefix) :] in _COMBINERS:
             return _COMBINERS[text[len(prefix) :]]
-    message = (
+    raise ConfigError(
         f"{where}: unknown function '{name}'. Use tensorflow.add or "
-        "tensorflow.multiply (or add / multiply), or a dotted path to a "
-        "function of two tensors."
+        "tensorflow.multiply (or add / multiply); other functions cannot be "
+        "named in a config."
     )
-    if "." not in text:
-        raise ConfigError(message)
-    try:
-        found = locate_class(text, (), where)
-    except ConfigError:
-        raise ConfigError(message) from None
-    if not callable(found) or isinstance(found, type):
-        raise ConfigError(message)
-    return found
 
 
 def position_encoding(num_positions, depth):

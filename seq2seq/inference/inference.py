@@ -98,9 +98,11 @@ def load_train_options(model_dir):
 
 def build_model(train_options, model_params=None, mode=ModeKeys.INFER):
     """Builds the model class of `train_options` with overrides merged in."""
-    from seq2seq import models  # noqa: F401  (registers the model classes)
+    from seq2seq import models
 
-    model_class = locate_class(train_options.model_class, ["seq2seq.models"], "model")
+    model_class = locate_class(
+        train_options.model_class, ["seq2seq.models"], "model", base=models.ModelBase
+    )
     params = deep_merge(train_options.model_params, model_params or {})
     return model_class(params, mode)
 

@@ -19,7 +19,7 @@ Specs are created from the `metrics:` list of a config, e.g.
 `{class: RougeMetricSpec, params: {rouge_type: rouge_2/f_score}}`.
 """
 
-from seq2seq.configurable import Configurable, ModeKeys, locate_class
+from seq2seq.configurable import Configurable, ModeKeys, locate_function
 from seq2seq.data import postproc
 from seq2seq.errors import ConfigError
 from seq2seq.metrics import bleu, rouge
@@ -87,9 +87,10 @@ class TextMetricSpec(MetricSpec):
       sos_token: The start-of-sequence token to cut away.
       eos_token: The end-of-sequence token; it and all after it are cut.
       separator: The string that joins tokens (`""` for characters).
-      postproc_fn: Dotted name of a `str -> str` function applied to each
-        text, e.g. `seq2seq.data.postproc.strip_bpe`; a bare name is looked
-        up in `seq2seq.data.postproc`. Empty for none.
+      postproc_fn: A `str -> str` function of `seq2seq.data.postproc`
+        applied to each text, by short name (`strip_bpe`) or dotted path
+        (`seq2seq.data.postproc.strip_bpe`); no other function can be
+        named. Empty for none.
     """
 
     def __init__(self, params, mode=ModeKeys.EVAL):
@@ -108,22 +109,9 @@ class TextMetricSpec(MetricSpec):
     def _resolve_postproc(self, name):
         if not name:
             return None
-        owner = type(self).__name__
-        hint = (
-            "Give the dotted name of a function taking and returning a str, "
-            "e.g. seq2seq.data.postproc.strip_bpe, or leave it empty."
+        return locate_function(
+            name, postproc, what=f"{type(self).__name__}: postproc_fn"
         )
-        try:
-            function = locate_class(name, [postproc], what="postproc_fn")
-        except ConfigError:
-            raise ConfigError(
-                f"{owner}: postproc_fn '{name}' not found. {hint}"
-            ) from None
-        if not callable(function):
-            raise ConfigError(
-                f"{owner}: postproc_fn '{name}' is not a function. {hint}"
-            )
-        return function
 
     def to_text(self, tokens):
         """Turns one example's raw tokens into the text that is scored.

@@ -1,6 +1,7 @@
 """AttentionSeq2Seq: BasicSeq2Seq whose decoder attends over the encoder."""
 
 from seq2seq.configurable import locate_class
+from seq2seq.decoders.attention import AttentionLayer
 from seq2seq.models.basic_seq2seq import BasicSeq2Seq
 
 
@@ -38,6 +39,7 @@ class AttentionSeq2Seq(BasicSeq2Seq):
             self.params["attention.class"],
             ["seq2seq.decoders.attention"],
             "attention.class",
+            base=AttentionLayer,
         )
         attention_layer = attention_class(self.params["attention.params"], self.mode)
         return self._decoder_class()(

@@ -1,8 +1,15 @@
 """BasicSeq2Seq: an encoder whose final state initialises a decoder."""
 
 from seq2seq.configurable import locate_class
+from seq2seq.decoders.rnn_decoder import RNNDecoder
+from seq2seq.decoders.self_attention_decoder import SelfAttentionDecoder
+from seq2seq.encoders.encoder import Encoder
 from seq2seq.models import bridges
 from seq2seq.models.seq2seq_model import Seq2SeqModel
+
+# The decoders have no common base class: `decoder.class` must derive from
+# one of these.
+DECODER_BASES = (RNNDecoder, SelfAttentionDecoder)
 
 
 class BasicSeq2Seq(Seq2SeqModel):
@@ -23,7 +30,10 @@ class BasicSeq2Seq(Seq2SeqModel):
 
     def _create_encoder(self):
         encoder_class = locate_class(
-            self.params["encoder.class"], ["seq2seq.encoders"], "encoder.class"
+            self.params["encoder.class"],
+            ["seq2seq.encoders"],
+            "encoder.class",
+            base=Encoder,
         )
         return encoder_class(self.params["encoder.params"], self.mode)
 
@@ -44,7 +54,10 @@ class BasicSeq2Seq(Seq2SeqModel):
 
     def _decoder_class(self):
         return locate_class(
-            self.params["decoder.class"], ["seq2seq.decoders"], "decoder.class"
+            self.params["decoder.class"],
+            ["seq2seq.decoders"],
+            "decoder.class",
+            base=DECODER_BASES,
         )
 
     def _create_decoder(self):
@@ -56,7 +69,7 @@ class BasicSeq2Seq(Seq2SeqModel):
 
     def _create_bridge(self):
         bridge_class = locate_class(
-            self.params["bridge.class"], [bridges], "bridge.class"
+            self.params["bridge.class"], [bridges], "bridge.class", base=bridges.Bridge
         )
         return bridge_class(
             self.params["bridge.params"],

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from seq2seq.configurable import locate_class
 from seq2seq.encoders import image_encoder
+from seq2seq.encoders.encoder import Encoder
 from seq2seq.errors import ConfigError, UserError
 from seq2seq.models.attention_seq2seq import AttentionSeq2Seq
 from seq2seq.models.model_base import ModelBase
@@ -48,11 +49,16 @@ def _locate_encoder_class(name):
     resolved even while `seq2seq.encoders` does not export the class.
     """
     try:
-        return locate_class(name, ["seq2seq.encoders", image_encoder], "encoder.class")
+        return locate_class(
+            name,
+            ["seq2seq.encoders", image_encoder],
+            "encoder.class",
+            base=Encoder,
+        )
     except ConfigError:
         package, _, short = str(name).rpartition(".")
         if package == "seq2seq.encoders" and hasattr(image_encoder, short):
-            return getattr(image_encoder, short)
+            return locate_class(short, [image_encoder], "encoder.class", base=Encoder)
         raise
 
 

@@ -111,12 +111,8 @@ def resolve_optimizer_class(name):
     if key in keras_classes:
         return keras_classes[key], {}
     if "." in str(name):
-        cls = locate_class(name, what="optimizer")
-        if inspect.isclass(cls) and issubclass(cls, keras.optimizers.Optimizer):
-            return cls, {}
-        raise ConfigError(
-            f"optimizer.name: {name} is not a keras.optimizers.Optimizer subclass."
-        )
+        cls = locate_class(name, what="optimizer", base=keras.optimizers.Optimizer)
+        return cls, {}
     known = sorted(
         {v[0] for v in _NAMED_OPTIMIZERS.values()}
         | {"Momentum", "RMSProp"}

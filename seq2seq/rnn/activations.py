@@ -2,13 +2,12 @@
 
 Cells, the cell factory and the bridges all accept the same spellings: Keras
 activation names (`tanh`), the original's dotted TensorFlow names
-(`tensorflow.tanh`, `tensorflow.nn.relu`) and dotted paths to a function.
+(`tensorflow.tanh`, `tensorflow.nn.relu`) and Keras dotted names; nothing outside TensorFlow and Keras.
 """
 
 import keras
 import tensorflow as tf
 
-from seq2seq.configurable import locate_class
 from seq2seq.errors import ConfigError
 
 __all__ = ["resolve_activation"]
@@ -22,7 +21,9 @@ def resolve_activation(name, where="activation"):
 
     Accepts Keras activation names (`tanh`, `relu`, `linear`), the original's
     dotted TensorFlow names (`tensorflow.tanh`, `tensorflow.nn.relu`,
-    `tensorflow.identity`), other dotted paths to a function, and callables.
+    `tensorflow.identity`), Keras dotted names (`keras.activations.gelu`) and
+    callables. No other dotted path is resolved: a config names data, not code
+    to run (`os.system` is refused).
     `None`, `""`, `"none"`, `"identity"` and `"linear"` mean identity.
 
     Args:
@@ -52,16 +53,13 @@ def resolve_activation(name, where="activation"):
             found = keras.activations.get(text)
         except (ValueError, TypeError):
             found = getattr(tf.nn, text, None) or getattr(tf.math, text, None)
-    if found is None and "." in text:
-        try:
-            found = locate_class(text, (), what=where)
-        except ConfigError:
-            found = None
+    if found is None and text.startswith("keras."):
+        found = _getattr_path(keras, text[len("keras.") :])
     if not callable(found):
         raise ConfigError(
             f"{where}: unknown activation '{name}'. Use a Keras activation name "
-            "(tanh, relu, sigmoid, linear, ...) or a dotted function name such "
-            "as tensorflow.tanh."
+            "(tanh, relu, sigmoid, linear, ...) or a dotted TensorFlow or Keras "
+            "function name such as tensorflow.tanh."
         )
     return found
 

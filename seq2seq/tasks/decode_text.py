@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from seq2seq.configurable import locate_class
+from seq2seq.configurable import locate_function
 from seq2seq.data import postproc
 from seq2seq.errors import ConfigError, DataError
 from seq2seq.tasks.inference_task import (
@@ -16,41 +16,24 @@ from seq2seq.tasks.inference_task import (
 
 UNK = "UNK"
 
-_POSTPROC_FUNCTIONS = ("slice_text", "strip_bpe", "decode_sentencepiece")
-
 
 def resolve_postproc_fn(name):
     """Finds a post-processing function by name.
 
     Args:
       name: A function of `seq2seq.data.postproc` by its short name
-        (`strip_bpe`) or any function by its dotted path
-        (`seq2seq.data.postproc.strip_bpe`, `mypackage.module.fn`); "" for
-        none.
+        (`strip_bpe`) or its dotted path (`seq2seq.data.postproc.strip_bpe`);
+        "" for none. Other functions cannot be named.
 
     Returns:
       A callable `str -> str`, or `None` for "".
 
     Raises:
-      ConfigError: Nothing callable has that name.
+      ConfigError: `name` is not a function of `seq2seq.data.postproc`.
     """
     if not name:
         return None
-    found = None
-    if "." not in name:
-        found = getattr(postproc, name, None)
-    else:
-        try:
-            found = locate_class(name, (), what="postproc_fn")
-        except ConfigError:
-            found = None
-    if found is None or not callable(found) or isinstance(found, type):
-        raise ConfigError(
-            f"DecodeText: postproc_fn '{name}' not found. Use one of "
-            f"{', '.join(_POSTPROC_FUNCTIONS)} or the dotted path of a function "
-            "such as seq2seq.data.postproc.strip_bpe."
-        )
-    return found
+    return locate_function(name, postproc, what="DecodeText: postproc_fn")
 
 
 def read_unk_mapping(path):
@@ -145,7 +128,7 @@ class DecodeText(InferenceTask):
         a copied source token found there is replaced with its target.
       postproc_fn: A function applied to every line: a short name from
         `seq2seq.data.postproc` (`strip_bpe`, `decode_sentencepiece`,
-        `slice_text`) or a dotted path; "" for none.
+        `slice_text`) or its dotted path in that module; "" for none.
       output: A file to write the lines to; "" for standard output.
     """
 

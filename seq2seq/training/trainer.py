@@ -33,9 +33,16 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from seq2seq.configurable import ModeKeys, create_from_dict
+from seq2seq.configurable import (
+    ModeKeys,
+    create_from_dict,
+    locate_class,
+    maybe_load_yaml,
+)
 from seq2seq.data import batching
 from seq2seq.errors import UserError
+from seq2seq.metrics import MetricSpec
+from seq2seq.models import ModelBase
 from seq2seq.training import distribution, early_stopping, evaluation
 from seq2seq.training import hooks as hooks_lib
 from seq2seq.training.train_step import (
@@ -63,6 +70,12 @@ MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloa
 SPIKE_AVERAGE_DECAY = 0.98
 SPIKE_WARMUP_STEPS = 20
 SPIKE_STD_MARGIN = 4.0
+
+
+# Where the short names of --metrics and --hooks are looked up, and the base
+# class each named class must derive from.
+METRIC_SLOT = {"modules": ["seq2seq.metrics"], "what": "metric", "base": MetricSpec}
+HOOK_SLOT = {"modules": [hooks_lib], "what": "hook", "base": hooks_lib.TrainingHook}
 
 
 class TrainingDivergedError(UserError):
@@ -179,6 +192,7 @@ class Trainer:
                 ["seq2seq.models"],
                 ModeKeys.TRAIN,
                 what="model",
+                base=ModelBase,
             )
             self.optimizer = self.model.create_optimizer()
             self.loss_scale = (
@@ -187,15 +201,19 @@ class Trainer:
         self.train_pipeline = train_pipeline
         self.dev_pipeline = dev_pipeline
         self.metrics = [
-            create_from_dict(d, ["seq2seq.metrics"], what="metric") for d in metrics
+            create_from_dict(
+                d, METRIC_SLOT["modules"], what="metric", base=METRIC_SLOT["base"]
+            )
+            for d in metrics
         ]
         self.hooks = [
             create_from_dict(
                 d,
-                [hooks_lib],
+                HOOK_SLOT["modules"],
                 model_dir=config.output_dir,
                 run_config=config,
                 what="hook",
+                base=HOOK_SLOT["base"],
             )
             for d in hooks
             # Hooks write files and print; only the chief runs them.
@@ -814,6 +832,30 @@ def set_mixed_precision(name):
             "bfloat16, or leave it unset for float32."
         )
     keras.mixed_precision.set_global_policy(policy)
+
+
+def check_component_classes(metrics, hooks):
+    """Resolves the classes named in `metrics` and `hooks` without creating
+    anything, so that a wrong name fails before a file is written.
+
+    Args:
+      metrics: The `--metrics` list of `{class, params}` definitions.
+      hooks: The `--hooks` list of `{class, params}` definitions.
+
+    Raises:
+      ConfigError: A name is unknown or not a subclass of the slot's base.
+        Malformed definitions are reported when the objects are created.
+    """
+    for definitions, slot in ((metrics, METRIC_SLOT), (hooks, HOOK_SLOT)):
+        for definition in definitions:
+            definition = maybe_load_yaml(definition, slot["what"])
+            if isinstance(definition, dict) and "class" in definition:
+                locate_class(
+                    definition["class"],
+                    slot["modules"],
+                    slot["what"],
+                    base=slot["base"],
+                )
 
 
 def check_and_write_train_options(train_options, output_dir):
