@@ -129,9 +129,9 @@ def check_vocabularies(train_options, model_params=None, allow_change=False):
         logging.warning("Vocabulary changed since training: %s", summary)
         return
     raise UserError(
-        f"{summary} since training (train_options.json records its sha256); the "
-        "model's token ids would map to the wrong tokens. Restore the vocabulary "
-        "the model was trained with, or pass --allow_vocab_change to use the "
+        f"{summary}. The model was trained with the vocabulary whose sha256 "
+        "train_options.json records, so its token ids would map to the wrong "
+        "tokens. Restore that file, or pass --allow_vocab_change to use the "
         "changed one deliberately."
     )
 
