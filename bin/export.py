@@ -40,7 +40,18 @@ flags.DEFINE_string(
     "version directory such as models/nmt/1.",
 )
 flags.DEFINE_boolean(
-    "overwrite", False, "Replace --export_dir if it exists and is not empty."
+    "overwrite",
+    False,
+    "Replace a previous export (a directory with saved_model.pb) in "
+    "--export_dir. Any other non-empty directory, and one that is, contains or "
+    "lies inside a training run, is refused even with --overwrite.",
+)
+flags.DEFINE_boolean(
+    "allow_vocab_change",
+    False,
+    "Export even if a vocabulary file's contents differ from the ones recorded "
+    "in train_options.json (sha256) when the model was trained; without it "
+    "that is an error, since the token ids would map to the wrong tokens.",
 )
 flags.DEFINE_string(
     "source_delimiter",
@@ -69,6 +80,7 @@ def main(argv):
         source_delimiter=FLAGS.source_delimiter,
         target_delimiter=FLAGS.target_delimiter,
         overwrite=FLAGS.overwrite,
+        allow_vocab_change=FLAGS.allow_vocab_change,
     )
     print(f"Exported {result.checkpoint_path} to {result.export_dir}")
     print(

@@ -48,6 +48,13 @@ flags.DEFINE_string(
     "metric (--model_dir/best), 'latest' or unset for the latest one in "
     "--model_dir.",
 )
+flags.DEFINE_boolean(
+    "allow_vocab_change",
+    False,
+    "Decode even if a vocabulary file's contents differ from the ones recorded "
+    "in train_options.json (sha256) when the model was trained; without it "
+    "that is an error, since the token ids would map to the wrong tokens.",
+)
 flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
 flags.DEFINE_boolean("progress", True, "Show a progress line on stderr.")
 flags.DEFINE_boolean(
@@ -134,6 +141,11 @@ def main(argv):
     checkpoint = inference.resolve_checkpoint(
         values["model_dir"], values["checkpoint_path"]
     )
+    inference.check_vocabularies(
+        train_options,
+        values["model_params"],
+        allow_change=bool(values["allow_vocab_change"]),
+    )
     model = inference.build_model(train_options, values["model_params"])
     pipeline = input_pipeline.make_input_pipeline_from_def(
         values["input_pipeline"], ModeKeys.INFER, shuffle=False, num_epochs=1
@@ -146,6 +158,7 @@ def main(argv):
         checkpoint_path=checkpoint,
         progress=values["progress"],
         jit_compile=bool(values["jit_compile"]),
+        protected_paths=[values["config_path"]],
     )
     logging.info("Decoded %d sentences with %s", count, checkpoint)
     return 0

@@ -1,7 +1,9 @@
 """Tests for seq2seq.inference.export and bin/export.py (SavedModel export)."""
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import tiny_model_params, write_toy_corpus
+from test_infer_cli import assert_user_error
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.data.input_pipeline import SEQUENCE_END, split_tokens
@@ -139,8 +142,9 @@ def test_export_serves_without_seq2seq_or_vocab_files(tmp_path):
 
     # An old export there is replaced with --overwrite.
     os.makedirs(greedy_dir)
-    with open(os.path.join(greedy_dir, "old.txt"), "w") as handle:
-        handle.write("stale")
+    for name in ("saved_model.pb", "old.txt"):
+        with open(os.path.join(greedy_dir, name), "w") as handle:
+            handle.write("stale")
     result = export.export_saved_model(model_dir, greedy_dir, overwrite=True)
     assert not os.path.exists(os.path.join(greedy_dir, "old.txt"))
     assert os.path.exists(os.path.join(greedy_dir, "saved_model.pb"))
@@ -245,16 +249,18 @@ def test_non_empty_export_dir_is_a_user_error(tmp_path):
         )
     with pytest.raises(UserError, match="--export_dir is not set"):
         export.export_saved_model(str(tmp_path), "")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
     with pytest.raises(ConfigError, match="model_params"):
         export.export_saved_model(
-            str(tmp_path), str(tmp_path / "2"), model_params=["beam"]
+            str(model_dir), str(tmp_path / "2"), model_params=["beam"]
         )
     with pytest.raises(UserError, match="train_options.json"):
-        export.export_saved_model(str(tmp_path), str(tmp_path / "2"))
+        export.export_saved_model(str(model_dir), str(tmp_path / "2"))
     # An empty directory is fine to export into (it fails later, on the model).
     (tmp_path / "3").mkdir()
     with pytest.raises(UserError, match="train_options.json"):
-        export.export_saved_model(str(tmp_path), str(tmp_path / "3"))
+        export.export_saved_model(str(model_dir), str(tmp_path / "3"))
 
 
 def test_command_line_reports_user_error_with_exit_code_2(tmp_path):
@@ -300,3 +306,103 @@ def test_command_line_reports_user_error_with_exit_code_2(tmp_path):
 def test_delimiters_come_from_the_training_pipeline(config, expected):
     options = TrainOptions("AttentionSeq2Seq", {}, resolved_config=config)
     assert export._pipeline_delimiters(options) == expected
+
+
+def _file_hashes(directory):
+    """`{relative path: sha256}` of every file under `directory`."""
+    hashes = {}
+    for root, _, files in os.walk(directory):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as handle:
+                digest = hashlib.sha256(handle.read()).hexdigest()
+            hashes[os.path.relpath(path, directory)] = digest
+    return hashes
+
+
+def _run_export(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "bin.export", *args],
+        cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_overwrite_never_deletes_a_training_run(tmp_path):
+    root = str(tmp_path)
+    paths = write_toy_corpus(os.path.join(root, "data"), num_examples=30)
+    model_dir = _train_dir(root, tiny_model_params(paths["vocab"]))
+    # What else a training run holds: the best checkpoint and events.
+    best = os.path.join(model_dir, "best")
+    os.makedirs(best)
+    for name in ("ckpt-1.index", "ckpt-1.data-00000-of-00001"):
+        shutil.copy(os.path.join(model_dir, name), best)
+    with open(os.path.join(best, "checkpoint"), "w") as handle:
+        handle.write('model_checkpoint_path: "ckpt-1"\n')
+    with open(os.path.join(model_dir, "events.out.tfevents.1.host"), "wb") as handle:
+        handle.write(b"\x00events")
+    before = _file_hashes(root)
+
+    # The reported case: the export dir is the model dir itself.
+    result = _run_export(
+        f"--model_dir={model_dir}", f"--export_dir={model_dir}", "--overwrite"
+    )
+    assert_user_error(result, f"--export_dir={model_dir}", "training run")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1, result.stderr
+    # --overwrite on a non-empty directory that holds no SavedModel.
+    other = os.path.join(root, "data")
+    result = _run_export(
+        f"--model_dir={model_dir}", f"--export_dir={other}", "--overwrite"
+    )
+    assert_user_error(result, f"--export_dir={other}", "no SavedModel")
+    assert _file_hashes(root) == before
+
+    # The same refusals from Python, and the other ways in.
+    copy = os.path.join(root, "saved", "1")
+    os.makedirs(os.path.join(copy, "run"))
+    for name in ("saved_model.pb", os.path.join("run", "train_options.json")):
+        with open(os.path.join(copy, name), "w") as handle:
+            handle.write("{}")
+    before = _file_hashes(root)
+    refused = [
+        (model_dir, "is or lies inside the training run"),
+        (best, "is or lies inside the training run"),
+        (os.path.join(model_dir, "export", "1"), "is or lies inside"),
+        (os.path.relpath(model_dir), "is or lies inside"),
+        (root, "contains the training run"),
+        (os.path.join(root, "data"), "holds no SavedModel"),
+        (copy, "contains the training run " + os.path.join(copy, "run")),
+    ]
+    for export_dir, message in refused:
+        with pytest.raises(UserError, match=re.escape(message)):
+            export.export_saved_model(model_dir, export_dir, overwrite=True)
+    # A run found by its files, with another --model_dir given.
+    found = "lies inside the training run " + os.path.realpath(best)
+    with pytest.raises(UserError, match=re.escape(found)):
+        export.export_saved_model(
+            os.path.join(root, "elsewhere"), os.path.join(best, "1"), overwrite=True
+        )
+    assert _file_hashes(root) == before
+    assert not os.path.exists(os.path.join(model_dir, "export"))
+    assert not [n for n in os.listdir(root) if n.startswith(".export-")]
+
+
+def test_changed_vocabulary_is_refused(tmp_path):
+    root = str(tmp_path)
+    paths = write_toy_corpus(os.path.join(root, "data"), num_examples=30)
+    model_dir = _train_dir(root, tiny_model_params(paths["vocab"]))
+    with open(paths["vocab"], encoding="utf-8") as handle:
+        tokens = handle.read().splitlines()
+    with open(paths["vocab"], "w", encoding="utf-8") as handle:
+        handle.write("\n".join(reversed(tokens)) + "\n")
+    export_dir = os.path.join(root, "exports", "1")
+
+    result = _run_export(f"--model_dir={model_dir}", f"--export_dir={export_dir}")
+    assert_user_error(
+        result, f"vocabulary {paths['vocab']} changed", "--allow_vocab_change"
+    )
+    assert not os.path.exists(export_dir)
+    # Deliberately, from Python.
+    export.export_saved_model(model_dir, export_dir, allow_vocab_change=True)
+    assert os.path.isfile(os.path.join(export_dir, "saved_model.pb"))

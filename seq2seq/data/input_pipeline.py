@@ -413,6 +413,18 @@ class InputPipeline(Configurable):
         """Whether this pipeline has a vectorized `parse_batch`."""
         return type(self).parse_batch is not InputPipeline.parse_batch
 
+    def input_files(self):
+        """The files this pipeline reads, a list (call after `check()`).
+
+        Gathered from the `source_files`, `target_files` and `files`
+        attributes the built-in pipelines set when validating; a pipeline
+        keeping its files elsewhere overrides this.
+        """
+        found = []
+        for name in ("source_files", "target_files", "files"):
+            found.extend(getattr(self, name, None) or [])
+        return found
+
     def corpus_bytes(self):
         """The size on disk of one epoch's files, or `None` if unknown.
 

@@ -41,7 +41,7 @@ from absl import logging
 from seq2seq.configurable import maybe_load_yaml
 from seq2seq.data.input_pipeline import SEQUENCE_END, split_tokens
 from seq2seq.errors import ConfigError, UserError
-from seq2seq.inference import beam_search, inference
+from seq2seq.inference import beam_search, inference, safe_paths
 
 SIGNATURE_KEY = "serving_default"
 TRANSLATE_KEY = "translate"
@@ -215,20 +215,65 @@ def _pipeline_delimiters(train_options):
     return params.get("source_delimiter"), params.get("target_delimiter")
 
 
-def _check_export_dir(export_dir, overwrite):
+SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+def _check_export_dir(export_dir, overwrite, model_dirs):
+    """Refuses an `export_dir` whose replacement could lose anything.
+
+    Only a directory that holds a previous export (a SavedModel) is ever
+    replaced, and only with `overwrite`. A directory that is, contains or
+    lies inside a training run (one of `model_dirs`, or any directory with a
+    `train_options.json` or `checkpoint` file) is never written to.
+
+    Raises:
+      UserError: `export_dir` is not usable; nothing has been touched.
+    """
     if not export_dir:
         raise UserError("--export_dir is not set; e.g. --export_dir models/nmt/1.")
-    if tf.io.gfile.exists(export_dir):
-        if not tf.io.gfile.isdir(export_dir):
+    if tf.io.gfile.exists(export_dir) and not tf.io.gfile.isdir(export_dir):
+        raise UserError(
+            f"--export_dir={export_dir} is a file; choose a directory path."
+        )
+    outside = "choose a directory outside it, e.g. models/nmt/1."
+    for model_dir in model_dirs:
+        if not model_dir or not os.path.isdir(model_dir):
+            continue
+        if safe_paths.is_within(export_dir, model_dir):
             raise UserError(
-                f"--export_dir={export_dir} is a file; choose a directory path."
+                f"--export_dir={export_dir} is or lies inside the training run "
+                f"{model_dir}; {outside}"
             )
-        if tf.io.gfile.listdir(export_dir) and not overwrite:
+        if safe_paths.is_within(model_dir, export_dir):
             raise UserError(
-                f"--export_dir={export_dir} exists and is not empty; choose a new "
-                "directory (e.g. the next version number) or pass --overwrite to "
-                "replace it."
+                f"--export_dir={export_dir} contains the training run {model_dir}; "
+                f"{outside}"
             )
+    run = safe_paths.enclosing_training_run(export_dir)
+    if run:
+        raise UserError(
+            f"--export_dir={export_dir} is or lies inside the training run {run}; "
+            f"{outside}"
+        )
+    if not tf.io.gfile.exists(export_dir) or not tf.io.gfile.listdir(export_dir):
+        return
+    if not overwrite:
+        raise UserError(
+            f"--export_dir={export_dir} exists and is not empty; choose a new "
+            "directory (e.g. the next version number) or pass --overwrite to "
+            "replace the export in it."
+        )
+    if not any(os.path.isfile(os.path.join(export_dir, n)) for n in SAVED_MODEL_FILES):
+        raise UserError(
+            f"--export_dir={export_dir} is not empty and holds no SavedModel "
+            "(saved_model.pb); --overwrite only replaces a previous export. Choose "
+            "a new or empty directory."
+        )
+    run = safe_paths.training_run_inside(export_dir)
+    if run:
+        raise UserError(
+            f"--export_dir={export_dir} contains the training run {run}; {outside}"
+        )
 
 
 def _spec_summary(spec):
@@ -286,6 +331,7 @@ def export_saved_model(
     source_delimiter=None,
     target_delimiter=None,
     overwrite=False,
+    allow_vocab_change=False,
 ):
     """Writes a trained model as a SavedModel that translates raw sentences.
 
@@ -302,23 +348,39 @@ def export_saved_model(
         splits into characters.
       target_delimiter: What output tokens are joined with; `None` takes the
         training input pipeline's `target_delimiter` (default " ").
-      overwrite: Replace a non-empty `export_dir`. The old export is only
-        removed once the new one is written.
+      overwrite: Replace a previous export (a SavedModel) in `export_dir`.
+        The old export is only removed once the new one is written. A
+        non-empty directory without `saved_model.pb` is never replaced, and
+        an `export_dir` that is, contains or lies inside a training run is
+        always refused.
+      allow_vocab_change: Export even if a vocabulary file differs from the
+        one recorded in `train_options.json` (see
+        `inference.check_vocabularies`).
 
     Returns:
       An `ExportResult`.
 
     Raises:
       UserError: `export_dir` is not usable, or the model directory,
-        checkpoint or params are.
+        checkpoint, params or vocabularies are.
     """
-    _check_export_dir(export_dir, overwrite)
+    model_dirs = [model_dir]
+    if checkpoint_path and checkpoint_path not in ("best", "latest"):
+        model_dirs.append(
+            checkpoint_path
+            if os.path.isdir(checkpoint_path)
+            else os.path.dirname(os.path.abspath(checkpoint_path))
+        )
+    _check_export_dir(export_dir, overwrite, model_dirs)
     if model_params is not None and not isinstance(model_params, dict):
         raise ConfigError(
             "--model_params must be a YAML mapping such as "
             "'inference.beam_search.beam_width: 5'."
         )
     train_options = inference.load_train_options(model_dir)
+    inference.check_vocabularies(
+        train_options, model_params, allow_change=allow_vocab_change
+    )
     checkpoint = inference.resolve_checkpoint(model_dir, checkpoint_path)
     trained_source, trained_target = _pipeline_delimiters(train_options)
     if source_delimiter is None:

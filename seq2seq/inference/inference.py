@@ -18,8 +18,9 @@ from absl import logging
 from seq2seq.configurable import ModeKeys, deep_merge, locate_class
 from seq2seq.data import batching
 from seq2seq.errors import UserError
+from seq2seq.inference import safe_paths
 from seq2seq.training import early_stopping
-from seq2seq.training.utils import TrainOptions
+from seq2seq.training.utils import VOCAB_PARAMS, TrainOptions
 
 _SOURCE_KEYS = ("source_ids", "source_len")
 _TARGET_KEYS = ("target_ids", "target_len")
@@ -94,6 +95,45 @@ def load_train_options(model_dir):
             "of a training run."
         )
     return TrainOptions.load(model_dir)
+
+
+def check_vocabularies(train_options, model_params=None, allow_change=False):
+    """Refuses vocabulary files whose contents changed since training.
+
+    `train_options.json` records the SHA-256 of every vocabulary file the
+    model was trained with. The files the model would load now (the saved
+    `vocab_source` / `vocab_target`, or those `model_params` gives instead)
+    are hashed and compared as `bin/train.py` compares them when resuming
+    (`TrainOptions.check_compatible`): by content, so a vocabulary that moved
+    is fine and a reordered or edited one is not. Options saved without
+    checksums are not checked.
+
+    Args:
+      train_options: The saved `TrainOptions`.
+      model_params: The overrides that will be merged over the saved params.
+      allow_change: Only log a warning when a vocabulary changed.
+
+    Raises:
+      UserError: A vocabulary changed and `allow_change` is false.
+      DataError: A vocabulary file is missing.
+    """
+    if not train_options.vocab_checksums:
+        return
+    params = deep_merge(train_options.model_params, model_params or {})
+    current = TrainOptions.from_model(train_options.model_class, params)
+    differences = train_options.check_compatible(current, fields=("vocab_checksums",))
+    if not differences:
+        return
+    summary = "; ".join(differences)
+    if allow_change:
+        logging.warning("Vocabulary changed since training: %s", summary)
+        return
+    raise UserError(
+        f"{summary}. The model was trained with the vocabulary whose sha256 "
+        "train_options.json records, so its token ids would map to the wrong "
+        "tokens. Restore that file, or pass --allow_vocab_change to use the "
+        "changed one deliberately."
+    )
 
 
 def build_model(train_options, model_params=None, mode=ModeKeys.INFER):
@@ -294,8 +334,13 @@ def run_inference(
     checkpoint_path=None,
     progress=True,
     jit_compile=False,
+    protected_paths=(),
 ):
     """Decodes every example of `pipeline` in order and feeds the tasks.
+
+    Before any task begins, tasks whose output would write over an input
+    (the pipeline's files, the model's vocabularies, a task's own input,
+    `protected_paths`) or over a file of a training run are refused.
 
     Args:
       model: A `Seq2SeqModel` in infer mode.
@@ -306,10 +351,17 @@ def run_inference(
         `None` to use the model's current weights.
       progress: Show a progress line on stderr.
       jit_compile: Compile the decoding loops with XLA (see `Predictor`).
+      protected_paths: Further files that are read and must not be written
+        (e.g. the config file).
 
     Returns:
       The number of sentences decoded.
+
+    Raises:
+      UserError: A task's output is an input or a file of a training run.
     """
+    pipeline.check()
+    check_task_outputs(model, pipeline, tasks, protected_paths)
     dataset = make_dataset(model, pipeline, batch_size)
     with_scores = any(getattr(task, "needs_scores", False) for task in tasks)
     predictor = Predictor(
@@ -338,3 +390,25 @@ def run_inference(
     for task in tasks:
         task.end()
     return count
+
+
+def check_task_outputs(model, pipeline, tasks, protected_paths=()):
+    """Refuses tasks whose output would write over a file that is read.
+
+    Args:
+      model: The model (its `vocab_source` / `vocab_target` params are read).
+      pipeline: A checked `InputPipeline`.
+      tasks: `InferenceTask` objects.
+      protected_paths: Further input files.
+
+    Raises:
+      UserError: An output is one of the inputs, or a file of a training
+        run (see `safe_paths.check_outputs`).
+    """
+    inputs = list(pipeline.input_files())
+    inputs += [model.params.get(key) for key in VOCAB_PARAMS]
+    inputs += list(protected_paths)
+    for task in tasks:
+        inputs += task.input_paths()
+    outputs = [output for task in tasks for output in task.output_paths()]
+    safe_paths.check_outputs(outputs, [p for p in inputs if isinstance(p, str)])

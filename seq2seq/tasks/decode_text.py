@@ -150,6 +150,12 @@ class DecodeText(InferenceTask):
             "output": "",
         }
 
+    def output_paths(self):
+        return [("DecodeText: output", self.params["output"])]
+
+    def input_paths(self):
+        return [str(self.params["unk_mapping"])] if self.params["unk_mapping"] else []
+
     def begin(self):
         self._writer.open()
 

@@ -10,6 +10,8 @@ from seq2seq.errors import ConfigError, DataError
 from seq2seq.tasks.inference_task import InferenceTask, unbatch
 
 SCORES_FILE = "attention_scores.npz"
+# The plots are 00000.png, 00001.png, ... (more digits past 99999).
+PLOT_PATTERN = "[0-9][0-9][0-9][0-9][0-9]*.png"
 
 # Fonts tried, in order, for tick labels; those installed are used, so that
 # tokens in other scripts (e.g. CJK) are drawn when a font for them exists.
@@ -149,6 +151,15 @@ class DumpAttention(InferenceTask):
             and not self.params["dump_atention_no_plot"]
             and not self.params["dump_attention_no_plot"]
         )
+
+    def output_paths(self):
+        output_dir = self.params["output_dir"]
+        paths = [("DumpAttention: output_dir", os.path.join(output_dir, SCORES_FILE))]
+        if self.plots_enabled:
+            paths.append(
+                ("DumpAttention: output_dir", os.path.join(output_dir, PLOT_PATTERN))
+            )
+        return paths
 
     def begin(self):
         output_dir = self.params["output_dir"]

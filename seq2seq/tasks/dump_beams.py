@@ -85,6 +85,9 @@ class DumpBeams(InferenceTask):
     def default_params():
         return {"file": ""}
 
+    def output_paths(self):
+        return [("DumpBeams: file", self.params["file"])]
+
     def begin(self):
         make_parent_dirs(self.params["file"], "DumpBeams: file")
 

@@ -62,6 +62,20 @@ class InferenceTask(Configurable):
     def default_params():
         return {}
 
+    def output_paths(self):
+        """The files this task writes, as `(param, path)` pairs.
+
+        `param` names the task and parameter (`DecodeText: output`) for error
+        messages; the last component of `path` may be an fnmatch pattern for
+        a family of files. The driver refuses to run a task whose output is
+        one of the input files before any task is begun.
+        """
+        return []
+
+    def input_paths(self):
+        """The files this task reads itself (e.g. a dictionary), a list."""
+        return []
+
     def begin(self):
         """Called once before the first batch."""
 

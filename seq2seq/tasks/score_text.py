@@ -40,6 +40,9 @@ class ScoreText(InferenceTask):
     def default_params():
         return {"output": ""}
 
+    def output_paths(self):
+        return [("ScoreText: output", self.params["output"])]
+
     def begin(self):
         self._writer.open()
 
