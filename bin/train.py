@@ -325,6 +325,10 @@ def main(argv):
         values["distribution_strategy"] != "multi_worker_mirrored"
     )
     output_dir = values["output_dir"] or tempfile.mkdtemp(prefix="seq2seq_")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ConfigError(
+            f"--output_dir={output_dir} is a file; give a new or existing directory."
+        )
     if (
         values["save_checkpoints_secs"] is None
         and values["save_checkpoints_steps"] is None
