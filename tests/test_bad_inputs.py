@@ -34,6 +34,7 @@ VOCAB_TOOL = ["bin/tools/generate_vocab.py"]
 TOY_TOOL = ["bin/tools/generate_toy_data.py"]
 PLOT_TOOL = ["bin/tools/plot_curves.py"]
 BEAM_TOOL = ["bin/tools/generate_beam_viz.py"]
+CAPTION_TOOL = ["bin/tools/make_image_captioning_data.py"]
 
 
 @dataclasses.dataclass
@@ -359,6 +360,21 @@ ROWS = [
         "toy-zero-vocab-size",
         TOY_TOOL + ["--vocab_size", "0", "--output_dir", "<fresh>"],
         ("--vocab_size", "got 0"),
+    ),
+    Row(
+        "toy-output-dir-under-a-file",
+        TOY_TOOL + ["--output_dir", "<vocab>/toy"],
+        ("--output_dir <vocab>/toy", "Not a directory"),
+    ),
+    Row(
+        "captioning-zero-examples",
+        CAPTION_TOOL + ["--output_dir", "<fresh>", "--num_examples", "0"],
+        ("--num_examples", "got 0"),
+    ),
+    Row(
+        "captioning-output-dir-under-a-file",
+        CAPTION_TOOL + ["--output_dir", "<vocab>/images"],
+        ("--output_dir <vocab>/images", "Not a directory"),
     ),
     Row(
         "plot-missing-runs",
