@@ -5,7 +5,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, logging  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from seq2seq.errors import UserError  # noqa: E402
 
@@ -38,6 +38,14 @@ def run(main):
 
     def guarded(argv):
         try:
+            if len(argv) > 1:
+                # No entry point takes positional arguments: a stray one is
+                # most often the rest of an unquoted flag value.
+                raise UserError(
+                    f"unexpected argument {argv[1]!r}: every input is a flag "
+                    "(--name=value); quote values that contain spaces, e.g. "
+                    "--model_params 'embedding.dim: 8'."
+                )
             return main(argv)
         except UserError as err:
             logging.flush()
@@ -45,7 +53,23 @@ def run(main):
             sys.exit(2)
 
     logging.get_absl_handler().addFilter(_QuietTensorFlowInfo())
-    app.run(guarded)
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv):
+    """Parses the command line like absl, but a bad flag (unknown name, a
+    value of the wrong type) is a user error: one line and exit code 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        lines = (line.strip() for line in str(err).splitlines())
+        message = "; ".join(line for line in lines if line).rstrip(" .?")
+        print(
+            f"error: {message}. Run with --helpshort to list the flags.",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(2)
 
 
 def configure_devices(allow_growth=False, memory_fraction=1.0, log_placement=False):

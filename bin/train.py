@@ -237,8 +237,48 @@ def resolve_flags(flag_values):
         elif key in _YAML_FLAGS and not given:
             values[key] = value
         elif not given:
-            values[key] = value
+            values[key] = _config_value(flag_values[key], value)
+    _check_counts(values)
     return values
+
+
+def _config_value(flag, value):
+    """A config file's value for a number or boolean flag, parsed as the same
+    value on the command line would be (so `train_steps: abc` is an error)."""
+    if value is None or flag.flag_type() not in ("int", "float", "bool"):
+        return value
+    try:
+        return flag.parser.parse(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"config key '{flag.name}': {value!r} is not a valid "
+            f"{flag.flag_type()} for --{flag.name}."
+        ) from None
+
+
+# Smallest valid value of the counting flags (0 means "never" or "all" where
+# it is allowed).
+_AT_LEAST = {
+    "batch_size": 1,
+    "log_every_n_steps": 1,
+    "train_steps": 0,
+    "eval_every_n_steps": 0,
+    "save_checkpoints_steps": 0,
+    "save_checkpoints_secs": 0,
+    "keep_checkpoint_max": 0,
+    "eval_beam_width": 0,
+    "max_consecutive_nan_steps": 0,
+    "cache_max_bytes": 0,
+}
+
+
+def _check_counts(values):
+    """Rejects negative (or zero, where it means nothing) step and size flags
+    before anything is written."""
+    for name, least in _AT_LEAST.items():
+        value = values[name]
+        if value is not None and value < least:
+            raise ConfigError(f"--{name}={value} must be >= {least}.")
 
 
 def main(argv):
@@ -285,6 +325,10 @@ def main(argv):
         values["distribution_strategy"] != "multi_worker_mirrored"
     )
     output_dir = values["output_dir"] or tempfile.mkdtemp(prefix="seq2seq_")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ConfigError(
+            f"--output_dir={output_dir} is a file; give a new or existing directory."
+        )
     if (
         values["save_checkpoints_secs"] is None
         and values["save_checkpoints_steps"] is None

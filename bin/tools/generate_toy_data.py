@@ -118,7 +118,12 @@ def main(argv=None):
             rng,
         )
     )
-    os.makedirs(args.output_dir, exist_ok=True)
+    try:
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as err:  # a parent is a file, no permission, ...
+        raise UsageError(
+            f"cannot create --output_dir {args.output_dir}: {err.strerror}"
+        ) from None
     output_dir = os.path.abspath(args.output_dir)
     write_lines(
         os.path.join(output_dir, "sources.txt"), (" ".join(s) for s, _ in examples)

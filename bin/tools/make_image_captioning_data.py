@@ -239,6 +239,12 @@ def main(argv=None):
     """Runs the tool; returns the exit status."""
     args = build_parser().parse_args(argv)
     _check(args)
+    try:
+        os.makedirs(args.output_dir, exist_ok=True)
+    except OSError as err:  # a parent is a file, no permission, ...
+        raise UsageError(
+            f"cannot create --output_dir {args.output_dir}: {err.strerror}"
+        ) from None
     paths = write_dataset(
         args.output_dir,
         num_examples=args.num_examples,

@@ -16,9 +16,13 @@ dev events (`train:` is also accepted). A run is `label=directory` or just a
 directory (labelled with its base name).
 """
 
-import argparse
 import os
 import sys
+
+if __package__:
+    from ._usage import ArgumentParser, UsageError, reports_usage_errors
+else:  # run as a script: this directory is sys.path[0]
+    from _usage import ArgumentParser, UsageError, reports_usage_errors
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -199,8 +203,10 @@ def _save_small_png(figure, output, dpi=80, colors=64):
     image.save(output, format="PNG", optimize=True)
 
 
+@reports_usage_errors("plot_curves")
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """Runs the tool; returns the exit status."""
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--runs",
         required=True,
@@ -223,18 +229,20 @@ def main(argv=None):
     runs = parse_runs(args.runs)
     tags = [t.strip() for t in args.tags.split(",") if t.strip()]
     if not runs or not tags:
-        parser.error("--runs and --tags must name at least one run and one tag")
+        raise UsageError("--runs and --tags must name at least one run and one tag")
     for _, directory in runs:
         if not os.path.isdir(directory):
-            print(f"error: {directory} is not a directory", file=sys.stderr)
-            return 2
+            raise UsageError(f"run directory not found: {directory}")
     if not 0.0 <= args.smoothing < 1.0:
-        parser.error("--smoothing must be in [0, 1)")
+        raise UsageError(f"--smoothing must be in [0, 1), got {args.smoothing}")
     try:
         drawn = plot(runs, tags, args.output, args.title, args.smoothing)
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
+    except OSError as err:  # --output under a file, in a read-only place, ...
+        raise UsageError(
+            f"cannot write --output {args.output}: {err.strerror}: {err.filename}"
+        ) from None
     for (label, spec), count in sorted(drawn.items()):
         if not count:
             print(f"warning: {label} has no {spec}", file=sys.stderr)
