@@ -13,6 +13,7 @@ line winning.
     --output_dir /tmp/nmt
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -245,6 +246,7 @@ def main(argv):
     del argv
     values = resolve_flags(FLAGS)
     # Imported here so that --help stays fast.
+    from seq2seq import run_dir
     from seq2seq.data import batching, input_pipeline
     from seq2seq.training import distribution
     from seq2seq.training import trainer as trainer_lib
@@ -348,11 +350,35 @@ def main(argv):
         cache_max_bytes=values["cache_max_bytes"] or 0,
     )
     config.accumulation_steps()  # A bad --effective_batch_size fails here.
-    if is_chief:
-        trainer_lib.check_and_write_train_options(train_options, output_dir)
-        logging.info("Writing to %s", output_dir)
+    if schedule == "evaluate":
+        # Evaluation only reads checkpoints: it takes no lock and may run
+        # beside the training run that writes them.
+        trainer_lib.check_train_options(train_options, output_dir)
+        trainer = _make_trainer(
+            values, train_options, train_pipeline, dev_pipeline, config, strategy
+        )
+        trainer.evaluate_latest()
+        return 0
+    # Only the chief writes to output_dir; it holds the lock from before its
+    # first write until the run ends (normally, on an error or a signal).
+    lock = run_dir.lock_output_dir(output_dir) if is_chief else contextlib.nullcontext()
+    with lock:
+        if is_chief:
+            trainer_lib.check_and_write_train_options(train_options, output_dir)
+            logging.info("Writing to %s", output_dir)
+        trainer = _make_trainer(
+            values, train_options, train_pipeline, dev_pipeline, config, strategy
+        )
+        trainer.train()
+    return 0
 
-    trainer = trainer_lib.Trainer(
+
+def _make_trainer(
+    values, train_options, train_pipeline, dev_pipeline, config, strategy
+):
+    from seq2seq.training import trainer as trainer_lib
+
+    return trainer_lib.Trainer(
         train_options,
         train_pipeline,
         dev_pipeline,
@@ -361,11 +387,6 @@ def main(argv):
         metrics=values["metrics"] or [],
         strategy=strategy,
     )
-    if schedule == "evaluate":
-        trainer.evaluate_latest()
-        return 0
-    trainer.train()
-    return 0
 
 
 def entry_point():
