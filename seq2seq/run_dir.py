@@ -367,18 +367,15 @@ def newest_intact(directory, warn=True):
     for prefix in checkpoint_prefixes(directory):
         reason = damage(prefix)
         if reason is None:
-            if damaged and warn:
+            for bad, why in damaged if warn else ():
                 logging.warning(
-                    "Using %s: the newer %s.",
-                    prefix,
-                    "; ".join(f"{p} is damaged ({r})" for p, r in damaged),
+                    "Checkpoint %s is damaged (%s); using %s, the newest intact one.",
+                    bad,
+                    why,
+                    os.path.basename(prefix),
                 )
             return prefix
         damaged.append((prefix, reason))
-        if warn:
-            logging.warning(
-                "Checkpoint %s is damaged (%s); skipping it.", prefix, reason
-            )
     if damaged:
         names = ", ".join(os.path.basename(p) for p, _ in damaged)
         raise CheckpointDamagedError(
