@@ -11,6 +11,12 @@ line winning.
     --model_params "vocab_source: ...\\nvocab_target: ..." \\
     --input_pipeline_train "class: ParallelTextInputPipeline ..." \\
     --output_dir /tmp/nmt
+
+Exit status: 0 when done; 2 with one `error: ...` line for a problem to fix
+(bad flag or config, --output_dir in use by another training run, no intact
+checkpoint, a file that cannot be written); 130 (SIGINT, Ctrl-C) or 143
+(SIGTERM) with one `interrupted: ...` line naming the checkpoint saved before
+stopping. Running the same command again resumes from it.
 """
 
 import contextlib

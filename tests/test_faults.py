@@ -189,27 +189,43 @@ def test_two_trainers_started_together_one_refuses(toy_data, tmp_path):
     assert not (out / run_dir.LOCK_FILE).exists()
 
 
-def test_trainer_refuses_a_held_output_dir_and_writes_nothing(toy_data, tmp_path):
+def _snapshot(directory):
+    return {
+        os.path.relpath(os.path.join(root, name), directory): os.stat(
+            os.path.join(root, name)
+        ).st_mtime_ns
+        for root, _, names in os.walk(directory)
+        for name in names
+    }
+
+
+def test_held_output_dir_refuses_training_but_not_evaluation(toy_data, tmp_path):
     out = tmp_path / "model"
-    out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    first = run_train(
+        *base_args(toy_data, out), "--train_steps", "2", "--schedule", "train"
+    )
+    assert first.returncode == 0, first.stderr[-3000:]
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     try:
         lock = {"host": socket.gethostname(), "pid": holder.pid, "started": "T0"}
         (out / "train.lock").write_text(json.dumps(lock))
-        result = run_train(*train_args(toy_data, out, "--train_steps", "2"))
+        before = _snapshot(out)
+        result = run_train(*base_args(toy_data, out), "--train_steps", "4")
+        assert_user_error(
+            result,
+            f"{out} is in use by another training run",
+            f"host {socket.gethostname()}, pid {holder.pid}, started T0",
+            "--output_dir",
+        )
+        assert _snapshot(out) == before
+        assert json.loads((out / "train.lock").read_text()) == lock
+        # Evaluation only reads checkpoints: it needs no lock.
+        evaluation = run_train(*base_args(toy_data, out), "--schedule", "evaluate")
+        assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+        assert "Eval at step 2" in evaluation.stderr
     finally:
         holder.kill()
         holder.wait()
-    assert_user_error(
-        result,
-        str(out),
-        f"pid {holder.pid}",
-        socket.gethostname(),
-        "T0",
-        "--output_dir",
-    )
-    assert os.listdir(out) == ["train.lock"]
-    assert json.loads((out / "train.lock").read_text()) == lock
 
 
 def test_output_dir_under_a_file_is_one_line(toy_data, tmp_path):

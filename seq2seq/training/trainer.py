@@ -17,6 +17,17 @@ checkpoint (which never holds non-finite weights) in place. A loss above
 `SPIKE_STD_MARGIN` running standard deviations above it, is logged with the
 batch's lengths.
 
+Faults: the chief holds `output_dir/train.lock` while it trains, so a second
+run on the same directory stops with one line instead of overwriting the
+first one's checkpoints (see `seq2seq.run_dir`). SIGINT and SIGTERM stop
+training after the current step and save a checkpoint (`Interrupted`, exit
+130 or 143 from the command line). A resume skips damaged checkpoints
+(truncated or missing files) in favour of the newest intact one, and removes
+the `ckpt-N_temp` directories of saves cut short by SIGKILL or a crash. A
+write refused by the file system (read-only, full, a path component that is
+a file) is one `OutputWriteError` line naming the file and the newest intact
+checkpoint.
+
 After every evaluation the best checkpoint by a dev metric is kept in
 `output_dir/best/` (see `seq2seq.training.early_stopping`), and training
 stops early when `early_stopping_metric` has not improved for
