@@ -384,8 +384,9 @@ def newest_intact(directory, warn=True):
         raise CheckpointDamagedError(
             f"no intact checkpoint in {directory}: {names} "
             f"{'is' if len(damaged) == 1 else 'are'} damaged "
-            f"({damaged[0][1]}). Move the damaged ckpt-* files and the "
-            "'checkpoint' file away to start from step 0."
+            f"({damaged[0][1]}). Restore them from a backup, or move the damaged "
+            "files and the 'checkpoint' file away (training then starts from "
+            "step 0)."
         )
     return None
 
