@@ -1,13 +1,14 @@
 """What every command-line entry point shares: user errors and devices."""
 
 import os
+import signal
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from seq2seq.errors import UserError  # noqa: E402
+from seq2seq.errors import Interrupted, UserError  # noqa: E402
 
 
 class _QuietTensorFlowInfo:
@@ -30,13 +31,24 @@ class _QuietTensorFlowInfo:
         return not message.startswith(self._NOISE)
 
 
+def _raise_interrupted(signum, frame):
+    del frame
+    raise Interrupted(signum)
+
+
 def run(main):
     """Runs an absl `main`, turning a `UserError` into one line and exit code 2.
 
-    Anything else is a bug and keeps its traceback.
+    SIGTERM is raised as an `Interrupted` exception, like SIGINT's
+    `KeyboardInterrupt`, so that cleanups run (the training lock is released,
+    the trainer saves a checkpoint). An interrupt prints one line,
+    `interrupted: <what was saved>`, and exits with 128 + the signal number
+    (130 for SIGINT, 143 for SIGTERM). Anything else is a bug and keeps its
+    traceback.
     """
 
     def guarded(argv):
+        signal.signal(signal.SIGTERM, _raise_interrupted)
         try:
             if len(argv) > 1:
                 # No entry point takes positional arguments: a stray one is
@@ -51,6 +63,12 @@ def run(main):
             logging.flush()
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
+        except KeyboardInterrupt as err:
+            if not isinstance(err, Interrupted):
+                err = Interrupted(signal.SIGINT)
+            logging.flush()
+            print(f"interrupted: {err}", file=sys.stderr, flush=True)
+            sys.exit(err.exit_code)
 
     logging.get_absl_handler().addFilter(_QuietTensorFlowInfo())
     app.run(guarded, flags_parser=_parse_flags)

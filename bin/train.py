@@ -11,8 +11,15 @@ line winning.
     --model_params "vocab_source: ...\\nvocab_target: ..." \\
     --input_pipeline_train "class: ParallelTextInputPipeline ..." \\
     --output_dir /tmp/nmt
+
+Exit status: 0 when done; 2 with one `error: ...` line for a problem to fix
+(bad flag or config, --output_dir in use by another training run, no intact
+checkpoint, a file that cannot be written); 130 (SIGINT, Ctrl-C) or 143
+(SIGTERM) with one `interrupted: ...` line naming the checkpoint saved before
+stopping. Running the same command again resumes from it.
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -285,6 +292,7 @@ def main(argv):
     del argv
     values = resolve_flags(FLAGS)
     # Imported here so that --help stays fast.
+    from seq2seq import run_dir
     from seq2seq.data import batching, input_pipeline
     from seq2seq.training import distribution
     from seq2seq.training import trainer as trainer_lib
@@ -397,11 +405,35 @@ def main(argv):
     )
     config.accumulation_steps()  # A bad --effective_batch_size fails here.
     trainer_lib.check_component_classes(values["metrics"] or [], values["hooks"] or [])
-    if is_chief:
-        trainer_lib.check_and_write_train_options(train_options, output_dir)
-        logging.info("Writing to %s", output_dir)
+    if schedule == "evaluate":
+        # Evaluation only reads checkpoints: it takes no lock and may run
+        # beside the training run that writes them.
+        trainer_lib.check_train_options(train_options, output_dir)
+        trainer = _make_trainer(
+            values, train_options, train_pipeline, dev_pipeline, config, strategy
+        )
+        trainer.evaluate_latest()
+        return 0
+    # Only the chief writes to output_dir; it holds the lock from before its
+    # first write until the run ends (normally, on an error or a signal).
+    lock = run_dir.lock_output_dir(output_dir) if is_chief else contextlib.nullcontext()
+    with lock:
+        if is_chief:
+            trainer_lib.check_and_write_train_options(train_options, output_dir)
+            logging.info("Writing to %s", output_dir)
+        trainer = _make_trainer(
+            values, train_options, train_pipeline, dev_pipeline, config, strategy
+        )
+        trainer.train()
+    return 0
 
-    trainer = trainer_lib.Trainer(
+
+def _make_trainer(
+    values, train_options, train_pipeline, dev_pipeline, config, strategy
+):
+    from seq2seq.training import trainer as trainer_lib
+
+    return trainer_lib.Trainer(
         train_options,
         train_pipeline,
         dev_pipeline,
@@ -410,11 +442,6 @@ def main(argv):
         metrics=values["metrics"] or [],
         strategy=strategy,
     )
-    if schedule == "evaluate":
-        trainer.evaluate_latest()
-        return 0
-    trainer.train()
-    return 0
 
 
 def entry_point():

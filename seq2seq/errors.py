@@ -18,3 +18,25 @@ class ConfigError(UserError, ValueError):
 
 class DataError(UserError, ValueError):
     """A missing, empty or malformed data file (corpus, vocabulary, ...)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT (Ctrl-C) or SIGTERM.
+
+    A `KeyboardInterrupt`, so that `except Exception` does not swallow it.
+    The command-line entry points print `interrupted: <message>` and exit
+    with `exit_code`, 128 + the signal number as shells report it: 130 for
+    SIGINT, 143 for SIGTERM.
+
+    Args:
+      signum: The signal number.
+      message: What was done about it, e.g. which checkpoint was saved.
+    """
+
+    def __init__(self, signum, message=""):
+        import signal
+
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        name = signal.Signals(self.signum).name
+        super().__init__(message or f"stopped by {name}")

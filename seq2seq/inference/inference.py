@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from seq2seq import run_dir
 from seq2seq.configurable import ModeKeys, deep_merge, locate_class
 from seq2seq.data import batching
 from seq2seq.errors import UserError
@@ -34,7 +35,10 @@ def resolve_checkpoint(model_dir, checkpoint_path=None):
       checkpoint_path: An explicit checkpoint prefix (or a directory holding
         checkpoints); `best` for the best checkpoint by the dev metric that
         training kept in `model_dir/best/` (see `best.json` there);
-        `None` or `latest` for the latest one in `model_dir`.
+        `None` or `latest` for the latest one in `model_dir`. In a
+        directory the newest intact checkpoint is taken: damaged ones
+        (truncated or missing files) are skipped with a warning, as when
+        training resumes (`run_dir.newest_intact`).
 
     Raises:
       UserError: No usable checkpoint.
@@ -45,16 +49,23 @@ def resolve_checkpoint(model_dir, checkpoint_path=None):
         checkpoint_path = None
     if checkpoint_path:
         if os.path.isdir(checkpoint_path):
-            found = tf.train.latest_checkpoint(checkpoint_path)
+            found = run_dir.newest_intact(checkpoint_path)
             if found:
                 return found
         elif os.path.exists(checkpoint_path + ".index"):
+            reason = run_dir.damage(checkpoint_path)
+            if reason:
+                raise run_dir.CheckpointDamagedError(
+                    f"--checkpoint_path={checkpoint_path} is damaged ({reason}); "
+                    "pass an older checkpoint, or the model directory to take "
+                    "its newest intact one."
+                )
             return checkpoint_path
         raise UserError(
             f"--checkpoint_path={checkpoint_path} is not a checkpoint: give a "
             "prefix such as model_dir/ckpt-1000 (the .index file must exist)."
         )
-    found = tf.train.latest_checkpoint(model_dir)
+    found = run_dir.newest_intact(model_dir)
     if not found:
         raise UserError(
             f"no checkpoint in --model_dir={model_dir}; train a model there "
@@ -66,7 +77,7 @@ def resolve_checkpoint(model_dir, checkpoint_path=None):
 def _best_checkpoint(model_dir):
     """The checkpoint in `model_dir/best/`, described by its `best.json`."""
     directory = early_stopping.best_dir(model_dir or "")
-    found = tf.train.latest_checkpoint(directory)
+    found = run_dir.newest_intact(directory)
     if not found:
         raise UserError(
             f"--checkpoint_path=best: no best checkpoint in {directory}; it is "
@@ -153,20 +164,22 @@ def restore_model(model, checkpoint_path):
     The model's variables must exist (call the model once first).
 
     Raises:
-      UserError: The checkpoint was written by a different model.
+      UserError: The checkpoint was written by a different model, or its
+        files are damaged.
     """
-    try:
+
+    def restore():
         status = tf.train.Checkpoint(model=model).read(checkpoint_path)
         # Training checkpoints also hold the optimizer and data iterator.
         status.expect_partial()
         status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
-        first = str(err).strip().splitlines()[0][:200]
-        raise UserError(
-            f"checkpoint {checkpoint_path} does not fit the model built from "
-            f"train_options.json and --model_params ({first}). Check that "
-            "--model_params only changes inference settings."
-        ) from None
+
+    run_dir.restore_checkpoint(
+        checkpoint_path,
+        restore,
+        "train_options.json and --model_params",
+        "Check that --model_params only changes inference settings.",
+    )
     logging.info("Restored model from %s", checkpoint_path)
 
 

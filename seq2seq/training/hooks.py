@@ -213,7 +213,9 @@ class VariableRestoreHook(TrainingHook):
 
         path = self.params["checkpoint_path"]
         if path and os.path.isdir(path):
-            path = tf.train.latest_checkpoint(path)
+            from seq2seq import run_dir
+
+            path = run_dir.newest_intact(path)
         if not path:
             raise UserError(
                 "VariableRestoreHook: no checkpoint at "

@@ -17,15 +17,28 @@ checkpoint (which never holds non-finite weights) in place. A loss above
 `SPIKE_STD_MARGIN` running standard deviations above it, is logged with the
 batch's lengths.
 
+Faults: the chief holds `output_dir/train.lock` while it trains, so a second
+run on the same directory stops with one line instead of overwriting the
+first one's checkpoints (see `seq2seq.run_dir`). SIGINT and SIGTERM stop
+training after the current step and save a checkpoint (`Interrupted`, exit
+130 or 143 from the command line). A resume skips damaged checkpoints
+(truncated or missing files) in favour of the newest intact one, and removes
+the `ckpt-N_temp` directories of saves cut short by SIGKILL or a crash. A
+write refused by the file system (read-only, full, a path component that is
+a file) is one `OutputWriteError` line naming the file and the newest intact
+checkpoint.
+
 After every evaluation the best checkpoint by a dev metric is kept in
 `output_dir/best/` (see `seq2seq.training.early_stopping`), and training
 stops early when `early_stopping_metric` has not improved for
 `early_stopping_patience` evaluations.
 """
 
+import contextlib
 import dataclasses
 import os
 import shutil
+import signal
 import tempfile
 import time
 
@@ -33,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from seq2seq import run_dir
 from seq2seq.configurable import (
     ModeKeys,
     create_from_dict,
@@ -40,7 +54,7 @@ from seq2seq.configurable import (
     maybe_load_yaml,
 )
 from seq2seq.data import batching
-from seq2seq.errors import UserError
+from seq2seq.errors import Interrupted, UserError
 from seq2seq.metrics import MetricSpec
 from seq2seq.models import ModelBase
 from seq2seq.training import distribution, early_stopping, evaluation
@@ -174,7 +188,8 @@ class Trainer:
         self.is_chief = distribution.is_chief(self.strategy)
         self.multi_worker = distribution.is_multi_worker(self.strategy)
         if self.is_chief:
-            os.makedirs(config.output_dir, exist_ok=True)
+            with run_dir.writing(config.output_dir, config.output_dir):
+                os.makedirs(config.output_dir, exist_ok=True)
         seed = config.tf_random_seed
         if seed is None and self.multi_worker:
             # Every worker must draw the same shuffled batches.
@@ -254,6 +269,11 @@ class Trainer:
         )
         self.best = self._make_best_tracker()
         self._train_step = None
+        # The step of the newest checkpoint written or restored by this run.
+        self._saved_step = None
+        # Signal handling while training (see `_on_signal`).
+        self._stop_signal = None
+        self._defer_signals = False
         # Curve-health counters of this run.
         self.skipped_updates = 0
         self.consecutive_skipped = 0
@@ -338,8 +358,13 @@ class Trainer:
             path = self.config.output_dir
             if name == "eval":
                 path = os.path.join(path, "eval")
-            self._writers[name] = tf.summary.create_file_writer(path)
+            with self._writing(f"summaries in {path}"):
+                self._writers[name] = tf.summary.create_file_writer(path)
         return self._writers[name]
+
+    def _writing(self, what):
+        """`run_dir.writing` for this run's output directory."""
+        return run_dir.writing(what, self.config.output_dir)
 
     @property
     def train_writer(self):
@@ -412,24 +437,29 @@ class Trainer:
     # --------------------------------------------------------- checkpoints
 
     def restore(self):
-        """Restores the latest checkpoint of `output_dir`, if any.
+        """Restores the newest intact checkpoint of `output_dir`, if any.
+
+        Damaged checkpoints (truncated or missing files) newer than it are
+        skipped with a warning (see `run_dir.newest_intact`).
 
         Returns:
           The restored step (0 when starting fresh).
+
+        Raises:
+          UserError: The checkpoints are all damaged, or the newest intact
+            one does not fit the model.
         """
         # Workers other than the chief resume from the chief's checkpoints.
-        latest = tf.train.latest_checkpoint(self.config.output_dir)
+        latest = run_dir.newest_intact(self.config.output_dir)
         if not latest:
             return 0
-        try:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as err:
-            first = str(err).strip().splitlines()[0][:300]
-            raise UserError(
-                f"checkpoint {latest} does not fit the model built from the "
-                f"current config ({first}). Use a new --output_dir or the config "
-                "the checkpoint was trained with."
-            ) from None
+        run_dir.restore_checkpoint(
+            latest,
+            lambda: self.checkpoint.restore(latest).assert_existing_objects_matched(),
+            "the current config",
+            "Use a new --output_dir or the config the checkpoint was trained with.",
+        )
+        self._saved_step = self.step
         logging.info("Restored %s (step %d)", latest, self.step)
         return self.step
 
@@ -447,9 +477,7 @@ class Trainer:
         Weights that are not all finite are never saved: the previous
         checkpoint stays the latest, and None is returned.
         """
-        if self.manager.latest_checkpoint and self.manager.latest_checkpoint.endswith(
-            f"-{self.step}"
-        ):
+        if self._saved_step == self.step:
             return self.manager.latest_checkpoint
         if not self.weights_are_finite():
             logging.error(
@@ -459,7 +487,15 @@ class Trainer:
                 self.manager.latest_checkpoint,
             )
             return None
-        path = self.manager.save(checkpoint_number=self.step)
+        deferred, self._defer_signals = self._defer_signals, True
+        try:
+            with run_dir.writing(
+                f"checkpoint ckpt-{self.step}", self.config.output_dir
+            ):
+                path = self.manager.save(checkpoint_number=self.step)
+        finally:
+            self._defer_signals = deferred
+        self._saved_step = self.step
         if not self.is_chief:
             self._clear_worker_checkpoints()
             return None
@@ -498,10 +534,11 @@ class Trainer:
         start = time.time()
         results = self.evaluator.evaluate(self.dev_dataset)
         step = self.step
-        with self.eval_writer.as_default(step=step):
-            for name, value in results.items():
-                tf.summary.scalar(name, value)
-        self.eval_writer.flush()
+        with self._writing("evaluation summaries"):
+            with self.eval_writer.as_default(step=step):
+                for name, value in results.items():
+                    tf.summary.scalar(name, value)
+            self.eval_writer.flush()
         shown = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
         logging.info("Eval at step %d (%.1fs): %s", step, time.time() - start, shown)
         return results
@@ -512,13 +549,18 @@ class Trainer:
             raise UserError(
                 "--schedule=evaluate needs --input_pipeline_dev to evaluate on."
             )
-        if not self.manager.latest_checkpoint:
+        latest = run_dir.newest_intact(self.config.output_dir)
+        if not latest:
             raise UserError(
                 f"no checkpoint in {self.config.output_dir} to evaluate; train "
                 "first or point --output_dir at a training directory."
             )
         self._build(next(iter(self.dev_dataset)))
-        self.checkpoint.restore(self.manager.latest_checkpoint).expect_partial()
+        run_dir.restore_checkpoint(
+            latest,
+            lambda: self.checkpoint.restore(latest).expect_partial(),
+            "the current config",
+        )
         return self.evaluate()
 
     def train(self):
@@ -527,7 +569,89 @@ class Trainer:
         Stops earlier when the training data runs out, when early stopping
         triggers, or (raising `TrainingDivergedError`, after saving) when
         `max_consecutive_nan_steps` batches in a row were not finite.
+
+        The chief holds the lock on `output_dir` while it trains (see
+        `run_dir.lock_output_dir`) and first removes the `ckpt-N_temp`
+        directories of interrupted saves. SIGINT and SIGTERM stop training
+        after the current step: a checkpoint is saved and `Interrupted` is
+        raised with a message naming it (a second signal while saving is
+        ignored; SIGKILL loses the steps since the last checkpoint).
+
+        Raises:
+          Interrupted: After SIGINT, SIGTERM or a `KeyboardInterrupt`.
+          UserError: Another run holds `output_dir`, its checkpoints are
+            damaged or do not fit, a file cannot be written, or training
+            diverged.
         """
+        lock = (
+            run_dir.lock_output_dir(self.config.output_dir)
+            if self.is_chief
+            else contextlib.nullcontext()
+        )
+        with lock:
+            if self.is_chief:
+                run_dir.clean_temp_checkpoints(self.config.output_dir)
+            with self._signals_stop_training():
+                return self._train()
+
+    @contextlib.contextmanager
+    def _signals_stop_training(self):
+        """Routes SIGINT and SIGTERM to `_on_signal` for the block (where
+        this is the main thread; signals can only be handled there)."""
+        self._stop_signal = None
+        previous = {}
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, self._on_signal)
+        except ValueError:
+            pass  # Not the main thread.
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _on_signal(self, signum, frame):
+        """Stops training on SIGINT or SIGTERM.
+
+        Outside a train step or a save (e.g. during an evaluation) the
+        signal raises `Interrupted` at once; within one it is remembered and
+        raised when the step or save is done, so the saved checkpoint and
+        the data position stay consistent.
+        """
+        del frame
+        name = signal.Signals(signum).name
+        if self._stop_signal is not None:
+            logging.warning("%s: already stopping; saving a checkpoint first.", name)
+            return
+        self._stop_signal = signum
+        logging.warning(
+            "%s at step %d: stopping after saving a checkpoint.", name, self.step
+        )
+        if not self._defer_signals:
+            raise Interrupted(signum)
+
+    def _check_stop_signal(self):
+        if self._stop_signal is not None:
+            raise Interrupted(self._stop_signal)
+
+    def _interrupted_message(self, signum):
+        name = signal.Signals(signum).name
+        saved = (
+            self.manager.latest_checkpoint if self._saved_step == self.step else None
+        )
+        if saved:
+            return (
+                f"{name} at step {self.step}: saved checkpoint "
+                f"{os.path.basename(saved)} in {self.config.output_dir}; run the "
+                "same command to resume."
+            )
+        return (
+            f"{name} at step {self.step}: no checkpoint saved; "
+            f"{run_dir.latest_checkpoint_note(self.config.output_dir)}."
+        )
+
+    def _train(self):
         config = self.config
         first = next(self._iterator)
         self._build(first)
@@ -565,6 +689,8 @@ class Trainer:
         stopped_early = False
         try:
             while config.train_steps is None or self.step < config.train_steps:
+                self._check_stop_signal()
+                self._defer_signals = True
                 batches = []
                 while len(batches) < self.accumulation_steps:
                     batches.append(
@@ -599,15 +725,16 @@ class Trainer:
                     or step == config.train_steps
                 ):
                     elapsed = max(time.time() - window_start, 1e-9)
-                    self._log_train(
-                        step,
-                        window_loss / window_count,
-                        outputs,
-                        window_tokens / elapsed,
-                        window_examples / elapsed,
-                        window_count / elapsed,
-                        features,
-                    )
+                    with self._writing("training summaries"):
+                        self._log_train(
+                            step,
+                            window_loss / window_count,
+                            outputs,
+                            window_tokens / elapsed,
+                            window_examples / elapsed,
+                            window_count / elapsed,
+                            features,
+                        )
                     window_start = time.time()
                     window_tokens = window_examples = window_loss = window_count = 0
                 for hook in self.hooks:
@@ -615,6 +742,8 @@ class Trainer:
                 if self._should_save(step, last_save_time):
                     self.save()
                     last_save_time = time.time()
+                self._defer_signals = False
+                self._check_stop_signal()
                 if (
                     self.evaluator is not None
                     and config.eval_every_n_steps
@@ -627,12 +756,16 @@ class Trainer:
                     if self._agree(self._after_evaluation(step, results)):
                         stopped_early = True
                         break
-        except KeyboardInterrupt:
-            stopped = True
+        except KeyboardInterrupt as err:
+            # SIGINT, SIGTERM (see `_on_signal`) or a hook's KeyboardInterrupt.
+            stopped = getattr(err, "signum", signal.SIGINT)
+            if self._stop_signal is None:
+                self._stop_signal = stopped
             logging.warning("Interrupted at step %d; saving a checkpoint.", self.step)
         except StopIteration:
             logging.info("Training data exhausted at step %d.", self.step)
         finally:
+            self._defer_signals = True
             if self._train_step is not None and self.step > 0:
                 self.save()
         for hook in self.hooks:
@@ -641,12 +774,13 @@ class Trainer:
             last_eval = config.eval_every_n_steps
             if not last_eval or self.step % last_eval != 0:
                 self._after_evaluation(self.step, self.evaluate(), final=True)
-        for writer in self._writers.values():
-            writer.flush()
+        with self._writing("summaries"):
+            for writer in self._writers.values():
+                writer.flush()
         if not self.is_chief:
             shutil.rmtree(self._checkpoint_dir, ignore_errors=True)
         if stopped:
-            raise KeyboardInterrupt
+            raise Interrupted(stopped, self._interrupted_message(stopped))
         if diverged:
             raise TrainingDivergedError(diverged)
         return self.step
@@ -656,7 +790,14 @@ class Trainer:
         early (never after the `final` evaluation)."""
         if self.best is None or not results:
             return False
-        self.best.update(step, results)
+        deferred, self._defer_signals = self._defer_signals, True
+        try:
+            with self._writing(
+                f"the best checkpoint in {early_stopping.best_dir(self.config.output_dir)}"
+            ):
+                self.best.update(step, results)
+        finally:
+            self._defer_signals = deferred
         if final or not self.best.should_stop:
             return False
         logging.info(
@@ -858,9 +999,8 @@ def check_component_classes(metrics, hooks):
                 )
 
 
-def check_and_write_train_options(train_options, output_dir):
-    """Writes `train_options.json`, refusing a config that does not fit the
-    checkpoints already in `output_dir`.
+def check_train_options(train_options, output_dir):
+    """Refuses a config that does not fit the checkpoints in `output_dir`.
 
     Raises:
       UserError: `output_dir` holds a model of another class or trained with
@@ -876,5 +1016,17 @@ def check_and_write_train_options(train_options, output_dir):
                 f"{'; '.join(differences)}. Use a new --output_dir or the same "
                 "model and vocabularies."
             )
-    os.makedirs(output_dir, exist_ok=True)
-    train_options.dump(output_dir)
+
+
+def check_and_write_train_options(train_options, output_dir):
+    """Writes `train_options.json` after `check_train_options`.
+
+    Raises:
+      UserError: The config does not fit the checkpoints in `output_dir`,
+        or the file cannot be written.
+    """
+    check_train_options(train_options, output_dir)
+    path = os.path.join(output_dir, "train_options.json")
+    with run_dir.writing(path, output_dir):
+        os.makedirs(output_dir, exist_ok=True)
+        train_options.dump(output_dir)
