@@ -34,7 +34,9 @@ Beyond the original (all keyword arguments of `make_batched_dataset`):
   bucket is padded to `max_source_len` / `max_target_len`, which it needs.
   The element_spec keeps its `None` dimensions all the same.
 - `max_source_len` / `max_target_len`: examples are cut to these lengths
-  before batching, as the model cuts them to `*.max_seq_len`.
+  before batching, as the model cuts them to `*.max_seq_len`; an input
+  pipeline already cuts them while splitting its lines, so that a very long
+  line never becomes a very long token tensor.
 - `cache_max_bytes`: small corpora are parsed once and cached in memory.
 """
 
@@ -405,8 +407,9 @@ def make_batched_dataset(
     else:
         corpus_bytes = pipeline.corpus_bytes() if cache_max_bytes > 0 else None
         cache = corpus_bytes is not None and corpus_bytes <= cache_max_bytes
-        dataset = (
-            pipeline.make_dataset(cache=cache) if cache else pipeline.make_dataset()
+        # The pipeline splits long lines only as far as these limits need.
+        dataset = pipeline.make_dataset(
+            cache=cache, max_source_len=max_source_len, max_target_len=max_target_len
         )
         if (boundaries or batch_type == "tokens" or pad_to_bucket) and (
             pipeline.mode == ModeKeys.INFER

@@ -291,13 +291,17 @@ class Trainer:
         `batch_size` examples in file order.
         """
         config = self.config
-        kwargs = {"batch_type": config.batch_type}
+        params = self.model.params
+        # Dev sources are cut as training ones (only their ids are used);
+        # dev targets stay whole, as the references of the text metrics.
+        kwargs = {
+            "batch_type": config.batch_type,
+            "max_source_len": params.get("source.max_seq_len"),
+        }
         if training:
-            params = self.model.params
             kwargs.update(
                 pad_to_bucket=config.pad_to_bucket,
                 cache_max_bytes=config.cache_max_bytes,
-                max_source_len=params.get("source.max_seq_len"),
                 max_target_len=params.get("target.max_seq_len"),
             )
         dataset = batching.create_input_fn(
