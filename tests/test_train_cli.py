@@ -182,3 +182,29 @@ def test_engine_flags_train_and_bad_values_fail_before_writing(toy_data, tmp_pat
         result = run_train(*base_args(toy_data, bad), flag, value)
         assert_user_error(result, fragment)
         assert not bad.exists() or not os.listdir(bad), os.listdir(bad)
+
+
+def test_int32_overflow_in_model_params_is_one_line(toy_data, tmp_path):
+    out = tmp_path / "never"
+    result = run_train(
+        *base_args(toy_data, out, **{"source.max_seq_len": 2147483648}),
+        "--train_steps",
+        "2",
+    )
+    assert_user_error(result, "source.max_seq_len", "2147483648", "2147483647")
+    assert not (out / "checkpoint").exists()
+
+
+def test_restart_with_train_options_whose_model_params_is_not_a_mapping(
+    toy_data, tmp_path
+):
+    import tensorflow as tf
+
+    out = tmp_path / "model"
+    out.mkdir()
+    bad = json.dumps({"model_class": "AttentionSeq2Seq", "model_params": "oops"})
+    (out / "train_options.json").write_text(bad)
+    tf.train.Checkpoint(step=tf.Variable(1)).save(str(out / "ckpt"))
+    result = run_train(*base_args(toy_data, out), "--train_steps", "2")
+    assert_user_error(result, str(out / "train_options.json"), "'model_params'")
+    assert (out / "train_options.json").read_text() == bad

@@ -43,7 +43,7 @@ Beyond the original (all keyword arguments of `make_batched_dataset`):
 import tensorflow as tf
 from absl import logging
 
-from seq2seq.configurable import ModeKeys
+from seq2seq.configurable import INT32_MAX, ModeKeys
 from seq2seq.errors import ConfigError
 
 
@@ -90,10 +90,10 @@ def parse_buckets(text):
 
 def _check_boundaries(boundaries):
     for value in boundaries:
-        if value < 1:
+        if not 1 <= value <= INT32_MAX:
             raise ConfigError(
                 f"buckets: boundary {value} in {boundaries} must be a positive "
-                "integer, e.g. --buckets 10,20,30."
+                f"integer up to {INT32_MAX}, e.g. --buckets 10,20,30."
             )
     for low, high in zip(boundaries, boundaries[1:]):
         if high <= low:
@@ -269,6 +269,8 @@ def plan_buckets(
 def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+    if value > INT32_MAX:
+        raise ConfigError(f"{name} must be at most {INT32_MAX}, got {value}.")
 
 
 def _length_limit(name, value):
@@ -278,6 +280,8 @@ def _length_limit(name, value):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be an integer or None, got {value!r}.")
+    if value > INT32_MAX:
+        raise ConfigError(f"{name} must be at most {INT32_MAX}, got {value}.")
     return value if value > 0 else None
 
 
