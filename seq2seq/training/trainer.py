@@ -45,6 +45,7 @@ from seq2seq.training.train_step import (
     apply_gradients_if,
     select_ids,
 )
+from seq2seq.training.unk_rate import UnknownTokenRate
 from seq2seq.training.utils import TrainOptions
 
 # Keys the compiled steps see (token strings stay on the host).
@@ -541,6 +542,8 @@ class Trainer:
         self._train_step = self._make_train_step(self.train_dataset.element_spec)
         for hook in self.hooks:
             hook.begin(self)
+        # Reads the ids of the first few batches only (see unk_rate).
+        unk_rate = UnknownTokenRate(self.model) if self.is_chief else None
 
         last_save_time = time.time()
         window_start = time.time()
@@ -558,6 +561,11 @@ class Trainer:
                     )
                     pending = None
                 features = batches[-1]
+                if unk_rate is not None:
+                    for batch in batches:
+                        unk_rate.observe(batch)
+                    if unk_rate.done:
+                        unk_rate = None
                 for hook in self.hooks:
                     hook.before_step(self.step)
                 probability = self.sampling_probability()
@@ -621,6 +629,8 @@ class Trainer:
         finally:
             if self._train_step is not None and self.step > 0:
                 self.save()
+        if unk_rate is not None and not stopped:
+            unk_rate.report()  # A run shorter than the batches counted.
         for hook in self.hooks:
             hook.end(self)
         if not (stopped or diverged or stopped_early) and self.evaluator is not None:
