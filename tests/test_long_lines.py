@@ -69,6 +69,12 @@ def test_limited_split_of_one_line_gives_its_first_tokens():
     assert int(length) == 4
     chars, length = ip.split_tokens(tf.constant("ab\u7b11cd"), "", max_tokens=3)
     assert [c.decode() for c in chars.numpy()] == ["a", "b", "\u7b11"]
+    # Limits up to the int32 maximum are fine (no string op length overflows).
+    for delimiter in (" ", ""):
+        tokens, length = ip.split_tokens(
+            tf.constant("a b c"), delimiter, max_tokens=2**31 - 1
+        )
+        assert int(length) == (3 if delimiter else 5)
     # No limit (None or less than 1) keeps every token.
     for limit in (None, 0, -5):
         tokens, length = ip.split_tokens(tf.constant("a b c"), " ", max_tokens=limit)

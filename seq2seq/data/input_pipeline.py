@@ -63,6 +63,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from seq2seq.configurable import (
+    INT32_MAX,
     Configurable,
     ModeKeys,
     deep_merge,
@@ -353,13 +354,16 @@ def _first_tokens(texts, delimiter, count):
         return tf.RaggedTensor.from_row_lengths(
             tf.zeros([0], tf.string), tf.zeros([tf.shape(texts)[0]], tf.int64)
         )
+    # A character takes at most 4 bytes of UTF-8 (an invalid byte becomes
+    # one U+FFFD), so a prefix of this many bytes holds the first
+    # `count + 1` characters whole; a character cut at its end lies past them.
+    bound = (4 if delimiter == "" else PREFIX_BYTES_PER_TOKEN) * (count + 1)
+    if bound > INT32_MAX:
+        # Past what string ops take as a length (tens of millions of tokens
+        # kept): no prefix helps, split the lines whole.
+        return _split_lines(texts, delimiter)[:, :count]
     if delimiter == "":
-        # A character takes at most 4 bytes of UTF-8 (an invalid byte
-        # becomes one U+FFFD), so this prefix holds the first `count + 1`
-        # characters whole; a character cut at its end lies past them.
-        prefix = tf.strings.substr(texts, 0, 4 * (count + 1))
-        return _split_lines(prefix, delimiter)[:, :count]
-    bound = PREFIX_BYTES_PER_TOKEN * (count + 1)
+        return _split_lines(tf.strings.substr(texts, 0, bound), delimiter)[:, :count]
     # `count + 1` tokens of the prefix: the first `count` are then followed
     # by a separator inside it, so none of them was cut.
     leading = _leading_tokens(tf.strings.substr(texts, 0, bound), delimiter, count + 1)
