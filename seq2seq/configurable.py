@@ -253,6 +253,45 @@ def parse_params(params, default_params, owner="params"):
     return result
 
 
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+def check_int32_range(params, owner="params"):
+    """Checks that every integer in `params` fits in an int32.
+
+    Lengths, sizes, widths and steps in params end up in int32 tensors or
+    op attributes, where a larger value fails deep inside TensorFlow (or
+    only at inference time); this turns that into one line naming the key.
+    Every `Configurable` runs it on its parsed params.
+
+    Args:
+      params: A dict; nested dicts and lists are searched too (bools are
+        not integers here).
+      owner: Whose params they are, for the message (a class name).
+
+    Raises:
+      ConfigError: An integer below `INT32_MIN` or above `INT32_MAX`.
+    """
+
+    def walk(value, path):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}" if path else str(key))
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+        elif isinstance(value, int) and not isinstance(value, bool):
+            if not INT32_MIN <= value <= INT32_MAX:
+                raise ConfigError(
+                    f"{owner}: parameter '{path}' = {value} is out of range; integer "
+                    f"parameters become int32 tensors, so it must lie between "
+                    f"{INT32_MIN} and {INT32_MAX}."
+                )
+
+    walk(params, "")
+
+
 class Configurable:
     """Base class of everything that is built from a YAML params dict.
 
@@ -269,6 +308,7 @@ class Configurable:
         if mode not in ModeKeys.ALL:
             raise ValueError(f"mode must be one of {ModeKeys.ALL}, got {mode!r}")
         parsed = parse_params(params, self.default_params(), type(self).__name__)
+        check_int32_range(parsed, type(self).__name__)
         # Set through object.__setattr__ so that Keras layer tracking does not
         # wrap the plain params dict.
         object.__setattr__(self, "_params", parsed)

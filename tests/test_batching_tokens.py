@@ -304,9 +304,9 @@ def test_cache_only_below_the_threshold(tmp_path, monkeypatch, limit, cached):
     calls = []
     original = pipeline.make_dataset
 
-    def spy(cache=False):
+    def spy(cache=False, **limits):
         calls.append(cache)
-        return original(cache=cache)
+        return original(cache=cache, **limits)
 
     monkeypatch.setattr(pipeline, "make_dataset", spy)
     dataset = batching.create_input_fn(pipeline, 4, cache_max_bytes=limit)

@@ -308,3 +308,18 @@ def test_locate_function_allows_only_the_module_functions():
             "seq2seq.data.postproc, by short name or as "
             "seq2seq.data.postproc.<name>). A config cannot name other functions."
         )
+
+
+def test_integers_outside_int32_are_config_errors():
+    # Lengths and sizes become int32 tensors: 2**31 fails in TensorFlow.
+    configurable.check_int32_range({"a": 2**31 - 1, "b": -(2**31), "c": True})
+    with pytest.raises(ConfigError, match=r"Toy: parameter 'steps' = 2147483648"):
+        Toy({"steps": 2**31}, ModeKeys.TRAIN)
+    # Coerced strings ("3e9" in YAML is a string) and nested params too.
+    with pytest.raises(ConfigError, match=r"'steps' = 3000000000 is out of range"):
+        Toy({"steps": "3e9"}, ModeKeys.TRAIN)
+    with pytest.raises(ConfigError, match=r"'encoder\.params\.width' = -2147483649"):
+        Toy({"encoder.params": {"width": -(2**31) - 1}}, ModeKeys.TRAIN)
+    with pytest.raises(ConfigError, match=r"'files\[1\]' = 4294967296"):
+        Toy({"files": [1, 2**32]}, ModeKeys.TRAIN)
+    assert Toy({"steps": 2**31 - 1}, ModeKeys.TRAIN).params["steps"] == 2**31 - 1

@@ -290,3 +290,43 @@ def test_jit_compile_gives_the_same_translations(trained):
     lines = compiled.stdout.splitlines()
     assert len(lines) == len(read_lines(dev["sources"]))
     assert lines == plain.stdout.splitlines()
+
+
+def _model_dir_with_options(tmp_path, options):
+    """A model dir holding `options` as train_options.json and a checkpoint."""
+    import tensorflow as tf
+
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "train_options.json").write_text(json.dumps(options))
+    tf.train.Checkpoint(step=tf.Variable(1)).save(str(model_dir / "ckpt"))
+    return str(model_dir)
+
+
+def test_train_options_whose_model_params_is_not_a_mapping(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("a b\n")
+    options = {"model_class": "AttentionSeq2Seq", "model_params": ["vocab.txt"]}
+    model_dir = _model_dir_with_options(tmp_path, options)
+    result = run_infer("--model_dir", model_dir, input_files=[str(source)])
+    assert_user_error(result, "train_options.json", "'model_params'", "JSON object")
+
+
+def test_int32_overflow_of_inference_max_decode_length(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("a\nb\n")
+    source = tmp_path / "in.txt"
+    source.write_text("a b\n")
+    options = {
+        "model_class": "AttentionSeq2Seq",
+        "model_params": tiny_model_params(str(vocab)),
+    }
+    model_dir = _model_dir_with_options(tmp_path, options)
+    result = run_infer(
+        "--model_dir",
+        model_dir,
+        "--model_params",
+        "inference.max_decode_length: 3000000000",
+        input_files=[str(source)],
+    )
+    assert_user_error(result, "inference.max_decode_length", "3000000000")

@@ -225,6 +225,15 @@ def test_missing_vocab_and_bad_share(vocab_file, tmp_path):
         )
 
 
+@pytest.mark.parametrize("dim", [0, -3])
+def test_embedding_dim_must_be_positive(vocab_file, dim):
+    # 0 trained zero-width embeddings without a word; -3 was a traceback.
+    with pytest.raises(ConfigError, match=f"embedding.dim must be a positive.*{dim}"):
+        AttentionSeq2Seq(
+            tiny_model_params(vocab_file, **{"embedding.dim": dim}), ModeKeys.TRAIN
+        )
+
+
 def test_shared_embedding_is_one_variable(vocab_file):
     model = AttentionSeq2Seq(
         tiny_model_params(vocab_file, **{"embedding.share": True}), ModeKeys.TRAIN

@@ -71,3 +71,44 @@ def test_helpers_and_errors(tmp_path, capsys):
     assert "none of the tags" in capsys.readouterr().err
     args[1] = str(tmp_path / "nowhere")
     assert plot_curves.main(args) == 2
+
+
+def _event_file(directory):
+    (name,) = [n for n in os.listdir(directory) if n.startswith("events.out")]
+    return directory / name
+
+
+def test_cut_off_event_file_is_plotted_up_to_the_cut(tmp_path, capsys):
+    _write_run(tmp_path / "a", 1.0)
+    path = _event_file(tmp_path / "a")
+    data = path.read_bytes()
+    path.write_bytes(data[:-7])  # The last record (step 10) is cut off.
+    output = tmp_path / "curves.png"
+    args = ["--runs", str(tmp_path / "a"), "--tags", "loss,source_len"]
+    assert plot_curves.main(args + ["--output", str(output)]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if "cut-off record" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {path}")
+    assert output.exists()
+    loss = plot_curves.read_scalars(str(tmp_path / "a"), ["loss"])["loss"]
+    assert [step for step, _ in loss] == list(range(1, 11))  # 10 in an earlier record
+
+    # A record damaged before the end: one error line, exit 2.
+    damaged = bytearray(data)
+    damaged[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    assert plot_curves.main(args + ["--output", str(output)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith(f"error: {path} is damaged (corrupted record at")
+
+
+def test_unwritable_output_is_one_error_line(tmp_path, capsys):
+    _write_run(tmp_path / "a", 1.0)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    for output in (blocker / "curves.png", tmp_path):
+        args = ["--runs", str(tmp_path / "a"), "--tags", "loss"]
+        assert plot_curves.main(args + ["--output", str(output)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"error: cannot write --output {output}: "), err
+        assert "Traceback" not in "\n".join(err)

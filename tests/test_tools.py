@@ -153,6 +153,13 @@ def test_generate_toy_data(tmp_path, kind):
         (["--min_len", "0"], "--min_len must be >= 1"),
         (["--vocab_size", "0"], "--vocab_size must be >= 1"),
         (["--num_examples", "0"], "--num_examples must be >= 1"),
+        (["--max_len", "100000000000"], "--max_len must be <= 1,000,000"),
+        (["--vocab_size", "10000000"], "--vocab_size must be <= 1,000,000"),
+        (["--num_examples", "1000000000"], "--num_examples must be <= 100,000,000"),
+        (
+            ["--num_examples", "10000000", "--max_len", "1000"],
+            "times --max_len (1,000) must be <= 2,000,000,000 tokens",
+        ),
     ],
 )
 def test_generate_toy_data_user_errors(tmp_path, args, pattern):

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import text_pipeline, tiny_model_params
+from conftest import text_pipeline, tiny_model_params, write_toy_corpus
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,6 +72,7 @@ def test_train_resume_and_refuse_incompatible_config(toy_data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Ignoring config key 'not_a_flag'" in result.stderr
     assert "step 6: loss" in result.stderr and "Eval at step 6" in result.stderr
+    assert "train as UNK" not in result.stderr  # The vocabulary covers the data.
     assert (out / "model_analysis.txt").exists()
     # Flags set in a config file: early stopping on the dev log-perplexity.
     best = json.loads((out / "best" / "best.json").read_text())
@@ -182,3 +183,48 @@ def test_engine_flags_train_and_bad_values_fail_before_writing(toy_data, tmp_pat
         result = run_train(*base_args(toy_data, bad), flag, value)
         assert_user_error(result, fragment)
         assert not bad.exists() or not os.listdir(bad), os.listdir(bad)
+
+
+def test_int32_overflow_in_model_params_is_one_line(toy_data, tmp_path):
+    out = tmp_path / "never"
+    result = run_train(
+        *base_args(toy_data, out, **{"source.max_seq_len": 2147483648}),
+        "--train_steps",
+        "2",
+    )
+    assert_user_error(result, "source.max_seq_len", "2147483648", "2147483647")
+    assert not (out / "checkpoint").exists()
+
+
+def test_restart_with_train_options_whose_model_params_is_not_a_mapping(
+    toy_data, tmp_path
+):
+    import tensorflow as tf
+
+    out = tmp_path / "model"
+    out.mkdir()
+    bad = json.dumps({"model_class": "AttentionSeq2Seq", "model_params": "oops"})
+    (out / "train_options.json").write_text(bad)
+    tf.train.Checkpoint(step=tf.Variable(1)).save(str(out / "ckpt"))
+    result = run_train(*base_args(toy_data, out), "--train_steps", "2")
+    assert_user_error(result, str(out / "train_options.json"), "'model_params'")
+    assert (out / "train_options.json").read_text() == bad
+
+
+def test_vocabulary_missing_most_tokens_is_reported(tmp_path):
+    data = write_toy_corpus(str(tmp_path / "data"), num_examples=60, vocab_size=20)
+    # The vocabulary covers 2 of the 20 token types: about 90% UNK.
+    with open(data["vocab"], "w", encoding="utf-8") as handle:
+        handle.write("0\n1\n")
+    toy = {"train": data, "dev": data, "vocab": data["vocab"]}
+    result = run_train(*base_args(toy, tmp_path / "m"), "--train_steps", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stderr.splitlines()
+    warnings = [line for line in lines if "train as UNK" in line]
+    assert len(warnings) == 2, result.stderr[-3000:]
+    source, target = warnings
+    for line, side in ((source, "source"), (target, "target")):
+        assert f"% of the {side} tokens in the first 2 training batches" in line
+        assert data["vocab"] in line and "generate_vocab.py" in line
+        share = int(line.split("% of the")[0].split()[-1])
+        assert 75 <= share <= 100, line

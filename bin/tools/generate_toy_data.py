@@ -24,6 +24,14 @@ else:  # run as a script: this directory is sys.path[0]
 
 NON_ASCII_TOKEN = "\u7b11"  # 笑
 
+# Upper bounds of the numeric flags: a toy corpus is for smoke tests and
+# tutorials, and a typo such as an extra zero should not fill the disk.
+MAX_VOCAB_SIZE = 1_000_000
+MAX_LEN = 1_000_000
+MAX_EXAMPLES = 100_000_000
+# num_examples * max_len: at most about 10 GB per file.
+MAX_TOKENS = 2_000_000_000
+
 
 def build_parser():
     parser = ArgumentParser(description="Generate a toy copy or reverse data set.")
@@ -78,23 +86,26 @@ def make_examples(kind, num_examples, min_len, max_len, vocab_size, rng):
         yield source, target
 
 
-def write_lines(path, lines):
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        for line in lines:
-            handle.write(line + "\n")
-    print(f"Wrote {path}")
-
-
 def _check(args):
-    if args.vocab_size < 1:
-        raise UsageError(f"--vocab_size must be >= 1, got {args.vocab_size}")
-    if args.num_examples < 1:
-        raise UsageError(f"--num_examples must be >= 1, got {args.num_examples}")
-    if args.min_len < 1:
-        raise UsageError(f"--min_len must be >= 1, got {args.min_len}")
+    for flag, value, largest in (
+        ("--vocab_size", args.vocab_size, MAX_VOCAB_SIZE),
+        ("--num_examples", args.num_examples, MAX_EXAMPLES),
+        ("--min_len", args.min_len, MAX_LEN),
+        ("--max_len", args.max_len, MAX_LEN),
+    ):
+        if value < 1:
+            raise UsageError(f"{flag} must be >= 1, got {value}")
+        if value > largest:
+            raise UsageError(f"{flag} must be <= {largest:,}, got {value:,}")
     if args.max_len < args.min_len:
         raise UsageError(
             f"--max_len ({args.max_len}) must be >= --min_len ({args.min_len})"
+        )
+    if args.num_examples * args.max_len > MAX_TOKENS:
+        raise UsageError(
+            f"--num_examples ({args.num_examples:,}) times --max_len "
+            f"({args.max_len:,}) must be <= {MAX_TOKENS:,} tokens per file; "
+            "lower one of them"
         )
     if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
         raise UsageError(
@@ -108,15 +119,13 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     _check(args)
     rng = random.Random(args.seed)
-    examples = list(
-        make_examples(
-            args.type,
-            args.num_examples,
-            args.min_len,
-            args.max_len,
-            args.vocab_size,
-            rng,
-        )
+    examples = make_examples(
+        args.type,
+        args.num_examples,
+        args.min_len,
+        args.max_len,
+        args.vocab_size,
+        rng,
     )
     try:
         os.makedirs(args.output_dir, exist_ok=True)
@@ -125,12 +134,17 @@ def main(argv=None):
             f"cannot create --output_dir {args.output_dir}: {err.strerror}"
         ) from None
     output_dir = os.path.abspath(args.output_dir)
-    write_lines(
-        os.path.join(output_dir, "sources.txt"), (" ".join(s) for s, _ in examples)
-    )
-    write_lines(
-        os.path.join(output_dir, "targets.txt"), (" ".join(t) for _, t in examples)
-    )
+    paths = [os.path.join(output_dir, f"{side}.txt") for side in ("sources", "targets")]
+    # Written as generated: memory does not grow with the corpus.
+    with (
+        open(paths[0], "w", encoding="utf-8", newline="\n") as sources,
+        open(paths[1], "w", encoding="utf-8", newline="\n") as targets,
+    ):
+        for source, target in examples:
+            sources.write(" ".join(source) + "\n")
+            targets.write(" ".join(target) + "\n")
+    for path in paths:
+        print(f"Wrote {path}")
     return 0
 
 

@@ -17,6 +17,7 @@ directory (labelled with its base name).
 """
 
 import os
+import re
 import sys
 
 if __package__:
@@ -72,14 +73,18 @@ def read_scalars(directory, tags):
     Returns:
       A dict tag -> sorted list of `(step, value)`; a step written twice
       (e.g. by a resumed run) keeps its last value.
+
+    Raises:
+      ValueError: An event file is damaged before its end. A file that ends
+        in a cut-off record (a run killed while writing) is read up to it,
+        with a warning on stderr.
     """
     import tensorflow as tf
 
     wanted = set(tags)
     series = {tag: {} for tag in wanted}
     for path in event_files(directory):
-        for record in tf.data.TFRecordDataset(path):
-            event = tf.compat.v1.Event.FromString(record.numpy())
+        for event in _read_events(path):
             for value in event.summary.value:
                 if value.tag not in wanted:
                     continue
@@ -94,6 +99,38 @@ def read_scalars(directory, tags):
                     continue
                 series[value.tag][int(event.step)] = float(number)
     return {tag: sorted(points.items()) for tag, points in series.items()}
+
+
+def _read_events(path):
+    """Yields the `Event` protos of one event file (see `read_scalars`)."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    count = 0
+    try:
+        for record in tf.data.TFRecordDataset(path):
+            yield tf.compat.v1.Event.FromString(record.numpy())
+            count += 1
+    except tf.errors.DataLossError as err:
+        if "truncated record" in str(err):
+            print(
+                f"warning: {path} ends in a cut-off record (was the run killed "
+                f"while writing?); using the {count} events before it",
+                file=sys.stderr,
+            )
+            return
+        found = re.search(r"corrupted record at \d+", str(err))
+        what = found.group(0) if found else "unreadable data"
+        raise ValueError(
+            f"{path} is damaged ({what} after {count} events); move it out of "
+            "the run directory to plot the other event files"
+        ) from None
+    except (tf.errors.OpError, DecodeError) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err) else ""
+        raise ValueError(
+            f"{path} is not a readable event file ({type(err).__name__}: "
+            f"{first}); move it out of the run directory"
+        ) from None
 
 
 def smooth(values, weight):
@@ -124,7 +161,8 @@ def plot(runs, tags, output, title=None, smoothing=0.0, width=5.0, height=3.2):
       A dict `(label, tag spec) -> number of points drawn`.
 
     Raises:
-      ValueError: No run has any of the tags.
+      ValueError: No run has any of the tags, an event file is damaged or
+        `output` cannot be written.
     """
     import matplotlib
 
@@ -137,6 +175,12 @@ def plot(runs, tags, output, title=None, smoothing=0.0, width=5.0, height=3.2):
         rows, columns, figsize=(width * columns, height * rows), squeeze=False
     )
     drawn = {}
+    # Each directory is read once, for all its tags.
+    wanted = {}
+    for spec in tags:
+        split, tag = parse_tag(spec)
+        wanted.setdefault(split, set()).add(tag)
+    scalars = {}
     for index, spec in enumerate(tags):
         split, tag = parse_tag(spec)
         axis = axes[index // columns][index % columns]
@@ -144,7 +188,9 @@ def plot(runs, tags, output, title=None, smoothing=0.0, width=5.0, height=3.2):
             path = (
                 directory if split == "train" else os.path.join(directory, EVAL_SUBDIR)
             )
-            points = read_scalars(path, [tag])[tag]
+            if path not in scalars:
+                scalars[path] = read_scalars(path, wanted[split])
+            points = scalars[path][tag]
             drawn[(label, spec)] = len(points)
             if not points:
                 continue
@@ -182,9 +228,17 @@ def plot(runs, tags, output, title=None, smoothing=0.0, width=5.0, height=3.2):
         figure.suptitle(title)
     figure.tight_layout()
     directory = os.path.dirname(os.path.abspath(output))
-    os.makedirs(directory, exist_ok=True)
-    _save_small_png(figure, output)
-    plt.close(figure)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        _save_small_png(figure, output)
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename not in (None, output) else ""
+        raise ValueError(
+            f"cannot write --output {output}: {err.strerror or err}{where}; "
+            "choose a writable path"
+        ) from None
+    finally:
+        plt.close(figure)
     return drawn
 
 

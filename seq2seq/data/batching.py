@@ -34,14 +34,16 @@ Beyond the original (all keyword arguments of `make_batched_dataset`):
   bucket is padded to `max_source_len` / `max_target_len`, which it needs.
   The element_spec keeps its `None` dimensions all the same.
 - `max_source_len` / `max_target_len`: examples are cut to these lengths
-  before batching, as the model cuts them to `*.max_seq_len`.
+  before batching, as the model cuts them to `*.max_seq_len`; an input
+  pipeline already cuts them while splitting its lines, so that a very long
+  line never becomes a very long token tensor.
 - `cache_max_bytes`: small corpora are parsed once and cached in memory.
 """
 
 import tensorflow as tf
 from absl import logging
 
-from seq2seq.configurable import ModeKeys
+from seq2seq.configurable import INT32_MAX, ModeKeys
 from seq2seq.errors import ConfigError
 
 
@@ -88,10 +90,10 @@ def parse_buckets(text):
 
 def _check_boundaries(boundaries):
     for value in boundaries:
-        if value < 1:
+        if not 1 <= value <= INT32_MAX:
             raise ConfigError(
                 f"buckets: boundary {value} in {boundaries} must be a positive "
-                "integer, e.g. --buckets 10,20,30."
+                f"integer up to {INT32_MAX}, e.g. --buckets 10,20,30."
             )
     for low, high in zip(boundaries, boundaries[1:]):
         if high <= low:
@@ -267,6 +269,8 @@ def plan_buckets(
 def _check_positive(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}.")
+    if value > INT32_MAX:
+        raise ConfigError(f"{name} must be at most {INT32_MAX}, got {value}.")
 
 
 def _length_limit(name, value):
@@ -276,6 +280,8 @@ def _length_limit(name, value):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be an integer or None, got {value!r}.")
+    if value > INT32_MAX:
+        raise ConfigError(f"{name} must be at most {INT32_MAX}, got {value}.")
     return value if value > 0 else None
 
 
@@ -405,8 +411,9 @@ def make_batched_dataset(
     else:
         corpus_bytes = pipeline.corpus_bytes() if cache_max_bytes > 0 else None
         cache = corpus_bytes is not None and corpus_bytes <= cache_max_bytes
-        dataset = (
-            pipeline.make_dataset(cache=cache) if cache else pipeline.make_dataset()
+        # The pipeline splits long lines only as far as these limits need.
+        dataset = pipeline.make_dataset(
+            cache=cache, max_source_len=max_source_len, max_target_len=max_target_len
         )
         if (boundaries or batch_type == "tokens" or pad_to_bucket) and (
             pipeline.mode == ModeKeys.INFER

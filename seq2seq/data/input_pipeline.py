@@ -36,8 +36,12 @@ Decisions on input that is not clean, made on purpose:
   inference always belongs to the n-th input line.
 - Bytes that are not valid UTF-8 are replaced with U+FFFD (the Unicode
   replacement character) instead of failing in the middle of training.
-- Lines are not truncated here, however long; the model slices sources and
-  targets to `source.max_seq_len` / `target.max_seq_len`.
+- `make_dataset(max_source_len=..., max_target_len=...)` keeps only the
+  first tokens of each side (special tokens included), as the model's
+  `source.max_seq_len` / `target.max_seq_len` slices would, and splits only
+  a bounded prefix of a long line, so one line of a million tokens costs
+  about what a short one does. Without these limits lines are not cut,
+  however long.
 - Tokens are split on the delimiter and empty tokens are dropped, so runs of
   spaces and leading or trailing spaces make no empty tokens. As in the
   original, every character of a multi-character delimiter is a separator.
@@ -59,6 +63,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from seq2seq.configurable import (
+    INT32_MAX,
     Configurable,
     ModeKeys,
     deep_merge,
@@ -209,7 +214,9 @@ def count_lines(path, chunk_size=1 << 22):
     return lines + (0 if last == b"\n" else 1)
 
 
-def split_tokens(text, delimiter, prepend_token=None, append_token=None):
+def split_tokens(
+    text, delimiter, prepend_token=None, append_token=None, max_tokens=None
+):
     """Splits one line into tokens inside a `tf.data` map.
 
     Invalid UTF-8 is replaced with U+FFFD, a trailing carriage return is
@@ -221,50 +228,61 @@ def split_tokens(text, delimiter, prepend_token=None, append_token=None):
         An empty string splits into Unicode characters.
       prepend_token: A token put before the others, or `None`.
       append_token: A token put after the others, or `None`.
+      max_tokens: Keep only the first `max_tokens` tokens (special tokens
+        included), reading only a bounded prefix of long lines; `None` or
+        less than 1 keeps them all. See `split_tokens_batch`.
 
     Returns:
       A tuple `(tokens [N] tf.string, length [] tf.int32)`.
     """
     tokens, _ = split_tokens_batch(
-        tf.reshape(text, [1]), delimiter, prepend_token, append_token
+        tf.reshape(text, [1]), delimiter, prepend_token, append_token, max_tokens
     )
     tokens = tf.ensure_shape(tokens.values, [None])
     return tokens, tf.size(tokens, out_type=tf.int32)
 
 
-def split_tokens_batch(texts, delimiter, prepend_token=None, append_token=None):
+# With `max_tokens`, a line is first cut to this many bytes per token kept
+# (plus one token). A line whose first tokens do not fit in that prefix
+# (very long tokens, long runs of delimiters) is split again whole, so the
+# result never depends on the bound; only the cost of such lines does.
+PREFIX_BYTES_PER_TOKEN = 64
+
+
+def split_tokens_batch(
+    texts, delimiter, prepend_token=None, append_token=None, max_tokens=None
+):
     """Splits a batch of lines into tokens, exactly as `split_tokens` does.
 
     The vectorized form of `split_tokens`: one call handles a whole batch of
     lines, which in `tf.data` is much cheaper than one call per line.
+
+    With `max_tokens`, the result is the first `max_tokens` tokens of each
+    row of the unlimited result (`tokens[:, :max_tokens]`), but a line is
+    only split as far as needed: the work and memory per line are bounded by
+    `max_tokens` rather than by the line's length (a line of a million
+    tokens does not make a million strings), unless the tokens kept are
+    longer than `PREFIX_BYTES_PER_TOKEN` bytes on average.
 
     Args:
       texts: A [N] tf.string tensor of lines.
       delimiter: As for `split_tokens`.
       prepend_token: A token put before the others of every line, or `None`.
       append_token: A token put after the others of every line, or `None`.
+      max_tokens: The most tokens kept per line, special tokens included
+        (a Python int); `None` or less than 1: no limit.
 
     Returns:
       A tuple `(tokens, lengths)`: a `tf.RaggedTensor` [N, None] of tf.string
       and the [N] tf.int32 row lengths.
     """
-    texts = tf.strings.unicode_transcode(
-        texts,
-        input_encoding="UTF-8",
-        output_encoding="UTF-8",
-        errors="replace",
-        replacement_char=0xFFFD,
-    )
-    texts = tf.strings.regex_replace(texts, "\r$", "")
-    if delimiter == "":
-        tokens = tf.strings.unicode_split(texts, "UTF-8", errors="replace")
+    limit = max_tokens if max_tokens is not None and max_tokens > 0 else None
+    if limit is None:
+        tokens = _split_lines(texts, delimiter)
     else:
-        separator = delimiter[0]
-        rewrite = separator.replace("\\", "\\\\")
-        for other in sorted(set(delimiter[1:]) - {separator}):
-            texts = tf.strings.regex_replace(texts, _re2_literal(other), rewrite)
-        tokens = tf.strings.split(texts, sep=separator)
-        tokens = tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+        # The line tokens that can survive the cut to `limit`.
+        wanted = max(limit - (prepend_token is not None), 0)
+        tokens = _first_tokens(texts, delimiter, wanted)
     count = tf.shape(texts)[0]
     pieces = []
     if prepend_token is not None:
@@ -274,7 +292,85 @@ def split_tokens_batch(texts, delimiter, prepend_token=None, append_token=None):
         pieces.append(tf.RaggedTensor.from_tensor(tf.fill([count, 1], append_token)))
     if len(pieces) > 1:
         tokens = tf.concat(pieces, axis=1)
+    if limit is not None:
+        tokens = tokens[:, :limit]
     return tokens, tf.cast(tokens.row_lengths(), tf.int32)
+
+
+def _clean_lines(texts, delimiter):
+    """Replaces invalid UTF-8, drops a final carriage return and, for a
+    multi-character delimiter, turns each of its characters into the first."""
+    texts = tf.strings.unicode_transcode(
+        texts,
+        input_encoding="UTF-8",
+        output_encoding="UTF-8",
+        errors="replace",
+        replacement_char=0xFFFD,
+    )
+    texts = tf.strings.regex_replace(texts, "\r$", "")
+    if len(delimiter) > 1:
+        separator = delimiter[0]
+        rewrite = separator.replace("\\", "\\\\")
+        for other in sorted(set(delimiter[1:]) - {separator}):
+            texts = tf.strings.regex_replace(texts, _re2_literal(other), rewrite)
+    return texts
+
+
+def _split_lines(texts, delimiter):
+    """All tokens of each line: a [N, None] ragged tf.string."""
+    texts = _clean_lines(texts, delimiter)
+    if delimiter == "":
+        return tf.strings.unicode_split(texts, "UTF-8", errors="replace")
+    tokens = tf.strings.split(texts, sep=delimiter[0])
+    return tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+
+
+def _leading_tokens(texts, delimiter, count):
+    """The first `count` (at least 1) non-empty tokens of each line, with a
+    delimiter; the split stops after `count` separators, so a long line
+    makes at most `count + 1` strings."""
+    texts = _clean_lines(texts, delimiter)
+    separator = delimiter[0]
+    pattern = _re2_literal(separator)
+    # One separator between tokens and none in front, so that the first
+    # `count` pieces of the split are the first `count` tokens.
+    texts = tf.strings.regex_replace(
+        texts, f"{pattern}+", separator.replace("\\", "\\\\")
+    )
+    texts = tf.strings.regex_replace(texts, f"^{pattern}", "")
+    pieces = tf.strings.split(texts, sep=separator, maxsplit=count)[:, :count]
+    return tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
+
+
+def _first_tokens(texts, delimiter, count):
+    """`_split_lines(texts, delimiter)[:, :count]`, reading a bounded prefix
+    of each line where that is enough (see `split_tokens_batch`)."""
+    if count == 0:
+        return tf.RaggedTensor.from_row_lengths(
+            tf.zeros([0], tf.string), tf.zeros([tf.shape(texts)[0]], tf.int64)
+        )
+    # A character takes at most 4 bytes of UTF-8 (an invalid byte becomes
+    # one U+FFFD), so a prefix of this many bytes holds the first
+    # `count + 1` characters whole; a character cut at its end lies past them.
+    bound = (4 if delimiter == "" else PREFIX_BYTES_PER_TOKEN) * (count + 1)
+    if bound > INT32_MAX:
+        # Past what string ops take as a length (tens of millions of tokens
+        # kept): no prefix helps, split the lines whole.
+        return _split_lines(texts, delimiter)[:, :count]
+    if delimiter == "":
+        return _split_lines(tf.strings.substr(texts, 0, bound), delimiter)[:, :count]
+    # `count + 1` tokens of the prefix: the first `count` are then followed
+    # by a separator inside it, so none of them was cut.
+    leading = _leading_tokens(tf.strings.substr(texts, 0, bound), delimiter, count + 1)
+    whole = (tf.strings.length(texts) <= bound) | (leading.row_lengths() > count)
+    leading = tf.ragged.boolean_mask(
+        leading, leading.with_flat_values(tf.repeat(whole, leading.row_lengths()))
+    )[:, :count]
+    # The other lines are split whole (only up to their first `count`
+    # tokens); a row is empty in one of the two parts, so concatenating the
+    # rows puts each line's tokens together.
+    rest = _leading_tokens(tf.where(whole, "", texts), delimiter, count)
+    return tf.concat([leading, rest], axis=1)
 
 
 def _as_dense_example(example):
@@ -335,6 +431,7 @@ class InputPipeline(Configurable):
             )
         self.num_examples = None
         self._validated = False
+        self._max_lengths = {"source": None, "target": None}
 
     @staticmethod
     def default_params():
@@ -433,7 +530,7 @@ class InputPipeline(Configurable):
         """
         return None
 
-    def make_dataset(self, cache=False):
+    def make_dataset(self, cache=False, max_source_len=None, max_target_len=None):
         """Validates the files and builds the unbatched example dataset.
 
         Records are parsed in parallel (`num_parallel_calls=AUTOTUNE`, in a
@@ -447,6 +544,12 @@ class InputPipeline(Configurable):
             it, differently in every epoch. The whole corpus then lives in
             memory and, once the first epoch is complete, in every checkpoint
             of an iterator over the dataset, so only use it for small corpora.
+          max_source_len: Keep only the first `max_source_len` source tokens
+            (`SEQUENCE_END` included) of each example, with `source_len`
+            clipped to it; long lines are split only as far as needed (see
+            `split_tokens_batch`). `None` or less than 1: no limit.
+          max_target_len: The same for the target tokens (`SEQUENCE_START`
+            and `SEQUENCE_END` included).
 
         Returns:
           A `tf.data.Dataset` of dicts: `source_tokens` [S] tf.string,
@@ -457,6 +560,8 @@ class InputPipeline(Configurable):
           ConfigError, DataError: Something the user must fix.
         """
         self.check()
+        # Read by `_text_features` when the parse functions are traced below.
+        self._max_lengths = {"source": max_source_len, "target": max_target_len}
         dataset = self.read_records()
         if cache:
             # Parse once, then shuffle and repeat the cached examples; cache()
@@ -492,7 +597,11 @@ class InputPipeline(Configurable):
 
     def _target_features(self, text, delimiter, split=split_tokens):
         tokens, length = split(
-            text, delimiter, prepend_token=SEQUENCE_START, append_token=SEQUENCE_END
+            text,
+            delimiter,
+            prepend_token=SEQUENCE_START,
+            append_token=SEQUENCE_END,
+            max_tokens=self._max_lengths["target"],
         )
         return {"target_tokens": tokens, "target_len": length}
 
@@ -510,7 +619,10 @@ class InputPipeline(Configurable):
           `target_len`, split at `source_delimiter` / `target_delimiter`.
         """
         tokens, length = split(
-            source, self.params["source_delimiter"], append_token=SEQUENCE_END
+            source,
+            self.params["source_delimiter"],
+            append_token=SEQUENCE_END,
+            max_tokens=self._max_lengths["source"],
         )
         features = {"source_tokens": tokens, "source_len": length}
         if target is not None:

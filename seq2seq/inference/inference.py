@@ -185,9 +185,19 @@ def restore_model(model, checkpoint_path):
 
 def make_dataset(model, pipeline, batch_size):
     """Batched, preprocessed features in input order (no shuffling, no
-    bucketing, the last batch may be smaller)."""
+    bucketing, the last batch may be smaller).
+
+    Sources and targets are cut to the model's `*.max_seq_len` while the
+    lines are split: `preprocess` would cut their ids there and the tasks
+    trim the tokens to the cut lengths, so nothing past them is ever used.
+    """
+    params = model.params
     dataset = batching.create_input_fn(
-        pipeline, batch_size=batch_size, allow_smaller_final_batch=True
+        pipeline,
+        batch_size=batch_size,
+        allow_smaller_final_batch=True,
+        max_source_len=params.get("source.max_seq_len"),
+        max_target_len=params.get("target.max_seq_len"),
     )
     dataset = dataset.map(model.preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -16,7 +16,12 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from seq2seq.configurable import Configurable, constructor_args, locate_class
+from seq2seq.configurable import (
+    INT32_MAX,
+    Configurable,
+    constructor_args,
+    locate_class,
+)
 from seq2seq.errors import ConfigError
 from seq2seq.training import utils as training_utils
 
@@ -46,8 +51,6 @@ _RENAMED_ARGS = {
 
 # TF1 arguments with no Keras counterpart; dropped with a warning.
 _DROPPED_ARGS = ("use_locking", "accum_name", "linear_name")
-
-_INT32_MAX = 2**31 - 1
 
 
 def flatten_dict(nested, parent_key="", sep="."):
@@ -214,7 +217,7 @@ class ModelBase(Configurable):
             "optimizer.lr_decay_steps": 100,
             "optimizer.lr_decay_rate": 0.99,
             "optimizer.lr_start_decay_at": 0,
-            "optimizer.lr_stop_decay_at": _INT32_MAX,
+            "optimizer.lr_stop_decay_at": INT32_MAX,
             "optimizer.lr_min_learning_rate": 1e-12,
             "optimizer.lr_staircase": False,
             "optimizer.clip_gradients": 5.0,

@@ -156,6 +156,11 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
 
     def _add_embedding(self, name, vocab_info):
         """Adds a [vocab_info.total_size, embedding.dim] embedding weight."""
+        if self.params["embedding.dim"] < 1:
+            raise ConfigError(
+                f"model_params: embedding.dim must be a positive integer, got "
+                f"{self.params['embedding.dim']}; the original's default is 100."
+            )
         scale = self.params["embedding.init_scale"]
         return self.add_weight(
             name=name,

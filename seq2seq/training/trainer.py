@@ -66,6 +66,7 @@ from seq2seq.training.train_step import (
     apply_gradients_if,
     select_ids,
 )
+from seq2seq.training.unk_rate import UnknownTokenRate
 from seq2seq.training.utils import TrainOptions
 
 # Keys the compiled steps see (token strings stay on the host).
@@ -329,13 +330,17 @@ class Trainer:
         `batch_size` examples in file order.
         """
         config = self.config
-        kwargs = {"batch_type": config.batch_type}
+        params = self.model.params
+        # Dev sources are cut as training ones (only their ids are used);
+        # dev targets stay whole, as the references of the text metrics.
+        kwargs = {
+            "batch_type": config.batch_type,
+            "max_source_len": params.get("source.max_seq_len"),
+        }
         if training:
-            params = self.model.params
             kwargs.update(
                 pad_to_bucket=config.pad_to_bucket,
                 cache_max_bytes=config.cache_max_bytes,
-                max_source_len=params.get("source.max_seq_len"),
                 max_target_len=params.get("target.max_seq_len"),
             )
         dataset = batching.create_input_fn(
@@ -679,6 +684,8 @@ class Trainer:
         self._train_step = self._make_train_step(self.train_dataset.element_spec)
         for hook in self.hooks:
             hook.begin(self)
+        # Reads the ids of the first few batches only (see unk_rate).
+        unk_rate = UnknownTokenRate(self.model) if self.is_chief else None
 
         last_save_time = time.time()
         window_start = time.time()
@@ -698,6 +705,11 @@ class Trainer:
                     )
                     pending = None
                 features = batches[-1]
+                if unk_rate is not None:
+                    for batch in batches:
+                        unk_rate.observe(batch)
+                    if unk_rate.done:
+                        unk_rate = None
                 for hook in self.hooks:
                     hook.before_step(self.step)
                 probability = self.sampling_probability()
@@ -768,6 +780,8 @@ class Trainer:
             self._defer_signals = True
             if self._train_step is not None and self.step > 0:
                 self.save()
+        if unk_rate is not None and not stopped:
+            unk_rate.report()  # A run shorter than the batches counted.
         for hook in self.hooks:
             hook.end(self)
         if not (stopped or diverged or stopped_early) and self.evaluator is not None:

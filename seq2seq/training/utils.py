@@ -328,6 +328,12 @@ def _diff(saved, new, prefix, out, skip=()):
         out.append(f"{prefix}: {saved!r} (saved) != {new!r} (now)")
 
 
+def _short_repr(value, limit=60):
+    """`repr(value)`, cut to about `limit` characters for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class TrainOptions:
     """The options a model was trained with, saved next to its checkpoints.
 
@@ -423,13 +429,28 @@ class TrainOptions:
         """Builds options from a dict as written by `to_dict`.
 
         Raises:
-          UserError: `options` is not a dict or has no `model_class`.
+          UserError: `options` is not a dict, has no `model_class`, or
+            `model_class`, `model_params` or `vocab_checksums` has the
+            wrong type.
         """
         if not isinstance(options, dict) or "model_class" not in options:
             raise UserError(
                 f"{source}: expected a JSON object with a 'model_class' field. "
                 "Point --model_dir at a directory written by bin/train.py."
             )
+        for key, kind, what in (
+            ("model_class", str, "a string (the model class name)"),
+            ("model_params", dict, "a JSON object of model parameters"),
+            ("vocab_checksums", dict, "a JSON object of vocabulary checksums"),
+        ):
+            value = options.get(key)
+            if value is None and key != "model_class":
+                continue
+            if not isinstance(value, kind) or (key == "model_class" and not value):
+                raise UserError(
+                    f"{source}: '{key}' must be {what}, got {_short_repr(value)}. "
+                    "Restore the file written by bin/train.py."
+                )
         options = dict(options)
         return cls(
             model_class=options.pop("model_class"),
