@@ -165,6 +165,10 @@ class Decoder(Configurable, keras.layers.Layer):
         none."""
         return None
 
+    def build(self, *args, **kwargs):
+        del args, kwargs  # Sub-layers build on first use.
+        self.built = True
+
     # ------------------------------------------------------- the contract
 
     def prepare_memory(self, encoder_output):

@@ -322,10 +322,6 @@ class SelfAttentionDecoder(Decoder):
         attention = tf.reduce_mean(weights, axis=1)[:, 0]
         return logits, new_state, attention
 
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
-
     def teacher_forced_features(self, inputs, state=None, memory=None, training=None):
         """Teacher forcing of whole sequences in one pass, up to the output
         layer.
