@@ -352,22 +352,26 @@ def test_params_choose_strategy_and_sampler(vocab):
     plain = greedy.infer(features, max_length=8)["predicted_ids"].numpy()
     assert first.shape[0] == plain.shape[0] == 2
     assert not greedy.use_beam_search
-    forced = model(**{"inference.strategy": "beam_search"})
-    with pytest.raises(ConfigError, match="beam_width must be >= 1"):
-        forced.infer(features, max_length=4)
     beam = model(**{"inference.beam_search.beam_width": 3})
     assert beam.use_beam_search
     assert "beam_search_output.predicted_ids" in beam.infer(features, max_length=4)
-    with pytest.raises(ConfigError, match="inference.strategy 'nope'"):
-        model(**{"inference.strategy": "nope"}).infer(features)
-    with pytest.raises(ConfigError, match="inference.sampler must be argmax"):
-        model(
-            **{"inference.beam_search.beam_width": 3, "inference.sampler": "sample"}
-        ).infer(features)
-    with pytest.raises(ConfigError, match="inference.sampling.top_p"):
-        model(**{"inference.sampler": "sample", "inference.sampling.top_p": 2.0}).infer(
-            features
-        )
+    # Bad inference params fail when the model is built, naming the key.
+    bad = [
+        ({"inference.strategy": "beam_search"}, "beam_width must be >= 1"),
+        ({"inference.strategy": "nope"}, "inference.strategy 'nope'"),
+        (
+            {"inference.beam_search.beam_width": 3, "inference.sampler": "sample"},
+            "inference.sampler must be argmax",
+        ),
+        ({"inference.sampler": "top"}, "inference.sampler 'top'"),
+        (
+            {"inference.sampler": "sample", "inference.sampling.top_p": 2.0},
+            "inference.sampling.top_p",
+        ),
+    ]
+    for overrides, fragment in bad:
+        with pytest.raises(ConfigError, match=fragment):
+            model(**overrides)
 
 
 # ------------------------------------------- Transformer, XLA training
@@ -430,9 +434,9 @@ def test_transformer_scheduled_sampling_feeds_its_own_argmax():
     )
     assert not np.allclose(always[:, 1:], forced[:, 1:])
 
-    # Under XLA (as the jit train step traces it) the sampling pass and its
-    # gradients compile.
-    def loss_and_grads(probability):
+    # Under XLA (as the jit train step traces it, batch size and length
+    # unknown) the sampling pass and its gradients compile.
+    def loss_and_grads(ids, probability):
         with tf.GradientTape() as tape:
             logits, _ = decoder(
                 embed(ids),
@@ -445,9 +449,12 @@ def test_transformer_scheduled_sampling_feeds_its_own_argmax():
             loss = tf.reduce_mean(tf.square(logits))
         return loss, tape.gradient(loss, decoder.trainable_variables)
 
+    signature = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([], tf.float32)]
     with xla_tracing():
-        compiled = tf.function(loss_and_grads, jit_compile=True)
-        loss, grads = compiled(tf.constant(0.5))
+        compiled = tf.function(
+            loss_and_grads, jit_compile=True, input_signature=signature
+        )
+        loss, grads = compiled(ids, tf.constant(0.5))
     assert np.isfinite(loss.numpy())
     assert all(np.isfinite(g.numpy()).all() for g in grads if g is not None)
 

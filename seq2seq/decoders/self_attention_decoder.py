@@ -318,7 +318,9 @@ class SelfAttentionDecoder(Decoder):
                 cache=state[f"layer_{index}"],
                 write=write,
             )
-        logits = self.logits_layer(self.final_norm(outputs))[:, 0]
+        # Projected as [B, D]: a Dense on [B, 1, D] is a Tensordot whose
+        # gradient inside a while loop XLA cannot compile (dynamic batch).
+        logits = self.logits_layer(self.final_norm(outputs)[:, 0])
         attention = tf.reduce_mean(weights, axis=1)[:, 0]
         return logits, new_state, attention
 

@@ -60,7 +60,7 @@ def sampler_from_params(params):
     try:
         return get_sampler(
             params["inference.sampler"],
-            where="model_params: inference.sampler",
+            where="inference.sampler",
             temperature=params["inference.sampling.temperature"],
             top_k=params["inference.sampling.top_k"],
             top_p=params["inference.sampling.top_p"],
@@ -69,5 +69,5 @@ def sampler_from_params(params):
     except ConfigError as error:
         message = str(error)
         if message.startswith("sampling."):
-            message = f"model_params: inference.{message}"
-        raise ConfigError(message) from None
+            message = f"inference.{message}"
+        raise ConfigError(f"model_params: {message}") from None

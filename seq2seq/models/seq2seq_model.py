@@ -85,6 +85,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         self._load_source_vocabulary()
         self._load_target_vocabulary()
         self._check_label_smoothing()
+        self._check_inference_params()
         self._build_embeddings()
 
     @staticmethod
@@ -156,6 +157,14 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 f"model_params: loss.label_smoothing must be in [0, 1), got "
                 f"{smoothing}; 0 is the plain cross-entropy, 0.1 is usual."
             )
+
+    def _check_inference_params(self):
+        """Raises a ConfigError for an unknown `inference.strategy`, a bad
+        `inference.sampler` / `inference.sampling.*` or a sampler that the
+        strategy cannot use, before any work is done."""
+        sampler = self.sampler()
+        if strategies.strategy_name(self.params) == "beam_search":
+            self.decoding_strategy().check_sampler(sampler)
 
     def _add_embedding(self, name, vocab_info):
         """Adds a [vocab_info.total_size, embedding.dim] embedding weight."""
