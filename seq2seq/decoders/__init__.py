@@ -1,7 +1,8 @@
-"""Decoders: one recurrent step plus output layers, driven by the decoding
-strategies in `seq2seq.inference.decoding`."""
+"""Decoders: subclasses of `Decoder` (one step, plus the teacher-forced and
+scheduled-sampling passes over it), driven by `seq2seq.inference`'s
+`dynamic_decode` with a strategy and a sampler."""
 
-from seq2seq.decoders import attention
+from seq2seq.decoders import attention, samplers
 from seq2seq.decoders.attention import (
     AttentionLayer,
     AttentionLayerBahdanau,
@@ -10,6 +11,7 @@ from seq2seq.decoders.attention import (
 from seq2seq.decoders.attention_decoder import AttentionDecoder
 from seq2seq.decoders.basic_decoder import BasicDecoder
 from seq2seq.decoders.beam_search_decoder import BeamSearchDecoder
+from seq2seq.decoders.decoder import Decoder
 from seq2seq.decoders.rnn_decoder import RNNDecoder
 from seq2seq.decoders.self_attention_decoder import SelfAttentionDecoder
 
@@ -21,6 +23,8 @@ __all__ = [
     "AttentionDecoder",
     "BasicDecoder",
     "BeamSearchDecoder",
+    "Decoder",
     "RNNDecoder",
+    "samplers",
     "SelfAttentionDecoder",
 ]

@@ -1,13 +1,11 @@
 """BeamSearchDecoder: a decoder paired with beam search settings.
 
-Kept for the original's class name. The search itself lives in
-`seq2seq.inference.beam_search` and only needs the wrapped decoder's
-`step`; this object bundles the decoder with a `BeamSearchConfig` and
-forwards everything else (`cell`, `params`, `vocab_size`, `step`, ...) to
-the decoder.
+Kept for the original's class name. The search itself is
+`seq2seq.inference`'s `dynamic_decode` with the `BeamSearch` strategy and
+only needs the wrapped decoder's `step`; this object bundles the decoder
+with a `BeamSearchConfig` and forwards everything else (`cell`, `params`,
+`vocab_size`, `step`, ...) to the decoder.
 """
-
-from seq2seq.inference.beam_search import beam_search_decode
 
 
 class BeamSearchDecoder:
@@ -67,6 +65,10 @@ class BeamSearchDecoder:
         Returns:
           A `BeamSearchResult` (see `seq2seq.inference.beam_search`).
         """
+        # Imported here: the decoders sit below the decoding loops, which
+        # import them; only this convenience wrapper calls upward.
+        from seq2seq.inference.beam_search import beam_search_decode
+
         return beam_search_decode(
             self.decoder,
             embedding_fn,

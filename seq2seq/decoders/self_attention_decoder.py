@@ -10,16 +10,19 @@ followed by a final LayerNorm and a dense layer to the vocabulary. The
 embedded target tokens are projected to `num_units` if needed, scaled by
 `sqrt(num_units)` and added to the position encodings of their positions.
 
-The decoder plugs into the same strategies as the RNN decoders
-(`seq2seq.inference.decoding`, `seq2seq.inference.beam_search`):
+The decoder is a `Decoder` (`seq2seq.decoders.decoder`), so it plugs into
+the same decoding strategies and training passes as the RNN decoders:
 
 * `prepare_memory(encoder_output)` projects the source once: the cross-
   attention keys and values of every layer.
 * `initial_state(memory)` is an empty key/value cache of fixed size.
 * `step(inputs, state, memory)` reads one token, writes its keys and values
   into the cache at its position and returns the next distribution.
-* `call(inputs, state, memory)` runs a whole target sequence in one pass
-  with a causal mask (training); it gives the same numbers as stepping.
+* `teacher_forced_features(inputs, state, memory)` runs a whole target
+  sequence in one pass with a causal mask (training) up to the output
+  layer, `project` applies it; together they give the same numbers as
+  stepping. Scheduled sampling steps over `step` with a cache as long as
+  the target.
 
 Cache layout (the decoder state): `{"step": [B] int32, "layer_<i>":
 {"keys": [B, H, L, D / H], "values": [B, H, L, D / H]}}` with `L` the
@@ -36,8 +39,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from seq2seq.configurable import Configurable
-from seq2seq.decoders.rnn_decoder import batch_size_of
+from seq2seq.decoders.decoder import Decoder, batch_size_of, is_scalar
 from seq2seq.encoders.self_attention_encoder import (
     FeedForward,
     MultiHeadAttention,
@@ -135,7 +137,7 @@ def _checked_position(position, cache_length):
         return tf.identity(position)
 
 
-class SelfAttentionDecoder(Configurable, keras.layers.Layer):
+class SelfAttentionDecoder(Decoder):
     """Pre-norm Transformer decoder with a key/value cache as its state.
 
     Params: those of `SelfAttentionEncoder` (`num_layers` 2, `num_units`
@@ -144,6 +146,7 @@ class SelfAttentionDecoder(Configurable, keras.layers.Layer):
     `max_positions` 512, `scale_inputs` true) and
       max_decode_length: Longest free-running output (100), and the default
         length of the key/value cache.
+      scheduled_sampling.*: As for every `Decoder` (default: none).
 
     The cross-attention reads the encoder's `attention_values` (any width:
     they are projected) masked by `attention_values_length`, so any encoder
@@ -176,8 +179,7 @@ class SelfAttentionDecoder(Configurable, keras.layers.Layer):
         attention_layer=None,
         name="self_attention_decoder",
     ):
-        keras.layers.Layer.__init__(self, name=name)
-        Configurable.__init__(self, params, mode)
+        super().__init__(params, mode, vocab_size, name=name)
         check_transformer_params(self.params, type(self).__name__)
         if self.params["max_decode_length"] < 1:
             raise ConfigError(
@@ -190,7 +192,6 @@ class SelfAttentionDecoder(Configurable, keras.layers.Layer):
                 "the attention layer %s (attention.class) is not used.",
                 type(attention_layer).__name__,
             )
-        self.vocab_size = int(vocab_size)
         self.inputs_layer = TransformerInputs(self.params)
         for index in range(self.params["num_layers"]):
             setattr(
@@ -204,7 +205,7 @@ class SelfAttentionDecoder(Configurable, keras.layers.Layer):
     @staticmethod
     def default_params():
         params = transformer_params()
-        params["max_decode_length"] = 100
+        params.update(Decoder.default_params())
         return params
 
     # ------------------------------------------------------------ properties
@@ -213,11 +214,6 @@ class SelfAttentionDecoder(Configurable, keras.layers.Layer):
     def decoder_layers(self):
         """The decoder layers, bottom first."""
         return [getattr(self, f"layer_{i}") for i in range(self.params["num_layers"])]
-
-    @property
-    def max_decode_length(self):
-        """The `max_decode_length` parameter."""
-        return self.params["max_decode_length"]
 
     @property
     def cell_state_size(self):
@@ -264,9 +260,7 @@ class SelfAttentionDecoder(Configurable, keras.layers.Layer):
           `{"step": [B] int32 zeros, "layer_<i>": {"keys": [B, H, L, D/H],
           "values": [B, H, L, D/H]}}` (zeros in the compute dtype).
         """
-        if isinstance(cell_state, int) or (
-            tf.is_tensor(cell_state) and cell_state.shape.rank == 0
-        ):
+        if cell_state is not None and is_scalar(cell_state):
             batch_size = cell_state
         if batch_size is None:
             batch_size = batch_size_of(memory["lengths"])
@@ -324,20 +318,19 @@ class SelfAttentionDecoder(Configurable, keras.layers.Layer):
                 cache=state[f"layer_{index}"],
                 write=write,
             )
-        logits = self.logits_layer(self.final_norm(outputs))[:, 0]
+        # Projected as [B, D]: a Dense on [B, 1, D] is a Tensordot whose
+        # gradient inside a while loop XLA cannot compile (dynamic batch).
+        logits = self.logits_layer(self.final_norm(outputs)[:, 0])
         attention = tf.reduce_mean(weights, axis=1)[:, 0]
         return logits, new_state, attention
 
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
+    def teacher_forced_features(self, inputs, state=None, memory=None, training=None):
+        """Teacher forcing of whole sequences in one pass, up to the output
+        layer.
 
-    def call(self, inputs, state=None, memory=None, training=None):
-        """Teacher-forced decoding of whole sequences in one pass.
-
-        Position `t` attends to positions `<= t` only, so this equals calling
-        `step` on `inputs[:, 0]`, `inputs[:, 1]`, ... from a fresh
-        `initial_state`.
+        Position `t` attends to positions `<= t` only, so `project` of the
+        features equals calling `step` on `inputs[:, 0]`, `inputs[:, 1]`,
+        ... from a fresh `initial_state`.
 
         Args:
           inputs: [B, T, E] embedded target tokens (starting at position 0).
@@ -347,7 +340,9 @@ class SelfAttentionDecoder(Configurable, keras.layers.Layer):
           training: Whether dropout is active (also needs mode `train`).
 
         Returns:
-          `(logits [B, T, V] float32, attention [B, T, S] float32)`.
+          `(features [B, T, D] in the compute dtype, attention [B, T, S]
+          float32)`, the attention being the last layer's cross-attention
+          averaged over the heads.
         """
         del state
         training = is_training(self, training)
@@ -367,8 +362,16 @@ class SelfAttentionDecoder(Configurable, keras.layers.Layer):
                 self._layer_memory(memory, index, cross_mask),
                 training,
             )
-        logits = self.logits_layer(self.final_norm(outputs))
-        return logits, tf.reduce_mean(weights, axis=1)
+        return self.final_norm(outputs), tf.reduce_mean(weights, axis=1)
+
+    def project(self, features):
+        """The output layer: [..., D] features -> [..., V] float32 logits."""
+        return self.logits_layer(features)
+
+    def sampling_state(self, state, memory, num_steps):
+        """A fresh cache as long as the target, for scheduled sampling."""
+        del state
+        return self.initial_state(memory, max_length=num_steps)
 
     # --------------------------------------------------------------- helpers
 

@@ -178,6 +178,24 @@ class PositionEncoding(keras.layers.Layer):
         return self.encode(positions)
 
 
+def position_wise(layer, inputs):
+    """`layer` (e.g. a Dense) applied to the [..., D] rows of `inputs` as one
+    [N, D] batch: the same numbers as `layer(inputs)`, but a plain matmul.
+
+    A Dense on a tensor of rank 3 with an unknown batch size is a Tensordot
+    whose transpose permutation is computed at run time; inside a
+    `tf.while_loop` (the decoder stepped by scheduled sampling) its gradient
+    then needs that permutation as a loop value, which XLA cannot compile.
+    """
+    if inputs.shape.rank == 2:
+        return layer(inputs)
+    rows = layer(tf.reshape(inputs, [-1, inputs.shape[-1]]))
+    shape = tf.concat([tf.shape(inputs)[:-1], tf.shape(rows)[-1:]], axis=0)
+    outputs = tf.reshape(rows, shape)
+    outputs.set_shape(inputs.shape[:-1].concatenate(rows.shape[-1:]))
+    return outputs
+
+
 class MultiHeadAttention(keras.layers.Layer):
     """Scaled dot-product attention with `num_heads` heads.
 
@@ -220,8 +238,8 @@ class MultiHeadAttention(keras.layers.Layer):
     def project_key_values(self, inputs):
         """[B, S, Dm] -> `(keys, values)`, each [B, H, S, D / H]."""
         return (
-            self.split_heads(self.key_dense(inputs)),
-            self.split_heads(self.value_dense(inputs)),
+            self.split_heads(position_wise(self.key_dense, inputs)),
+            self.split_heads(position_wise(self.value_dense, inputs)),
         )
 
     def attend(self, queries, keys, values, mask, training=False):
@@ -239,14 +257,15 @@ class MultiHeadAttention(keras.layers.Layer):
           `(outputs [B, T, D], weights [B, H, T, S] float32)`; the weights
           are those before dropout.
         """
-        query = self.split_heads(self.query_dense(queries))
+        query = self.split_heads(position_wise(self.query_dense, queries))
         query *= tf.cast(self.head_units**-0.5, query.dtype)
         scores = tf.cast(tf.matmul(query, keys, transpose_b=True), tf.float32)
         scores = tf.where(mask, scores, MASKED_SCORE)
         weights = tf.nn.softmax(scores, axis=-1)
         used = dropout(weights, self.attention_dropout, training)
         context = tf.matmul(tf.cast(used, values.dtype), values)
-        return self.output_dense(self.merge_heads(context)), weights
+        outputs = position_wise(self.output_dense, self.merge_heads(context))
+        return outputs, weights
 
     def build(self, *args, **kwargs):
         del args, kwargs  # Sub-layers build on first use.
@@ -276,7 +295,7 @@ class FeedForward(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        return self.outer(self.inner(inputs))
+        return position_wise(self.outer, position_wise(self.inner, inputs))
 
 
 def layer_norm(name):
@@ -315,7 +334,7 @@ class TransformerInputs(keras.layers.Layer):
         """`inputs` [B, T, E] and `positions` [B or 1, T] -> [B, T, D]."""
         inputs = tf.cast(inputs, self.compute_dtype)
         if inputs.shape[-1] != self.num_units:
-            inputs = self.projection(inputs)
+            inputs = position_wise(self.projection, inputs)
         if self.scale:
             inputs *= tf.cast(math.sqrt(self.num_units), inputs.dtype)
         return inputs + self.position_encoding.encode(positions)

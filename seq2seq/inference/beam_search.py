@@ -1,4 +1,4 @@
-"""Batched beam search driven by `decoder.step`.
+"""Batched beam search: the `BeamSearch` strategy of `dynamic_decode`.
 
 Every sentence of a batch keeps `K = beam_width` hypotheses. The decoder
 runs on all `B * K` of them at once (state and memory tiled with
@@ -6,8 +6,9 @@ runs on all `B * K` of them at once (state and memory tiled with
 is extended by every token, the `K * V` candidates of a sentence are
 scored, the successors are chosen (`choose_successors_fn`, the `K` best by
 default) and the whole decoder state, whatever its structure, is reordered
-to follow them. The loop is a `tf.while_loop`, so the search traces once
-inside `tf.function` for any batch size and source length.
+to follow them. The loop is `dynamic_decode`'s `tf.while_loop`, so the
+search traces once inside `tf.function` for any batch size and source
+length.
 
 With the default `choose_top_k` the search does not score all `K * V`
 candidates: the length penalty is the same for every extension of a
@@ -36,14 +37,13 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from seq2seq.decoders.samplers import ArgmaxSampler
 from seq2seq.errors import ConfigError
-from seq2seq.inference.decoding import (
-    collect_steps,
+from seq2seq.inference.dynamic_decode import (
+    DecodingStrategy,
+    dynamic_decode,
     gather_batch,
-    resolve_jit_compile,
-    run_decode_loop,
     split_beams,
-    static_max_length,
     tile_batch,
     where_batch,
 )
@@ -481,6 +481,201 @@ def _backtrack(parent_ids, last_slots):
     return paths.gather(tf.range(num_steps))
 
 
+class BeamSearch(DecodingStrategy):
+    """Keeps the `beam_width` best hypotheses of every sentence.
+
+    The decoder runs on `B * K` rows (state and memory tiled, beams of a
+    sentence adjacent); after each step every slot takes the decoder state
+    of the hypothesis it extends (`gather_batch` over whatever nest the
+    decoder returns), a finished hypothesis keeping its own. Only beam 0 is
+    alive at first, so the first step fills the K slots with K different
+    tokens. Successors are chosen by `config.choose_successors_fn`; with
+    the default `choose_top_k` and a length penalty that keeps the order of
+    a hypothesis' extensions (`_two_stage_applies`) only `K * K`
+    candidates are scored (`_two_stage_successors`).
+
+    Loop state: `(log_probs [B, K] float32, finished [B, K] bool, lengths
+    [B, K] int32, sentence_steps [B] int32)`.
+
+    Args:
+      config: A `BeamSearchConfig`; `choose_successors_fn` may be a name.
+
+    Raises:
+      ConfigError: A bad beam width or an unknown successor function.
+    """
+
+    step_outputs = {
+        "ids": tf.int32,
+        "parents": tf.int32,
+        "scores": tf.float32,
+        "log_probs": tf.float32,
+    }
+
+    def __init__(self, config):
+        self.config = _check_config(config)
+        self._two_stage = False
+
+    @classmethod
+    def from_params(cls, params, vocab_size, end_id, beam_width=None):
+        """From `inference.beam_search.*` (`beam_width` overrides the
+        configured width when given)."""
+        return cls(
+            BeamSearchConfig(
+                beam_width=beam_width or params["inference.beam_search.beam_width"],
+                vocab_size=vocab_size,
+                eos_token=end_id,
+                length_penalty_weight=params[
+                    "inference.beam_search.length_penalty_weight"
+                ],
+                choose_successors_fn=params[
+                    "inference.beam_search.choose_successors_fn"
+                ],
+            )
+        )
+
+    @property
+    def beam_width(self):
+        """K."""
+        return self.config.beam_width
+
+    def check_sampler(self, sampler):
+        if not isinstance(sampler, ArgmaxSampler):
+            raise ConfigError(
+                "beam search chooses its hypotheses with "
+                "inference.beam_search.choose_successors_fn (choose_top_k, or "
+                "choose_top_k_sample to sample); inference.sampler must be "
+                f"argmax with it, not {type(sampler).__name__}. Set "
+                "inference.beam_search.beam_width: 1 to decode with a sampler."
+            )
+
+    def initialize(self, start_ids, state, memory, max_length):
+        width = self.beam_width
+        self._two_stage = _two_stage_applies(self.config, max_length)
+        batch_size = tf.shape(start_ids)[0]
+        first_log_probs = tf.where(tf.range(width) == 0, 0.0, -np.inf)
+        search = (
+            tf.tile(first_log_probs[None, :], [batch_size, 1]),
+            tf.zeros([batch_size, width], tf.bool),
+            tf.zeros([batch_size, width], tf.int32),
+            tf.zeros([batch_size], tf.int32),
+        )
+        return (
+            tf.repeat(start_ids, width),
+            tile_batch(state, width),
+            tile_batch(memory, width),
+            search,
+        )
+
+    @staticmethod
+    def _all_done(finished, log_probs):
+        # A slot the search could not fill (-inf) counts as done.
+        return tf.logical_or(finished, tf.equal(log_probs, -np.inf))
+
+    def finished(self, search_state):
+        log_probs, finished, _, _ = search_state
+        return tf.reduce_all(self._all_done(finished, log_probs))
+
+    def step(self, time, logits, state, new_state, attention, search_state, env):
+        del time
+        config, width = self.config, self.beam_width
+        log_probs, finished, lengths, sentence_steps = search_state
+        stop_id = env.end_id
+        sentence_done = tf.reduce_all(self._all_done(finished, log_probs), axis=1)
+        sentence_steps += tf.cast(tf.logical_not(sentence_done), tf.int32)
+        batch_size = tf.shape(log_probs)[0]
+
+        if logits.shape[-1] is not None and config.vocab_size is not None:
+            if int(logits.shape[-1]) != int(config.vocab_size):
+                raise ValueError(
+                    f"the decoder gives {logits.shape[-1]} logits but "
+                    f"BeamSearchConfig.vocab_size is {config.vocab_size}"
+                )
+        vocab = logits.shape[-1]
+        token_lp = tf.reshape(
+            tf.nn.log_softmax(logits, axis=-1),
+            [batch_size, width, tf.shape(logits)[-1] if vocab is None else vocab],
+        )
+        # Every extension of an unfinished hypothesis, the end token
+        # included, adds one token.
+        new_lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)
+        args = (token_lp, log_probs, finished, new_lengths, stop_id, config)
+        if self._two_stage and vocab is not None:
+            successors, cut_tie = _two_stage_successors(*args)
+            # Rare: fall back to scoring every candidate for this step.
+            successors = tf.cond(
+                cut_tie, lambda: _full_successors(*args), lambda: successors
+            )
+        else:
+            successors = _full_successors(*args)
+        top_scores, parents, word_ids, chosen_lp = successors
+        # The total is the parent's plus the token's (as when scoring).
+        parent_log_probs = tf.gather(log_probs, parents, batch_dims=1)
+        chosen_totals = parent_log_probs + chosen_lp
+        parent_finished = tf.gather(finished, parents, batch_dims=1)
+        next_lengths = tf.gather(new_lengths, parents, batch_dims=1)
+        next_finished = tf.logical_or(parent_finished, tf.equal(word_ids, stop_id))
+
+        # Finished hypotheses keep their state; then every slot takes the
+        # state of its parent.
+        row_offsets = tf.range(batch_size)[:, None] * width
+        parent_rows = tf.reshape(parents + row_offsets, [-1])
+        new_state = where_batch(tf.reshape(finished, [-1]), state, new_state)
+        new_state = gather_batch(new_state, parent_rows)
+
+        outputs = {
+            "ids": word_ids,
+            "parents": parents,
+            "scores": top_scores,
+            "log_probs": chosen_lp,
+        }
+        if attention is not None:
+            attention = tf.gather(tf.cast(attention, tf.float32), parent_rows)
+            attention = split_beams(attention, width)
+            outputs["attention"] = tf.where(parent_finished[:, :, None], 0.0, attention)
+        search = (chosen_totals, next_finished, next_lengths, sentence_steps)
+        return tf.reshape(word_ids, [-1]), new_state, search, outputs
+
+    def finalize(self, steps, search_state, num_steps, env):
+        log_probs, _, lengths, sentence_steps = search_state
+        step_ids = steps["ids"]  # [T, B, K]
+        step_parents = steps["parents"]
+        step_scores = steps["scores"]
+        step_log_probs = steps["log_probs"]
+
+        final_scores = hyp_score(log_probs, lengths, self.config)
+        order = tf.argsort(final_scores, axis=1, direction="DESCENDING", stable=True)
+        order = tf.cast(order, tf.int32)
+        paths = _backtrack(step_parents, order)  # [T, B, K]
+
+        lengths = tf.gather(lengths, order, batch_dims=1)
+        valid = tf.range(num_steps)[None, None, :] < lengths[:, :, None]  # [B, K, T]
+        ids = tf.transpose(tf.gather(step_ids, paths, axis=2, batch_dims=2), [1, 2, 0])
+        ids = tf.where(valid, ids, env.end_id)
+        attention = None
+        if "attention" in steps:
+            history = tf.gather(steps["attention"], paths, axis=2, batch_dims=2)
+            attention = tf.transpose(history, [1, 2, 0, 3])  # [B, K, T, S]
+            attention = tf.where(valid[:, :, :, None], attention, 0.0)
+
+        kept = num_steps * env.nonempty
+        return BeamSearchResult(
+            ids=ids[:, :, :kept],
+            lengths=lengths,
+            scores=tf.gather(final_scores, order, batch_dims=1),
+            log_probs=tf.gather(log_probs, order, batch_dims=1),
+            attention=None if attention is None else attention[:, :, :kept],
+            step_ids=tf.transpose(step_ids[:kept], [1, 0, 2]),
+            step_parent_ids=tf.transpose(step_parents[:kept], [1, 0, 2]),
+            step_scores=tf.transpose(step_scores[:kept], [1, 0, 2]),
+            step_log_probs=tf.transpose(step_log_probs[:kept], [1, 0, 2]),
+            step_lengths=sentence_steps,
+            num_steps=kept,
+        )
+
+    def predictions(self, result):
+        return beam_search_predictions(result)
+
+
 def beam_search_decode(
     decoder,
     embedding_fn,
@@ -492,9 +687,7 @@ def beam_search_decode(
     max_length=None,
     jit_compile=None,
 ):
-    """Beam search over a batch, driving `decoder.step`.
-
-    An empty batch (B = 0) gives empty results with `T = 0`.
+    """`dynamic_decode` with the `BeamSearch` strategy.
 
     Args:
       decoder: An object with `step(inputs [N, E], state, memory, training)
@@ -509,9 +702,7 @@ def beam_search_decode(
       config: A `BeamSearchConfig`; `choose_successors_fn` may be a name.
       max_length: Most steps to run (int or scalar tensor, >= 1); the
         decoder's `max_decode_length` when None.
-      jit_compile: Compile the search loop with XLA (once per input shape);
-        `max_length` must then be known when tracing. None: the
-        `decoding.default_jit_compile` in effect (off by default).
+      jit_compile: Compile the search loop with XLA (see `dynamic_decode`).
 
     Returns:
       A `BeamSearchResult`.
@@ -521,197 +712,20 @@ def beam_search_decode(
       ValueError: The logits' size differs from `config.vocab_size`, or
         `jit_compile` with a `max_length` known only at run time.
     """
-    config = _check_config(config)
-    width = config.beam_width
-    jit_compile = resolve_jit_compile(jit_compile)
+    strategy = BeamSearch(config)
     if end_id is None:
-        end_id = config.eos_token
-    if max_length is None:
-        max_length = decoder.max_decode_length
-    if jit_compile:
-        max_length = static_max_length(max_length)
-    start_ids = tf.cast(tf.convert_to_tensor(start_ids), tf.int32)
-    two_stage = _two_stage_applies(config, max_length)
-    saw_attention = []
-
-    def loop(start_ids, state, memory):
-        limit = tf.cast(max_length, tf.int32)
-        stop_id = tf.cast(end_id, tf.int32)
-        batch_size = tf.shape(start_ids)[0]
-        neg_inf = tf.constant(-np.inf, tf.float32)
-        state = tile_batch(state, width)
-        memory = tile_batch(memory, width)
-        # Row of beam 0 of each sentence in the [B * K] layout.
-        row_offsets = tf.range(batch_size)[:, None] * width
-
-        def all_done(finished, log_probs):
-            # A slot the search could not fill (-inf) counts as done.
-            return tf.logical_or(finished, tf.equal(log_probs, neg_inf))
-
-        def cond(step, prev_ids, dec_state, log_probs, finished, *_):
-            del prev_ids, dec_state
-            # The first step always runs, so that an empty batch still
-            # gives the arrays an element to gather.
-            return tf.logical_and(
-                step < limit,
-                tf.logical_or(
-                    tf.equal(step, 0),
-                    tf.logical_not(tf.reduce_all(all_done(finished, log_probs))),
-                ),
-            )
-
-        def body(
-            step,
-            prev_ids,
-            dec_state,
-            log_probs,
-            finished,
-            lengths,
-            sentence_steps,
-            arrays,
-        ):
-            sentence_done = tf.reduce_all(all_done(finished, log_probs), axis=1)
-            sentence_steps += tf.cast(tf.logical_not(sentence_done), tf.int32)
-
-            logits, new_state, attention = decoder.step(
-                embedding_fn(prev_ids), dec_state, memory, training=False
-            )
-            logits = tf.cast(logits, tf.float32)
-            if logits.shape[-1] is not None and config.vocab_size is not None:
-                if int(logits.shape[-1]) != int(config.vocab_size):
-                    raise ValueError(
-                        f"the decoder gives {logits.shape[-1]} logits but "
-                        f"BeamSearchConfig.vocab_size is {config.vocab_size}"
-                    )
-            vocab = logits.shape[-1]
-            token_lp = tf.reshape(
-                tf.nn.log_softmax(logits, axis=-1),
-                [batch_size, width, tf.shape(logits)[-1] if vocab is None else vocab],
-            )
-            # Every extension of an unfinished hypothesis, the end token
-            # included, adds one token.
-            new_lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)
-            args = (token_lp, log_probs, finished, new_lengths, stop_id, config)
-            if two_stage and vocab is not None:
-                successors, cut_tie = _two_stage_successors(*args)
-                # Rare: fall back to scoring every candidate for this step.
-                successors = tf.cond(
-                    cut_tie, lambda: _full_successors(*args), lambda: successors
-                )
-            else:
-                successors = _full_successors(*args)
-            top_scores, parents, word_ids, chosen_lp = successors
-            # The total is the parent's plus the token's (as when scoring).
-            parent_log_probs = tf.gather(log_probs, parents, batch_dims=1)
-            chosen_totals = parent_log_probs + chosen_lp
-            parent_finished = tf.gather(finished, parents, batch_dims=1)
-            next_lengths = tf.gather(new_lengths, parents, batch_dims=1)
-            next_finished = tf.logical_or(parent_finished, tf.equal(word_ids, stop_id))
-
-            # Finished hypotheses keep their state; then every slot takes the
-            # state of its parent.
-            parent_rows = tf.reshape(parents + row_offsets, [-1])
-            new_state = where_batch(tf.reshape(finished, [-1]), dec_state, new_state)
-            new_state = gather_batch(new_state, parent_rows)
-
-            ids_ta, parents_ta, scores_ta, lp_ta, att_ta = arrays
-            ids_ta = ids_ta.write(step, word_ids)
-            parents_ta = parents_ta.write(step, parents)
-            scores_ta = scores_ta.write(step, top_scores)
-            lp_ta = lp_ta.write(step, chosen_lp)
-            if attention is not None:
-                saw_attention.append(True)
-                attention = tf.gather(tf.cast(attention, tf.float32), parent_rows)
-                attention = split_beams(attention, width)
-                attention = tf.where(parent_finished[:, :, None], 0.0, attention)
-                att_ta = att_ta.write(step, attention)
-            arrays = (ids_ta, parents_ta, scores_ta, lp_ta, att_ta)
-            return (
-                step + 1,
-                tf.reshape(word_ids, [-1]),
-                new_state,
-                chosen_totals,
-                next_finished,
-                next_lengths,
-                sentence_steps,
-                arrays,
-            )
-
-        # Only beam 0 is alive at first, so the first step fills the K slots
-        # with K different tokens.
-        first_log_probs = tf.where(tf.range(width) == 0, 0.0, neg_inf)
-        arrays = (
-            tf.TensorArray(tf.int32, size=limit),
-            tf.TensorArray(tf.int32, size=limit),
-            tf.TensorArray(tf.float32, size=limit),
-            tf.TensorArray(tf.float32, size=limit),
-            tf.TensorArray(tf.float32, size=limit),
-        )
-        loop_vars = (
-            tf.constant(0, tf.int32),
-            tf.repeat(start_ids, width),
-            state,
-            tf.tile(first_log_probs[None, :], [batch_size, 1]),
-            tf.zeros([batch_size, width], tf.bool),
-            tf.zeros([batch_size, width], tf.int32),
-            tf.zeros([batch_size], tf.int32),
-            arrays,
-        )
-        outputs = tf.while_loop(cond, body, loop_vars, maximum_iterations=limit)
-        num_steps, _, _, log_probs, _, lengths, sentence_steps, arrays = outputs
-        names = ("ids", "parents", "scores", "log_probs", "attention")
-        results = {
-            "num_steps": num_steps,
-            "final_log_probs": log_probs,
-            "lengths": lengths,
-            "sentence_steps": sentence_steps,
-        }
-        for name, array in zip(names, arrays):
-            if name != "attention" or saw_attention:
-                results[name] = collect_steps(array, num_steps, jit_compile)
-        return results
-
-    results = run_decode_loop(loop, (start_ids, state, memory), jit_compile)
-    num_steps = results["num_steps"]
-    log_probs = results["final_log_probs"]
-    lengths = results["lengths"]
-    step_ids = results["ids"][:num_steps]  # [T, B, K]
-    step_parents = results["parents"][:num_steps]
-    step_scores = results["scores"][:num_steps]
-    step_log_probs = results["log_probs"][:num_steps]
-
-    final_scores = hyp_score(log_probs, lengths, config)
-    order = tf.argsort(final_scores, axis=1, direction="DESCENDING", stable=True)
-    order = tf.cast(order, tf.int32)
-    paths = _backtrack(step_parents, order)  # [T, B, K]
-
-    end_id = tf.cast(end_id, tf.int32)
-    lengths = tf.gather(lengths, order, batch_dims=1)
-    valid = tf.range(num_steps)[None, None, :] < lengths[:, :, None]  # [B, K, T]
-    ids = tf.transpose(tf.gather(step_ids, paths, axis=2, batch_dims=2), [1, 2, 0])
-    ids = tf.where(valid, ids, end_id)
-    attention = None
-    if "attention" in results:
-        history = tf.gather(
-            results["attention"][:num_steps], paths, axis=2, batch_dims=2
-        )
-        attention = tf.transpose(history, [1, 2, 0, 3])  # [B, K, T, S]
-        attention = tf.where(valid[:, :, :, None], attention, 0.0)
-
-    # T = 0 for an empty batch, which still ran one step.
-    kept = num_steps * tf.minimum(tf.shape(start_ids)[0], 1)
-    return BeamSearchResult(
-        ids=ids[:, :, :kept],
-        lengths=lengths,
-        scores=tf.gather(final_scores, order, batch_dims=1),
-        log_probs=tf.gather(log_probs, order, batch_dims=1),
-        attention=None if attention is None else attention[:, :, :kept],
-        step_ids=tf.transpose(step_ids[:kept], [1, 0, 2]),
-        step_parent_ids=tf.transpose(step_parents[:kept], [1, 0, 2]),
-        step_scores=tf.transpose(step_scores[:kept], [1, 0, 2]),
-        step_log_probs=tf.transpose(step_log_probs[:kept], [1, 0, 2]),
-        step_lengths=results["sentence_steps"],
-        num_steps=kept,
+        end_id = strategy.config.eos_token
+    return dynamic_decode(
+        decoder,
+        strategy,
+        None,
+        embedding_fn,
+        start_ids,
+        end_id,
+        state,
+        memory,
+        max_length,
+        jit_compile=jit_compile,
     )
 
 

@@ -105,6 +105,7 @@ class Image2Seq(AttentionSeq2Seq):
         self._require_vocabulary_params("vocab_target", what="caption vocabulary")
         self._check_label_smoothing()
         self._load_target_vocabulary()
+        self._check_inference_params()
         self.source_vocab_info = None
         self._build_embeddings()
         self._init_network()

@@ -20,10 +20,11 @@ import tensorflow as tf
 
 from seq2seq import losses as seq2seq_losses
 from seq2seq.data import vocab
+from seq2seq.decoders import scheduled_sampling
 from seq2seq.errors import ConfigError
-from seq2seq.inference import beam_search, decoding
+from seq2seq.inference import beam_search, samplers, strategies
+from seq2seq.inference.dynamic_decode import dynamic_decode
 from seq2seq.models.model_base import ModelBase
-from seq2seq.training import scheduled_sampling
 
 _ForwardFields = collections.namedtuple(
     "ForwardOutput", ["loss", "loss_sum", "num_tokens", "logits", "attention"]
@@ -84,6 +85,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         self._load_source_vocabulary()
         self._load_target_vocabulary()
         self._check_label_smoothing()
+        self._check_inference_params()
         self._build_embeddings()
 
     @staticmethod
@@ -101,12 +103,14 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 "inference.beam_search.length_penalty_weight": 0.0,
                 "inference.beam_search.choose_successors_fn": "choose_top_k",
                 "inference.max_decode_length": 0,
+                "inference.strategy": "",
                 "optimizer.clip_embed_gradients": 0.1,
                 "vocab_source": "",
                 "vocab_target": "",
                 "loss.label_smoothing": 0.0,
             }
         )
+        params.update(samplers.default_params())
         return params
 
     # ------------------------------------------------------------------ setup
@@ -153,6 +157,14 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 f"model_params: loss.label_smoothing must be in [0, 1), got "
                 f"{smoothing}; 0 is the plain cross-entropy, 0.1 is usual."
             )
+
+    def _check_inference_params(self):
+        """Raises a ConfigError for an unknown `inference.strategy`, a bad
+        `inference.sampler` / `inference.sampling.*` or a sampler that the
+        strategy cannot use, before any work is done."""
+        sampler = self.sampler()
+        if strategies.strategy_name(self.params) == "beam_search":
+            self.decoding_strategy().check_sampler(sampler)
 
     def _add_embedding(self, name, vocab_info):
         """Adds a [vocab_info.total_size, embedding.dim] embedding weight."""
@@ -314,9 +326,9 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
     @property
     def scheduled_sampling(self):
         """The decoder's scheduled-sampling schedule (a dict, see
-        `seq2seq.training.scheduled_sampling.schedule_config`), or None when
-        the decoder has none or its `type` is `none`."""
-        config = getattr(self.decoder, "scheduled_sampling", None)
+        `seq2seq.decoders.scheduled_sampling.schedule_config`), or None when
+        its `type` is `none`."""
+        config = self.decoder.scheduled_sampling
         if not config or config["type"] == "none":
             return None
         return config
@@ -361,7 +373,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         smoothing = self.params["loss.label_smoothing"] if training else 0.0
         sampling = sampling_probability is not None and self.scheduled_sampling
         decoder = self.decoder
-        if not sampling and hasattr(decoder, "teacher_forced_features"):
+        if not sampling:
             # Only the unpadded positions go through the output layer and
             # the loss; the full logits are built only if someone reads them.
             decoder_features, attention = decoder.teacher_forced_features(
@@ -382,18 +394,15 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 attention=attention,
                 logits_fn=lambda: decoder.project(decoder_features),
             )
-        if sampling:
-            logits, attention = decoder(
-                inputs,
-                state,
-                memory,
-                training=training,
-                sampling_probability=sampling_probability,
-                embedding_fn=self.embed_target,
-                seed=seed,
-            )
-        else:
-            logits, attention = decoder(inputs, state, memory, training=training)
+        logits, attention = decoder(
+            inputs,
+            state,
+            memory,
+            training=training,
+            sampling_probability=sampling_probability,
+            embedding_fn=self.embed_target,
+            seed=seed,
+        )
         if smoothing:
             loss_sum, num_tokens = self.compute_loss(
                 logits, features, label_smoothing=smoothing
@@ -433,27 +442,39 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
 
     @property
     def use_beam_search(self):
-        """Whether inference uses beam search (`beam_width` > 1)."""
-        return self.params["inference.beam_search.beam_width"] > 1
+        """Whether inference uses beam search (`inference.strategy`, or by
+        default `beam_width` > 1)."""
+        return strategies.strategy_name(self.params) == "beam_search"
 
     def beam_search_config(self, beam_width=None):
         """The `BeamSearchConfig` built from `inference.beam_search.*`, with
         `beam_width` instead of the configured width when given."""
-        return beam_search.BeamSearchConfig(
-            beam_width=beam_width or self.params["inference.beam_search.beam_width"],
+        return beam_search.BeamSearch.from_params(
+            self.params,
             vocab_size=self.target_vocab_info.total_size,
-            eos_token=self.target_vocab_info.special_vocab.SEQUENCE_END,
-            length_penalty_weight=self.params[
-                "inference.beam_search.length_penalty_weight"
-            ],
-            choose_successors_fn=self.params[
-                "inference.beam_search.choose_successors_fn"
-            ],
+            end_id=self.target_vocab_info.special_vocab.SEQUENCE_END,
+            beam_width=beam_width,
+        ).config
+
+    def decoding_strategy(self, beam_width=None):
+        """The `DecodingStrategy` that `inference.*` chooses (see
+        `seq2seq.inference.strategies`); `beam_width` overrides the
+        configured width (1: greedy)."""
+        return strategies.create_strategy(
+            self.params,
+            vocab_size=self.target_vocab_info.total_size,
+            end_id=self.target_vocab_info.special_vocab.SEQUENCE_END,
+            beam_width=beam_width,
         )
 
+    def sampler(self):
+        """The `Sampler` of `inference.sampler` / `inference.sampling.*`."""
+        return samplers.sampler_from_params(self.params)
+
     def infer(self, features, max_length=None, beam_width=None, jit_compile=None):
-        """Free-running decoding of a batch of preprocessed sources: greedy, or
-        beam search when the beam width is > 1.
+        """Free-running decoding of a batch of preprocessed sources with the
+        strategy and sampler that `inference.*` choose: greedy (argmax by
+        default), or beam search when the beam width is > 1.
 
         Args:
           features: Preprocessed features (targets are ignored).
@@ -471,44 +492,26 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
           `source.reverse` is set). Beam search adds the per-step trace under
           `beam_search_output.*` keys ([B, T, K] each, and `.length` [B]).
         """
+        strategy = self.decoding_strategy(beam_width)
+        sampler = self.sampler()
         encoder_output = self.encode(features, training=False)
         batch_size = tf.shape(features["source_ids"])[0]
         state, memory = self.decoder_start(encoder_output, batch_size, False)
         special = self.target_vocab_info.special_vocab
         start_ids = tf.fill([batch_size], tf.constant(special.SEQUENCE_START, tf.int32))
-        max_length = max_length or self.max_decode_length()
-        width = beam_width or self.params["inference.beam_search.beam_width"]
-        if width > 1:
-            result = beam_search.beam_search_decode(
-                self.decoder,
-                self.embed_target,
-                start_ids,
-                special.SEQUENCE_END,
-                state,
-                memory,
-                self.beam_search_config(width),
-                max_length,
-                jit_compile=jit_compile,
-            )
-            predictions = beam_search.beam_search_predictions(result)
-        else:
-            result = decoding.greedy_decode(
-                self.decoder,
-                self.embed_target,
-                start_ids,
-                special.SEQUENCE_END,
-                state,
-                memory,
-                max_length,
-                jit_compile=jit_compile,
-            )
-            predictions = {
-                "predicted_ids": result.ids,
-                "predicted_len": result.lengths,
-                "log_probs": result.log_probs,
-            }
-            if result.attention is not None:
-                predictions["attention_scores"] = result.attention
+        result = dynamic_decode(
+            self.decoder,
+            strategy,
+            sampler,
+            self.embed_target,
+            start_ids,
+            special.SEQUENCE_END,
+            state,
+            memory,
+            max_length or self.max_decode_length(),
+            jit_compile=jit_compile,
+        )
+        predictions = strategy.predictions(result)
         if "attention_scores" in predictions and self.params["source.reverse"]:
             predictions["attention_scores"] = _unreverse_attention(
                 predictions["attention_scores"], features["source_len"]

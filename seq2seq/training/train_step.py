@@ -25,6 +25,7 @@ scale. `jit_compile` compiles the forward and backward pass with XLA.
 
 import tensorflow as tf
 
+from seq2seq.decoders.decoder import xla_tracing
 from seq2seq.rnn import cudnn_allowed
 from seq2seq.training.distribution import is_distributed
 
@@ -312,9 +313,10 @@ class TrainStep:
         return tf.cast(output.loss_sum, tf.float32), gradients
 
     def _xla_replica_gradients(self, *args):
-        """`_replica_gradients` traced for XLA, which has no cuDNN RNN
-        kernel: the model's recurrences are traced with `use_cudnn` off."""
-        with cudnn_allowed(self.model, False):
+        """`_replica_gradients` traced for XLA, which has no cuDNN kernels
+        (the model's recurrences are traced with `use_cudnn` off) and cannot
+        compile every control flow (see `xla_tracing`)."""
+        with cudnn_allowed(self.model, False), xla_tracing():
             return self._replica_gradients(*args)
 
     def _local_batch(self, features):

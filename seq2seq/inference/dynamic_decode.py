@@ -1,0 +1,433 @@
+"""The one free-running decoding loop, and what strategies build on.
+
+`dynamic_decode(decoder, strategy, sampler, ...)` embeds the previous
+tokens, calls `decoder.step`, and hands the logits to a `DecodingStrategy`,
+which chooses the next tokens (with the sampler, or by its own rule),
+reorders the decoder state if it keeps several hypotheses, says what to
+record for the step and when it is done. The loop owns everything else,
+once for every strategy: the `tf.while_loop` (traceable inside
+`tf.function` with a dynamic batch size and length limit), the first step
+that always runs (so that an empty batch still stacks its arrays), the
+per-step `TensorArray`s, the attention collection, and the optional XLA
+compilation.
+
+The nest helpers (`tile_batch`, `gather_batch`, `where_batch`,
+`split_beams`, `merge_beams`, `gather_beams`) treat any state or memory
+structure whose tensor leaves start with the batch dimension; rank-0 leaves
+(step counters and the like) pass through untouched. They are how a
+strategy handles a decoder state without knowing its structure.
+"""
+
+import contextlib
+import threading
+
+import tensorflow as tf
+
+from seq2seq.decoders.samplers import ArgmaxSampler
+
+# ----------------------------------------------------------------- nests
+
+
+def _map_batch_leaves(fn, nest):
+    """Applies `fn` to every tensor leaf of rank >= 1; others pass through."""
+
+    def apply(leaf):
+        leaf = tf.convert_to_tensor(leaf)
+        if leaf.shape.rank == 0:
+            return leaf
+        return fn(leaf)
+
+    return tf.nest.map_structure(apply, nest)
+
+
+def tile_batch(nest, multiplier):
+    """Repeats every batch entry `multiplier` times, keeping copies adjacent.
+
+    `[a, b]` with multiplier 3 becomes `[a, a, a, b, b, b]`: the layout that
+    beam search uses for `[B * K, ...]` tensors.
+
+    Args:
+      nest: A nest of [B, ...] tensors.
+      multiplier: Python int.
+
+    Returns:
+      The same structure with [B * multiplier, ...] leaves.
+    """
+    return _map_batch_leaves(lambda t: tf.repeat(t, multiplier, axis=0), nest)
+
+
+def gather_batch(nest, indices):
+    """Selects batch entries of every leaf: `leaf[indices]` along axis 0.
+
+    Args:
+      nest: A nest of [B, ...] tensors.
+      indices: [N] int indices into the batch.
+
+    Returns:
+      The same structure with [N, ...] leaves.
+    """
+    return _map_batch_leaves(lambda t: tf.gather(t, indices, axis=0), nest)
+
+
+def where_batch(condition, x, y):
+    """Per batch entry, takes the leaf of `x` where `condition`, else of `y`.
+
+    Args:
+      condition: [B] bool.
+      x: A nest of [B, ...] tensors.
+      y: A nest with the same structure, shapes and dtypes as `x`.
+
+    Returns:
+      The selected nest.
+    """
+
+    def select(a, b):
+        a = tf.convert_to_tensor(a)
+        b = tf.convert_to_tensor(b)
+        if b.shape.rank == 0:
+            return b
+        mask = tf.reshape(condition, [-1] + [1] * (b.shape.rank - 1))
+        return tf.where(mask, a, b)
+
+    return tf.nest.map_structure(select, x, y)
+
+
+def split_beams(tensor, beam_width):
+    """[B * K, ...] -> [B, K, ...]."""
+    shape = tf.shape(tensor)
+    new_shape = tf.concat([[-1, beam_width], shape[1:]], axis=0)
+    return tf.reshape(tensor, new_shape)
+
+
+def merge_beams(tensor):
+    """[B, K, ...] -> [B * K, ...]."""
+    shape = tf.shape(tensor)
+    new_shape = tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0)
+    return tf.reshape(tensor, new_shape)
+
+
+def gather_beams(nest, parent_ids, beam_width):
+    """Reorders the beams of every leaf of a flattened-beam nest.
+
+    Args:
+      nest: A nest of [B * K, ...] tensors (beams of an entry adjacent).
+      parent_ids: [B, K] int indices in `[0, K)`: the new beam `k` of entry
+        `b` copies the old beam `parent_ids[b, k]` of the same entry.
+      beam_width: K, a Python int.
+
+    Returns:
+      The reordered nest, [B * K, ...] leaves.
+    """
+    parent_ids = tf.cast(parent_ids, tf.int32)
+    offsets = tf.range(tf.shape(parent_ids)[0]) * beam_width
+    flat = tf.reshape(parent_ids + offsets[:, None], [-1])
+    return gather_batch(nest, flat)
+
+
+# ------------------------------------------------------------------- XLA
+
+_JIT_DEFAULT = threading.local()
+
+
+@contextlib.contextmanager
+def default_jit_compile(enabled):
+    """Sets `jit_compile` for decoding called with `jit_compile=None`.
+
+    The loop reads it when it is traced, so a `tf.function` that calls a
+    model's `infer` must be traced inside the block:
+
+        with decoding.default_jit_compile(True):
+            concrete = tf.function(model.infer).get_concrete_function(spec)
+
+    Args:
+      enabled: Whether the decoding loops are compiled with XLA.
+
+    Yields:
+      Nothing.
+    """
+    previous = getattr(_JIT_DEFAULT, "value", False)
+    _JIT_DEFAULT.value = bool(enabled)
+    try:
+        yield
+    finally:
+        _JIT_DEFAULT.value = previous
+
+
+def resolve_jit_compile(jit_compile):
+    """`jit_compile`, or the `default_jit_compile` in effect when None."""
+    if jit_compile is None:
+        return getattr(_JIT_DEFAULT, "value", False)
+    return bool(jit_compile)
+
+
+def static_max_length(max_length):
+    """The decode length limit as a Python int, as XLA needs it.
+
+    Args:
+      max_length: An int or a scalar tensor whose value is known when the
+        graph is built.
+
+    Returns:
+      The int.
+
+    Raises:
+      ValueError: The value is only known at run time.
+    """
+    value = tf.get_static_value(max_length)
+    if value is None:
+        raise ValueError(
+            "jit_compile decoding needs a max_length known when tracing (a "
+            f"Python int or a constant), got {max_length!r}"
+        )
+    return int(value)
+
+
+def run_decode_loop(loop_fn, args, jit_compile):
+    """Calls `loop_fn(*args)`, compiled with XLA when `jit_compile`.
+
+    The compiled function is made once per trace of the caller, so inside
+    a `tf.function` XLA compiles it once per distinct input shape.
+    """
+    if not jit_compile:
+        return loop_fn(*args)
+    return tf.function(loop_fn, jit_compile=True, autograph=False)(*args)
+
+
+def collect_steps(array, num_steps, jit_compile):
+    """The `num_steps` first elements of a per-step `TensorArray`, stacked.
+
+    Under XLA the array has its static size and is stacked whole (the
+    caller slices it to `num_steps` outside the compiled loop); otherwise
+    only the written elements are gathered.
+    """
+    if jit_compile:
+        return array.stack()
+    return array.gather(tf.range(num_steps))
+
+
+# ------------------------------------------------------------- the loop
+
+
+class DecodingStrategy:
+    """How `dynamic_decode` turns each step's logits into the next inputs.
+
+    A strategy keeps its own loop state (a nest of tensors, e.g. which
+    sequences have finished and their scores), may keep several hypotheses
+    per sentence (by tiling the decoder state and memory in `initialize`),
+    and records per-step tensors under the names of `step_outputs`. A new
+    strategy is a subclass in its own module, registered in
+    `seq2seq.inference.strategies.STRATEGIES`.
+    """
+
+    # Name -> dtype of the [N, ...] tensors recorded at every step.
+    step_outputs = {}
+
+    @classmethod
+    def from_params(cls, params, vocab_size, end_id, beam_width=None):
+        """Builds the strategy from a model's `inference.*` params.
+
+        Args:
+          params: The model's params (flat dotted keys).
+          vocab_size: Number of output classes.
+          end_id: The SEQUENCE_END id.
+          beam_width: The beam width in effect (the params' or an override).
+        """
+        del params, vocab_size, end_id, beam_width
+        return cls()
+
+    def check_sampler(self, sampler):
+        """Raises a ConfigError when the strategy cannot use `sampler`."""
+        del sampler
+
+    def initialize(self, start_ids, state, memory, max_length):
+        """The inputs of the loop (traced inside it).
+
+        Args:
+          start_ids: [B] int32 first tokens.
+          state: The decoder's initial state for the B sentences.
+          memory: The decoder's memory for the B sentences.
+          max_length: The step limit as given to `dynamic_decode` (a Python
+            int when compiling with XLA).
+
+        Returns:
+          `(ids [N] int32, state, memory, search_state)`: the first tokens,
+          state and memory as the decoder will see them (N rows, e.g.
+          `B * K`), and the strategy's loop state.
+        """
+        raise NotImplementedError
+
+    def finished(self, search_state):
+        """Bool scalar: whether decoding may stop before the limit."""
+        raise NotImplementedError
+
+    def step(self, time, logits, state, new_state, attention, search_state, env):
+        """Chooses the next tokens.
+
+        Args:
+          time: int32 scalar, the step.
+          logits: [N, V] float32 logits of the step.
+          state: The decoder state the step started from.
+          new_state: The decoder state `step` returned.
+          attention: [N, S] attention scores of the step, or None.
+          search_state: The strategy's loop state.
+          env: A `DecodeEnv` (end id, sampler).
+
+        Returns:
+          `(ids [N] int32, state, search_state, outputs)`: the next tokens,
+          the decoder state for the next step, the loop state and a dict of
+          the step's outputs (the names of `step_outputs`, and `attention`:
+          [N', S] float32 or None).
+        """
+        raise NotImplementedError
+
+    def finalize(self, steps, search_state, num_steps, env):
+        """The result of decoding, outside the (compiled) loop.
+
+        Args:
+          steps: Dict of [T, ...] stacked step outputs (`attention` only for
+            decoders with attention).
+          search_state: The final loop state.
+          num_steps: int32 scalar `T`, the steps run (at least 1).
+          env: A `DecodeEnv`; its `nonempty` is 0 for an empty batch and 1
+            otherwise (`T * nonempty` steps are kept).
+
+        Returns:
+          The strategy's result.
+        """
+        raise NotImplementedError
+
+    def predictions(self, result):
+        """A model's prediction dict for a result of `finalize`."""
+        raise NotImplementedError
+
+
+class DecodeEnv:
+    """What a strategy's `step` and `finalize` read besides its own state.
+
+    Attributes:
+      end_id: int32 scalar tensor, the id that ends a sequence.
+      sampler: The `Sampler` choosing tokens.
+      nonempty: int32 scalar: 0 for an empty batch, else 1 (an empty batch
+        still runs one step; its results keep `T = 0`).
+    """
+
+    def __init__(self, end_id, sampler, nonempty=None):
+        self.end_id = end_id
+        self.sampler = sampler
+        self.nonempty = nonempty
+
+
+def dynamic_decode(
+    decoder,
+    strategy,
+    sampler,
+    embedding_fn,
+    start_ids,
+    end_id,
+    state,
+    memory,
+    max_length=None,
+    jit_compile=None,
+):
+    """Free-running decoding of a batch, driving `decoder.step`.
+
+    Every step embeds the previous tokens, runs the decoder and lets the
+    strategy choose the next tokens. The loop stops when the strategy says
+    every sequence has finished, or after `max_length` steps; the first step
+    always runs. An empty batch (B = 0) gives empty results with `T = 0`.
+
+    Args:
+      decoder: An object with `step(inputs [N, E], state, memory, training)
+        -> (logits [N, V], new_state, attention [N, S] or None)` and, if
+        `max_length` is None, `max_decode_length` (a `Decoder` has both).
+      strategy: A `DecodingStrategy` (e.g. `GreedySearch`, `BeamSearch`).
+      sampler: A `Sampler` for the strategies that sample (None: argmax).
+      embedding_fn: Maps [N] int32 ids to [N, E] embeddings.
+      start_ids: [B] int ids fed at the first step (SEQUENCE_START).
+      end_id: Int id that ends a sequence (SEQUENCE_END).
+      state: The decoder's initial state for the B sentences.
+      memory: The decoder's memory for the B sentences (`prepare_memory`).
+      max_length: Most steps to run (int or scalar tensor, >= 1); the
+        decoder's `max_decode_length` when None.
+      jit_compile: Compile the loop with XLA (once per input shape);
+        `max_length` must then be known when tracing. None: the
+        `default_jit_compile` in effect (off by default).
+
+    Returns:
+      The strategy's result (`DecodeResult`, `BeamSearchResult`).
+
+    Raises:
+      ConfigError: The strategy cannot use the sampler.
+      ValueError: `jit_compile` with a `max_length` known only at run time.
+    """
+    sampler = ArgmaxSampler() if sampler is None else sampler
+    strategy.check_sampler(sampler)
+    jit_compile = resolve_jit_compile(jit_compile)
+    if max_length is None:
+        max_length = decoder.max_decode_length
+    if jit_compile:
+        max_length = static_max_length(max_length)
+    start_ids = tf.cast(tf.convert_to_tensor(start_ids), tf.int32)
+    saw_attention = []
+
+    def loop(start_ids, state, memory):
+        limit = tf.cast(max_length, tf.int32)
+        env = DecodeEnv(tf.cast(end_id, tf.int32), sampler)
+        ids, state, memory, search = strategy.initialize(
+            start_ids, state, memory, max_length
+        )
+        arrays = {
+            name: tf.TensorArray(dtype, size=limit)
+            for name, dtype in strategy.step_outputs.items()
+        }
+        # Always allocated: whether the decoder gives attention is only
+        # known once its step is traced.
+        arrays["attention"] = tf.TensorArray(tf.float32, size=limit)
+
+        def cond(time, ids, state, search, arrays):
+            del ids, state, arrays
+            # The first step always runs, so that an empty batch still
+            # gives the arrays an element to gather.
+            return tf.logical_and(
+                time < limit,
+                tf.logical_or(
+                    tf.equal(time, 0), tf.logical_not(strategy.finished(search))
+                ),
+            )
+
+        def body(time, ids, state, search, arrays):
+            logits, new_state, attention = decoder.step(
+                embedding_fn(ids), state, memory, training=False
+            )
+            logits = tf.cast(logits, tf.float32)
+            ids, new_state, search, outputs = strategy.step(
+                time, logits, state, new_state, attention, search, env
+            )
+            arrays = dict(arrays)
+            for name, value in outputs.items():
+                if value is None:
+                    continue
+                if name == "attention":
+                    saw_attention.append(True)
+                arrays[name] = arrays[name].write(time, value)
+            return time + 1, ids, new_state, search, arrays
+
+        loop_vars = (tf.constant(0, tf.int32), ids, state, search, arrays)
+        num_steps, _, _, search, arrays = tf.while_loop(
+            cond, body, loop_vars, maximum_iterations=limit
+        )
+        steps = {
+            name: collect_steps(array, num_steps, jit_compile)
+            for name, array in arrays.items()
+            if name != "attention" or saw_attention
+        }
+        return num_steps, search, steps
+
+    num_steps, search, steps = run_decode_loop(
+        loop, (start_ids, state, memory), jit_compile
+    )
+    steps = {name: value[:num_steps] for name, value in steps.items()}
+    env = DecodeEnv(
+        tf.cast(end_id, tf.int32), sampler, tf.minimum(tf.shape(start_ids)[0], 1)
+    )
+    return strategy.finalize(steps, search, num_steps, env)
