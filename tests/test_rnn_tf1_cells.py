@@ -384,3 +384,12 @@ def test_tiny_model_trains(tmp_path, model_class, name, params):
     names = [v.path for v in model.trainable_variables]
     if "num_proj" in params:
         assert any("projection" in n for n in names), names
+    # Beam search steps the same cells (state nests reordered per beam).
+    model_params["inference.beam_search.beam_width"] = 3
+    infer = model_class(model_params, ModeKeys.INFER)
+    features = infer.preprocess(
+        {k: v for k, v in _features().items() if k.startswith("source")}
+    )
+    predictions = infer.infer(features, max_length=4)
+    assert predictions["beam_search_output.predicted_ids"].shape[2] == 3
+    assert predictions["predicted_ids"].shape[0] == 2
