@@ -302,7 +302,7 @@ class CoupledInputForgetGateLSTMCell(_ProjectedLSTM):
         h = clip(h @ P, proj_clip)                   # if num_proj
 
     Peepholes (`use_peepholes`) are on the forget and output gates, as in
-    TF1. State `[h [B, P], c [B, H]]`; weights `kernel` [E, 3H],
+    TF1; `cell_clip` is an addition (TF1's CIFG cell had none). State `[h [B, P], c [B, H]]`; weights `kernel` [E, 3H],
     `recurrent_kernel` [P, 3H], `bias` [3H], `peephole_f/o` [H],
     `projection` [H, P].
 
