@@ -179,3 +179,14 @@ def test_bad_input_is_one_error_line(tmp_path, args, files, pattern):
     lines = result.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("multi-bleu.perl: error: ")
     assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.mark.skipif(shutil.which("gzip") is None, reason="needs gzip")
+def test_gzipped_reference(tmp_path):
+    import gzip
+
+    refs = ["the cat sat on the mat", "a b c d e f"]
+    hyps = ["the cat sat on a mat", "a b c d e"]
+    with gzip.open(tmp_path / "ref.gz", "wt", encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in refs))
+    check(run_script(["ref.gz"], hyps, tmp_path), hyps, [refs])
