@@ -7,11 +7,15 @@ classes such as `seq2seq.rnn_cell.LayerNormLSTMCell` keep working.
 """
 
 from seq2seq.rnn import (
+    CoupledInputForgetGateLSTMCell,
     DropoutWrapper,
     ExtendedMultiRNNCell,
     FusedRecurrence,
     GateBiasInitializer,
     LayerNormLSTMCell,
+    NASCell,
+    TF1LSTMCell,
+    UGRNNCell,
     cell_from_spec,
     cudnn_allowed,
     default_rnn_cell_params,
@@ -23,11 +27,15 @@ from seq2seq.rnn import (
 )
 
 __all__ = [
+    "CoupledInputForgetGateLSTMCell",
     "DropoutWrapper",
     "ExtendedMultiRNNCell",
     "FusedRecurrence",
     "GateBiasInitializer",
     "LayerNormLSTMCell",
+    "NASCell",
+    "TF1LSTMCell",
+    "UGRNNCell",
     "cell_from_spec",
     "cudnn_allowed",
     "default_rnn_cell_params",

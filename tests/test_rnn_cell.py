@@ -206,10 +206,9 @@ def test_unknown_cell_class_lists_the_known_ones():
     "params, pattern",
     [
         (
-            {"num_units": 4, "use_peepholes": True},
-            "use_peepholes=True is not supported",
+            {"num_units": 4, "state_is_tuple": False},
+            "state_is_tuple=False is not supported",
         ),
-        ({"num_units": 4, "num_proj": 2}, "num_proj=2 is not supported"),
         ({"num_units": 4, "dropout": 0.2}, "dropout_input_keep_prob"),
         ({}, "needs num_units"),
         ({"num_units": 0}, "positive integer"),

@@ -2,6 +2,9 @@
 
 * `seq2seq.rnn.cells`: the cell classes and wrappers (`LayerNormLSTMCell`,
   `DropoutWrapper`, `ExtendedMultiRNNCell`, `GateBiasInitializer`).
+* `seq2seq.rnn.tf1_cells`: Keras ports of TF1's `contrib.rnn` cells
+  (`TF1LSTMCell` with peepholes / projection, `CoupledInputForgetGateLSTMCell`,
+  `NASCell`, `UGRNNCell`).
 * `seq2seq.rnn.factory`: the `rnn_cell` configuration block (TF1 cell names
   and parameters) -> Keras cells: `get_rnn_cell`, `cell_from_spec`.
 * `seq2seq.rnn.activations`: activation names -> callables.
@@ -30,13 +33,23 @@ from seq2seq.rnn.recurrence import (
     run_together,
     time_steps,
 )
+from seq2seq.rnn.tf1_cells import (
+    CoupledInputForgetGateLSTMCell,
+    NASCell,
+    TF1LSTMCell,
+    UGRNNCell,
+)
 
 __all__ = [
+    "CoupledInputForgetGateLSTMCell",
     "DropoutWrapper",
     "ExtendedMultiRNNCell",
     "FusedRecurrence",
     "GateBiasInitializer",
     "LayerNormLSTMCell",
+    "NASCell",
+    "TF1LSTMCell",
+    "UGRNNCell",
     "cell_from_spec",
     "cudnn_allowed",
     "default_rnn_cell_params",

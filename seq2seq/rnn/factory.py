@@ -32,6 +32,11 @@ The TensorFlow 1 names of the original map to Keras cells with the same math:
   same function with the same gradients; only the stored bias differs.
 * `BasicRNNCell`, `RNNCell` -> `keras.layers.SimpleRNNCell`.
 * `LayerNormBasicLSTMCell` -> `LayerNormLSTMCell` (`seq2seq.rnn.cells`).
+* `LSTMCell` with `use_peepholes`, `cell_clip`, `num_proj` or `proj_clip`,
+  and `LSTMBlockCell` with `use_peephole` or `cell_clip` -> `TF1LSTMCell`;
+  `CoupledInputForgetGateLSTMCell`, `NASCell`, `UGRNNCell` -> the cells of
+  the same names in `seq2seq.rnn.tf1_cells`. These add `forget_bias` as a
+  constant, as TF1 did.
 
 Keras names (`GRUCell`, `LSTMCell`, `SimpleRNNCell`, `LayerNormLSTMCell`)
 accept the Keras constructor arguments as well, and a dotted path such as
@@ -63,6 +68,12 @@ from seq2seq.rnn.cells import (
     ExtendedMultiRNNCell,
     GateBiasInitializer,
     LayerNormLSTMCell,
+)
+from seq2seq.rnn.tf1_cells import (
+    CoupledInputForgetGateLSTMCell,
+    NASCell,
+    TF1LSTMCell,
+    UGRNNCell,
 )
 
 __all__ = [
@@ -104,17 +115,48 @@ class _CellSpec:
       tf1_params: Parameter names of the TF1 class (translated here).
       keras_params: Whether the target's own constructor arguments are
         accepted too.
-      family: `gru`, `lstm`, `rnn` or `layer_norm`, for defaults.
+      family: `gru`, `lstm`, `rnn` or `constant_forget` (cells taking
+        `forget_bias` as a constructor argument), for defaults.
+      variant: Optional `(params, spec)`: the spec to use instead when any
+        of these params has a value the target cannot take (see
+        `_UNSUPPORTED_UNLESS`), e.g. `LSTMCell` with a projection.
     """
 
-    def __init__(self, target, tf1_params=(), keras_params=True, family="rnn"):
+    def __init__(
+        self, target, tf1_params=(), keras_params=True, family="rnn", variant=None
+    ):
         self.target = target
         self.tf1_params = tuple(tf1_params)
         self.keras_params = keras_params
         self.family = family
+        self.variant = variant
 
 
 _TF1_IGNORED = ("reuse", "num_unit_shards", "num_proj_shards", "input_size", "name")
+
+_TF1_LSTM_PARAMS = (
+    "num_units",
+    "use_peepholes",
+    "cell_clip",
+    "initializer",
+    "num_proj",
+    "proj_clip",
+    "num_unit_shards",
+    "num_proj_shards",
+    "forget_bias",
+    "state_is_tuple",
+    "activation",
+    "reuse",
+    "name",
+)
+_LSTM_BLOCK_PARAMS = (
+    "num_units",
+    "forget_bias",
+    "cell_clip",
+    "use_peephole",
+    "reuse",
+    "name",
+)
 
 _CELL_SPECS = {
     "BasicRNNCell": _CellSpec(
@@ -148,29 +190,39 @@ _CELL_SPECS = {
     ),
     "LSTMCell": _CellSpec(
         keras.layers.LSTMCell,
-        (
-            "num_units",
-            "use_peepholes",
-            "cell_clip",
-            "initializer",
-            "num_proj",
-            "proj_clip",
-            "num_unit_shards",
-            "num_proj_shards",
-            "forget_bias",
-            "state_is_tuple",
-            "activation",
-            "reuse",
-            "name",
-        ),
+        _TF1_LSTM_PARAMS,
         True,
         "lstm",
+        variant=(
+            ("use_peepholes", "cell_clip", "num_proj", "proj_clip"),
+            _CellSpec(TF1LSTMCell, _TF1_LSTM_PARAMS, True, "constant_forget"),
+        ),
     ),
     "LSTMBlockCell": _CellSpec(
         keras.layers.LSTMCell,
-        ("num_units", "forget_bias", "cell_clip", "use_peephole", "reuse", "name"),
+        _LSTM_BLOCK_PARAMS,
         False,
         "lstm",
+        variant=(
+            ("use_peephole", "cell_clip"),
+            _CellSpec(TF1LSTMCell, _LSTM_BLOCK_PARAMS, False, "constant_forget"),
+        ),
+    ),
+    "TF1LSTMCell": _CellSpec(TF1LSTMCell, ("num_units",), True, "constant_forget"),
+    "CoupledInputForgetGateLSTMCell": _CellSpec(
+        CoupledInputForgetGateLSTMCell,
+        _TF1_LSTM_PARAMS + ("layer_norm", "norm_gain", "norm_shift"),
+        True,
+        "constant_forget",
+    ),
+    "NASCell": _CellSpec(
+        NASCell, ("num_units", "num_proj", "use_biases", "reuse"), True
+    ),
+    "UGRNNCell": _CellSpec(
+        UGRNNCell,
+        ("num_units", "initializer", "forget_bias", "activation", "reuse"),
+        True,
+        "constant_forget",
     ),
     "LayerNormBasicLSTMCell": _CellSpec(
         LayerNormLSTMCell,
@@ -187,14 +239,15 @@ _CELL_SPECS = {
             "reuse",
         ),
         True,
-        "layer_norm",
+        "constant_forget",
     ),
     "LayerNormLSTMCell": _CellSpec(
-        LayerNormLSTMCell, ("num_units",), True, "layer_norm"
+        LayerNormLSTMCell, ("num_units",), True, "constant_forget"
     ),
 }
 
-# TF1 values that have no Keras equivalent: allowed only at these values.
+# TF1 values that have no equivalent in a target class without an argument
+# of that name: allowed only at these values.
 _UNSUPPORTED_UNLESS = {
     "use_peepholes": (False,),
     "use_peephole": (False,),
@@ -202,7 +255,13 @@ _UNSUPPORTED_UNLESS = {
     "num_proj": (None,),
     "proj_clip": (None,),
     "state_is_tuple": (True,),
+    "layer_norm": (False,),
+    "norm_gain": (1.0,),
+    "norm_shift": (0.0,),
 }
+
+# TF1 spellings of a target's arguments.
+_TF1_RENAMES = {"use_peephole": "use_peepholes", "use_biases": "use_bias"}
 
 # Keras arguments that cannot be used inside the cells built here.
 _REJECTED_KERAS = {
@@ -306,10 +365,23 @@ def _take_units(params, cell_name, *aliases):
     return units
 
 
+def _select_variant(spec, cell_params):
+    """`spec`, or its variant when a param switches on what only the
+    variant's target has (e.g. `LSTMCell` with `num_proj`)."""
+    if spec.variant is None:
+        return spec
+    triggers, variant = spec.variant
+    for key in triggers:
+        if key in cell_params and cell_params[key] not in _UNSUPPORTED_UNLESS[key]:
+            return variant
+    return spec
+
+
 def _mapped_kwargs(short, spec, cell_params, init_scale):
     """Translates TF1 / Keras cell params into the target's kwargs."""
     target = spec.target
-    keras_args = constructor_args(target) if spec.keras_params else []
+    target_args = constructor_args(target)
+    keras_args = target_args if spec.keras_params else []
     valid = set(spec.tf1_params) | set(keras_args) | {"units"}
     if spec.keras_params:
         valid |= set(_LAYER_KWARGS)
@@ -322,8 +394,13 @@ def _mapped_kwargs(short, spec, cell_params, init_scale):
             )
     params = {k: v for k, v in cell_params.items() if k not in _REJECTED_KERAS}
     _check_unknown(params, valid, short)
+    for old, new in _TF1_RENAMES.items():
+        if old in params and new in target_args and new not in params:
+            params[new] = params.pop(old)
+    if "cell_clip" in target_args and params.get("cell_clip") in (-1, -1.0):
+        params.pop("cell_clip")  # TF1's LSTMBlockCell: -1 meant no clipping
     for key, allowed in _UNSUPPORTED_UNLESS.items():
-        if key in params:
+        if key in params and key not in target_args:
             value = params.pop(key)
             if value not in allowed:
                 raise ConfigError(
@@ -364,7 +441,7 @@ def _mapped_kwargs(short, spec, cell_params, init_scale):
             else:
                 kwargs["unit_forget_bias"] = False
                 kwargs["bias_initializer"] = GateBiasInitializer([0.0, value, 0.0, 0.0])
-    elif spec.family == "layer_norm":
+    elif spec.family == "constant_forget":
         if forget_bias is not None:
             kwargs["forget_bias"] = float(forget_bias)
     elif spec.family == "gru":
@@ -432,6 +509,7 @@ def cell_from_spec(cell_classname, cell_params, init_scale=None):
     cell_params = dict(cell_params or {})
     short, spec = _resolve_spec(cell_classname)
     if short is not None:
+        spec = _select_variant(spec, cell_params)
         cls = spec.target
         kwargs = _mapped_kwargs(short, spec, cell_params, init_scale)
     else:

@@ -1,0 +1,105 @@
+"""bin/tools/profile.py: traces training steps of a run's model."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import text_pipeline, tiny_model_params, write_toy_corpus
+
+from seq2seq.training.utils import TrainOptions
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "bin", "tools", "profile.py")
+
+
+def run_profile(*args, module=True):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    command = ["-m", "bin.tools.profile"] if module else [SCRIPT]
+    return subprocess.run(
+        [sys.executable, *command, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    data = write_toy_corpus(str(tmp_path / "data"), num_examples=40, seed=1)
+    path = tmp_path / "model"
+    TrainOptions(
+        "AttentionSeq2Seq",
+        tiny_model_params(data["vocab"]),
+        resolved_config={"input_pipeline_train": text_pipeline(data), "batch_size": 4},
+    ).dump(str(path))
+    return path
+
+
+def assert_one_error_line(result, *fragments):
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("profile: error: "), last
+    for fragment in fragments:
+        assert fragment in last, last
+
+
+def test_traces_steps_and_writes_tables(model_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run_profile(
+        "--model_dir",
+        str(model_dir),
+        "--output_dir",
+        str(out),
+        "--steps",
+        "2",
+        "--warmup_steps",
+        "1",
+        "--top",
+        "4",
+        module=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traced 2 training steps" in result.stdout
+    traces = glob.glob(str(out / "plugins" / "profile" / "*" / "*.xplane.pb"))
+    assert len(traces) == 1 and os.path.getsize(traces[0]) > 1000
+    params = (out / "params.txt").read_text().splitlines()
+    assert params[0].split() == ["variable", "shape", "params"]
+    assert params[-1].startswith("total")
+    ops = (out / "ops.txt").read_text().splitlines()
+    assert ops[0].split() == [
+        "op",
+        "type",
+        "calls",
+        "total",
+        "ms",
+        "mean",
+        "us",
+        "share",
+    ]
+    assert 1 <= len(ops) - 1 <= 4
+    assert any("MatMul" in line for line in ops[1:]), ops
+    # The model directory itself is left as it was.
+    assert sorted(os.listdir(model_dir)) == ["train_options.json"]
+
+
+def test_bad_model_dir_is_one_error_line(tmp_path):
+    missing = tmp_path / "nowhere"
+    assert_one_error_line(run_profile("--model_dir", str(missing)), str(missing))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_error_line(
+        run_profile("--model_dir", str(empty)), "train_options.json not found"
+    )
+    assert not os.listdir(empty)
+
+
+def test_bad_flags_are_one_error_line(model_dir):
+    assert_one_error_line(
+        run_profile("--model_dir", str(model_dir), "--steps", "0"), "--steps"
+    )
+    assert_one_error_line(run_profile(), "--model_dir")
