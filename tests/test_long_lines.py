@@ -18,7 +18,7 @@ from conftest import tiny_model_params
 from test_input_pipeline_batched import TRICKY_LINES, as_lists, write_lines
 
 from seq2seq.configurable import ModeKeys
-from seq2seq.data import batching
+from seq2seq.data import batching, text_tokens
 from seq2seq.data import input_pipeline as ip
 from seq2seq.models import AttentionSeq2Seq
 
@@ -47,7 +47,7 @@ def test_limited_split_is_the_prefix_of_the_full_split(
 ):
     # A tiny prefix sends most lines through the whole-line fallback; the
     # default one reads the short lines whole and the long ones in part.
-    monkeypatch.setattr(ip, "PREFIX_BYTES_PER_TOKEN", prefix_bytes)
+    monkeypatch.setattr(text_tokens, "PREFIX_BYTES_PER_TOKEN", prefix_bytes)
     texts = tf.constant(TRICKY_LINES + LONG_LINES)
     for prepend, append in [(None, "END"), ("START", "END"), (None, None)]:
         full, _ = ip.split_tokens_batch(texts, delimiter, prepend, append)

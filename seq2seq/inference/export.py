@@ -39,7 +39,8 @@ import tensorflow as tf
 from absl import logging
 
 from seq2seq.configurable import maybe_load_yaml
-from seq2seq.data.input_pipeline import SEQUENCE_END, split_tokens
+from seq2seq.data.input_pipeline import SEQUENCE_END
+from seq2seq.data.text_tokens import split_tokens
 from seq2seq.errors import ConfigError, UserError
 from seq2seq.inference import beam_search, inference, safe_paths
 
