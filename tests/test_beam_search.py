@@ -14,7 +14,7 @@ from seq2seq.decoders import (
     BeamSearchDecoder,
 )
 from seq2seq.errors import ConfigError
-from seq2seq.inference import beam_search, decoding
+from seq2seq.inference import beam_search, beam_successors, decoding
 
 START = 0
 
@@ -896,7 +896,7 @@ def test_two_stage_search_resolves_rounding_ties_like_the_full_one(
     # log-probabilities differ by less than the rounding of the totals get
     # equal scores, inside a hypothesis' best K and at its K-th token, where
     # the search must fall back to scoring every candidate.
-    monkeypatch.setattr(beam_search, "_EXTRA_CANDIDATES", extra)
+    monkeypatch.setattr(beam_successors, "_EXTRA_CANDIDATES", extra)
     vocab, end, width = 1031, 1, 5
     inner, embed, state, memory = _real_setup(BasicDecoder, vocab, seed=5)
     decoder = EndBiasDecoder(inner, end, bias=0.0, scale=1e-4)
