@@ -69,6 +69,12 @@ AB_VARIANTS = {
         "encoder.params": {"rnn_cell": {"dropout_input_keep_prob": 1.0}},
         "decoder.params": {"rnn_cell": {"dropout_input_keep_prob": 1.0}},
     },
+    # GRU gate biases starting at 0 (Keras's default) instead of TF1's 1.0.
+    "gru_bias_0": {
+        "encoder.params": {"rnn_cell": {"cell_params": {"bias_initializer": "zeros"}}},
+        "decoder.params": {"rnn_cell": {"cell_params": {"bias_initializer": "zeros"}}},
+    },
+    "no_input_feeding": {"decoder.params": {"input_feeding": False}},
 }
 
 
@@ -376,16 +382,21 @@ def plot_curves(all_runs, path, budget_s):
 def run_ab(args, paths, work_dir, opennmt_python):
     """Loss per step: ours with each variant, OpenNMT-tf, same steps."""
     window = min(args.ab_window, args.ab_steps)
-    rows = [["system", "variant", "steps", f"train loss, last {window} steps"]]
+    rows = [
+        ["system", "variant", "steps", f"train loss, last {window} steps", "dev loss"]
+    ]
     results = {}
     wanted = [v for v in args.ab_variants.split(",") if v]
     for name in wanted:
-        if name not in AB_VARIANTS:
+        if name not in AB_VARIANTS and name != "opennmt":
             raise BenchmarkError(
                 f"--ab_variants: unknown variant {name!r}; choose from "
-                f"{', '.join(AB_VARIANTS)}."
+                f"{', '.join(AB_VARIANTS)}, opennmt."
             )
-    jobs = [("ours", name) for name in wanted] + [("opennmt", args.onmt_variant)]
+    jobs = [
+        ("opennmt", args.onmt_variant) if n == "opennmt" else ("ours", n)
+        for n in wanted
+    ]
     for system, name in jobs:
         tag = f"ab_{name}"
         model_dir = os.path.join(work_dir, f"{system}_{tag}")
@@ -393,7 +404,6 @@ def run_ab(args, paths, work_dir, opennmt_python):
         spec.update(max_steps=args.ab_steps)
         if system == "ours":
             spec["overrides"] = AB_VARIANTS[name]
-        print(f"  {LABELS[system]} ({name}): {args.ab_steps} steps")
         train = compare_opennmt.run_child(
             system, "train_budget", spec, work_dir, opennmt_python
         )
@@ -404,7 +414,10 @@ def run_ab(args, paths, work_dir, opennmt_python):
             "dev_loss": train.get("dev_loss"),
             "losses": losses,
         }
-        rows.append([LABELS[system], name, str(train["steps"]), f"{mean:.3f}"])
+        row = [LABELS[system], name, str(train["steps"]), f"{mean:.3f}"]
+        row.append(f"{train.get('dev_loss', float('nan')):.3f}")
+        print("  " + " | ".join(row), flush=True)
+        rows.append(row)
     print(common.format_table(rows))
     return results
 
@@ -439,7 +452,11 @@ def build_parser():
     parser.add_argument("--json", help="Write all results here.")
     parser.add_argument("--ab_steps", type=int, default=0)
     parser.add_argument("--ab_window", type=int, default=500)
-    parser.add_argument("--ab_variants", default=",".join(AB_VARIANTS))
+    parser.add_argument(
+        "--ab_variants",
+        default=",".join(list(AB_VARIANTS) + ["opennmt"]),
+        help="Comma-separated: variants of ours (see AB_VARIANTS) and/or opennmt.",
+    )
     parser.add_argument(
         "--venv_dir",
         default=compare_opennmt.default_venv_dir(),
