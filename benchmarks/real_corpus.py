@@ -28,7 +28,7 @@ Cleaning: the catalog's header, untranslated and fuzzy-empty entries are
 dropped; a message context (`msgctxt`) is dropped; plural entries keep their
 singular forms only; keyboard accelerators (`_File`, `~File`, `&File`) and
 markup tags are removed, `&&` becomes `&`, whitespace is squeezed; pairs
-with no letter on a side, longer than `--max_words` tokens on a side, or
+with no letter on a side (placeholders aside), longer than `--max_words` tokens on a side, or
 copied untranslated (same text, more than two words) are dropped; pairs are
 deduplicated by tokenized source (the first in catalog order is kept). Then
 they are shuffled with `--seed` and split into `--num_dev`, `--num_test` and
@@ -229,6 +229,11 @@ def detokenize(tokens):
     return text
 
 
+def _has_word(tokens):
+    """Whether a letter occurs outside placeholders (`%s`, `{0}`, `$(ARG)`)."""
+    return any(_LETTER.search(t) and not t.startswith(("%", "{", "$(")) for t in tokens)
+
+
 def select_pairs(pairs, max_words, lowercase):
     """Filters, tokenizes and deduplicates `(source, target)` pairs.
 
@@ -240,11 +245,11 @@ def select_pairs(pairs, max_words, lowercase):
     seen = set()
     kept = []
     for source, target in pairs:
-        if not (_LETTER.search(source) and _LETTER.search(target)):
-            counts["no letter"] += 1
-            continue
         source_tokens = tokenize(source, lowercase)
         target_tokens = tokenize(target, lowercase)
+        if not (_has_word(source_tokens) and _has_word(target_tokens)):
+            counts["no letter"] += 1
+            continue
         if max(len(source_tokens), len(target_tokens)) > max_words:
             counts["too long"] += 1
             continue
