@@ -458,6 +458,8 @@ def budget_training_loop(spec, step, save):
             first_step_s = seconds
         losses.append(loss)
         tokens += step_tokens
+        if len(losses) % 100 == 0:  # progress, in the child's log
+            print(f"step {len(losses)}: loss {loss:.4f}, {seconds:.0f}s", flush=True)
         done = (budget and seconds >= budget) or (
             max_steps and len(losses) >= max_steps
         )
