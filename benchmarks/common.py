@@ -464,7 +464,10 @@ def budget_training_loop(spec, step, save):
             max_steps and len(losses) >= max_steps
         )
         if times and seconds >= times[0] and not done:
-            times.pop(0)
+            # One checkpoint for every time this step passed (a slow first,
+            # tracing, step may pass several).
+            while times and seconds >= times[0]:
+                times.pop(0)
             mark()
         if done:
             if spec.get("checkpoint_times") is not None or spec.get("save_final"):

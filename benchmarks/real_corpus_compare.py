@@ -296,6 +296,7 @@ def summarize(runs, beam_width):
         "train_loss": med([t["marks"][-1]["train_loss"] for t in trains]),
         "dev_loss": med([t["dev_loss"] for t in trains]),
         "build_s": med([t["build_s"] for t in trains]),
+        "first_step_s": med([t["first_step_s"] for t in trains]),
     }
     for beam, name in ((1, "greedy"), (beam_width, f"beam{beam_width}")):
         summary[f"bleu_{name}"] = decoder(beam, "bleu")
@@ -322,6 +323,7 @@ ROWS = (
     ("decode beam, process (s)", "decode_process_s_beam", "{:.1f}"),
     ("decode beam, loop (s)", "decode_loop_s_beam", "{:.2f}"),
     ("model+pipeline build (s)", "build_s", "{:.1f}"),
+    ("first step, tracing (s)", "first_step_s", "{:.1f}"),
 )
 
 

@@ -235,3 +235,20 @@ def test_budget_training_loop_marks_and_losses():
     assert result["marks"][1]["train_loss"] == pytest.approx(2.0)
     with pytest.raises(ValueError):
         common.budget_training_loop({}, step, save)
+
+
+def test_budget_training_loop_one_mark_for_times_passed_together():
+    saved = []
+
+    def save(index):
+        saved.append(index)
+        return f"ckpt-{index}"
+
+    result = common.budget_training_loop(
+        {"max_steps": 3, "checkpoint_times": [0.0, 0.0, 0.0]},
+        lambda: (1.0, 5),
+        save,
+    )
+    # The first step passes all three times: one checkpoint, then the final.
+    assert saved == [0, 1]
+    assert [m["step"] for m in result["marks"]] == [1, 3]
