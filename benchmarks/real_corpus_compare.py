@@ -190,7 +190,7 @@ def bleu_scores(hypothesis_path, paths, lowercase):
         raise BenchmarkError(
             f"{hypothesis_path} has {len(hyps)} lines for {len(refs)} references."
         )
-    tokens = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none").score
+    tokens = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score
     detok = [real_corpus.detokenize(h.split()) for h in hyps]
     standard = sacrebleu.corpus_bleu(
         detok, [raw_refs], tokenize="13a", lowercase=lowercase
@@ -370,6 +370,7 @@ def plot_curves(all_runs, path, budget_s):
     axes.set_xlabel("training time (s, wall clock)")
     axes.set_ylabel("test BLEU, greedy (tokenized)")
     axes.set_xlim(0, budget_s * 1.02)
+    axes.set_ylim(bottom=0)
     axes.set_title("nmt_small on the en-fr software-catalog corpus")
     axes.grid(alpha=0.3)
     axes.legend()
