@@ -155,9 +155,6 @@ class NMTSmallDefaults(opennmt.models.SequenceToSequence):
         )
 
 
-VARIANTS = {"ours": NMTSmall, "defaults": NMTSmallDefaults}
-
-
 def model():
     """Entry point read by `onmt-main --model`."""
     return NMTSmall()
