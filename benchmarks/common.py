@@ -397,3 +397,88 @@ def child_main(argv, tasks, usage):
     with open(argv[2], "w", encoding="utf-8") as out:
         json.dump(result, out, indent=2)
     return 0
+
+
+# ------------------------------------------------------ budgeted training
+
+
+def budget_training_loop(spec, step, save):
+    """Trains for a wall-clock budget (or a number of steps), saving
+    checkpoints at given training times; shared by both systems' children.
+
+    The clock counts the training steps only (the first, tracing, one
+    included); saving a checkpoint is not counted.
+
+    Args:
+      spec: A dict with `budget_s` (seconds of training; None or 0: no
+        limit) and/or `max_steps` (None or 0: no limit; one of the two must
+        be set), and optionally `checkpoint_times` (increasing seconds of
+        training time at which to save; the last checkpoint is written when
+        the budget runs out even if the list ends earlier).
+      step: A function running one training step; returns `(loss,
+        target_tokens)` of that step.
+      save: `save(index)` writes checkpoint number `index` and returns its
+        path.
+
+    Returns:
+      A dict: `steps`, `seconds`, `cpu_seconds` (of the steps), `target_tokens`,
+      `first_step_s`, `losses` (every step's training loss) and `marks` (one
+      dict per checkpoint: `index`, `seconds`, `step`, `checkpoint`,
+      `train_loss` averaged over the steps since the previous mark).
+    """
+    budget = spec.get("budget_s") or 0
+    max_steps = spec.get("max_steps") or 0
+    if not budget and not max_steps:
+        raise ValueError("budget_training_loop needs budget_s or max_steps")
+    times = list(spec.get("checkpoint_times") or [])
+    losses, marks = [], []
+    tokens = 0
+    seconds = cpu_seconds = 0.0
+    first_step_s = None
+
+    def mark():
+        since = marks[-1]["step"] if marks else 0
+        recent = losses[since:] or losses[-1:]
+        marks.append(
+            {
+                "index": len(marks),
+                "seconds": seconds,
+                "step": len(losses),
+                "checkpoint": save(len(marks)),
+                "train_loss": sum(recent) / len(recent),
+            }
+        )
+
+    while True:
+        clock = Stopwatch()
+        loss, step_tokens = step()
+        seconds += clock.seconds()
+        cpu_seconds += clock.cpu_seconds()
+        if first_step_s is None:
+            first_step_s = seconds
+        losses.append(loss)
+        tokens += step_tokens
+        if len(losses) % 100 == 0:  # progress, in the child's log
+            print(f"step {len(losses)}: loss {loss:.4f}, {seconds:.0f}s", flush=True)
+        done = (budget and seconds >= budget) or (
+            max_steps and len(losses) >= max_steps
+        )
+        if times and seconds >= times[0] and not done:
+            # One checkpoint for every time this step passed (a slow first,
+            # tracing, step may pass several).
+            while times and seconds >= times[0]:
+                times.pop(0)
+            mark()
+        if done:
+            if spec.get("checkpoint_times") is not None or spec.get("save_final"):
+                mark()
+            break
+    return {
+        "steps": len(losses),
+        "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "target_tokens": tokens,
+        "first_step_s": first_step_s,
+        "losses": losses,
+        "marks": marks,
+    }

@@ -462,6 +462,29 @@ def _median_window(windows):
     return common.middle(windows, key=lambda w: w["target_tokens"] / w["seconds"])
 
 
+def ours_dev_loss(trainer):
+    """`(loss per target token, target tokens)` of the Trainer's model on its
+    dev set, teacher-forced, dropout off."""
+    import tensorflow as tf
+
+    from seq2seq.training.train_step import ID_KEYS
+
+    model = trainer.model
+    dev_spec = {k: trainer.dev_dataset.element_spec[k] for k in ID_KEYS}
+
+    @tf.function(input_signature=[dev_spec])
+    def dev_step(features):
+        output = model.forward(features, training=False)
+        return output.loss_sum, output.num_tokens
+
+    total = count = 0.0
+    for batch in trainer.dev_dataset:
+        loss_sum, num_tokens = dev_step({k: batch[k] for k in ID_KEYS})
+        total += float(loss_sum)
+        count += float(num_tokens)
+    return total / max(count, 1.0), int(count)
+
+
 def _ours_train(spec):
     import_rss_mb = _import_rss_mb()
 
@@ -539,22 +562,7 @@ def _ours_train(spec):
         learning_rate=float(model.params["optimizer.learning_rate"]),
     )
     if trainer.dev_dataset is not None:
-        from seq2seq.training.train_step import ID_KEYS
-
-        dev_spec = {k: trainer.dev_dataset.element_spec[k] for k in ID_KEYS}
-
-        @tf.function(input_signature=[dev_spec])
-        def dev_step(features):
-            output = model.forward(features, training=False)
-            return output.loss_sum, output.num_tokens
-
-        total = count = 0.0
-        for batch in trainer.dev_dataset:
-            loss_sum, num_tokens = dev_step({k: batch[k] for k in ID_KEYS})
-            total += float(loss_sum)
-            count += float(num_tokens)
-        result["dev_loss"] = total / max(count, 1.0)
-        result["dev_tokens"] = int(count)
+        result["dev_loss"], result["dev_tokens"] = ours_dev_loss(trainer)
     if spec.get("save", True):
         # `save` also writes the `checkpoint` index that inference reads.
         tf.train.Checkpoint(model=model).save(os.path.join(spec["model_dir"], "ckpt"))
@@ -572,7 +580,87 @@ def _ours_train(spec):
     return result
 
 
+def _ours_train_budget(spec):
+    """Trains as `bin/train.py` would (its Trainer, input pipeline and
+    `buckets`) for `budget_s` seconds or `max_steps` steps, writing
+    checkpoints at `checkpoint_times` (see `common.budget_training_loop`).
+
+    The model is `config` (default nmt_small) pointed at `vocab_source` /
+    `vocab_target`, with `overrides` merged into its parameters and
+    `learning_rate` set.
+    """
+    import_rss_mb = _import_rss_mb()
+
+    import tensorflow as tf
+
+    from seq2seq.configurable import ModeKeys
+    from seq2seq.training import trainer as trainer_lib
+    from seq2seq.training.utils import TrainOptions
+
+    model_class, params = common.load_model_config(
+        spec.get("config", CONFIG_PATH),
+        spec["vocab_source"],
+        spec.get("overrides"),
+        vocab_target=spec["vocab_target"],
+    )
+    params["optimizer.learning_rate"] = spec["learning_rate"]
+    options = TrainOptions.from_model(model_class, params)
+    trainer_lib.check_and_write_train_options(options, spec["model_dir"])
+    run_config = trainer_lib.RunConfig(
+        output_dir=spec["model_dir"],
+        batch_size=spec["batch_size"],
+        buckets=spec.get("buckets"),
+        tf_random_seed=spec["seed"],
+        eval_every_n_steps=0,
+    )
+    dev_pipeline = None
+    if spec.get("dev_source"):
+        dev_pipeline = common.text_pipeline(
+            spec["dev_source"], spec["dev_target"], ModeKeys.EVAL
+        )
+    clock = common.Stopwatch()
+    trainer = trainer_lib.Trainer(
+        options,
+        common.text_pipeline(spec["source"], spec["target"], ModeKeys.TRAIN),
+        dev_pipeline,
+        run_config,
+    )
+    model = trainer.model
+    iterator, first, train_step = common.compiled_train_step(trainer)
+    build_s = clock.seconds()
+    pending = [first]
+    checkpoint = tf.train.Checkpoint(model=model)
+
+    def step():
+        batch = pending.pop() if pending else next(iterator)
+        outputs = train_step(batch)
+        target_len = batch["target_len"].numpy()
+        return float(outputs["loss"]), int(target_len.sum() - len(target_len))
+
+    def save(index):
+        return checkpoint.write(os.path.join(spec["model_dir"], f"mark-{index}"))
+
+    result = common.budget_training_loop(spec, step, save)
+    result.update(
+        system="ours",
+        global_step=trainer.step,
+        parameters=common.count_parameters(model.trainable_variables),
+        build_s=build_s,
+        tf_version=tf.__version__,
+    )
+    if trainer.dev_dataset is not None:
+        result["dev_loss"], result["dev_tokens"] = ours_dev_loss(trainer)
+    result["peak_rss_self_mb"] = common.peak_rss_mb()
+    result["import_rss_mb"] = import_rss_mb
+    return result
+
+
 def _ours_infer(spec):
+    """Decodes `source` with each beam width, from each checkpoint of
+    `checkpoints` (default: the model directory's latest) in turn; with
+    `predictions` (one path per checkpoint) the outputs of checkpoint i at
+    beam width w go to `predictions[i] + ".beam{w}"`, one line of words per
+    sentence."""
     import_rss_mb = _import_rss_mb()
 
     import tensorflow as tf
@@ -582,7 +670,10 @@ def _ours_infer(spec):
 
     tf.keras.utils.set_random_seed(spec["seed"])
     options = inference.load_train_options(spec["model_dir"])
-    checkpoint = inference.resolve_checkpoint(spec["model_dir"])
+    checkpoints = spec.get("checkpoints") or [
+        inference.resolve_checkpoint(spec["model_dir"])
+    ]
+    outputs = spec.get("predictions") or [None] * len(checkpoints)
     pipeline = common.text_pipeline(spec["source"], None, ModeKeys.INFER)
     results = []
     for beam_width in spec["beam_widths"]:
@@ -596,35 +687,50 @@ def _ours_infer(spec):
         end_id = model.target_vocab_info.special_vocab.SEQUENCE_END
         dataset = inference.make_dataset(model, pipeline, spec["batch_size"])
         predictor = inference.Predictor(model, dataset.element_spec)
-        clock = common.Stopwatch()
-        first = next(iter(dataset))
-        predictor(first)  # traces, creates the variables
-        inference.restore_model(model, checkpoint)
-        first_batch_s = clock.seconds()
-        sentences = tokens = ended = batches = batch_steps = 0
-        clock = common.Stopwatch()
-        for features in dataset:
-            predictions = predictor(features)
-            lengths = predictions["predicted_len"]
-            ids = predictions["predicted_ids"]
-            batches += 1
-            batch_steps += ids.shape[1]  # decoding steps this batch ran
-            sentences += len(lengths)
-            tokens += int(lengths.sum())
-            ended += common.count_ended(ids, lengths, end_id)
-        results.append(
-            {
-                "beam_width": beam_width,
-                "seconds": clock.seconds(),
-                "cpu_seconds": clock.cpu_seconds(),
-                "sentences": sentences,
-                "output_tokens": tokens,
-                "ended": ended,
-                "batches": batches,
-                "batch_steps": batch_steps,
-                "first_batch_s": first_batch_s,
-            }
-        )
+        for index, (checkpoint, output) in enumerate(zip(checkpoints, outputs)):
+            clock = common.Stopwatch()
+            if index == 0:
+                predictor(next(iter(dataset)))  # traces, creates the variables
+            inference.restore_model(model, checkpoint)
+            first_batch_s = clock.seconds()
+            sentences = tokens = ended = batches = batch_steps = 0
+            lines = []
+            clock = common.Stopwatch()
+            for features in dataset:
+                predictions = predictor(features)
+                lengths = predictions["predicted_len"]
+                ids = predictions["predicted_ids"]
+                batches += 1
+                batch_steps += ids.shape[1]  # decoding steps this batch ran
+                sentences += len(lengths)
+                tokens += int(lengths.sum())
+                ended += common.count_ended(ids, lengths, end_id)
+                if output:
+                    for row in predictions["predicted_tokens"]:
+                        words = []
+                        for token in row:
+                            if token in ("SEQUENCE_END", ""):
+                                break
+                            words.append(token)
+                        lines.append(" ".join(words))
+            seconds, cpu_seconds = clock.seconds(), clock.cpu_seconds()
+            if output:
+                with open(f"{output}.beam{beam_width}", "w", encoding="utf-8") as out:
+                    out.writelines(line + "\n" for line in lines)
+            results.append(
+                {
+                    "beam_width": beam_width,
+                    "checkpoint": checkpoint,
+                    "seconds": seconds,
+                    "cpu_seconds": cpu_seconds,
+                    "sentences": sentences,
+                    "output_tokens": tokens,
+                    "ended": ended,
+                    "batches": batches,
+                    "batch_steps": batch_steps,
+                    "first_batch_s": first_batch_s,
+                }
+            )
         if spec.get("profile_dir") and beam_width == max(spec["beam_widths"]):
             traced_steps = 0
             tf.profiler.experimental.start(spec["profile_dir"])
@@ -647,8 +753,12 @@ def child_main(argv):
     """`--child train|infer SPEC RESULT`: one measurement of our system."""
     return common.child_main(
         argv,
-        {"train": _ours_train, "infer": _ours_infer},
-        "usage: compare_opennmt.py --child train|infer SPEC RESULT",
+        {
+            "train": _ours_train,
+            "train_budget": _ours_train_budget,
+            "infer": _ours_infer,
+        },
+        "usage: compare_opennmt.py --child train|train_budget|infer SPEC RESULT",
     )
 
 

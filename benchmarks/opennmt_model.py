@@ -28,6 +28,17 @@ the list of differences next to its table):
 The attention is `tfa.seq2seq.LuongAttention` (multiplicative, the nearest
 to our `AttentionLayerDot`); `attention="bahdanau"` selects the additive
 `BahdanauAttention` instead.
+
+`NMTSmallDefaults` is the same architecture (embeddings of 128, a
+bidirectional GRU encoder of 128 per direction, one attentional GRU decoder
+layer of 128 with Luong attention and input feeding, zero bridge) with
+OpenNMT-tf's own choices everywhere else, as a user of OpenNMT-tf would get
+them: Keras's `GRUCell` as it comes (`reset_after=True`, Glorot-uniform
+kernels, orthogonal recurrent kernels, zero biases), dropout 0.2 on the
+embeddings (`WordEmbedder(dropout=...)`) and OpenNMT-tf's own layer
+dropout 0.2 on the outputs of the encoder and decoder layers instead of
+input dropout in the cells. `real_corpus_compare.py` trains it with length
+buckets of width 2 (`length_bucket_width=2`, OpenNMT-tf's usual setting).
 """
 
 import opennmt
@@ -105,6 +116,41 @@ class NMTSmall(opennmt.models.SequenceToSequence):
                 attention_mechanism_class=_ATTENTION[attention],
                 cell_class=make_cell,
                 dropout=0.0,
+            ),
+        )
+
+
+class NMTSmallDefaults(opennmt.models.SequenceToSequence):
+    """The `nmt_small` architecture with OpenNMT-tf's own defaults.
+
+    Args:
+      dropout: Dropout probability on the embeddings and on the outputs of
+        the encoder and decoder layers.
+    """
+
+    def __init__(self, dropout=INPUT_DROPOUT):
+        super().__init__(
+            source_inputter=opennmt.inputters.WordEmbedder(
+                embedding_size=EMBEDDING_DIM, dropout=dropout
+            ),
+            target_inputter=opennmt.inputters.WordEmbedder(
+                embedding_size=EMBEDDING_DIM, dropout=dropout
+            ),
+            encoder=opennmt.encoders.RNNEncoder(
+                num_layers=1,
+                num_units=NUM_UNITS,
+                bidirectional=True,
+                dropout=dropout,
+                reducer=opennmt.layers.ConcatReducer(),
+                cell_class=tf.keras.layers.GRUCell,
+            ),
+            decoder=opennmt.decoders.AttentionalRNNDecoder(
+                num_layers=1,
+                num_units=NUM_UNITS,
+                bridge_class=opennmt.layers.ZeroBridge,
+                attention_mechanism_class=tfa.seq2seq.LuongAttention,
+                cell_class=tf.keras.layers.GRUCell,
+                dropout=dropout,
             ),
         )
 

@@ -18,6 +18,8 @@ spec, and `model.infer` compiled the way `opennmt.inference` compiles it.
 `train`: `warmup` untimed steps (the first traces), then `steps` timed
 steps; then the per-target-token loss on the dev set (dropout off), then a
 checkpoint; optionally a profiler trace of a few more steps.
+`train_budget`: trains for a wall-clock budget (or a number of steps) and
+writes checkpoints at given times, for `real_corpus_compare.py`.
 `infer`: for each beam width, one untimed batch (tracing, restoring), then
 every sentence of the test file, timed; optionally a profiler trace of a
 few beam-search batches.
@@ -45,14 +47,22 @@ IMPORT_RSS_MB = common.peak_rss_mb()
 
 
 def build_model(spec, params=None):
-    """The `opennmt_model.NMTSmall`, initialized on the spec's vocabulary."""
-    model = opennmt_model.NMTSmall(
-        attention=spec.get("attention", "luong"),
-        input_dropout=spec.get("input_dropout", opennmt_model.INPUT_DROPOUT),
-    )
+    """The model of `opennmt_model.py` (`spec["variant"]`: `ours`, the
+    `NMTSmall` with our settings, by default; `defaults`, OpenNMT-tf's own
+    defaults), initialized on the spec's vocabularies (`vocab`, or
+    `vocab_source` and `vocab_target`)."""
+    if spec.get("variant", "ours") == "defaults":
+        model = opennmt_model.NMTSmallDefaults(
+            dropout=spec.get("input_dropout", opennmt_model.INPUT_DROPOUT)
+        )
+    else:
+        model = opennmt_model.NMTSmall(
+            attention=spec.get("attention", "luong"),
+            input_dropout=spec.get("input_dropout", opennmt_model.INPUT_DROPOUT),
+        )
     data_config = {
-        "source_vocabulary": spec["vocab"],
-        "target_vocabulary": spec["vocab"],
+        "source_vocabulary": spec.get("vocab_source", spec.get("vocab")),
+        "target_vocabulary": spec.get("vocab_target", spec.get("vocab")),
         # Our sources end with SEQUENCE_END; OpenNMT-tf adds nothing to the
         # source unless asked.
         "source_sequence_controls": {"start": False, "end": True},
@@ -104,7 +114,9 @@ def dev_loss(model, spec):
     return total / max(tokens, 1.0), int(tokens)
 
 
-def train(spec):
+def _training_setup(spec):
+    """Model, optimizer, batch iterator and compiled train step of a spec;
+    `length_bucket_width` (default: none) buckets the batches by length."""
     tf.keras.utils.set_random_seed(spec["seed"])
     model = build_model(spec)
     optimizer = make_optimizer(spec)
@@ -114,18 +126,22 @@ def train(spec):
         batch_size=spec["batch_size"],
         batch_type="examples",
         shuffle_buffer_size=spec["shuffle_buffer_size"],
-        length_bucket_width=None,
+        length_bucket_width=spec.get("length_bucket_width"),
         maximum_features_length=None,
         maximum_labels_length=None,
     )
-    clock = common.Stopwatch()
     model.create_variables(optimizer=optimizer)
 
     @tf.function(input_signature=dataset.element_spec)
     def train_step(features, labels):
         return model.train(features, labels, optimizer)
 
-    iterator = iter(dataset)
+    return model, optimizer, iter(dataset), train_step
+
+
+def train(spec):
+    clock = common.Stopwatch()
+    model, optimizer, iterator, train_step = _training_setup(spec)
     build_s = clock.seconds()
 
     def run(num_steps):
@@ -191,11 +207,51 @@ def train(spec):
     return result
 
 
+def train_budget(spec):
+    """Trains for `budget_s` seconds of training time (or `max_steps` steps)
+    and writes a checkpoint at each of `checkpoint_times` (seconds); see
+    `common.budget_training_loop`."""
+    clock = common.Stopwatch()
+    model, optimizer, iterator, train_step = _training_setup(spec)
+    build_s = clock.seconds()
+    checkpoint = tf.train.Checkpoint(model=model)
+
+    def step():
+        features, labels = next(iterator)
+        loss = train_step(features, labels)
+        return float(loss), int(labels["length"].numpy().sum())
+
+    def save(index):
+        return checkpoint.write(os.path.join(spec["model_dir"], f"mark-{index}"))
+
+    result = common.budget_training_loop(spec, step, save)
+    result.update(
+        system="opennmt",
+        variant=spec.get("variant", "ours"),
+        global_step=int(optimizer.iterations.numpy()),
+        parameters=common.count_parameters(model.trainable_variables),
+        build_s=build_s,
+        tf_version=tf.__version__,
+        opennmt_version=opennmt.__version__,
+    )
+    if spec.get("dev_source"):
+        result["dev_loss"], result["dev_tokens"] = dev_loss(model, spec)
+    result["peak_rss_self_mb"] = common.peak_rss_mb()
+    result["import_rss_mb"] = IMPORT_RSS_MB
+    return result
+
+
 def infer(spec):
+    """Decodes `source` with each beam width of `beam_widths`, from each
+    checkpoint of `checkpoints` (default: `[checkpoint]`) in turn; with
+    `predictions` (a list of paths, one per checkpoint) the outputs of
+    checkpoint i at beam width w go to `predictions[i] + ".beam{w}"`."""
     tf.keras.utils.set_random_seed(spec["seed"])
     model = build_model(spec)
     model.create_variables()
-    tf.train.Checkpoint(model=model).read(spec["checkpoint"]).expect_partial()
+    checkpoints = spec.get("checkpoints") or [spec["checkpoint"]]
+    outputs = spec.get("predictions") or [None] * len(checkpoints)
+    tf.train.Checkpoint(model=model).read(checkpoints[0]).expect_partial()
     dataset = model.examples_inputter.make_inference_dataset(
         spec["source"], spec["batch_size"], length_bucket_width=None
     )
@@ -205,41 +261,53 @@ def infer(spec):
         model.params["beam_width"] = max(beam_width, 1)
         infer_fn = tf.function(model.infer, input_signature=(dataset.element_spec,))
 
-        def decode(features, infer_fn=infer_fn):
+        def decode(features, infer_fn=infer_fn, lines=None):
             predictions = infer_fn(features)
             length = predictions["length"].numpy()[:, 0]
             steps_run = predictions["tokens"].shape[-1]
+            if lines is not None:
+                tokens = predictions["tokens"].numpy()[:, 0]
+                for row, n in zip(tokens, length):
+                    lines.append(b" ".join(row[:n]).decode("utf-8", "replace"))
             return length, steps_run
 
-        clock = common.Stopwatch()
-        decode(next(iter(dataset)))  # traces
-        first_batch_s = clock.seconds()
-        sentences = tokens = ended = batches = batch_steps = 0
-        clock = common.Stopwatch()
-        for features in dataset:
-            length, steps_run = decode(features)
-            finished = length < steps_run
-            batches += 1
-            batch_steps += steps_run
-            sentences += len(length)
-            # `length` excludes </s>; count it, as our predicted_len does.
-            tokens += int(length.sum() + finished.sum())
-            ended += int(finished.sum())
-        seconds = clock.seconds()
-        cpu_seconds = clock.cpu_seconds()
-        results.append(
-            {
-                "beam_width": beam_width,
-                "seconds": seconds,
-                "cpu_seconds": cpu_seconds,
-                "sentences": sentences,
-                "output_tokens": tokens,
-                "ended": ended,
-                "batches": batches,
-                "batch_steps": batch_steps,
-                "first_batch_s": first_batch_s,
-            }
-        )
+        for index, (path, output) in enumerate(zip(checkpoints, outputs)):
+            tf.train.Checkpoint(model=model).read(path).expect_partial()
+            clock = common.Stopwatch()
+            if index == 0:
+                decode(next(iter(dataset)))  # traces
+            first_batch_s = clock.seconds()
+            sentences = tokens = ended = batches = batch_steps = 0
+            lines = [] if output else None
+            clock = common.Stopwatch()
+            for features in dataset:
+                length, steps_run = decode(features, lines=lines)
+                finished = length < steps_run
+                batches += 1
+                batch_steps += steps_run
+                sentences += len(length)
+                # `length` excludes </s>; count it, as our predicted_len does.
+                tokens += int(length.sum() + finished.sum())
+                ended += int(finished.sum())
+            seconds = clock.seconds()
+            cpu_seconds = clock.cpu_seconds()
+            if output:
+                with open(f"{output}.beam{beam_width}", "w", encoding="utf-8") as out:
+                    out.writelines(line + "\n" for line in lines)
+            results.append(
+                {
+                    "beam_width": beam_width,
+                    "checkpoint": path,
+                    "seconds": seconds,
+                    "cpu_seconds": cpu_seconds,
+                    "sentences": sentences,
+                    "output_tokens": tokens,
+                    "ended": ended,
+                    "batches": batches,
+                    "batch_steps": batch_steps,
+                    "first_batch_s": first_batch_s,
+                }
+            )
         if spec.get("profile_dir") and beam_width == max(spec["beam_widths"]):
             traced_steps = 0
             tf.profiler.experimental.start(spec["profile_dir"])
@@ -262,8 +330,8 @@ def main(argv):
     """`opennmt_runner.py train|infer SPEC.json RESULT.json`."""
     return common.child_main(
         argv[1:],
-        {"train": train, "infer": infer},
-        "usage: opennmt_runner.py train|infer SPEC.json RESULT.json",
+        {"train": train, "train_budget": train_budget, "infer": infer},
+        "usage: opennmt_runner.py train|train_budget|infer SPEC.json RESULT.json",
     )
 
 

@@ -1,0 +1,537 @@
+#!/usr/bin/env python3
+"""Ours against OpenNMT-tf on a real corpus, for a fixed wall-clock budget.
+
+    python benchmarks/real_corpus_compare.py [--budget_s 600 --seeds 3]
+
+The corpus is the English->French software-catalog corpus of
+`real_corpus.py` (built once into `--data_dir`, by default under
+`~/.cache/seq2seq-benchmarks`). For each seed, each system trains in a
+fresh process for `--budget_s` seconds of training time (model building and
+checkpoint writing not counted), writing a checkpoint at `--num_marks`
+evenly spaced times; then every checkpoint decodes the test set with greedy
+search, and the last one also with beam search (`--beam_width`, 5), each
+final decoder in its own timed process. Outputs are scored with sacrebleu
+on the tokenized text (`tokenize="none"`) and, detokenized, against the raw
+references with the standard `13a` tokenizer.
+
+- Ours: `example_configs/nmt_small.yml` with `train_seq2seq.yml`'s buckets,
+  the learning rate `--learning_rate` (1e-3), batch `--batch_size` (32),
+  trained by this project's `Trainer` and input pipeline as `bin/train.py`
+  sets them up (`compare_opennmt.py --child train_budget`).
+- OpenNMT-tf 2.32: `opennmt_model.NMTSmallDefaults` (the same architecture
+  with OpenNMT-tf's own defaults: Keras initialisers, Luong attention with
+  input feeding, dropout 0.2 on embeddings and layer outputs) trained with
+  length buckets of width 2, same optimizer settings (Adam, the learning
+  rate, global norm clipping at 5) and batch size; `--onmt_variant ours`
+  trains `NMTSmall` (our settings copied) without buckets instead.
+
+It prints per system the medians over seeds of: steps, target tokens/s,
+CPU-s per step, peak RSS, training loss at the end, dev loss per target
+token, BLEU (greedy and beam), decode time of the whole process and of the
+decoding loop; then the ratios ours / OpenNMT-tf, and draws BLEU (greedy)
+against training time into `--plot` (PNG).
+
+`--ab_steps N` runs the loss-per-step comparison instead: ours trained for
+N steps with each of several model variants (`--ab_variants`), OpenNMT-tf
+for N steps, the training loss averaged over the last `--ab_window` steps
+(the comparison does not depend on the machine's speed).
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_REPO_ROOT = os.path.dirname(_HERE)
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from benchmarks import common, compare_opennmt, real_corpus  # noqa: E402
+from benchmarks.common import BenchmarkError  # noqa: E402
+
+TRAIN_CONFIG = os.path.join(_REPO_ROOT, "example_configs", "train_seq2seq.yml")
+SYSTEMS = ("ours", "opennmt")
+LABELS = compare_opennmt.LABELS
+
+# Model-parameter variants of ours for `--ab_steps` (merged into nmt_small).
+AB_VARIANTS = {
+    "default": {},
+    "init_scale_0": {
+        "encoder.params": {"init_scale": 0.0},
+        "decoder.params": {"init_scale": 0.0},
+    },
+    "no_dropout": {
+        "encoder.params": {"rnn_cell": {"dropout_input_keep_prob": 1.0}},
+        "decoder.params": {"rnn_cell": {"dropout_input_keep_prob": 1.0}},
+    },
+    # GRU gate biases starting at 0 (Keras's default) instead of TF1's 1.0.
+    "gru_bias_0": {
+        "encoder.params": {"rnn_cell": {"cell_params": {"bias_initializer": "zeros"}}},
+        "decoder.params": {"rnn_cell": {"cell_params": {"bias_initializer": "zeros"}}},
+    },
+    "no_input_feeding": {"decoder.params": {"input_feeding": False}},
+}
+
+
+def default_data_dir():
+    return os.path.join(real_corpus.default_cache_dir(), "en-fr")
+
+
+def train_buckets():
+    """The `buckets` of `example_configs/train_seq2seq.yml`, as a list."""
+    import yaml
+
+    with open(TRAIN_CONFIG, encoding="utf-8") as handle:
+        config = yaml.safe_load(handle) or {}
+    buckets = config.get("buckets")
+    if isinstance(buckets, str):
+        return [int(b) for b in buckets.split(",") if b.strip()]
+    return list(buckets) if buckets else None
+
+
+def prepare(args, work_dir):
+    """Builds (once) the corpus; writes OpenNMT-tf's vocabularies; returns
+    the paths and the manifest."""
+    manifest = real_corpus.ensure_corpus(args.data_dir)
+    paths = real_corpus.corpus_paths(args.data_dir)
+    for path in paths.values():
+        if not os.path.isfile(path):
+            raise BenchmarkError(
+                f"{path} is missing from --data_dir {args.data_dir}; remove its "
+                "manifest.json to rebuild the corpus."
+            )
+    for side in ("source", "target"):
+        words = compare_opennmt._read_vocab(paths[f"vocab_{side}"])
+        words = [w for w in words if w not in compare_opennmt.ONMT_SPECIALS]
+        paths[f"onmt_vocab_{side}"] = os.path.join(work_dir, f"onmt_vocab.{side}")
+        compare_opennmt._write_lines(
+            paths[f"onmt_vocab_{side}"], list(compare_opennmt.ONMT_SPECIALS) + words
+        )
+    return paths, manifest
+
+
+def train_spec(args, system, paths, seed, model_dir, tag):
+    settings = compare_opennmt.nmt_small_settings()
+    spec = {
+        "round": tag,
+        "seed": seed,
+        "model_dir": model_dir,
+        "source": paths["train_source"],
+        "target": paths["train_target"],
+        "dev_source": paths["dev_source"],
+        "dev_target": paths["dev_target"],
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+    }
+    if system == "ours":
+        spec.update(
+            vocab_source=paths["vocab_source"],
+            vocab_target=paths["vocab_target"],
+            buckets=train_buckets(),
+        )
+    else:
+        spec.update(
+            vocab_source=paths["onmt_vocab_source"],
+            vocab_target=paths["onmt_vocab_target"],
+            variant=args.onmt_variant,
+            adam_epsilon=settings["adam_epsilon"],
+            clip_gradients=settings["clip_gradients"],
+            input_dropout=settings["input_dropout"],
+            shuffle_buffer_size=args.shuffle_buffer_size,
+            max_decode_length=args.max_decode_length,
+        )
+        if args.onmt_variant == "defaults":
+            spec["length_bucket_width"] = 2
+    os.makedirs(model_dir, exist_ok=True)
+    return spec
+
+
+def infer_spec(args, system, paths, train, seed, tag, checkpoints, outputs, beams):
+    spec = {
+        "round": tag,
+        "seed": seed,
+        "model_dir": train["model_dir"],
+        "source": paths["test_source"],
+        "batch_size": args.batch_size,
+        "beam_widths": beams,
+        "max_decode_length": args.max_decode_length,
+        "checkpoints": checkpoints,
+        "predictions": outputs,
+    }
+    if system == "opennmt":
+        spec.update(
+            vocab_source=paths["onmt_vocab_source"],
+            vocab_target=paths["onmt_vocab_target"],
+            variant=args.onmt_variant,
+        )
+    return spec
+
+
+# ---------------------------------------------------------------- BLEU
+
+
+def bleu_scores(hypothesis_path, paths, lowercase):
+    """`(BLEU on tokens, BLEU 13a on detokenized text)` of a file of
+    tokenized outputs against the test references."""
+    import sacrebleu
+
+    with open(hypothesis_path, encoding="utf-8") as handle:
+        hyps = [line.rstrip("\n") for line in handle]
+    with open(paths["test_target"], encoding="utf-8") as handle:
+        refs = [line.rstrip("\n") for line in handle]
+    with open(paths["test_raw_target"], encoding="utf-8") as handle:
+        raw_refs = [line.rstrip("\n") for line in handle]
+    if len(hyps) != len(refs):
+        raise BenchmarkError(
+            f"{hypothesis_path} has {len(hyps)} lines for {len(refs)} references."
+        )
+    tokens = sacrebleu.corpus_bleu(hyps, [refs], tokenize="none", force=True).score
+    detok = [real_corpus.detokenize(h.split()) for h in hyps]
+    standard = sacrebleu.corpus_bleu(
+        detok, [raw_refs], tokenize="13a", lowercase=lowercase
+    ).score
+    return tokens, standard
+
+
+# ------------------------------------------------------------ one seed
+
+
+def run_seed(args, paths, lowercase, seed, work_dir, opennmt_python):
+    """Trains and decodes both systems once; returns `{system: result}`."""
+    marks = [args.budget_s * k / args.num_marks for k in range(1, args.num_marks)]
+    order = SYSTEMS if seed % 2 == 0 else SYSTEMS[::-1]
+    results = {}
+    for system in order:
+        tag = f"s{seed}"
+        model_dir = os.path.join(work_dir, f"{system}_model_{tag}")
+        spec = train_spec(args, system, paths, seed, model_dir, tag)
+        spec.update(budget_s=args.budget_s, checkpoint_times=marks)
+        print(f"  seed {seed}: training {LABELS[system]} for {args.budget_s}s")
+        train = compare_opennmt.run_child(
+            system, "train_budget", spec, work_dir, opennmt_python
+        )
+        train["model_dir"] = model_dir
+        results[system] = {"train": train, "decoders": {}, "curve": []}
+    for system in order:
+        train = results[system]["train"]
+        final = train["marks"][-1]
+        # Each final decoder in its own process: its whole-process time.
+        for beam in (1, args.beam_width):
+            tag = f"s{seed}_beam{beam}"
+            out = os.path.join(work_dir, f"{system}_{tag}_final")
+            spec = infer_spec(
+                args,
+                system,
+                paths,
+                train,
+                seed,
+                tag,
+                [final["checkpoint"]],
+                [out],
+                [beam],
+            )
+            print(f"  seed {seed}: decoding with {LABELS[system]}, beam {beam}")
+            infer = compare_opennmt.run_child(
+                system, "infer", spec, work_dir, opennmt_python
+            )
+            decoder = dict(infer["decoders"][0])
+            decoder.update(
+                process_wall_s=infer["process_wall_s"],
+                peak_rss_mb=infer["peak_rss_mb"],
+            )
+            decoder["bleu"], decoder["bleu_13a"] = bleu_scores(
+                f"{out}.beam{beam}", paths, lowercase
+            )
+            results[system]["decoders"][beam] = decoder
+        earlier = train["marks"][:-1]
+        outs = [
+            os.path.join(work_dir, f"{system}_s{seed}_mark{m['index']}")
+            for m in earlier
+        ]
+        if earlier:
+            spec = infer_spec(
+                args,
+                system,
+                paths,
+                train,
+                seed,
+                f"s{seed}_marks",
+                [m["checkpoint"] for m in earlier],
+                outs,
+                [1],
+            )
+            print(f"  seed {seed}: decoding {len(earlier)} earlier checkpoints")
+            compare_opennmt.run_child(system, "infer", spec, work_dir, opennmt_python)
+        for mark, out in zip(earlier, outs):
+            bleu, _ = bleu_scores(f"{out}.beam1", paths, lowercase)
+            results[system]["curve"].append((mark["seconds"], mark["step"], bleu))
+        results[system]["curve"].append(
+            (final["seconds"], final["step"], results[system]["decoders"][1]["bleu"])
+        )
+    return results
+
+
+# ------------------------------------------------------------ summary
+
+
+def summarize(runs, beam_width):
+    """Medians over seeds of one system's figures."""
+    med = common.median
+
+    def decoder(beam, key):
+        return med([r["decoders"][beam][key] for r in runs])
+
+    trains = [r["train"] for r in runs]
+    summary = {
+        "steps": med([t["steps"] for t in trains]),
+        "train_s": med([t["seconds"] for t in trains]),
+        "tgt_tok_s": med([t["target_tokens"] / t["seconds"] for t in trains]),
+        "cpu_s_step": med([t["cpu_seconds"] / t["steps"] for t in trains]),
+        "peak_rss_mb": med([t["peak_rss_mb"] for t in trains]),
+        "train_loss": med([t["marks"][-1]["train_loss"] for t in trains]),
+        "dev_loss": med([t["dev_loss"] for t in trains]),
+        "build_s": med([t["build_s"] for t in trains]),
+        "first_step_s": med([t["first_step_s"] for t in trains]),
+    }
+    for beam, name in ((1, "greedy"), (beam_width, f"beam{beam_width}")):
+        summary[f"bleu_{name}"] = decoder(beam, "bleu")
+        summary[f"bleu13a_{name}"] = decoder(beam, "bleu_13a")
+        summary[f"decode_process_s_{name}"] = decoder(beam, "process_wall_s")
+        summary[f"decode_loop_s_{name}"] = decoder(beam, "seconds")
+        summary[f"decode_rss_mb_{name}"] = decoder(beam, "peak_rss_mb")
+    return summary
+
+
+ROWS = (
+    ("training steps", "steps", "{:.0f}"),
+    ("target tokens/s", "tgt_tok_s", "{:.0f}"),
+    ("CPU-s per step", "cpu_s_step", "{:.3f}"),
+    ("peak RSS, training (MB)", "peak_rss_mb", "{:.0f}"),
+    ("train loss, last interval", "train_loss", "{:.3f}"),
+    ("dev loss per target token", "dev_loss", "{:.3f}"),
+    ("BLEU greedy (tokens)", "bleu_greedy", "{:.2f}"),
+    ("BLEU beam (tokens)", "bleu_beam", "{:.2f}"),
+    ("BLEU greedy (13a, detok.)", "bleu13a_greedy", "{:.2f}"),
+    ("BLEU beam (13a, detok.)", "bleu13a_beam", "{:.2f}"),
+    ("decode greedy, process (s)", "decode_process_s_greedy", "{:.1f}"),
+    ("decode greedy, loop (s)", "decode_loop_s_greedy", "{:.2f}"),
+    ("decode beam, process (s)", "decode_process_s_beam", "{:.1f}"),
+    ("decode beam, loop (s)", "decode_loop_s_beam", "{:.2f}"),
+    ("model+pipeline build (s)", "build_s", "{:.1f}"),
+    ("first step, tracing (s)", "first_step_s", "{:.1f}"),
+)
+
+
+def summary_table(summaries, beam_width):
+    rows = [["", "ours", "OpenNMT-tf", "ours / OpenNMT-tf"]]
+    for title, key, fmt in ROWS:
+        key = key.replace("_beam", f"_beam{beam_width}")
+        title = title.replace("beam", f"beam {beam_width}")
+        ours, theirs = summaries["ours"][key], summaries["opennmt"][key]
+        ratio = f"{ours / theirs:.2f}x" if theirs else "-"
+        rows.append([title, fmt.format(ours), fmt.format(theirs), ratio])
+    return common.format_table(rows)
+
+
+def plot_curves(all_runs, path, budget_s):
+    """BLEU (greedy, tokens) against training time, every seed a thin line,
+    the median over seeds a thick one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.4, 4.0))
+    colors = {"ours": "tab:blue", "opennmt": "tab:orange"}
+    for system in SYSTEMS:
+        curves = [run[system]["curve"] for run in all_runs]
+        for curve in curves:
+            axes.plot(
+                [c[0] for c in curve],
+                [c[2] for c in curve],
+                color=colors[system],
+                alpha=0.35,
+                linewidth=1,
+            )
+        points = min(len(c) for c in curves)
+        axes.plot(
+            [common.median([c[i][0] for c in curves]) for i in range(points)],
+            [common.median([c[i][2] for c in curves]) for i in range(points)],
+            color=colors[system],
+            marker="o",
+            linewidth=2,
+            label=LABELS[system],
+        )
+    axes.set_xlabel("training time (s, wall clock)")
+    axes.set_ylabel("test BLEU, greedy (tokenized)")
+    axes.set_xlim(0, budget_s * 1.02)
+    axes.set_ylim(bottom=0)
+    axes.set_title("nmt_small on the en-fr software-catalog corpus")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# ------------------------------------------------------------------ A/B
+
+
+def run_ab(args, paths, work_dir, opennmt_python):
+    """Loss per step: ours with each variant, OpenNMT-tf, same steps."""
+    window = min(args.ab_window, args.ab_steps)
+    rows = [
+        ["system", "variant", "steps", f"train loss, last {window} steps", "dev loss"]
+    ]
+    results = {}
+    wanted = [v for v in args.ab_variants.split(",") if v]
+    for name in wanted:
+        if name not in AB_VARIANTS and name != "opennmt":
+            raise BenchmarkError(
+                f"--ab_variants: unknown variant {name!r}; choose from "
+                f"{', '.join(AB_VARIANTS)}, opennmt."
+            )
+    jobs = [
+        ("opennmt", args.onmt_variant) if n == "opennmt" else ("ours", n)
+        for n in wanted
+    ]
+    for system, name in jobs:
+        tag = f"ab_{name}"
+        model_dir = os.path.join(work_dir, f"{system}_{tag}")
+        spec = train_spec(args, system, paths, args.seed, model_dir, tag)
+        spec.update(max_steps=args.ab_steps)
+        if system == "ours":
+            spec["overrides"] = AB_VARIANTS[name]
+        train = compare_opennmt.run_child(
+            system, "train_budget", spec, work_dir, opennmt_python
+        )
+        losses = train["losses"]
+        mean = sum(losses[-window:]) / window
+        results[f"{system}:{name}"] = {
+            "mean_loss": mean,
+            "dev_loss": train.get("dev_loss"),
+            "losses": losses,
+        }
+        row = [LABELS[system], name, str(train["steps"]), f"{mean:.3f}"]
+        row.append(f"{train.get('dev_loss', float('nan')):.3f}")
+        print("  " + " | ".join(row), flush=True)
+        rows.append(row)
+    print(common.format_table(rows))
+    return results
+
+
+# ------------------------------------------------------------------ main
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", default=default_data_dir())
+    parser.add_argument("--budget_s", type=float, default=600.0)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="The first seed.")
+    parser.add_argument(
+        "--num_marks", type=int, default=4, help="Checkpoints per run, for the plot."
+    )
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--beam_width", type=int, default=5)
+    parser.add_argument("--max_decode_length", type=int, default=100)
+    parser.add_argument("--shuffle_buffer_size", type=int, default=500000)
+    parser.add_argument(
+        "--onmt_variant",
+        choices=("defaults", "ours"),
+        default="defaults",
+        help="OpenNMT-tf model: its own defaults, or our settings copied.",
+    )
+    parser.add_argument("--work_dir", help="Keep runs here (default: temporary).")
+    parser.add_argument(
+        "--plot", help="PNG of BLEU against time (default: in work_dir)."
+    )
+    parser.add_argument("--json", help="Write all results here.")
+    parser.add_argument("--ab_steps", type=int, default=0)
+    parser.add_argument("--ab_window", type=int, default=500)
+    parser.add_argument(
+        "--ab_variants",
+        default=",".join(list(AB_VARIANTS) + ["opennmt"]),
+        help="Comma-separated: variants of ours (see AB_VARIANTS) and/or opennmt.",
+    )
+    parser.add_argument(
+        "--venv_dir",
+        default=compare_opennmt.default_venv_dir(),
+        help="OpenNMT-tf venv.",
+    )
+    parser.add_argument("--venv_python", help="Python 3.8-3.11 for the venv.")
+    parser.add_argument(
+        "--opennmt_python", help="An interpreter with opennmt-tf instead of the venv."
+    )
+    return parser
+
+
+def run(args):
+    for flag in ("budget_s", "seeds", "num_marks", "batch_size", "beam_width"):
+        if getattr(args, flag) <= 0:
+            raise BenchmarkError(f"--{flag} must be positive.")
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="real_corpus_compare_")
+    os.makedirs(work_dir, exist_ok=True)
+    opennmt_python = args.opennmt_python or compare_opennmt.ensure_opennmt_venv(
+        args.venv_dir, args.venv_python
+    )
+    paths, manifest = prepare(args, work_dir)
+    print(real_corpus.describe(manifest))
+    print(common.load_at_start())
+    lowercase = manifest["settings"]["lowercase"]
+    if args.ab_steps:
+        results = run_ab(args, paths, work_dir, opennmt_python)
+    else:
+        print(
+            f"budget {args.budget_s:g}s of training per run, {args.seeds} seed(s), "
+            f"batch {args.batch_size}, learning rate {args.learning_rate:g}, "
+            f"OpenNMT-tf variant {args.onmt_variant}; work dir {work_dir}"
+        )
+        all_runs = [
+            run_seed(args, paths, lowercase, seed, work_dir, opennmt_python)
+            for seed in range(args.seed, args.seed + args.seeds)
+        ]
+        summaries = {
+            system: summarize([r[system] for r in all_runs], args.beam_width)
+            for system in SYSTEMS
+        }
+        print()
+        print(summary_table(summaries, args.beam_width))
+        print()
+        for system in SYSTEMS:
+            for index, run_ in enumerate(all_runs):
+                curve = ", ".join(
+                    f"{s:.0f}s/{n} steps: {b:.2f}" for s, n, b in run_[system]["curve"]
+                )
+                print(f"{LABELS[system]} seed {args.seed + index} BLEU greedy: {curve}")
+        plot = args.plot or os.path.join(work_dir, "bleu_vs_time.png")
+        plot_curves(all_runs, plot, args.budget_s)
+        print(f"plot: {plot}")
+        results = {"runs": all_runs, "summaries": summaries}
+    print(common.load_at_end())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(results, out, indent=1, default=str)
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (BenchmarkError, real_corpus.CorpusError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""Tests of the real-corpus builder (benchmarks/real_corpus.py) and the
+budgeted training loop the real-corpus benchmark shares (common.py)."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import common, real_corpus
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_mo(entries, order="<", charset="UTF-8"):
+    """Bytes of a .mo file holding `entries` (`(msgid, msgstr)` str pairs),
+    a header entry first, strings encoded with `charset`."""
+    entries = [("", f"Content-Type: text/plain; charset={charset}\n")] + list(entries)
+    entries.sort(key=lambda e: e[0])
+    ids = [e[0].encode(charset) for e in entries]
+    strs = [e[1].encode(charset) for e in entries]
+    count = len(entries)
+    originals = 28
+    translations = originals + 8 * count
+    data_start = translations + 8 * count
+    blob = b""
+    table_o, table_t = b"", b""
+    for raw in ids:
+        table_o += struct.pack(order + "2I", len(raw), data_start + len(blob))
+        blob += raw + b"\0"
+    for raw in strs:
+        table_t += struct.pack(order + "2I", len(raw), data_start + len(blob))
+        blob += raw + b"\0"
+    header = struct.pack(
+        order + "7I", 0x950412DE, 0, count, originals, translations, 0, 0
+    )
+    return header + table_o + table_t + blob
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_read_mo_round_trip_both_byte_orders(order):
+    entries = [("Open", "Ouvrir"), ("ctx\x04Close", "Fermer"), ("a\x00b", "x\x00y")]
+    read = dict(real_corpus.read_mo(make_mo(entries, order)))
+    assert read["Open"] == "Ouvrir"
+    assert read["ctx\x04Close"] == "Fermer"
+    assert read["a\x00b"] == "x\x00y"
+    assert "" in read  # the header entry
+
+
+def test_read_mo_decodes_the_header_charset():
+    read = dict(real_corpus.read_mo(make_mo([("Size", "Größe")], charset="latin-1")))
+    assert read["Size"] == "Größe"
+
+
+def test_read_mo_rejects_other_files():
+    with pytest.raises(ValueError, match="magic"):
+        real_corpus.read_mo(b"\0" * 40)
+
+
+def test_catalog_pairs_cleaning():
+    entries = [
+        ("", "header"),
+        ("_Save As", "Enregistrer _sous"),
+        ("~Open File", "~Ouvrir le fichier"),
+        ("&Print && Export", "&Imprimer && exporter"),
+        ("file_name", "nom_de_fichier"),
+        ("menu\x04<b>Bold</b> text", "Texte <b>gras</b>"),
+        ("%d file\x00%d files", "%d fichier\x00%d fichiers"),
+        ("Untranslated", ""),
+        ("Tab\n  here", "Onglet\n ici"),
+    ]
+    pairs = real_corpus.catalog_pairs(entries)
+    assert pairs == [
+        ("Save As", "Enregistrer sous"),
+        ("Open File", "Ouvrir le fichier"),
+        ("Print & Export", "Imprimer & exporter"),
+        # One inner underscore looks like a GTK accelerator (Sa_ve): removed
+        # from both sides alike.
+        ("filename", "nom_de_fichier"),
+        ("Bold text", "Texte gras"),
+        ("%d file", "%d fichier"),
+        ("Tab here", "Onglet ici"),
+    ]
+
+
+def test_tokenize_keeps_placeholders_and_splits_punctuation():
+    assert real_corpus.tokenize(
+        "Start %PRODUCTNAME with %1$s, %(name)s or {0}: l'image (e-mail)."
+    ) == [
+        "start",
+        "%productname",
+        "with",
+        "%1$s",
+        ",",
+        "%(name)s",
+        "or",
+        "{0}",
+        ":",
+        "l'",
+        "image",
+        "(",
+        "e-mail",
+        ")",
+        ".",
+    ]
+    assert real_corpus.tokenize("-B, --ignore-backups", lowercase=False) == [
+        "-B",
+        ",",
+        "--ignore-backups",
+    ]
+
+
+def test_detokenize_joins_what_tokenize_split():
+    text = "Ouvrir l'image (fichier.png), 5 % : oui."
+    assert real_corpus.detokenize(real_corpus.tokenize(text, False)) == (
+        "Ouvrir l'image (fichier.png), 5% : oui."
+    )
+
+
+def write_catalogs(directory, count=30):
+    os.makedirs(directory)
+    first = [(f"Item {i}", f"Élément {i}") for i in range(count)]
+    # A duplicate source in the second catalog (dropped), an untranslated
+    # copy (dropped), a pair without letters (dropped), a long one (dropped
+    # with --max_words 10).
+    second = [
+        ("Item 3", "Autre élément 3"),
+        ("Copy this long text", "Copy this long text"),
+        ("%s: %d", "%s : %d"),
+        (" ".join(["word"] * 11), " ".join(["mot"] * 11)),
+    ]
+    with open(os.path.join(directory, "a.mo"), "wb") as out:
+        out.write(make_mo(first))
+    with open(os.path.join(directory, "b.mo"), "wb") as out:
+        out.write(make_mo(second))
+
+
+def test_build_from_catalog_dir(tmp_path):
+    write_catalogs(str(tmp_path / "cat"))
+    output = tmp_path / "out"
+    args = [
+        "--catalog_dir",
+        str(tmp_path / "cat"),
+        "--output_dir",
+        str(output),
+        "--num_dev",
+        "3",
+        "--num_test",
+        "4",
+        "--max_words",
+        "10",
+    ]
+    assert real_corpus.main(args) == 0
+    manifest = json.loads((output / "manifest.json").read_text("utf-8"))
+    assert manifest["dropped"] == {
+        "duplicate source": 1,
+        "untranslated": 1,
+        "no letter": 1,
+        "too long": 1,
+    }
+    assert [manifest["splits"][s]["pairs"] for s in ("train", "dev", "test")] == [
+        23,
+        3,
+        4,
+    ]
+    lines = {
+        name: (output / name).read_text("utf-8").splitlines()
+        for name in ("train.en", "train.fr", "dev.en", "test.en", "test.raw.fr")
+    }
+    assert len(lines["train.en"]) == len(lines["train.fr"]) == 23
+    all_sources = lines["train.en"] + lines["dev.en"] + lines["test.en"]
+    assert len(set(all_sources)) == 30
+    # The first catalog's translation wins a duplicate source.
+    index = lines["train.en"].index("item 3") if "item 3" in lines["train.en"] else -1
+    if index >= 0:
+        assert lines["train.fr"][index] == "élément 3"
+    assert all(line.startswith("Élément") for line in lines["test.raw.fr"])
+    vocab = (output / "vocab.en").read_text("utf-8").splitlines()
+    assert vocab[0] == "item\t23"
+    # Same seed, same files.
+    again = tmp_path / "again"
+    assert real_corpus.main(args[:3] + [str(again)] + args[4:]) == 0
+    for name in ("train.en", "test.fr", "vocab.fr"):
+        assert (again / name).read_bytes() == (output / name).read_bytes()
+
+
+def test_bad_catalog_dir_is_one_error_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.real_corpus",
+            "--catalog_dir",
+            str(tmp_path / "empty"),
+            "--output_dir",
+            str(tmp_path / "out"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --catalog_dir")
+    assert "holds no .mo file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_budget_training_loop_marks_and_losses():
+    losses = iter([4.0, 3.0, 2.0, 1.0])
+    saved = []
+
+    def step():
+        return next(losses), 10
+
+    def save(index):
+        saved.append(index)
+        return f"ckpt-{index}"
+
+    result = common.budget_training_loop(
+        {"max_steps": 4, "checkpoint_times": [0.0]}, step, save
+    )
+    assert result["steps"] == 4
+    assert result["target_tokens"] == 40
+    assert result["losses"] == [4.0, 3.0, 2.0, 1.0]
+    assert saved == [0, 1]
+    assert [(m["step"], m["checkpoint"]) for m in result["marks"]] == [
+        (1, "ckpt-0"),
+        (4, "ckpt-1"),
+    ]
+    assert result["marks"][0]["train_loss"] == 4.0
+    assert result["marks"][1]["train_loss"] == pytest.approx(2.0)
+    with pytest.raises(ValueError):
+        common.budget_training_loop({}, step, save)
+
+
+def test_budget_training_loop_one_mark_for_times_passed_together():
+    saved = []
+
+    def save(index):
+        saved.append(index)
+        return f"ckpt-{index}"
+
+    result = common.budget_training_loop(
+        {"max_steps": 3, "checkpoint_times": [0.0, 0.0, 0.0]},
+        lambda: (1.0, 5),
+        save,
+    )
+    # The first step passes all three times: one checkpoint, then the final.
+    assert saved == [0, 1]
+    assert [m["step"] for m in result["marks"]] == [1, 3]
