@@ -174,11 +174,7 @@ def apply_gradients_if(
             optimizer.apply_gradients(zip(gradients, variables))
             return tf.constant(True)
 
-        applied = tf.cond(condition, apply, lambda: tf.constant(False))
-        if on_decision is not None:
-            with tf.control_dependencies([applied]):
-                on_decision(condition)
-        return applied
+        return _apply_if(condition, apply, on_decision)
 
     bad = 1.0 - tf.cast(condition, tf.float32)
     condition = tf.equal(context.all_reduce(tf.distribute.ReduceOp.SUM, bad), 0.0)
@@ -202,13 +198,19 @@ def apply_gradients_if(
             )
             return tf.constant(True)
 
-        applied = tf.cond(condition, apply, lambda: tf.constant(False))
-        if on_decision is not None:
-            with tf.control_dependencies([applied]):
-                on_decision(condition)
-        return applied
+        return _apply_if(condition, apply, on_decision)
 
     return context.merge_call(cross_replica, args=(condition, gradients, variables))
+
+
+def _apply_if(condition, apply, on_decision=None):
+    """Runs `apply()` (returning True) when `condition` holds, then
+    `on_decision(condition)` if given; returns whether it was applied."""
+    applied = tf.cond(condition, apply, lambda: tf.constant(False))
+    if on_decision is not None:
+        with tf.control_dependencies([applied]):
+            on_decision(condition)
+    return applied
 
 
 class TrainStep:
