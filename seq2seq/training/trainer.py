@@ -1,9 +1,10 @@
 """The training loop: compiled train step, checkpoints, evaluation, summaries.
 
 This replaces the original's Estimator/Experiment pair. One `Trainer` owns the
-model, the optimizer, a `tf.train.CheckpointManager` over `output_dir`, and
-two summary writers (`output_dir` for training curves, `output_dir/eval` for
-dev curves). A second run with the same `output_dir` resumes from the latest
+model, the optimizer, the run's checkpoints (`TrainCheckpoints`, in
+`checkpointing.py`), and two summary writers (`output_dir` for training
+curves, `output_dir/eval` for dev curves; `summaries.py`, which also holds
+the throughput window). A second run with the same `output_dir` resumes from the latest
 checkpoint (step, weights, optimizer slots and the position in the training
 data); a run whose `train_steps` is already reached returns at once.
 
@@ -17,7 +18,7 @@ Faults: the chief holds `output_dir/train.lock` while it trains, so a second
 run on the same directory stops with one line instead of overwriting the
 first one's checkpoints (see `seq2seq.run_dir`). SIGINT and SIGTERM stop
 training after the current step and save a checkpoint (`Interrupted`, exit
-130 or 143 from the command line). A resume skips damaged checkpoints
+130 or 143 from the command line; see `stop_signals.py`). A resume skips damaged checkpoints
 (truncated or missing files) in favour of the newest intact one, and removes
 the `ckpt-N_temp` directories of saves cut short by SIGKILL or a crash. A
 write refused by the file system (read-only, full, a path component that is
@@ -313,8 +314,9 @@ class Trainer:
           norm is not finite. `sampling_probability` is the scheduled-sampling
           probability, a float (tensor); None takes the model's schedule at
           the current global step. Outputs: `loss`, `loss_sum`, `num_tokens`,
-          `global_norm` (before clipping), `clipped_norm` (after), `applied`
-          (bool) and `sampling_probability` (see `TrainStep`).
+          `metrics` (the model's summed metrics), `global_norm` (before
+          clipping), `clipped_norm` (after), `applied` (bool) and
+          `sampling_probability` (see `TrainStep`).
         """
         step = TrainStep(
             self.model,
