@@ -8,6 +8,11 @@
   `newest_intact` skips damaged ones (truncated or missing files) with a
   warning naming each, and `clean_temp_checkpoints` removes the
   `*_temp` directories that an interrupted save leaves behind.
+- What a model directory holds besides checkpoints: `train_options.json`
+  (`TrainOptions`, defined in `seq2seq.train_options` and re-exported here;
+  `check_train_options` refuses a config that does not fit the checkpoints)
+  and the best checkpoint in `best/` with its `best.json` (`best_dir`,
+  `read_best`).
 - Write failures: `writing` turns a failed write (read-only or full disk,
   a path component that is a file, ...) into one `OutputWriteError` line
   naming the file and the newest intact checkpoint.
@@ -26,8 +31,17 @@ import tensorflow as tf
 from absl import logging
 
 from seq2seq.errors import UserError
+from seq2seq.train_options import (  # noqa: F401  (re-exported)
+    TRAIN_OPTIONS_FILENAME,
+    VOCAB_PARAMS,
+    TrainOptions,
+)
 
 LOCK_FILE = "train.lock"
+
+# The best checkpoint by a dev metric (see `seq2seq.training.early_stopping`).
+BEST_DIR = "best"
+BEST_FILE = "best.json"
 
 # A lock file younger than this that cannot be parsed may still be being
 # written by its creator; older ones are taken over.
@@ -503,3 +517,57 @@ def writing(what, output_dir):
             "Free disk space or make the directory writable, then run the same "
             "command again."
         ) from None
+
+
+# ---------------------------------------------------- what the dir holds
+
+
+def best_dir(output_dir):
+    """`output_dir/best`, where the best checkpoint and `best.json` live."""
+    return os.path.join(output_dir, BEST_DIR)
+
+
+def read_best(output_dir):
+    """The contents of `output_dir/best/best.json`, or None if absent."""
+    path = os.path.join(best_dir(output_dir), BEST_FILE)
+    if not tf.io.gfile.exists(path):
+        return None
+    try:
+        with tf.io.gfile.GFile(path) as handle:
+            return json.loads(handle.read())
+    except ValueError:
+        logging.warning("Ignoring %s: not valid JSON.", path)
+        return None
+
+
+def check_train_options(train_options, output_dir):
+    """Refuses a config that does not fit the checkpoints in `output_dir`.
+
+    Raises:
+      UserError: `output_dir` holds a model of another class or trained with
+        other vocabularies.
+    """
+    path = os.path.join(output_dir, TRAIN_OPTIONS_FILENAME)
+    if os.path.exists(path) and tf.train.latest_checkpoint(output_dir):
+        previous = TrainOptions.load(output_dir)
+        differences = previous.differences(train_options)
+        if differences:
+            raise UserError(
+                f"{output_dir} holds a model trained with a different config: "
+                f"{'; '.join(differences)}. Use a new --output_dir or the same "
+                "model and vocabularies."
+            )
+
+
+def check_and_write_train_options(train_options, output_dir):
+    """Writes `train_options.json` after `check_train_options`.
+
+    Raises:
+      UserError: The config does not fit the checkpoints in `output_dir`,
+        or the file cannot be written.
+    """
+    check_train_options(train_options, output_dir)
+    path = os.path.join(output_dir, TRAIN_OPTIONS_FILENAME)
+    with writing(path, output_dir):
+        os.makedirs(output_dir, exist_ok=True)
+        train_options.dump(output_dir)

@@ -105,17 +105,17 @@ def test_spikes_are_logged_and_non_finite_weights_never_saved(step_trainer, capl
     trainer, _, step, _, batch = step_trainer
     with caplog.at_level(logging.WARNING):
         for i in range(trainer_lib.SPIKE_WARMUP_STEPS + 5):
-            trainer._check_spike(i + 1, 1.0 + 0.01 * (i % 3), batch)
-        assert trainer.loss_spikes == 0
-        trainer._check_spike(26, 3.5, batch)
-        assert trainer.loss_spikes == 1
+            trainer.health.check_spike(i + 1, 1.0 + 0.01 * (i % 3), batch)
+        assert trainer.health.loss_spikes == 0
+        trainer.health.check_spike(26, 3.5, batch)
+        assert trainer.health.loss_spikes == 1
     lengths = batch["source_len"].numpy()
     message = [r.getMessage() for r in caplog.records if "spike" in r.getMessage()]
     assert len(message) == 1 and "Loss spike at step 26" in message[0]
     assert f"source_len min/mean/max {lengths.min()}/" in message[0]
     trainer.config.loss_spike_factor = 0.0  # disabled
-    trainer._check_spike(27, 100.0, batch)
-    assert trainer.loss_spikes == 1
+    trainer.health.check_spike(27, 100.0, batch)
+    assert trainer.health.loss_spikes == 1
     trainer.config.loss_spike_factor = 3.0
 
     path = trainer.save()
@@ -156,7 +156,7 @@ def test_planted_nan_batches_are_skipped_then_training_stops(toy_data, tmp_path)
     assert "\n" not in message
     assert "step 4" in message and "--max_consecutive_nan_steps=3" in message
     assert trainer.hooks[0].calls == 8
-    assert trainer.step == 4 and trainer.skipped_updates == 4
+    assert trainer.step == 4 and trainer.health.skipped_updates == 4
     assert sorted(weights) == [1, 2, 3, 4]
     # The latest checkpoint holds the finite weights of step 4.
     latest = tf.train.latest_checkpoint(out)
@@ -237,18 +237,18 @@ def test_spikes_within_the_usual_spread_are_not_reported(step_trainer, caplog):
     average that is within 4 running standard deviations is no spike; one
     beyond them is."""
     trainer, _, _, _, batch = step_trainer
-    trainer._check_spike(1, 1.0, batch)
-    trainer._check_spike(2, 3.0, batch)
+    trainer.health.check_spike(1, 1.0, batch)
+    trainer.health.check_spike(2, 3.0, batch)
     # Exponential moving average and variance with decay 0.98, by hand.
-    assert trainer._loss_average == pytest.approx(1.04)
-    assert trainer._loss_variance == pytest.approx(0.98 * 0.02 * 4.0)
+    assert trainer.health.loss_average == pytest.approx(1.04)
+    assert trainer.health.loss_variance == pytest.approx(0.98 * 0.02 * 4.0)
     for i in range(3, trainer_lib.SPIKE_WARMUP_STEPS + 40):
-        trainer._check_spike(i, 0.2 if i % 2 else 2.0, batch)
-    average = trainer._loss_average
-    spread = float(np.sqrt(trainer._loss_variance))
+        trainer.health.check_spike(i, 0.2 if i % 2 else 2.0, batch)
+    average = trainer.health.loss_average
+    spread = float(np.sqrt(trainer.health.loss_variance))
     assert 0.5 < spread < 1.0
     with caplog.at_level(logging.WARNING):
-        trainer._check_spike(100, 3.2 * average, batch)
-        assert trainer.loss_spikes == 0
-        trainer._check_spike(101, average + 5.0 * spread + 3.0, batch)
-        assert trainer.loss_spikes == 1
+        trainer.health.check_spike(100, 3.2 * average, batch)
+        assert trainer.health.loss_spikes == 0
+        trainer.health.check_spike(101, average + 5.0 * spread + 3.0, batch)
+        assert trainer.health.loss_spikes == 1

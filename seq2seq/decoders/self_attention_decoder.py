@@ -40,7 +40,8 @@ import tensorflow as tf
 from absl import logging
 
 from seq2seq.decoders.decoder import Decoder, batch_size_of, is_scalar
-from seq2seq.encoders.self_attention_encoder import (
+from seq2seq.errors import ConfigError
+from seq2seq.layers.transformer import (
     FeedForward,
     MultiHeadAttention,
     TransformerInputs,
@@ -51,7 +52,6 @@ from seq2seq.encoders.self_attention_encoder import (
     layer_norm,
     transformer_params,
 )
-from seq2seq.errors import ConfigError
 
 __all__ = ["SelfAttentionDecoder"]
 

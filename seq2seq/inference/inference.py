@@ -20,8 +20,7 @@ from seq2seq.configurable import ModeKeys, deep_merge, locate_class
 from seq2seq.data import batching
 from seq2seq.errors import UserError
 from seq2seq.inference import safe_paths
-from seq2seq.training import early_stopping
-from seq2seq.training.utils import VOCAB_PARAMS, TrainOptions
+from seq2seq.run_dir import VOCAB_PARAMS, TrainOptions
 
 _SOURCE_KEYS = ("source_ids", "source_len")
 _TARGET_KEYS = ("target_ids", "target_len")
@@ -76,7 +75,7 @@ def resolve_checkpoint(model_dir, checkpoint_path=None):
 
 def _best_checkpoint(model_dir):
     """The checkpoint in `model_dir/best/`, described by its `best.json`."""
-    directory = early_stopping.best_dir(model_dir or "")
+    directory = run_dir.best_dir(model_dir or "")
     found = run_dir.newest_intact(directory)
     if not found:
         raise UserError(
@@ -84,7 +83,7 @@ def _best_checkpoint(model_dir):
             "written when training evaluates on a dev set (--input_pipeline_dev). "
             "Use --checkpoint_path=latest or a checkpoint prefix instead."
         )
-    state = early_stopping.read_best(model_dir) or {}
+    state = run_dir.read_best(model_dir) or {}
     if state.get("metric") is not None:
         logging.info(
             "Best checkpoint %s: %s = %s at step %s",

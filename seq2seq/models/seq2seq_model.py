@@ -27,7 +27,8 @@ from seq2seq.inference.dynamic_decode import dynamic_decode
 from seq2seq.models.model_base import ModelBase
 
 _ForwardFields = collections.namedtuple(
-    "ForwardOutput", ["loss", "loss_sum", "num_tokens", "logits", "attention"]
+    "ForwardOutput",
+    ["loss", "loss_sum", "num_tokens", "logits", "attention", "extra_metrics"],
 )
 
 
@@ -38,16 +39,41 @@ class ForwardOutput(_ForwardFields):
     projects only the unpadded positions, so a training step that does not
     read the logits never builds the full [B, T-1, V] tensor. Pass
     `logits_fn` (a function returning them) instead of `logits` for that.
+
+    `metrics` is the dict of summable scalars that training sums over
+    micro-batches and replicas and writes to TensorBoard (see
+    `seq2seq.training.train_step` and `seq2seq.training.summaries`):
+    `loss_sum` and `target_tokens` always, plus the `metrics` a model passes
+    (e.g. `{"correct_tokens": ...}`). Each must be a sum over the batch's
+    examples or tokens, so that summing the parts gives the whole.
     """
 
     __slots__ = ()
 
     def __new__(
-        cls, loss, loss_sum, num_tokens, logits=None, attention=None, logits_fn=None
+        cls,
+        loss,
+        loss_sum,
+        num_tokens,
+        logits=None,
+        attention=None,
+        logits_fn=None,
+        metrics=None,
     ):
         if logits is None and logits_fn is not None:
             logits = _LazyLogits(logits_fn)
-        return super().__new__(cls, loss, loss_sum, num_tokens, logits, attention)
+        return super().__new__(
+            cls, loss, loss_sum, num_tokens, logits, attention, dict(metrics or {})
+        )
+
+    @property
+    def metrics(self):
+        """`{"loss_sum", "target_tokens", **extra}`: summable scalars."""
+        return {
+            "loss_sum": self.loss_sum,
+            "target_tokens": self.num_tokens,
+            **self.extra_metrics,
+        }
 
     def __getattribute__(self, name):
         value = super().__getattribute__(name)

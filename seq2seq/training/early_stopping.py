@@ -24,9 +24,8 @@ import tensorflow as tf
 from absl import logging
 
 from seq2seq.errors import UserError
+from seq2seq.run_dir import BEST_DIR, BEST_FILE, best_dir, read_best  # noqa: F401
 
-BEST_DIR = "best"
-BEST_FILE = "best.json"
 MODES = ("auto", "min", "max")
 
 
@@ -51,24 +50,6 @@ def resolve_mode(metric, mode="auto"):
             "the metric name), min or max."
         )
     return infer_mode(metric) if mode == "auto" else mode
-
-
-def best_dir(output_dir):
-    """`output_dir/best`, where the best checkpoint and `best.json` live."""
-    return os.path.join(output_dir, BEST_DIR)
-
-
-def read_best(output_dir):
-    """The contents of `output_dir/best/best.json`, or None if absent."""
-    path = os.path.join(best_dir(output_dir), BEST_FILE)
-    if not tf.io.gfile.exists(path):
-        return None
-    try:
-        with tf.io.gfile.GFile(path) as handle:
-            return json.loads(handle.read())
-    except ValueError:
-        logging.warning("Ignoring %s: not valid JSON.", path)
-        return None
 
 
 class BestCheckpointTracker:

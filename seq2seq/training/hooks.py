@@ -7,7 +7,6 @@ They keep the original's class names and params. A hook is built as
 global step after the update), and `end(trainer)` once.
 """
 
-import json
 import os
 import time
 
@@ -16,30 +15,13 @@ import tensorflow as tf
 from absl import logging
 
 from seq2seq.configurable import Configurable, ModeKeys
+from seq2seq.training.distribution import is_chief_from_env, tf_config
 from seq2seq.training.evaluation import tokens_from_ids, tokens_from_strings
 
 
 def _task_index():
     """This worker's index in `TF_CONFIG` (0 when not distributed)."""
-    try:
-        config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    except json.JSONDecodeError:
-        return 0
-    return int(config.get("task", {}).get("index", 0) or 0)
-
-
-def _is_chief():
-    try:
-        config = json.loads(os.environ.get("TF_CONFIG", "{}"))
-    except json.JSONDecodeError:
-        return True
-    task = config.get("task", {})
-    kind = task.get("type", "chief")
-    return kind == "chief" or (
-        kind == "worker"
-        and "chief" not in config.get("cluster", {})
-        and int(task.get("index", 0)) == 0
-    )
+    return int((tf_config().get("task") or {}).get("index", 0) or 0)
 
 
 class TrainingHook(Configurable):
@@ -63,7 +45,7 @@ class TrainingHook(Configurable):
     @property
     def is_chief(self):
         """Whether this process writes files (the chief of a cluster)."""
-        return _is_chief()
+        return is_chief_from_env()
 
     def begin(self, trainer):
         """Called once before the first step."""

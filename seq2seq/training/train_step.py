@@ -21,6 +21,13 @@ With `--mixed_precision float16` the objective is multiplied by a dynamic
 loss scale (`DynamicLossScale`) before differentiation and the gradients are
 divided by it before clipping; an overflow skips the update and halves the
 scale. `jit_compile` compiles the forward and backward pass with XLA.
+
+Metrics: the model's `forward` returns a dict of summable scalars
+(`ForwardOutput.metrics`: `loss_sum`, `target_tokens` and any a model
+adds). The step sums each over the micro-batches and all-reduces it over the
+replicas with the gradients, and returns the totals as `outputs["metrics"]`;
+`TrainSummaries` writes them. A new training metric is therefore a change
+to the model's `forward` only.
 """
 
 import tensorflow as tf
@@ -167,11 +174,7 @@ def apply_gradients_if(
             optimizer.apply_gradients(zip(gradients, variables))
             return tf.constant(True)
 
-        applied = tf.cond(condition, apply, lambda: tf.constant(False))
-        if on_decision is not None:
-            with tf.control_dependencies([applied]):
-                on_decision(condition)
-        return applied
+        return _apply_if(condition, apply, on_decision)
 
     bad = 1.0 - tf.cast(condition, tf.float32)
     condition = tf.equal(context.all_reduce(tf.distribute.ReduceOp.SUM, bad), 0.0)
@@ -195,13 +198,19 @@ def apply_gradients_if(
             )
             return tf.constant(True)
 
-        applied = tf.cond(condition, apply, lambda: tf.constant(False))
-        if on_decision is not None:
-            with tf.control_dependencies([applied]):
-                on_decision(condition)
-        return applied
+        return _apply_if(condition, apply, on_decision)
 
     return context.merge_call(cross_replica, args=(condition, gradients, variables))
+
+
+def _apply_if(condition, apply, on_decision=None):
+    """Runs `apply()` (returning True) when `condition` holds, then
+    `on_decision(condition)` if given; returns whether it was applied."""
+    applied = tf.cond(condition, apply, lambda: tf.constant(False))
+    if on_decision is not None:
+        with tf.control_dependencies([applied]):
+            on_decision(condition)
+    return applied
 
 
 class TrainStep:
@@ -287,9 +296,10 @@ class TrainStep:
         """Gradients of this replica's share of the effective-batch mean loss.
 
         Returns:
-          `(loss_sum, gradients)`: the replica's summed token loss (float32)
-          and the gradients of `loss_sum / normalizer` (times the loss scale
-          with float16), one per trainable variable.
+          `(metrics, gradients)`: the replica's summable metrics (a dict of
+          float32 scalars, with `loss_sum`, its summed token loss) and the
+          gradients of `loss_sum / normalizer` (times the loss scale with
+          float16), one per trainable variable.
         """
         model = self.model
         kwargs = {}
@@ -310,7 +320,8 @@ class TrainStep:
             gradients = [
                 None if g is None else tf.convert_to_tensor(g) for g in gradients
             ]
-        return tf.cast(output.loss_sum, tf.float32), gradients
+        metrics = {k: tf.cast(v, tf.float32) for k, v in output.metrics.items()}
+        return metrics, gradients
 
     def _xla_replica_gradients(self, *args):
         """`_replica_gradients` traced for XLA, which has no cuDNN kernels
@@ -324,7 +335,7 @@ class TrainStep:
         return replica_rows(features, context) if self.distributed else features
 
     def _replica_accumulate(self, features, normalizer, probability, micro_step):
-        loss_sum, gradients = self._gradients(
+        metrics, gradients = self._gradients(
             self._local_batch(features), normalizer, probability, micro_step
         )
         updates = [
@@ -333,12 +344,12 @@ class TrainStep:
             if g is not None
         ]
         with tf.control_dependencies(updates):
-            return tf.identity(loss_sum)
+            return {k: tf.identity(v) for k, v in metrics.items()}
 
     def _replica_update(self, features, normalizer, probability, micro_step):
         model, optimizer = self.model, self.optimizer
         variables = model.trainable_variables
-        loss_sum, gradients = self._gradients(
+        metrics, gradients = self._gradients(
             self._local_batch(features), normalizer, probability, micro_step
         )
         if self._accumulators is not None:
@@ -354,7 +365,8 @@ class TrainStep:
             present = [g for g in gradients if g is not None]
             summed = iter(context.all_reduce(tf.distribute.ReduceOp.SUM, present))
             gradients = [None if g is None else next(summed) for g in gradients]
-            loss_sum = context.all_reduce(tf.distribute.ReduceOp.SUM, loss_sum)
+            metrics = context.all_reduce(tf.distribute.ReduceOp.SUM, metrics)
+        loss_sum = metrics["loss_sum"]
         clipped, global_norm = model.clip_gradients(gradients, variables)
         clipped_norm = tf.linalg.global_norm(clipped)
         finite = tf.logical_and(
@@ -377,7 +389,7 @@ class TrainStep:
             with tf.control_dependencies(resets):
                 applied = tf.identity(applied)
         return {
-            "loss_sum": loss_sum,
+            "metrics": metrics,
             "global_norm": global_norm,
             "clipped_norm": clipped_norm,
             "applied": applied,
@@ -393,14 +405,17 @@ class TrainStep:
             self._replica_accumulate,
             args=(features, normalizer, probability, micro_step),
         )
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+        return {
+            key: self.strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+            for key, value in per_replica.items()
+        }
 
     def _update(self, features, normalizer, probability, micro_step):
         per_replica = self.strategy.run(
             self._replica_update, args=(features, normalizer, probability, micro_step)
         )
         # After the all-reduce every replica holds the same values.
-        return {key: self._first(value) for key, value in per_replica.items()}
+        return tf.nest.map_structure(self._first, per_replica)
 
     # ------------------------------------------------------------- host
 
@@ -410,9 +425,10 @@ class TrainStep:
 
         Returns:
           A dict: `loss` (mean token loss of the effective batch), `loss_sum`,
-          `num_tokens`, `global_norm` (before clipping), `clipped_norm`,
-          `applied` (bool tensor), `sampling_probability`, and `loss_scale`
-          with float16.
+          `num_tokens`, `metrics` (the model's summable metrics, summed over
+          the effective batch), `global_norm` (before clipping),
+          `clipped_norm`, `applied` (bool tensor), `sampling_probability`,
+          and `loss_scale` with float16.
         """
         if isinstance(batches, dict):
             batches = [batches]
@@ -423,13 +439,13 @@ class TrainStep:
         normalizer = sum(batch_tokens(b) for b in batches)
         normalizer_t = tf.constant(normalizer, tf.float32)
         probability = tf.cast(sampling_probability, tf.float32)
-        loss_sum = 0.0
+        accumulated = {}
         for index, batch in enumerate(batches[:-1]):
-            loss_sum += float(
-                self.accumulate(
-                    select_ids(batch), normalizer_t, probability, tf.constant(index)
-                )
+            metrics = self.accumulate(
+                select_ids(batch), normalizer_t, probability, tf.constant(index)
             )
+            for key, value in metrics.items():
+                accumulated[key] = accumulated.get(key, 0.0) + float(value)
         outputs = self.update(
             select_ids(batches[-1]),
             normalizer_t,
@@ -437,8 +453,11 @@ class TrainStep:
             tf.constant(len(batches) - 1),
         )
         outputs = dict(outputs)
-        if loss_sum:
-            outputs["loss_sum"] = outputs["loss_sum"] + loss_sum
+        outputs["metrics"] = {
+            key: value + accumulated[key] if key in accumulated else value
+            for key, value in outputs["metrics"].items()
+        }
+        outputs["loss_sum"] = outputs["metrics"]["loss_sum"]
         outputs["num_tokens"] = normalizer_t
         outputs["loss"] = outputs["loss_sum"] / max(normalizer, 1.0)
         outputs["sampling_probability"] = probability

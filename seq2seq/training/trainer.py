@@ -1,27 +1,24 @@
 """The training loop: compiled train step, checkpoints, evaluation, summaries.
 
 This replaces the original's Estimator/Experiment pair. One `Trainer` owns the
-model, the optimizer, a `tf.train.CheckpointManager` over `output_dir`, and
-two summary writers (`output_dir` for training curves, `output_dir/eval` for
-dev curves). A second run with the same `output_dir` resumes from the latest
+model, the optimizer, the run's checkpoints (`TrainCheckpoints`, in
+`checkpointing.py`), and two summary writers (`output_dir` for training
+curves, `output_dir/eval` for dev curves; `summaries.py`, which also holds
+the throughput window). A second run with the same `output_dir` resumes from the latest
 checkpoint (step, weights, optimizer slots and the position in the training
 data); a run whose `train_steps` is already reached returns at once.
 
 Curve health: a batch whose loss or gradient norm is not finite does not
-update anything (the update is skipped inside the compiled step, so the
-weights, the optimizer's slots and its step counter stay as they were); it
-is counted and logged, and after `max_consecutive_nan_steps` such batches in
-a row training stops with a `TrainingDivergedError`, leaving the last
-checkpoint (which never holds non-finite weights) in place. A loss above
-`loss_spike_factor` times its running average, and more than
-`SPIKE_STD_MARGIN` running standard deviations above it, is logged with the
-batch's lengths.
+update anything; after `max_consecutive_nan_steps` such batches in a row
+training stops with a `TrainingDivergedError`, leaving the last checkpoint
+(which never holds non-finite weights) in place. Loss spikes are logged
+(see `seq2seq.training.curve_health`).
 
 Faults: the chief holds `output_dir/train.lock` while it trains, so a second
 run on the same directory stops with one line instead of overwriting the
 first one's checkpoints (see `seq2seq.run_dir`). SIGINT and SIGTERM stop
 training after the current step and save a checkpoint (`Interrupted`, exit
-130 or 143 from the command line). A resume skips damaged checkpoints
+130 or 143 from the command line; see `stop_signals.py`). A resume skips damaged checkpoints
 (truncated or missing files) in favour of the newest intact one, and removes
 the `ckpt-N_temp` directories of saves cut short by SIGKILL or a crash. A
 write refused by the file system (read-only, full, a path component that is
@@ -35,14 +32,10 @@ stops early when `early_stopping_metric` has not improved for
 """
 
 import contextlib
-import dataclasses
 import os
-import shutil
 import signal
-import tempfile
 import time
 
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -57,8 +50,24 @@ from seq2seq.data import batching
 from seq2seq.errors import Interrupted, UserError
 from seq2seq.metrics import MetricSpec
 from seq2seq.models import ModelBase
+from seq2seq.run_dir import (  # noqa: F401  (re-exported)
+    check_and_write_train_options,
+    check_train_options,
+)
 from seq2seq.training import distribution, early_stopping, evaluation
 from seq2seq.training import hooks as hooks_lib
+from seq2seq.training.checkpointing import TrainCheckpoints
+from seq2seq.training.curve_health import (  # noqa: F401  (re-exported)
+    SPIKE_AVERAGE_DECAY,
+    SPIKE_STD_MARGIN,
+    SPIKE_WARMUP_STEPS,
+    CurveHealth,
+    TrainingDivergedError,
+    loss_scale_overflow,
+)
+from seq2seq.training.run_config import RunConfig
+from seq2seq.training.stop_signals import StopSignals
+from seq2seq.training.summaries import SummaryWriters, TrainSummaries
 from seq2seq.training.train_step import (
     ID_KEYS,
     DynamicLossScale,
@@ -67,7 +76,6 @@ from seq2seq.training.train_step import (
     select_ids,
 )
 from seq2seq.training.unk_rate import UnknownTokenRate
-from seq2seq.training.utils import TrainOptions
 
 # Keys the compiled steps see (token strings stay on the host).
 _ID_KEYS = ID_KEYS
@@ -76,81 +84,11 @@ __all__ = ["RunConfig", "Trainer", "TrainingDivergedError", "apply_gradients_if"
 
 MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
 
-# Loss-spike detection: the running average and variance are exponential
-# moving averages of the finite training losses with this decay, and spikes
-# are only looked for once they have seen this many steps. A spike must also
-# stand this many running standard deviations above the average, so that the
-# ordinary batch-to-batch spread (large while a model is learning, or when
-# bucketing makes batches homogeneous) is not reported.
-SPIKE_AVERAGE_DECAY = 0.98
-SPIKE_WARMUP_STEPS = 20
-SPIKE_STD_MARGIN = 4.0
-
 
 # Where the short names of --metrics and --hooks are looked up, and the base
 # class each named class must derive from.
 METRIC_SLOT = {"modules": ["seq2seq.metrics"], "what": "metric", "base": MetricSpec}
 HOOK_SLOT = {"modules": [hooks_lib], "what": "hook", "base": hooks_lib.TrainingHook}
-
-
-class TrainingDivergedError(UserError):
-    """Training stopped because too many batches in a row had a non-finite
-    loss or gradient norm."""
-
-
-@dataclasses.dataclass
-class RunConfig:
-    """How long to train, how to batch, and when to save and evaluate."""
-
-    output_dir: str
-    batch_size: int = 16
-    buckets: list = None
-    train_steps: int = None
-    eval_every_n_steps: int = 1000
-    save_checkpoints_secs: int = None
-    save_checkpoints_steps: int = None
-    keep_checkpoint_max: int = 5
-    keep_checkpoint_every_n_hours: float = 4.0
-    log_every_n_steps: int = 100
-    tf_random_seed: int = None
-    # Evaluation: also compute text metrics on beam search decodes (> 1).
-    eval_beam_width: int = 0
-    # Curve health.
-    max_consecutive_nan_steps: int = 5
-    loss_spike_factor: float = 3.0
-    # Best checkpoint and early stopping ("" metric: keep the best by
-    # loss/teacher_forced when there is a dev set, never stop early).
-    early_stopping_metric: str = ""
-    early_stopping_mode: str = "auto"
-    early_stopping_patience: int = 5
-    early_stopping_min_delta: float = 0.0
-    # Performance and scale (see docs/performance.md).
-    distribution_strategy: str = "default"
-    distribution_devices: list = None
-    effective_batch_size: int = None
-    mixed_precision: str = ""
-    jit_compile: bool = False
-    batch_type: str = "examples"
-    pad_to_bucket: bool = False
-    cache_max_bytes: int = 0
-
-    def accumulation_steps(self):
-        """Micro-batches per update: `effective_batch_size / batch_size`.
-
-        Raises:
-          UserError: `effective_batch_size` is not a multiple of `batch_size`.
-        """
-        if not self.effective_batch_size:
-            return 1
-        steps, remainder = divmod(int(self.effective_batch_size), int(self.batch_size))
-        if remainder or steps < 1:
-            raise UserError(
-                f"--effective_batch_size={self.effective_batch_size} must be a "
-                f"multiple of --batch_size={self.batch_size} (each update "
-                "accumulates effective_batch_size / batch_size batches); e.g. "
-                f"--effective_batch_size={(steps + 1) * self.batch_size}."
-            )
-        return steps
 
 
 class Trainer:
@@ -243,22 +181,17 @@ class Trainer:
         self.dev_dataset = (
             self._make_dataset(dev_pipeline, training=False) if dev_pipeline else None
         )
-        self._writers = {}
+        self.writers = SummaryWriters(config.output_dir, self.is_chief)
         self._iterator = iter(self.train_dataset) if self.train_dataset else None
         tracked = {"model": self.model, "optimizer": self.optimizer}
         if self._iterator is not None:
             tracked["data"] = self._iterator
         self.checkpoint = tf.train.Checkpoint(**tracked)
-        # Every worker takes part in a save; only the chief's is kept.
-        self._checkpoint_dir = (
-            config.output_dir
-            if self.is_chief
-            else tempfile.mkdtemp(prefix="seq2seq_worker_checkpoint_")
-        )
-        self.manager = tf.train.CheckpointManager(
+        self.checkpoints = TrainCheckpoints(
             self.checkpoint,
-            self._checkpoint_dir,
-            max_to_keep=config.keep_checkpoint_max or None,
+            config.output_dir,
+            is_chief=self.is_chief,
+            max_to_keep=config.keep_checkpoint_max,
             keep_checkpoint_every_n_hours=config.keep_checkpoint_every_n_hours,
         )
         self.evaluator = (
@@ -270,18 +203,8 @@ class Trainer:
         )
         self.best = self._make_best_tracker()
         self._train_step = None
-        # The step of the newest checkpoint written or restored by this run.
-        self._saved_step = None
-        # Signal handling while training (see `_on_signal`).
-        self._stop_signal = None
-        self._defer_signals = False
-        # Curve-health counters of this run.
-        self.skipped_updates = 0
-        self.consecutive_skipped = 0
-        self.loss_spikes = 0
-        self._loss_average = None
-        self._loss_variance = 0.0
-        self._loss_average_steps = 0
+        self.signals = StopSignals(lambda: self.step)
+        self.health = CurveHealth(config, lambda: self.train_writer)
 
     def _make_best_tracker(self):
         """The `BestCheckpointTracker` of this run, or None without a dev set.
@@ -354,19 +277,6 @@ class Trainer:
             self.model.preprocess, num_parallel_calls=tf.data.AUTOTUNE
         ).prefetch(tf.data.AUTOTUNE)
 
-    def _writer(self, name):
-        """The summary writer of `output_dir` (train) or `output_dir/eval`,
-        created on first use so that a run with nothing to do writes nothing."""
-        if name not in self._writers and not self.is_chief:
-            self._writers[name] = tf.summary.create_noop_writer()
-        if name not in self._writers:
-            path = self.config.output_dir
-            if name == "eval":
-                path = os.path.join(path, "eval")
-            with self._writing(f"summaries in {path}"):
-                self._writers[name] = tf.summary.create_file_writer(path)
-        return self._writers[name]
-
     def _writing(self, what):
         """`run_dir.writing` for this run's output directory."""
         return run_dir.writing(what, self.config.output_dir)
@@ -374,12 +284,12 @@ class Trainer:
     @property
     def train_writer(self):
         """Summary writer for training curves (`output_dir`)."""
-        return self._writer("train")
+        return self.writers.train
 
     @property
     def eval_writer(self):
         """Summary writer for dev curves (`output_dir/eval`)."""
-        return self._writer("eval")
+        return self.writers.eval
 
     @property
     def step(self):
@@ -404,8 +314,9 @@ class Trainer:
           norm is not finite. `sampling_probability` is the scheduled-sampling
           probability, a float (tensor); None takes the model's schedule at
           the current global step. Outputs: `loss`, `loss_sum`, `num_tokens`,
-          `global_norm` (before clipping), `clipped_norm` (after), `applied`
-          (bool) and `sampling_probability` (see `TrainStep`).
+          `metrics` (the model's summed metrics), `global_norm` (before
+          clipping), `clipped_norm` (after), `applied` (bool) and
+          `sampling_probability` (see `TrainStep`).
         """
         step = TrainStep(
             self.model,
@@ -442,10 +353,8 @@ class Trainer:
     # --------------------------------------------------------- checkpoints
 
     def restore(self):
-        """Restores the newest intact checkpoint of `output_dir`, if any.
-
-        Damaged checkpoints (truncated or missing files) newer than it are
-        skipped with a warning (see `run_dir.newest_intact`).
+        """Restores the newest intact checkpoint of `output_dir`, if any
+        (see `TrainCheckpoints.restore`).
 
         Returns:
           The restored step (0 when starting fresh).
@@ -454,18 +363,8 @@ class Trainer:
           UserError: The checkpoints are all damaged, or the newest intact
             one does not fit the model.
         """
-        # Workers other than the chief resume from the chief's checkpoints.
-        latest = run_dir.newest_intact(self.config.output_dir)
-        if not latest:
+        if self.checkpoints.restore(lambda: self.step) is None:
             return 0
-        run_dir.restore_checkpoint(
-            latest,
-            lambda: self.checkpoint.restore(latest).assert_existing_objects_matched(),
-            "the current config",
-            "Use a new --output_dir or the config the checkpoint was trained with.",
-        )
-        self._saved_step = self.step
-        logging.info("Restored %s (step %d)", latest, self.step)
         return self.step
 
     def weights_are_finite(self):
@@ -482,39 +381,18 @@ class Trainer:
         Weights that are not all finite are never saved: the previous
         checkpoint stays the latest, and None is returned.
         """
-        if self._saved_step == self.step:
-            return self.manager.latest_checkpoint
+        if self.checkpoints.saved_step == self.step:
+            return self.checkpoints.manager.latest_checkpoint
         if not self.weights_are_finite():
             logging.error(
                 "Not saving step %d: the weights are not finite; the latest "
                 "checkpoint is still %s.",
                 self.step,
-                self.manager.latest_checkpoint,
+                self.checkpoints.manager.latest_checkpoint,
             )
             return None
-        deferred, self._defer_signals = self._defer_signals, True
-        try:
-            with run_dir.writing(
-                f"checkpoint ckpt-{self.step}", self.config.output_dir
-            ):
-                path = self.manager.save(checkpoint_number=self.step)
-        finally:
-            self._defer_signals = deferred
-        self._saved_step = self.step
-        if not self.is_chief:
-            self._clear_worker_checkpoints()
-            return None
-        logging.info("Saved checkpoint %s", path)
-        return path
-
-    def _clear_worker_checkpoints(self):
-        """Deletes what a non-chief worker's save wrote (its temporary dir)."""
-        for name in os.listdir(self._checkpoint_dir):
-            path = os.path.join(self._checkpoint_dir, name)
-            if os.path.isdir(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.remove(path)
+        with self.signals.deferred():
+            return self.checkpoints.save(self.step)
 
     def _agree(self, flag):
         """`flag` as decided by the chief, the same on every worker (a
@@ -554,17 +432,8 @@ class Trainer:
             raise UserError(
                 "--schedule=evaluate needs --input_pipeline_dev to evaluate on."
             )
-        latest = run_dir.newest_intact(self.config.output_dir)
-        if not latest:
-            raise UserError(
-                f"no checkpoint in {self.config.output_dir} to evaluate; train "
-                "first or point --output_dir at a training directory."
-            )
-        self._build(next(iter(self.dev_dataset)))
-        run_dir.restore_checkpoint(
-            latest,
-            lambda: self.checkpoint.restore(latest).expect_partial(),
-            "the current config",
+        self.checkpoints.restore_for_evaluation(
+            lambda: self._build(next(iter(self.dev_dataset)))
         )
         return self.evaluate()
 
@@ -596,55 +465,12 @@ class Trainer:
         with lock:
             if self.is_chief:
                 run_dir.clean_temp_checkpoints(self.config.output_dir)
-            with self._signals_stop_training():
+            with self.signals.handling():
                 return self._train()
-
-    @contextlib.contextmanager
-    def _signals_stop_training(self):
-        """Routes SIGINT and SIGTERM to `_on_signal` for the block (where
-        this is the main thread; signals can only be handled there)."""
-        self._stop_signal = None
-        previous = {}
-        try:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                previous[signum] = signal.signal(signum, self._on_signal)
-        except ValueError:
-            pass  # Not the main thread.
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def _on_signal(self, signum, frame):
-        """Stops training on SIGINT or SIGTERM.
-
-        Outside a train step or a save (e.g. during an evaluation) the
-        signal raises `Interrupted` at once; within one it is remembered and
-        raised when the step or save is done, so the saved checkpoint and
-        the data position stay consistent.
-        """
-        del frame
-        name = signal.Signals(signum).name
-        if self._stop_signal is not None:
-            logging.warning("%s: already stopping; saving a checkpoint first.", name)
-            return
-        self._stop_signal = signum
-        logging.warning(
-            "%s at step %d: stopping after saving a checkpoint.", name, self.step
-        )
-        if not self._defer_signals:
-            raise Interrupted(signum)
-
-    def _check_stop_signal(self):
-        if self._stop_signal is not None:
-            raise Interrupted(self._stop_signal)
 
     def _interrupted_message(self, signum):
         name = signal.Signals(signum).name
-        saved = (
-            self.manager.latest_checkpoint if self._saved_step == self.step else None
-        )
+        saved = self.checkpoints.saved_at(self.step)
         if saved:
             return (
                 f"{name} at step {self.step}: saved checkpoint "
@@ -688,16 +514,16 @@ class Trainer:
         unk_rate = UnknownTokenRate(self.model) if self.is_chief else None
 
         last_save_time = time.time()
-        window_start = time.time()
-        window_tokens = window_examples = 0.0
-        window_loss = window_count = 0.0
+        window = TrainSummaries(
+            self.writers, config.log_every_n_steps, config.train_steps
+        )
         stopped = False
         diverged = None
         stopped_early = False
         try:
             while config.train_steps is None or self.step < config.train_steps:
-                self._check_stop_signal()
-                self._defer_signals = True
+                self.signals.check()
+                self.signals.deferring = True
                 batches = []
                 while len(batches) < self.accumulation_steps:
                     batches.append(
@@ -717,45 +543,32 @@ class Trainer:
                 step = self.step
                 loss = float(outputs["loss"])
                 if not bool(outputs["applied"]):
-                    if self._loss_scale_overflow(step, loss):
+                    if loss_scale_overflow(self.loss_scale, step, loss):
                         continue
-                    diverged = self._skipped_update(step, loss, outputs)
+                    diverged = self.health.skipped(
+                        step, loss, float(outputs["global_norm"])
+                    )
                     if diverged:
                         break
                     continue
-                self.consecutive_skipped = 0
-                self._check_spike(step, loss, features)
-                window_tokens += float(outputs["num_tokens"])
-                window_examples += float(
-                    sum(int(b["target_len"].shape[0]) for b in batches)
-                )
-                window_loss += loss
-                window_count += 1
-                if (
-                    step % config.log_every_n_steps == 0
-                    or step == 1
-                    or step == config.train_steps
-                ):
-                    elapsed = max(time.time() - window_start, 1e-9)
-                    with self._writing("training summaries"):
-                        self._log_train(
-                            step,
-                            window_loss / window_count,
-                            outputs,
-                            window_tokens / elapsed,
-                            window_examples / elapsed,
-                            window_count / elapsed,
-                            features,
-                        )
-                    window_start = time.time()
-                    window_tokens = window_examples = window_loss = window_count = 0
+                self.health.applied(step, loss, features)
+                window.add(loss, outputs, batches)
+                if window.due(step):
+                    window.write(
+                        step,
+                        outputs,
+                        features,
+                        self.learning_rate(),
+                        self.health,
+                        getattr(self.model, "scheduled_sampling", None) is not None,
+                    )
                 for hook in self.hooks:
                     hook.after_step(step, features, outputs)
                 if self._should_save(step, last_save_time):
                     self.save()
                     last_save_time = time.time()
-                self._defer_signals = False
-                self._check_stop_signal()
+                self.signals.deferring = False
+                self.signals.check()
                 if (
                     self.evaluator is not None
                     and config.eval_every_n_steps
@@ -764,20 +577,20 @@ class Trainer:
                     eval_start = time.time()
                     results = self.evaluate()
                     # Throughput figures count training time only.
-                    window_start += time.time() - eval_start
+                    window.exclude(time.time() - eval_start)
                     if self._agree(self._after_evaluation(step, results)):
                         stopped_early = True
                         break
         except KeyboardInterrupt as err:
-            # SIGINT, SIGTERM (see `_on_signal`) or a hook's KeyboardInterrupt.
+            # SIGINT, SIGTERM (see `StopSignals`) or a hook's KeyboardInterrupt.
             stopped = getattr(err, "signum", signal.SIGINT)
-            if self._stop_signal is None:
-                self._stop_signal = stopped
+            if self.signals.signum is None:
+                self.signals.signum = stopped
             logging.warning("Interrupted at step %d; saving a checkpoint.", self.step)
         except StopIteration:
             logging.info("Training data exhausted at step %d.", self.step)
         finally:
-            self._defer_signals = True
+            self.signals.deferring = True
             if self._train_step is not None and self.step > 0:
                 self.save()
         if unk_rate is not None and not stopped:
@@ -788,11 +601,8 @@ class Trainer:
             last_eval = config.eval_every_n_steps
             if not last_eval or self.step % last_eval != 0:
                 self._after_evaluation(self.step, self.evaluate(), final=True)
-        with self._writing("summaries"):
-            for writer in self._writers.values():
-                writer.flush()
-        if not self.is_chief:
-            shutil.rmtree(self._checkpoint_dir, ignore_errors=True)
+        self.writers.flush()
+        self.checkpoints.close()
         if stopped:
             raise Interrupted(stopped, self._interrupted_message(stopped))
         if diverged:
@@ -804,14 +614,12 @@ class Trainer:
         early (never after the `final` evaluation)."""
         if self.best is None or not results:
             return False
-        deferred, self._defer_signals = self._defer_signals, True
-        try:
-            with self._writing(
-                f"the best checkpoint in {early_stopping.best_dir(self.config.output_dir)}"
-            ):
-                self.best.update(step, results)
-        finally:
-            self._defer_signals = deferred
+        best_dir = run_dir.best_dir(self.config.output_dir)
+        with (
+            self.signals.deferred(),
+            self._writing(f"the best checkpoint in {best_dir}"),
+        ):
+            self.best.update(step, results)
         if final or not self.best.should_stop:
             return False
         logging.info(
@@ -827,141 +635,12 @@ class Trainer:
         )
         return True
 
-    def _loss_scale_overflow(self, step, loss):
-        """Whether a skipped float16 update was a loss-scale overflow (a
-        finite loss whose scaled gradients overflowed); those are expected
-        while the scale settles, are logged and do not count as bad steps."""
-        if self.loss_scale is None or not np.isfinite(loss):
-            return False
-        scale = float(self.loss_scale.scale.numpy())
-        log = logging.warning if scale < 1.0 else logging.info
-        log(
-            "Step %d: float16 gradients overflowed; update skipped, loss scale "
-            "lowered to %g.",
-            step,
-            scale,
-        )
-        return scale >= 1.0
-
-    def _skipped_update(self, step, loss, outputs):
-        """Counts and logs a batch whose update was skipped.
-
-        Returns:
-          The one-line message to stop training with, or None to go on.
-        """
-        self.skipped_updates += 1
-        self.consecutive_skipped += 1
-        logging.warning(
-            "Skipped the update after step %d: loss = %s, gradient norm = %s "
-            "(not finite); %d in a row, %d in this run.",
-            step,
-            loss,
-            float(outputs["global_norm"]),
-            self.consecutive_skipped,
-            self.skipped_updates,
-        )
-        with self.train_writer.as_default(step=step):
-            tf.summary.scalar("health/skipped_updates", self.skipped_updates)
-        limit = self.config.max_consecutive_nan_steps
-        if not limit or self.consecutive_skipped < limit:
-            return None
-        return (
-            f"training stopped at step {step}: the loss or gradient norm was not "
-            f"finite for {self.consecutive_skipped} batches in a row "
-            f"(--max_consecutive_nan_steps={limit}); none of them changed the "
-            f"weights, and the latest checkpoint in {self.config.output_dir} is "
-            "intact. Lower optimizer.learning_rate or optimizer.clip_gradients, "
-            "or check the data for empty or overlong lines."
-        )
-
-    def _check_spike(self, step, loss, features):
-        """Logs a loss above `loss_spike_factor` x its running average that
-        is also `SPIKE_STD_MARGIN` running standard deviations above it."""
-        factor = self.config.loss_spike_factor
-        if not factor or factor <= 0 or not np.isfinite(loss):
-            return
-        average = self._loss_average
-        if (
-            average is not None
-            and self._loss_average_steps >= SPIKE_WARMUP_STEPS
-            and loss > factor * average
-            and loss > average + SPIKE_STD_MARGIN * np.sqrt(self._loss_variance)
-        ):
-            self.loss_spikes += 1
-            source_len = features["source_len"].numpy()
-            target_len = features["target_len"].numpy()
-            logging.warning(
-                "Loss spike at step %d: %.4f > %g x running average %.4f; batch "
-                "of %d: source_len min/mean/max %d/%.1f/%d, target_len "
-                "min/mean/max %d/%.1f/%d.",
-                step,
-                loss,
-                factor,
-                average,
-                len(source_len),
-                source_len.min(),
-                source_len.mean(),
-                source_len.max(),
-                target_len.min(),
-                target_len.mean(),
-                target_len.max(),
-            )
-            with self.train_writer.as_default(step=step):
-                tf.summary.scalar("health/loss_spikes", self.loss_spikes)
-        if average is None:
-            self._loss_average = loss
-        else:
-            decay = SPIKE_AVERAGE_DECAY
-            deviation = loss - average
-            self._loss_average = average + (1.0 - decay) * deviation
-            self._loss_variance = decay * (
-                self._loss_variance + (1.0 - decay) * deviation * deviation
-            )
-        self._loss_average_steps += 1
-
     def _should_save(self, step, last_save_time):
         config = self.config
         if config.save_checkpoints_steps:
             return step % config.save_checkpoints_steps == 0
         secs = config.save_checkpoints_secs or 600
         return time.time() - last_save_time >= secs
-
-    def _log_train(self, step, loss, outputs, tokens_s, examples_s, steps_s, batch):
-        lr = self.learning_rate()
-        global_norm = float(outputs["global_norm"])
-        clipped_norm = float(outputs["clipped_norm"])
-        probability = float(outputs["sampling_probability"])
-        sampling = ""
-        if getattr(self.model, "scheduled_sampling", None) is not None:
-            sampling = f", sampling p = {probability:.3f}"
-        logging.info(
-            "step %d: loss = %.4f, lr = %.3g, %.0f target tokens/s, %.2f steps/s%s",
-            step,
-            loss,
-            lr,
-            tokens_s,
-            steps_s,
-            sampling,
-        )
-        with self.train_writer.as_default(step=step):
-            tf.summary.scalar("loss", loss)
-            tf.summary.scalar("learning_rate", lr)
-            tf.summary.scalar("global_norm", global_norm)
-            tf.summary.scalar("global_norm/clipped", clipped_norm)
-            tf.summary.scalar(
-                "global_norm/clip_ratio",
-                clipped_norm / global_norm if global_norm > 0 else 1.0,
-            )
-            tf.summary.scalar("scheduled_sampling/probability", probability)
-            if "loss_scale" in outputs:
-                tf.summary.scalar("loss_scale", float(outputs["loss_scale"]))
-            tf.summary.scalar("health/skipped_updates", self.skipped_updates)
-            tf.summary.scalar("health/loss_spikes", self.loss_spikes)
-            tf.summary.scalar("tokens_per_sec", tokens_s)
-            tf.summary.scalar("examples_per_sec", examples_s)
-            tf.summary.scalar("global_step/sec", steps_s)
-            tf.summary.histogram("source_len", batch["source_len"])
-            tf.summary.histogram("target_len", batch["target_len"])
 
 
 def set_mixed_precision(name):
@@ -1011,36 +690,3 @@ def check_component_classes(metrics, hooks):
                     slot["what"],
                     base=slot["base"],
                 )
-
-
-def check_train_options(train_options, output_dir):
-    """Refuses a config that does not fit the checkpoints in `output_dir`.
-
-    Raises:
-      UserError: `output_dir` holds a model of another class or trained with
-        other vocabularies.
-    """
-    path = os.path.join(output_dir, "train_options.json")
-    if os.path.exists(path) and tf.train.latest_checkpoint(output_dir):
-        previous = TrainOptions.load(output_dir)
-        differences = previous.differences(train_options)
-        if differences:
-            raise UserError(
-                f"{output_dir} holds a model trained with a different config: "
-                f"{'; '.join(differences)}. Use a new --output_dir or the same "
-                "model and vocabularies."
-            )
-
-
-def check_and_write_train_options(train_options, output_dir):
-    """Writes `train_options.json` after `check_train_options`.
-
-    Raises:
-      UserError: The config does not fit the checkpoints in `output_dir`,
-        or the file cannot be written.
-    """
-    check_train_options(train_options, output_dir)
-    path = os.path.join(output_dir, "train_options.json")
-    with run_dir.writing(path, output_dir):
-        os.makedirs(output_dir, exist_ok=True)
-        train_options.dump(output_dir)
