@@ -99,7 +99,9 @@ def test_cut_off_event_file_is_plotted_up_to_the_cut(tmp_path, capsys):
     path.write_bytes(bytes(damaged))
     assert plot_curves.main(args + ["--output", str(output)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1].startswith(f"error: {path} is damaged (corrupted record at")
+    assert lines[-1].startswith(
+        f"plot_curves: error: {path} is damaged (corrupted record at"
+    )
 
 
 def test_unwritable_output_is_one_error_line(tmp_path, capsys):
@@ -110,5 +112,7 @@ def test_unwritable_output_is_one_error_line(tmp_path, capsys):
         args = ["--runs", str(tmp_path / "a"), "--tags", "loss"]
         assert plot_curves.main(args + ["--output", str(output)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert err[-1].startswith(f"error: cannot write --output {output}: "), err
+        assert err[-1].startswith(
+            f"plot_curves: error: cannot write --output {output}: "
+        ), err
         assert "Traceback" not in "\n".join(err)
