@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -183,21 +184,38 @@ def test_model_sees_the_same_ids_with_source_reverse(tmp_path, batch_type):
 
 
 def _peak_rss_mb(args, cwd):
-    """Runs `args`; returns (exit code, stderr, its peak resident set in MB)."""
+    """Runs `args`; returns (exit code, stderr, its peak resident set in MB).
+
+    The peak is the child's own `VmHWM`, polled from /proc while it runs:
+    `ru_maxrss` from `wait4` would also count the memory the child shared
+    with this (large, long-running pytest) process before `exec`.
+    """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    status_path = None
+    peak_kb = float("nan")
     with open(os.path.join(cwd, "stderr.txt"), "w+b") as err:
         process = subprocess.Popen(
             args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err
         )
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
+        status_path = f"/proc/{process.pid}/status"
+        while process.poll() is None:
+            try:
+                with open(status_path) as status:
+                    for line in status:
+                        if line.startswith("VmHWM:"):
+                            value = float(line.split()[1])
+                            peak_kb = (
+                                value if peak_kb != peak_kb else max(peak_kb, value)
+                            )
+            except OSError:
+                pass
+            time.sleep(0.05)
         err.seek(0)
         stderr = err.read().decode("utf-8", "replace")
-    # ru_maxrss is in kilobytes on Linux.
-    return process.returncode, stderr, usage.ru_maxrss / 1024
+    return process.returncode, stderr, peak_kb / 1024
 
 
-@pytest.mark.skipif(not hasattr(os, "wait4"), reason="needs os.wait4 (Unix)")
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc")
 def test_training_on_a_huge_line_stays_in_normal_memory(tmp_path):
     # Four short lines and one of 200k tokens: every parse batch holds about
     # 25 copies of the long line. Splitting whole lines took about 3.5 GB
@@ -243,4 +261,4 @@ def test_training_on_a_huge_line_stays_in_normal_memory(tmp_path):
     assert code == 0, stderr[-3000:]
     assert "step 3: loss" in stderr
     assert np.isfinite(peak_mb)
-    assert peak_mb < 1600, f"training peaked at {peak_mb:.0f} MB"
+    assert 300 < peak_mb < 1600, f"training peaked at {peak_mb:.0f} MB"
