@@ -489,6 +489,9 @@ class Trainer:
         # After a restore the iterator continues where the last run stopped,
         # so the batch drawn to build the variables is not reused.
         pending = first if self.restore() == 0 else None
+        if pending is not None:
+            with self.strategy.scope():
+                self.model.initialize_from_files()
         if config.train_steps is not None and self.step >= config.train_steps:
             logging.info(
                 "Step %d already reaches train_steps=%d in %s; nothing to do.",
