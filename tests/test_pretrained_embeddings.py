@@ -133,9 +133,15 @@ def test_found_rows_are_the_files_missing_random_and_frozen(toy_data, tmp_path):
     vectors = {t: rng.normal(size=DIM).round(4) for t in known}
     vectors["not_in_vocab"] = np.ones(DIM)
     path = _write_vectors(tmp_path / "vectors.txt", vectors)
+    table = rng.normal(size=[len(tokens), DIM])
+    np.save(str(tmp_path / "target.npy"), table)
     params = tiny_model_params(
         toy_data["vocab"],
-        **{"embedding.source.init_file": path, "embedding.trainable": False},
+        **{
+            "embedding.source.init_file": path,
+            "embedding.target.init_file": str(tmp_path / "target.npy"),
+            "embedding.trainable": False,
+        },
     )
     out = str(tmp_path / "model")
     trainer = make_trainer(
@@ -151,43 +157,46 @@ def test_found_rows_are_the_files_missing_random_and_frozen(toy_data, tmp_path):
             np.testing.assert_allclose(source[token_id], vectors[token], atol=1e-6)
     # The other rows (other tokens, the specials) got the usual initializer.
     missing = source[len(known) :]
-    scale = params.get("embedding.init_scale", 0.04)
-    assert np.abs(missing).max() <= scale and np.abs(missing).min() > 0
+    assert np.abs(missing).max() <= 0.04 and np.abs(missing).min() > 0
     assert len({tuple(row) for row in missing}) == len(missing)
+    target = model.target_embedding.numpy()
+    np.testing.assert_allclose(target[: len(tokens)], table, atol=1e-6)
+    assert np.abs(target[len(tokens) :]).max() <= 0.04
     # Three updates changed the decoder but not the frozen embeddings.
     frozen = {id(model.source_embedding), id(model.target_embedding)}
     assert not frozen & {id(v) for v in model.trainable_variables}
     np.testing.assert_array_equal(start.values[model.source_embedding.path], source)
+    np.testing.assert_array_equal(start.values[model.target_embedding.path], target)
     decoder = model.decoder.trainable_variables
     assert any(not np.allclose(start.values[v.path], v.numpy()) for v in decoder)
-    # A resumed run keeps the checkpoint's values and no longer reads the file.
-    saved = source.copy()
-    (tmp_path / "vectors.txt").unlink()
+    # A resumed run keeps the checkpoint's values and no longer reads the files.
+    for name in ("vectors.txt", "target.npy"):
+        (tmp_path / name).unlink()
     again = make_trainer(
-        toy_data, out, train_steps=4, model_params=params, with_dev=False
+        toy_data, out, train_steps=3, model_params=params, with_dev=False
     )
-    assert again.train() == 4
-    np.testing.assert_array_equal(again.model.source_embedding.numpy(), saved)
+    assert again.train() == 3
+    np.testing.assert_array_equal(again.model.source_embedding.numpy(), source)
 
 
-def test_trainable_pretrained_rows_move_with_training(toy_data, tmp_path):
+def test_shared_matrix_from_one_file_stays_trainable(toy_data, tmp_path):
+    from seq2seq.models import AttentionSeq2Seq
+
     tokens = _vocab_tokens(toy_data)
-    table = np.random.default_rng(1).normal(size=[len(tokens), DIM]) * 0.05
+    table = np.random.default_rng(1).normal(size=[len(tokens) + 3, DIM])
     path = str(tmp_path / "vectors.npy")
     np.save(path, table)
     params = tiny_model_params(
         toy_data["vocab"], **{"embedding.share": True, "embedding.init_file": path}
     )
-    trainer = make_trainer(
-        toy_data, str(tmp_path / "m"), 2, model_params=params, with_dev=False
-    )
-    start = _AtStart()
-    trainer.hooks.append(start)
-    trainer.train()
-    embedding = trainer.model.source_embedding
-    assert trainer.model.target_embedding is embedding
-    np.testing.assert_allclose(start.values[embedding.path][:-3], table, atol=1e-6)
-    assert not np.allclose(embedding.numpy()[:-3], table, atol=1e-6)
+    model = AttentionSeq2Seq(params, "train")
+    model.initialize_from_files()
+    assert model.target_embedding is model.source_embedding
+    np.testing.assert_allclose(model.source_embedding.numpy(), table, atol=1e-6)
+    assert id(model.source_embedding) in {id(v) for v in model.trainable_weights}
+    params["embedding.source.init_file"] = str(tmp_path / "other.npy")
+    with pytest.raises(ConfigError, match="different files"):
+        AttentionSeq2Seq(params, "train")
 
 
 def test_cli_dimension_mismatch_is_one_line_and_exit_2(toy_data, tmp_path):
