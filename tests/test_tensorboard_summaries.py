@@ -5,10 +5,10 @@ import collections
 import math
 import os
 
-import numpy as np
 import pytest
 import sacrebleu
 import tensorflow as tf
+from test_train_cli import base_args, run_train
 from test_trainer import make_trainer
 
 from seq2seq.metrics import ChrfMetricSpec, chrf
@@ -70,50 +70,67 @@ def test_markdown_table_escapes_cells():
 # ------------------------------------------------------------- training
 
 
-def test_training_writes_gradients_images_and_text(toy_data, tmp_path):
-    out = str(tmp_path / "model")
-    trainer = make_trainer(
-        toy_data,
-        out,
-        train_steps=4,
-        log_every_n_steps=2,
-        eval_every_n_steps=4,
-        metrics=[{"class": "ChrfMetricSpec"}],
-        hooks=[{"class": "TrainSampleHook", "params": {"every_n_steps": 4}}],
-        gradient_summaries=True,
-        eval_summary_examples=3,
+def _analysis(path):
+    """`{variable: parameter count}` from PrintModelAnalysisHook's table."""
+    lines = open(path, encoding="utf-8").read().splitlines()[1:-1]
+    return {line.split()[0]: int(line.split()[-1].replace(",", "")) for line in lines}
+
+
+def test_cli_writes_gradients_images_text_and_chrf(toy_data, tmp_path):
+    out = tmp_path / "model"
+    tokens = open(toy_data["vocab"], encoding="utf-8").read().split()
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text(
+        "".join(f"{t} " + " ".join(["0.5"] * 16) + "\n" for t in tokens[:2])
     )
-    assert trainer.train() == 4
-    train = read_events(out)
-    names = [v.path for v in trainer.model.trainable_variables]
+    args = base_args(toy_data, out, **{"embedding.init_file": str(vectors)})
+    result = run_train(
+        *args,
+        "--train_steps=4",
+        "--log_every_n_steps=2",
+        "--eval_every_n_steps=4",
+        "--save_checkpoints_steps=4",
+        "--gradient_summaries",
+        "--eval_summary_examples=3",
+        "--metrics=[{class: ChrfMetricSpec}]",
+        "--hooks=[{class: TrainSampleHook, params: {every_n_steps: 4}}, "
+        "{class: PrintModelAnalysisHook}]",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    total = len(tokens) + 3
+    for side in ("source", "target"):
+        line = f"embedding: 2 of {total} {side} tokens found in {vectors}; "
+        assert line + f"{total - 2} initialised randomly" in result.stderr
+    train = read_events(str(out))
+    sizes = _analysis(out / "model_analysis.txt")
     # Per-variable gradient histograms and norms, at summary steps only
-    # (1, 2 and 4 with log_every_n_steps=2), from a second compiled update.
-    for name in names:
+    # (1, 2 and 4 with log_every_n_steps=2).
+    for name in sizes:
         assert sorted(train[f"gradients/{name}"]) == [1, 2, 4], name
         assert sorted(train[f"gradient_norm/{name}"]) == [1, 2, 4], name
-    step = trainer._train_step.step
-    assert step.update.experimental_get_tracing_count() == 1
-    assert step._update_with_gradients.experimental_get_tracing_count() == 1
     for at in (1, 2, 4):
         norms = [
             float(tf.make_ndarray(train[f"gradient_norm/{n}"][at].tensor))
-            for n in names
+            for n in sizes
         ]
         assert all(math.isfinite(n) and n >= 0 for n in norms)
         clipped = float(tf.make_ndarray(train["global_norm/clipped"][at].tensor))
         assert math.sqrt(sum(n * n for n in norms)) == pytest.approx(clipped, rel=1e-4)
-    # A dense gradient's histogram counts every element of its variable.
-    dense = [v for v in trainer.model.trainable_variables if "kernel" in v.path][0]
-    buckets = tf.make_ndarray(train[f"gradients/{dense.path}"][4].tensor)
-    assert buckets.shape[1] == 3 and plugin(train[f"gradients/{dense.path}"][4])
-    assert buckets[:, 2].sum() == pytest.approx(np.prod(dense.shape))
+    # A dense gradient's histogram counts every element of its variable
+    # (embedding gradients count one row per token of the batch instead).
+    for name, size in sizes.items():
+        value = train[f"gradients/{name}"][4]
+        buckets = tf.make_ndarray(value.tensor)
+        assert plugin(value) == "histograms" and buckets.shape[1] == 3
+        if "embedding" not in name:
+            assert buckets[:, 2].sum() == pytest.approx(size), name
     # TrainSampleHook's samples as a text table of the batch.
     text = tf.make_ndarray(train["samples"][4].tensor).item().decode("utf-8")
     assert plugin(train["samples"][4]) == "text"
     assert text.splitlines()[0] == "| source | target | prediction |"
-    assert len(text.splitlines()) == 2 + 16  # header, rule, one row per example
+    assert len(text.splitlines()) == 2 + 8  # header, rule, one row per example
 
-    evaluation = read_events(os.path.join(out, "eval"))
+    evaluation = read_events(str(out / "eval"))
     assert "chrf/greedy" in evaluation
     chrf_value = float(tf.make_ndarray(evaluation["chrf/greedy"][4].tensor))
     assert 0.0 <= chrf_value <= 100.0
@@ -143,7 +160,9 @@ def test_nothing_new_is_written_or_traced_by_default(toy_data, tmp_path):
         toy_data, out, train_steps=2, log_every_n_steps=1, with_dev=False
     )
     trainer.train()
-    assert trainer._train_step.step._update_with_gradients is None
+    step = trainer._train_step.step
+    assert step.update.experimental_get_tracing_count() == 1
+    assert step._update_with_gradients is None
     tags = set(read_events(out))
     assert "global_norm/clipped" in tags
     assert not [t for t in tags if t.startswith(("gradient", "samples"))]
