@@ -126,6 +126,20 @@ flags.DEFINE_integer(
     "Also compute the text metrics on beam search decodes of this width "
     "(reported as e.g. bleu/beam4); 0 or 1: greedy only.",
 )
+flags.DEFINE_boolean(
+    "gradient_summaries",
+    False,
+    "At each summary step (--log_every_n_steps) also write a histogram and "
+    "the norm of every variable's clipped gradient (gradients/<var>, "
+    "gradient_norm/<var>), as the original's optimize_loss did.",
+)
+flags.DEFINE_integer(
+    "eval_summary_examples",
+    0,
+    "At each evaluation write the translations of the first N dev sentences "
+    "(text summary 'samples') and, for attention models, their attention heat "
+    "maps (images 'attention/example_<i>') to TensorBoard; 0: off.",
+)
 flags.DEFINE_integer(
     "max_consecutive_nan_steps",
     5,
@@ -274,6 +288,7 @@ _AT_LEAST = {
     "save_checkpoints_secs": 0,
     "keep_checkpoint_max": 0,
     "eval_beam_width": 0,
+    "eval_summary_examples": 0,
     "max_consecutive_nan_steps": 0,
     "cache_max_bytes": 0,
 }
@@ -402,6 +417,8 @@ def main(argv):
         batch_type=values["batch_type"] or "examples",
         pad_to_bucket=bool(values["pad_to_bucket"]),
         cache_max_bytes=values["cache_max_bytes"] or 0,
+        gradient_summaries=bool(values["gradient_summaries"]),
+        eval_summary_examples=values["eval_summary_examples"] or 0,
     )
     config.accumulation_steps()  # A bad --effective_batch_size fails here.
     trainer_lib.check_component_classes(values["metrics"] or [], values["hooks"] or [])

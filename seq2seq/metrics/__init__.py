@@ -1,4 +1,4 @@
-"""Evaluation metrics: BLEU (sacrebleu), ROUGE and log perplexity.
+"""Evaluation metrics: BLEU and chrF (sacrebleu), ROUGE and log perplexity.
 
 The metric spec classes are exported here so that a config can name them by
 their short name (`class: BleuMetricSpec`).
@@ -6,6 +6,7 @@ their short name (`class: BleuMetricSpec`).
 
 from seq2seq.metrics.metric_specs import (
     BleuMetricSpec,
+    ChrfMetricSpec,
     LogPerplexityMetricSpec,
     MetricSpec,
     RougeMetricSpec,
@@ -14,6 +15,7 @@ from seq2seq.metrics.metric_specs import (
 
 __all__ = [
     "BleuMetricSpec",
+    "ChrfMetricSpec",
     "LogPerplexityMetricSpec",
     "MetricSpec",
     "RougeMetricSpec",

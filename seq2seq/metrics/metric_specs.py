@@ -22,7 +22,7 @@ Specs are created from the `metrics:` list of a config, e.g.
 from seq2seq.configurable import Configurable, ModeKeys, locate_function
 from seq2seq.data import postproc
 from seq2seq.errors import ConfigError
-from seq2seq.metrics import bleu, rouge
+from seq2seq.metrics import bleu, chrf, rouge
 
 
 class MetricSpec(Configurable):
@@ -215,6 +215,65 @@ class BleuMetricSpec(TextMetricSpec):
 
     def result(self):
         return bleu.score_with(self._scorer, self._hypotheses, self._references)
+
+
+class ChrfMetricSpec(TextMetricSpec):
+    """Corpus chrF (0-100) over all examples since the last reset, by
+    sacrebleu (see `seq2seq.metrics.chrf`).
+
+    Params (besides those of `TextMetricSpec`):
+      char_order: Largest character n-gram, default 6.
+      word_order: Largest word n-gram: 0 (default) is chrF, 2 is chrF++.
+      beta: Recall counts `beta` times as much as precision; default 2.
+      lowercase: Compare lowercased text.
+      whitespace: Let character n-grams span spaces.
+
+    The name is `chrf`, or `chrf++` with `word_order: 2` (one `+` per word
+    order).
+    """
+
+    def __init__(self, params, mode=ModeKeys.EVAL):
+        super().__init__(params, mode)
+        try:
+            self._scorer = chrf.make_scorer(
+                char_order=self.params["char_order"],
+                word_order=self.params["word_order"],
+                beta=self.params["beta"],
+                lowercase=self.params["lowercase"],
+                whitespace=self.params["whitespace"],
+            )
+        except ValueError as err:
+            raise ConfigError(f"{type(self).__name__}: {err}.") from None
+        self.reset()
+
+    @staticmethod
+    def default_params():
+        params = TextMetricSpec.default_params()
+        params.update(
+            {
+                "char_order": 6,
+                "word_order": 0,
+                "beta": 2,
+                "lowercase": False,
+                "whitespace": False,
+            }
+        )
+        return params
+
+    @property
+    def name(self):
+        return "chrf" + "+" * self.params["word_order"]
+
+    def reset(self):
+        self._hypotheses = []
+        self._references = []
+
+    def update_text(self, hypotheses, references):
+        self._hypotheses.extend(hypotheses)
+        self._references.extend(references)
+
+    def result(self):
+        return chrf.score_with(self._scorer, self._hypotheses, self._references)
 
 
 class RougeMetricSpec(TextMetricSpec):

@@ -39,6 +39,7 @@ _SOURCE_PARAMS = (
     "source.max_seq_len",
     "source.reverse",
     "embedding.share",
+    "embedding.source.init_file",
 )
 
 

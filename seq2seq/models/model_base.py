@@ -225,6 +225,14 @@ class ModelBase(Configurable):
             "optimizer.sync_replicas_to_aggregate": 0,
         }
 
+    def initialize_from_files(self):
+        """Loads pretrained values (e.g. word vectors) into fresh variables.
+
+        The trainer calls it once, at the first start of a run, after the
+        variables are built and only when no checkpoint was restored. The
+        base model has nothing to load.
+        """
+
     def create_learning_rate(self):
         """The optimizer's learning rate: a float, or a `LearningRateDecay`.
 

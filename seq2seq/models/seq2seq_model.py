@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from seq2seq import losses as seq2seq_losses
-from seq2seq.data import vocab
+from seq2seq.data import pretrained_embeddings, vocab
 from seq2seq.decoders import scheduled_sampling
 from seq2seq.errors import ConfigError
 from seq2seq.inference import beam_search, samplers, strategies
@@ -125,6 +125,10 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 "embedding.dim": 100,
                 "embedding.init_scale": 0.04,
                 "embedding.share": False,
+                "embedding.init_file": "",
+                "embedding.source.init_file": "",
+                "embedding.target.init_file": "",
+                "embedding.trainable": True,
                 "inference.beam_search.beam_width": 0,
                 "inference.beam_search.length_penalty_weight": 0.0,
                 "inference.beam_search.choose_successors_fn": "choose_top_k",
@@ -204,9 +208,11 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             name=name,
             shape=(vocab_info.total_size, self.params["embedding.dim"]),
             initializer=keras.initializers.RandomUniform(-scale, scale),
+            trainable=bool(self.params["embedding.trainable"]),
         )
 
     def _build_embeddings(self):
+        pretrained_embeddings.plan(self.params)  # Conflicting files fail here.
         self.source_embedding = self._add_embedding(
             "source_embedding", self.source_vocab_info
         )
@@ -224,6 +230,24 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             self.target_embedding = self._add_embedding(
                 "target_embedding", self.target_vocab_info
             )
+
+    def initialize_from_files(self):
+        """Copies pretrained vectors into the embedding matrices (the files
+        of `embedding.init_file`, `embedding.source.init_file`,
+        `embedding.target.init_file`; see `pretrained_embeddings.plan`);
+        tokens a file lacks keep their random values. The trainer calls
+        this once, at the first start of a run (a restored checkpoint wins).
+
+        Raises:
+          ConfigError: With `embedding.share`, two different files.
+          DataError: A file is missing, unreadable or does not fit.
+        """
+        for key, path, side in pretrained_embeddings.plan(self.params):
+            if side == "target":
+                variable, id_to_token = self.target_embedding, self.target_id_to_token
+            else:
+                variable, id_to_token = self.source_embedding, self.source_id_to_token
+            pretrained_embeddings.assign_rows(variable, id_to_token, path, side, key)
 
     def _init_network(self):
         """Creates `encoder`, the decoder and `bridge`, in this order.

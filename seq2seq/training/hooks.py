@@ -14,8 +14,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from seq2seq import run_dir
 from seq2seq.configurable import Configurable, ModeKeys
 from seq2seq.training.distribution import is_chief_from_env, tf_config
+from seq2seq.training.eval_summaries import display_text, markdown_table
 from seq2seq.training.evaluation import tokens_from_ids, tokens_from_strings
 
 
@@ -92,8 +94,9 @@ class TrainSampleHook(TrainingHook):
     """Every N steps (or seconds), decodes the current training batch greedily
     (free-running, as inference would) and shows predictions beside targets.
 
-    Samples are logged (the first three) and written in full to
-    `model_dir/samples/samples_<step>.txt`.
+    Samples are logged (the first three), written in full to
+    `model_dir/samples/samples_<step>.txt`, and written to TensorBoard as the
+    text summary `samples` (a table of source, target and prediction).
     """
 
     @staticmethod
@@ -129,6 +132,14 @@ class TrainSampleHook(TrainingHook):
         path = os.path.join(self.sample_dir, f"samples_{step:08d}.txt")
         with open(path, "w", encoding="utf-8") as out:
             out.write("\n".join(lines) + "\n")
+        writer = getattr(self._trainer, "train_writer", None)
+        if writer is not None:
+            table = markdown_table(
+                self._rows, header=("source", "target", "prediction")
+            )
+            with run_dir.writing("training summaries", self.model_dir):
+                with writer.as_default(step=step):
+                    tf.summary.text("samples", table)
 
     def samples(self, features):
         """Decodes a batch; returns one 'Prediction: ... / Target: ...' line
@@ -147,12 +158,23 @@ class TrainSampleHook(TrainingHook):
             features["target_tokens"].numpy(), features["target_tokens_len"].numpy()
         )
         delimiter = self.params["target_delimiter"]
+        sources = tokens_from_strings(
+            features["source_tokens"].numpy(), features["source_len"].numpy()
+        )
         lines = []
-        for hyp, ref in zip(hypotheses, references):
+        self._rows = []
+        for source, hyp, ref in zip(sources, hypotheses, references):
             hyp = [t for t in hyp if t not in ("SEQUENCE_START", "SEQUENCE_END")]
             ref = [t for t in ref if t not in ("SEQUENCE_START", "SEQUENCE_END")]
             lines.append(
                 f"Prediction: {delimiter.join(hyp)}  |  Target: {delimiter.join(ref)}"
+            )
+            self._rows.append(
+                (
+                    display_text(source, self.params["source_delimiter"]),
+                    delimiter.join(ref),
+                    delimiter.join(hyp),
+                )
             )
         return lines
 
@@ -195,8 +217,6 @@ class VariableRestoreHook(TrainingHook):
 
         path = self.params["checkpoint_path"]
         if path and os.path.isdir(path):
-            from seq2seq import run_dir
-
             path = run_dir.newest_intact(path)
         if not path:
             raise UserError(

@@ -44,6 +44,11 @@ class RunConfig:
     batch_type: str = "examples"
     pad_to_bucket: bool = False
     cache_max_bytes: int = 0
+    # TensorBoard extras (see docs/training.md): per-variable gradient
+    # summaries at the summary steps, and heat maps and translations of the
+    # first `eval_summary_examples` dev sentences at each evaluation.
+    gradient_summaries: bool = False
+    eval_summary_examples: int = 0
 
     def accumulation_steps(self):
         """Micro-batches per update: `effective_batch_size / batch_size`.

@@ -6,7 +6,8 @@ writes nothing; workers other than the chief get no-op writers.
 `TrainSummaries` accumulates the applied updates between two log lines (the
 window) and, every `log_every_n_steps` steps, logs one line and writes the
 training scalars: the mean loss of the window, learning rate, gradient
-norms, throughput (tokens, examples and steps per second of training time),
+norms (per variable too, with histograms, under `--gradient_summaries`),
+throughput (tokens, examples and steps per second of training time),
 curve-health counts and the batch's length histograms. Every other metric
 of the model's summable metrics dict (`ForwardOutput.metrics`, summed by the
 train step) is summed over the window and written as `metrics/<name>`, its
@@ -24,6 +25,20 @@ from seq2seq import run_dir
 
 # Metrics already written as `loss` and `tokens_per_sec`.
 _LOSS_METRICS = ("loss_sum", "target_tokens")
+
+
+def write_gradients(gradients):
+    """Writes `gradients/<variable>` histograms and `gradient_norm/<variable>`
+    scalars (the clipped gradient of each variable, as the original's
+    `optimize_loss` summarised them) to the default writer.
+
+    Args:
+      gradients: `{variable name: values}` (see `train_step.gradient_values`),
+        or None (nothing is written).
+    """
+    for name, values in sorted((gradients or {}).items()):
+        tf.summary.histogram(f"gradients/{name}", values)
+        tf.summary.scalar(f"gradient_norm/{name}", tf.norm(values))
 
 
 class SummaryWriters:
@@ -178,4 +193,5 @@ class TrainSummaries:
                         tf.summary.scalar(f"metrics/{name}", total / tokens)
                 tf.summary.histogram("source_len", batch["source_len"])
                 tf.summary.histogram("target_len", batch["target_len"])
+                write_gradients(outputs.get("gradients"))
         self.reset()

@@ -30,6 +30,8 @@ replicas with the gradients, and returns the totals as `outputs["metrics"]`;
 to the model's `forward` only.
 """
 
+import functools
+
 import tensorflow as tf
 
 from seq2seq.decoders.decoder import xla_tracing
@@ -287,6 +289,8 @@ class TrainStep:
                     )
                     for v in model.trainable_variables
                 ]
+        self._signature = signature
+        self._update_with_gradients = None
         self.update = tf.function(self._update, input_signature=signature)
         self.accumulate = tf.function(self._accumulate, input_signature=signature)
 
@@ -346,7 +350,9 @@ class TrainStep:
         with tf.control_dependencies(updates):
             return {k: tf.identity(v) for k, v in metrics.items()}
 
-    def _replica_update(self, features, normalizer, probability, micro_step):
+    def _replica_update(
+        self, features, normalizer, probability, micro_step, with_gradients=False
+    ):
         model, optimizer = self.model, self.optimizer
         variables = model.trainable_variables
         metrics, gradients = self._gradients(
@@ -388,12 +394,15 @@ class TrainStep:
                 resets = [acc.assign(tf.zeros_like(acc)) for acc in self._accumulators]
             with tf.control_dependencies(resets):
                 applied = tf.identity(applied)
-        return {
+        outputs = {
             "metrics": metrics,
             "global_norm": global_norm,
             "clipped_norm": clipped_norm,
             "applied": applied,
         }
+        if with_gradients:
+            outputs["gradients"] = gradient_values(clipped, variables)
+        return outputs
 
     # ------------------------------------------------------ cross-replica
 
@@ -410,25 +419,30 @@ class TrainStep:
             for key, value in per_replica.items()
         }
 
-    def _update(self, features, normalizer, probability, micro_step):
+    def _update(self, features, normalizer, probability, micro_step, gradients=False):
         per_replica = self.strategy.run(
-            self._replica_update, args=(features, normalizer, probability, micro_step)
+            functools.partial(self._replica_update, with_gradients=gradients),
+            args=(features, normalizer, probability, micro_step),
         )
         # After the all-reduce every replica holds the same values.
         return tf.nest.map_structure(self._first, per_replica)
 
     # ------------------------------------------------------------- host
 
-    def __call__(self, batches, sampling_probability=0.0):
+    def __call__(self, batches, sampling_probability=0.0, gradients=False):
         """Runs one update on `batches` (a list of `accumulation_steps` host
         batches, or one batch).
+
+        `gradients=True` (for summary steps) runs a second compiled update
+        that also returns the clipped gradients (`gradient_values`), so the
+        usual update computes nothing more.
 
         Returns:
           A dict: `loss` (mean token loss of the effective batch), `loss_sum`,
           `num_tokens`, `metrics` (the model's summable metrics, summed over
           the effective batch), `global_norm` (before clipping),
           `clipped_norm`, `applied` (bool tensor), `sampling_probability`,
-          and `loss_scale` with float16.
+          `loss_scale` with float16, and `gradients` when asked for.
         """
         if isinstance(batches, dict):
             batches = [batches]
@@ -446,7 +460,15 @@ class TrainStep:
             )
             for key, value in metrics.items():
                 accumulated[key] = accumulated.get(key, 0.0) + float(value)
-        outputs = self.update(
+        update = self.update
+        if gradients:
+            if self._update_with_gradients is None:
+                self._update_with_gradients = tf.function(
+                    functools.partial(self._update, gradients=True),
+                    input_signature=self._signature,
+                )
+            update = self._update_with_gradients
+        outputs = update(
             select_ids(batches[-1]),
             normalizer_t,
             probability,
@@ -464,6 +486,37 @@ class TrainStep:
         if self.loss_scale is not None:
             outputs["loss_scale"] = self.loss_scale.scale
         return outputs
+
+
+def variable_name(variable):
+    """A variable's summary name: its Keras path (`seq2seq/source_embedding`)
+    or, for a plain `tf.Variable`, its name without the `:0`."""
+    name = getattr(variable, "path", None) or variable.name
+    return name.split(":")[0]
+
+
+def gradient_values(gradients, variables):
+    """`{variable name: gradient values}` for the summaries of a step.
+
+    Args:
+      gradients: One gradient (dense, `tf.IndexedSlices` or None) per
+        variable.
+      variables: The variables.
+
+    Returns:
+      A dict of float32 tensors: a dense gradient as it is, an
+      `IndexedSlices` as its `values` (one row per token occurrence, as the
+      original's `optimize_loss` summarised them); variables without a
+      gradient are left out.
+    """
+    result = {}
+    for gradient, variable in zip(gradients, variables):
+        if gradient is None:
+            continue
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = gradient.values
+        result[variable_name(variable)] = tf.cast(gradient, tf.float32)
+    return result
 
 
 def scale(gradient, factor):

@@ -65,6 +65,7 @@ from seq2seq.training.curve_health import (  # noqa: F401  (re-exported)
     TrainingDivergedError,
     loss_scale_overflow,
 )
+from seq2seq.training.eval_summaries import EvalSamples
 from seq2seq.training.run_config import RunConfig
 from seq2seq.training.stop_signals import StopSignals
 from seq2seq.training.summaries import SummaryWriters, TrainSummaries
@@ -201,6 +202,11 @@ class Trainer:
             if dev_pipeline and self.is_chief
             else None
         )
+        self.eval_samples = (
+            EvalSamples(self.model, dev_pipeline, config.eval_summary_examples)
+            if self.evaluator is not None and config.eval_summary_examples
+            else None
+        )
         self.best = self._make_best_tracker()
         self._train_step = None
         self.signals = StopSignals(lambda: self.step)
@@ -329,10 +335,10 @@ class Trainer:
             seed=self.config.tf_random_seed,
         )
 
-        def train_step(batches, sampling_probability=None):
+        def train_step(batches, sampling_probability=None, gradients=False):
             if sampling_probability is None:
                 sampling_probability = self.sampling_probability()
-            return step(batches, sampling_probability)
+            return step(batches, sampling_probability, gradients=gradients)
 
         train_step.compiled = step.update
         train_step.step = step
@@ -421,6 +427,8 @@ class Trainer:
             with self.eval_writer.as_default(step=step):
                 for name, value in results.items():
                     tf.summary.scalar(name, value)
+                if self.eval_samples is not None:
+                    self.eval_samples.write()
             self.eval_writer.flush()
         shown = ", ".join(f"{k} = {v:.4f}" for k, v in sorted(results.items()))
         logging.info("Eval at step %d (%.1fs): %s", step, time.time() - start, shown)
@@ -489,6 +497,9 @@ class Trainer:
         # After a restore the iterator continues where the last run stopped,
         # so the batch drawn to build the variables is not reused.
         pending = first if self.restore() == 0 else None
+        if pending is not None:
+            with self.strategy.scope():
+                self.model.initialize_from_files()
         if config.train_steps is not None and self.step >= config.train_steps:
             logging.info(
                 "Step %d already reaches train_steps=%d in %s; nothing to do.",
@@ -539,7 +550,11 @@ class Trainer:
                 for hook in self.hooks:
                     hook.before_step(self.step)
                 probability = self.sampling_probability()
-                outputs = self._train_step(batches, probability)
+                outputs = self._train_step(
+                    batches,
+                    probability,
+                    gradients=config.gradient_summaries and window.due(self.step + 1),
+                )
                 step = self.step
                 loss = float(outputs["loss"])
                 if not bool(outputs["applied"]):
