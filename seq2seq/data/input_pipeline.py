@@ -16,6 +16,10 @@ examples, each a dict
                                   "SEQUENCE_END" (only when there are targets)
     target_len     []  tf.int32   T (only when there are targets)
 
+and, for inference with `ParallelTextInputPipeline`'s `target_prefix_files`,
+`target_prefix_tokens` [P] tf.string and `target_prefix_len` [] tf.int32:
+the tokens each output must start with (no special tokens added).
+
 Batching, padding and bucketing are done by `seq2seq.data.batching`.
 
 Text and TFRecord pipelines parse their records `PARSE_BATCH_SIZE` at a time
@@ -371,7 +375,7 @@ class InputPipeline(Configurable):
         keeping its files elsewhere overrides this.
         """
         found = []
-        for name in ("source_files", "target_files", "files"):
+        for name in ("source_files", "target_files", "target_prefix_files", "files"):
             found.extend(getattr(self, name, None) or [])
         return found
 
@@ -506,6 +510,10 @@ class ParallelTextInputPipeline(InputPipeline):
       source_delimiter: Characters separating source tokens; default a space,
         an empty string for characters.
       target_delimiter: The same for targets.
+      target_prefix_files: For inference: files aligned line by line with
+        the sources whose n-th line (split at `target_delimiter`, cut to
+        `target.max_seq_len` tokens) is the forced start of the n-th output;
+        an empty line forces nothing. Empty (the default): no prefixes.
     """
 
     @staticmethod
@@ -517,6 +525,7 @@ class ParallelTextInputPipeline(InputPipeline):
                 "target_files": [],
                 "source_delimiter": " ",
                 "target_delimiter": " ",
+                "target_prefix_files": [],
             }
         )
         return params
@@ -530,8 +539,12 @@ class ParallelTextInputPipeline(InputPipeline):
         self._target_patterns = _as_file_list(
             self.params["target_files"], "target_files", name
         )
+        self._prefix_patterns = _as_file_list(
+            self.params["target_prefix_files"], "target_prefix_files", name
+        )
         self.source_files = None
         self.target_files = None
+        self.target_prefix_files = None
 
     @property
     def has_targets(self):
@@ -551,6 +564,9 @@ class ParallelTextInputPipeline(InputPipeline):
         self._needs_targets(self.has_targets, "'target_files' is empty")
         self.source_files = expand_files(self._source_patterns, "source_files", name)
         self.target_files = expand_files(self._target_patterns, "target_files", name)
+        self.target_prefix_files = expand_files(
+            self._prefix_patterns, "target_prefix_files", name
+        )
 
         source_counts = [count_lines(path) for path in self.source_files]
         total = sum(source_counts)
@@ -559,35 +575,51 @@ class ParallelTextInputPipeline(InputPipeline):
                 f"{name}: the source files {', '.join(self.source_files)} contain no "
                 "lines; give files with one example per line."
             )
-        if self.target_files:
-            target_counts = [count_lines(path) for path in self.target_files]
-            if sum(target_counts) != total:
+        for files, what in (
+            (self.target_files, "target"),
+            (self.target_prefix_files, "target prefix"),
+        ):
+            counts = [count_lines(path) for path in files]
+            if files and sum(counts) != total:
                 raise DataError(
-                    f"{name}: source and target files must have the same number of "
-                    f"lines, but {_describe(self.source_files, source_counts)} and "
-                    f"{_describe(self.target_files, target_counts)}; they must be "
-                    "aligned line by line."
+                    f"{name}: source and {what} files must have the same number "
+                    f"of lines, but {_describe(self.source_files, source_counts)} "
+                    f"and {_describe(files, counts)}; they must be aligned line "
+                    "by line."
                 )
         return total
 
     def read_records(self):
-        sources = tf.data.TextLineDataset(self.source_files)
-        if not self.target_files:
-            return sources
-        targets = tf.data.TextLineDataset(self.target_files)
-        return tf.data.Dataset.zip((sources, targets))
+        columns = [self.source_files, self.target_files, self.target_prefix_files]
+        datasets = tuple(tf.data.TextLineDataset(f) for f in columns if f)
+        return datasets[0] if len(datasets) == 1 else tf.data.Dataset.zip(datasets)
 
     def parse_record(self, *record):
-        return self._text_features(*record)
+        return self._parse(record, split_tokens)
 
     def parse_batch(self, records):
         if not isinstance(records, tuple):
             records = (records,)
-        return self._text_features(*records, split=split_tokens_batch)
+        return self._parse(records, split_tokens_batch)
+
+    def _parse(self, records, split):
+        """Features of `(source, [target], [target prefix])` records."""
+        if not self.target_prefix_files:
+            return self._text_features(*records, split=split)
+        features = self._text_features(*records[:-1], split=split)
+        tokens, length = split(
+            records[-1],
+            self.params["target_delimiter"],
+            max_tokens=self._max_lengths["target"],
+        )
+        features.update({"target_prefix_tokens": tokens, "target_prefix_len": length})
+        return features
 
     def corpus_bytes(self):
         self.check()
-        return _total_size(self.source_files + self.target_files)
+        return _total_size(
+            self.source_files + self.target_files + self.target_prefix_files
+        )
 
 
 def _total_size(files):

@@ -50,6 +50,7 @@ from seq2seq.inference.beam_successors import (  # noqa: F401  (re-exported)
     length_penalty,
     top_k_rows,
 )
+from seq2seq.inference.constraints import constrain_scores
 from seq2seq.inference.dynamic_decode import (
     DecodingStrategy,
     dynamic_decode,
@@ -197,9 +198,10 @@ class BeamSearch(DecodingStrategy):
     of the hypothesis it extends (`gather_batch` over whatever nest the
     decoder returns), a finished hypothesis keeping its own. Only beam 0 is
     alive at first, so the first step fills the K slots with K different
-    tokens. Successors are chosen by `config.choose_successors_fn`; with
-    the default `choose_top_k` and a length penalty that keeps the order of
-    a hypothesis' extensions (`_two_stage_applies`) only `K * K`
+    tokens (with a forced target prefix, the first step after it does).
+    Successors are chosen by `config.choose_successors_fn`; with the
+    default `choose_top_k` and a length penalty that keeps the order of a
+    hypothesis' extensions (`_two_stage_applies`) only `K * K`
     candidates are scored (`_two_stage_successors`).
 
     Loop state: `(log_probs [B, K] float32, finished [B, K] bool, lengths
@@ -246,6 +248,11 @@ class BeamSearch(DecodingStrategy):
         """K."""
         return self.config.beam_width
 
+    @property
+    def rows_per_sentence(self):
+        """K: the decoder runs on `B * K` rows."""
+        return self.config.beam_width
+
     def check_sampler(self, sampler):
         if not isinstance(sampler, ArgmaxSampler):
             raise ConfigError(
@@ -284,7 +291,6 @@ class BeamSearch(DecodingStrategy):
         return tf.reduce_all(self._all_done(finished, log_probs))
 
     def step(self, time, logits, state, new_state, attention, search_state, env):
-        del time
         config, width = self.config, self.beam_width
         log_probs, finished, lengths, sentence_steps = search_state
         stop_id = env.end_id
@@ -299,8 +305,11 @@ class BeamSearch(DecodingStrategy):
                     f"BeamSearchConfig.vocab_size is {config.vocab_size}"
                 )
         vocab = logits.shape[-1]
+        token_lp = tf.nn.log_softmax(logits, axis=-1)
+        if env.constraints is not None:
+            token_lp = constrain_scores(env.constraints, time, token_lp)
         token_lp = tf.reshape(
-            tf.nn.log_softmax(logits, axis=-1),
+            token_lp,
             [batch_size, width, tf.shape(logits)[-1] if vocab is None else vocab],
         )
         # Every extension of an unfinished hypothesis, the end token

@@ -15,6 +15,7 @@ import collections
 import tensorflow as tf
 
 from seq2seq.decoders.samplers import argmax_log_prob, get_sampler
+from seq2seq.inference.constraints import select_constrained
 from seq2seq.inference.dynamic_decode import (
     DecodingStrategy,
     collect_steps,
@@ -99,7 +100,10 @@ class GreedySearch(DecodingStrategy):
 
     def step(self, time, logits, state, new_state, attention, search_state, env):
         finished, lengths, scores = search_state
-        ids, chosen = env.sampler.select(logits, time)
+        if env.constraints is None:
+            ids, chosen = env.sampler.select(logits, time)
+        else:
+            ids, chosen = select_constrained(env.constraints, env.sampler, logits, time)
         ids = tf.where(finished, env.end_id, ids)
         chosen = tf.where(finished, 0.0, chosen)
         lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)

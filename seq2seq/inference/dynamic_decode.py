@@ -9,7 +9,9 @@ once for every strategy: the `tf.while_loop` (traceable inside
 `tf.function` with a dynamic batch size and length limit), the first step
 that always runs (so that an empty batch still stacks its arrays), the
 per-step `TensorArray`s, the attention collection, and the optional XLA
-compilation.
+compilation. Optional `DecodeConstraints` (forced target prefixes, banned
+tokens; `seq2seq.inference.constraints`) reach the strategy's `step`
+through its `DecodeEnv`, one row per decoder row.
 
 The nest helpers (`tile_batch`, `gather_batch`, `where_batch`,
 `split_beams`, `merge_beams`, `gather_beams`) treat any state or memory
@@ -21,6 +23,7 @@ strategy handles a decoder state without knowing its structure.
 import tensorflow as tf
 
 from seq2seq.decoders.samplers import ArgmaxSampler
+from seq2seq.inference.constraints import tile_constraints
 from seq2seq.tracing import TraceSwitch
 
 # ----------------------------------------------------------------- nests
@@ -214,6 +217,10 @@ class DecodingStrategy:
     # Name -> dtype of the [N, ...] tensors recorded at every step.
     step_outputs = {}
 
+    # Decoder rows per sentence (`N / B`): how per-sentence constraints are
+    # tiled.
+    rows_per_sentence = 1
+
     @classmethod
     def from_params(cls, params, vocab_size, end_id, beam_width=None):
         """Builds the strategy from a model's `inference.*` params.
@@ -262,7 +269,7 @@ class DecodingStrategy:
           new_state: The decoder state `step` returned.
           attention: [N, S] attention scores of the step, or None.
           search_state: The strategy's loop state.
-          env: A `DecodeEnv` (end id, sampler).
+          env: A `DecodeEnv` (end id, sampler, constraints).
 
         Returns:
           `(ids [N] int32, state, search_state, outputs)`: the next tokens,
@@ -301,12 +308,15 @@ class DecodeEnv:
       sampler: The `Sampler` choosing tokens.
       nonempty: int32 scalar: 0 for an empty batch, else 1 (an empty batch
         still runs one step; its results keep `T = 0`).
+      constraints: A `DecodeConstraints` with one row per decoder row
+        (`seq2seq.inference.constraints`), or None: what a step may produce.
     """
 
-    def __init__(self, end_id, sampler, nonempty=None):
+    def __init__(self, end_id, sampler, nonempty=None, constraints=None):
         self.end_id = end_id
         self.sampler = sampler
         self.nonempty = nonempty
+        self.constraints = constraints
 
 
 def dynamic_decode(
@@ -320,6 +330,7 @@ def dynamic_decode(
     memory,
     max_length=None,
     jit_compile=None,
+    constraints=None,
 ):
     """Free-running decoding of a batch, driving `decoder.step`.
 
@@ -344,6 +355,9 @@ def dynamic_decode(
       jit_compile: Compile the loop with XLA (once per input shape);
         `max_length` must then be known when tracing. None: the
         `default_jit_compile` in effect (off by default).
+      constraints: Optional `DecodeConstraints` for the B sentences (see
+        `seq2seq.inference.constraints.make_constraints`): forced target
+        prefixes and banned tokens.
 
     Returns:
       The strategy's result (`DecodeResult`, `BeamSearchResult`).
@@ -362,12 +376,13 @@ def dynamic_decode(
     start_ids = tf.cast(tf.convert_to_tensor(start_ids), tf.int32)
     saw_attention = []
 
-    def loop(start_ids, state, memory):
+    def loop(start_ids, state, memory, constraints):
         limit = tf.cast(max_length, tf.int32)
-        env = DecodeEnv(tf.cast(end_id, tf.int32), sampler)
         ids, state, memory, search = strategy.initialize(
             start_ids, state, memory, max_length
         )
+        constraints = tile_constraints(constraints, strategy.rows_per_sentence)
+        env = DecodeEnv(tf.cast(end_id, tf.int32), sampler, constraints=constraints)
         arrays = {
             name: tf.TensorArray(dtype, size=limit)
             for name, dtype in strategy.step_outputs.items()
@@ -416,7 +431,7 @@ def dynamic_decode(
         return num_steps, search, steps
 
     num_steps, search, steps = run_decode_loop(
-        loop, (start_ids, state, memory), jit_compile
+        loop, (start_ids, state, memory, constraints), jit_compile
     )
     steps = {name: value[:num_steps] for name, value in steps.items()}
     env = DecodeEnv(

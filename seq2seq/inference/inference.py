@@ -24,6 +24,8 @@ from seq2seq.run_dir import VOCAB_PARAMS, TrainOptions
 
 _SOURCE_KEYS = ("source_ids", "source_len")
 _TARGET_KEYS = ("target_ids", "target_len")
+# Forced output starts (`target_prefix_files` of the input pipeline).
+_PREFIX_KEYS = ("target_prefix_ids", "target_prefix_len")
 
 
 def resolve_checkpoint(model_dir, checkpoint_path=None):
@@ -230,10 +232,10 @@ class Predictor:
     dataset's, every dimension free), traced once for every batch shape.
     With `jit_compile` the decoding loops (greedy or beam search) are
     compiled with XLA, which compiles once per distinct `[B, S]` input
-    shape; the source ids are then padded (with masked positions) to a
-    multiple of `source_pad_multiple` tokens to keep the number of shapes,
-    and so of compilations, small. The attention scores returned are cut
-    back to the unpadded source length.
+    shape; the source ids (and forced target prefixes) are then padded
+    (with masked positions) to a multiple of `source_pad_multiple` tokens to
+    keep the number of shapes, and so of compilations, small. The attention
+    scores returned are cut back to the unpadded source length.
 
     Args:
       model: A `Seq2SeqModel` (its variables may be built lazily).
@@ -255,7 +257,10 @@ class Predictor:
         self.model = model
         self.jit_compile = bool(jit_compile)
         self.source_pad_multiple = max(int(source_pad_multiple or 1), 1)
-        source_spec = {k: element_spec[k] for k in _SOURCE_KEYS}
+        self._infer_keys = _SOURCE_KEYS
+        if all(k in element_spec for k in _PREFIX_KEYS):
+            self._infer_keys += _PREFIX_KEYS
+        source_spec = {k: element_spec[k] for k in self._infer_keys}
         self._infer = tf.function(self._decode, input_signature=[source_spec])
         self._score = None
         if with_scores:
@@ -269,7 +274,8 @@ class Predictor:
             self._score = tf.function(model.score, input_signature=[score_spec])
 
     def _decode(self, features):
-        """`model.infer` on [B, S] `source_ids` and [B] `source_len`."""
+        """`model.infer` on [B, S] `source_ids` and [B] `source_len` (and
+        [B, P] `target_prefix_ids`, [B] `target_prefix_len`)."""
         features = dict(features)
         width = tf.shape(features["source_ids"])[1]
         multiple = self.source_pad_multiple
@@ -280,6 +286,10 @@ class Predictor:
                 [[0, 0], [0, padding]],
                 constant_values=_source_padding_id(self.model),
             )
+            if "target_prefix_ids" in features:
+                prefix = features["target_prefix_ids"]
+                padding = (multiple - tf.shape(prefix)[1] % multiple) % multiple
+                features["target_prefix_ids"] = tf.pad(prefix, [[0, 0], [0, padding]])
         predictions = self.model.infer(features, jit_compile=self.jit_compile)
         if self.jit_compile and "attention_scores" in predictions:
             predictions["attention_scores"] = predictions["attention_scores"][
@@ -289,7 +299,7 @@ class Predictor:
 
     def __call__(self, features):
         """Runs one batch; returns the numpy predictions dict tasks consume."""
-        outputs = self._infer({k: features[k] for k in _SOURCE_KEYS})
+        outputs = self._infer({k: features[k] for k in self._infer_keys})
         outputs = {k: v.numpy() for k, v in outputs.items()}
         predictions = {
             "source_tokens": _strings(features["source_tokens"].numpy()),
@@ -429,6 +439,7 @@ def check_task_outputs(model, pipeline, tasks, protected_paths=()):
     """
     inputs = list(pipeline.input_files())
     inputs += [model.params.get(key) for key in VOCAB_PARAMS]
+    inputs.append(model.params.get("inference.banned_tokens_file") or None)
     inputs += list(protected_paths)
     for task in tasks:
         inputs += task.input_paths()

@@ -22,7 +22,7 @@ from seq2seq import losses as seq2seq_losses
 from seq2seq.data import pretrained_embeddings, vocab
 from seq2seq.decoders import scheduled_sampling
 from seq2seq.errors import ConfigError
-from seq2seq.inference import beam_search, samplers, strategies
+from seq2seq.inference import beam_search, constraints, samplers, strategies
 from seq2seq.inference.dynamic_decode import dynamic_decode
 from seq2seq.models.model_base import ModelBase
 
@@ -141,6 +141,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             }
         )
         params.update(samplers.default_params())
+        params.update(constraints.default_params())
         return params
 
     # ------------------------------------------------------------------ setup
@@ -190,11 +191,18 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
 
     def _check_inference_params(self):
         """Raises a ConfigError for an unknown `inference.strategy`, a bad
-        `inference.sampler` / `inference.sampling.*` or a sampler that the
-        strategy cannot use, before any work is done."""
+        `inference.sampler` / `inference.sampling.*`, a sampler that the
+        strategy cannot use or a bad `inference.banned_tokens*`, before any
+        work is done."""
         sampler = self.sampler()
         if strategies.strategy_name(self.params) == "beam_search":
             self.decoding_strategy().check_sampler(sampler)
+        # Not a Keras-tracked attribute: it adds nothing to checkpoints.
+        object.__setattr__(
+            self,
+            "_banned_token_ids",
+            tuple(constraints.banned_token_ids(self.params, self._target_id_to_token)),
+        )
 
     def _add_embedding(self, name, vocab_info):
         """Adds a [vocab_info.total_size, embedding.dim] embedding weight."""
@@ -310,12 +318,15 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
 
         Args:
           features: Dict with `source_tokens` [B, S] string, `source_len` [B]
-            and optionally `target_tokens` [B, T], `target_len` [B].
+            and optionally `target_tokens` [B, T], `target_len` [B] and
+            `target_prefix_tokens` [B, P], `target_prefix_len` [B] (forced
+            starts of the outputs).
 
         Returns:
           The dict with `source_ids` [B, S'] int32 and `target_ids` [B, T']
           int32 added, `source_len` / `target_len` clipped to the id lengths,
-          and `target_tokens_len` [B] the unclipped target lengths.
+          `target_tokens_len` [B] the unclipped target lengths and
+          `target_prefix_ids` [B, P] int32 (unknown words as UNK).
         """
         features = dict(features)
         # Token strings and their full lengths stay as read, for references
@@ -352,6 +363,14 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 self.target_vocab_table.lookup(target_tokens), tf.int32
             )
             features["target_len"] = target_len
+        if "target_prefix_tokens" in features:
+            features["target_prefix_ids"] = tf.cast(
+                self.target_vocab_table.lookup(features["target_prefix_tokens"]),
+                tf.int32,
+            )
+            features["target_prefix_len"] = tf.cast(
+                features["target_prefix_len"], tf.int32
+            )
         return features
 
     # ------------------------------------------------------------- building
@@ -527,13 +546,27 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         """The `Sampler` of `inference.sampler` / `inference.sampling.*`."""
         return samplers.sampler_from_params(self.params)
 
+    def decode_constraints(self, features):
+        """The `DecodeConstraints` of a batch: the forced prefixes of
+        `target_prefix_ids` [B, P] / `target_prefix_len` [B] when the
+        features have them, and `inference.banned_tokens*`; None if none."""
+        return constraints.make_constraints(
+            features.get("target_prefix_ids"),
+            features.get("target_prefix_len"),
+            self._banned_token_ids,
+        )
+
     def infer(self, features, max_length=None, beam_width=None, jit_compile=None):
         """Free-running decoding of a batch of preprocessed sources with the
         strategy and sampler that `inference.*` choose: greedy (argmax by
         default), or beam search when the beam width is > 1.
 
         Args:
-          features: Preprocessed features (targets are ignored).
+          features: Preprocessed features (targets are ignored). With
+            `target_prefix_ids` [B, P] and `target_prefix_len` [B], each
+            output starts with its prefix (see
+            `seq2seq.inference.constraints`); `inference.banned_tokens*`
+            are never produced.
           max_length: Optional cap on the number of decoded tokens.
           beam_width: Overrides `inference.beam_search.beam_width` for this
             call (1: greedy).
@@ -566,6 +599,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             memory,
             max_length or self.max_decode_length(),
             jit_compile=jit_compile,
+            constraints=self.decode_constraints(features),
         )
         predictions = strategy.predictions(result)
         if "attention_scores" in predictions and self.params["source.reverse"]:
