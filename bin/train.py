@@ -61,7 +61,8 @@ flags.DEFINE_string(
     "buckets",
     None,
     'Bucket boundaries on source length, e.g. "10,20,30" makes the buckets '
-    "<10, 10-20, 20-30, >30. Unset: no bucketing.",
+    "<10, 10-20, 20-30, >30; auto: derived from the training data's length "
+    "histogram (buckets 2 wide where sentences are dense). Unset: no bucketing.",
 )
 flags.DEFINE_integer(
     "batch_size",
