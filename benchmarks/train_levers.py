@@ -51,6 +51,8 @@ VARIANTS = {
     "jit": {"buckets": TUTORIAL_BUCKETS, "jit_compile": True},
     "jit_auto": {"buckets": "auto", "jit_compile": True},
     "bf16": {"buckets": TUTORIAL_BUCKETS, "mixed_precision": "bfloat16"},
+    "auto_bf16": {"buckets": "auto", "mixed_precision": "bfloat16"},
+    "auto_keras_adam": {"buckets": "auto", "keras_adam": True},
 }
 
 
