@@ -61,7 +61,8 @@ flags.DEFINE_string(
     "buckets",
     None,
     'Bucket boundaries on source length, e.g. "10,20,30" makes the buckets '
-    "<10, 10-20, 20-30, >30. Unset: no bucketing.",
+    "<10, 10-20, 20-30, >30; auto: derived from the training data's length "
+    "histogram (buckets 2 wide where sentences are dense). Unset: no bucketing.",
 )
 flags.DEFINE_integer(
     "batch_size",
@@ -192,7 +193,9 @@ flags.DEFINE_string(
     "mixed_precision",
     "",
     "float16 (with dynamic loss scaling) or bfloat16: compute in that type "
-    "with float32 weights, softmax and loss. Unset: float32.",
+    "with float32 weights, softmax and loss; auto: bfloat16 on a CPU with "
+    "native bfloat16 (avx512_bf16 / amx_bf16 flags) and no GPU, else float32. "
+    "Unset: float32.",
 )
 flags.DEFINE_boolean(
     "jit_compile",
@@ -309,7 +312,7 @@ def main(argv):
     # Imported here so that --help stays fast.
     from seq2seq import run_dir
     from seq2seq.data import batching, input_pipeline
-    from seq2seq.training import distribution
+    from seq2seq.training import cpu_features, distribution
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
 
@@ -335,12 +338,17 @@ def main(argv):
         values["gpu_memory_fraction"],
         values["log_device_placement"],
     )
+    if values["mixed_precision"] == "auto":
+        values["mixed_precision"] = cpu_features.resolve_mixed_precision("auto")
+        logging.info(
+            "--mixed_precision=auto: %s.", values["mixed_precision"] or "float32"
+        )
     if values["mixed_precision"] and (
         values["mixed_precision"] not in trainer_lib.MIXED_PRECISION_POLICIES
     ):
         raise ConfigError(
             f"--mixed_precision={values['mixed_precision']} is not supported; use "
-            "float16 or bfloat16, or leave it unset for float32."
+            "float16, bfloat16 or auto, or leave it unset for float32."
         )
     # Before any TensorFlow op: multi-worker collectives are set up at start.
     strategy = distribution.create_strategy(values["distribution_strategy"])

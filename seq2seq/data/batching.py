@@ -44,6 +44,7 @@ import tensorflow as tf
 from absl import logging
 
 from seq2seq.configurable import INT32_MAX, ModeKeys
+from seq2seq.data import auto_buckets
 from seq2seq.errors import ConfigError
 
 
@@ -52,10 +53,12 @@ def parse_buckets(text):
 
     Args:
       text: A comma-separated string of increasing positive integers such as
-        `"10,20,30"`, a list of integers, or `None` / `""` for no bucketing.
+        `"10,20,30"`, a list of integers, `"auto"` (boundaries derived from
+        the training data when the dataset is built, see `auto_buckets`), or
+        `None` / `""` for no bucketing.
 
     Returns:
-      A list of ints, or `None` when bucketing is off.
+      A list of ints, `"auto"`, or `None` when bucketing is off.
 
     Raises:
       ConfigError: The value is not a list of increasing positive integers.
@@ -65,6 +68,8 @@ def parse_buckets(text):
     if isinstance(text, str):
         if not text.strip():
             return None
+        if text.strip().lower() == auto_buckets.AUTO:
+            return auto_buckets.AUTO
         items = [item.strip() for item in text.split(",")]
     elif isinstance(text, (list, tuple)):
         if not text:
@@ -82,7 +87,8 @@ def parse_buckets(text):
         if value is None:
             raise ConfigError(
                 f"buckets: {item!r} in {text!r} is not an integer; give increasing "
-                "positive source lengths separated by commas, e.g. --buckets 10,20,30."
+                "positive source lengths separated by commas, e.g. --buckets "
+                "10,20,30, or auto."
             )
         boundaries.append(value)
     return _check_boundaries(boundaries)
@@ -362,8 +368,10 @@ def make_batched_dataset(
       batch_size: Examples per batch with `batch_type="examples"`, tokens per
         batch with `batch_type="tokens"` (a positive int).
       bucket_boundaries: Increasing lengths (a list, or a string for
-        `parse_buckets`); `None` or empty: no bucketing for `"examples"`
-        (unless `pad_to_bucket`), `default_bucket_boundaries` for `"tokens"`.
+        `parse_buckets`); `"auto"`: derived from the lengths of the first
+        examples of `pipeline` in file order (see `auto_buckets`); `None` or
+        empty: no bucketing for `"examples"` (unless `pad_to_bucket`),
+        `default_bucket_boundaries` for `"tokens"`.
       allow_smaller_final_batch: Keep a last batch (per bucket) with fewer
         examples than the bucket's batch size; if false it is dropped.
       batch_type: `"examples"` (the default; with neither `pad_to_bucket`
@@ -423,11 +431,22 @@ def make_batched_dataset(
                 "the input order."
             )
     padding_values = _padding_values(dataset.element_spec)
-    if max_source_len or max_target_len:
-        dataset = dataset.map(
+
+    def truncate(examples):
+        if not (max_source_len or max_target_len):
+            return examples
+        return examples.map(
             lambda example: truncate_example(example, max_source_len, max_target_len),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
+        )
+
+    dataset = truncate(dataset)
+    if boundaries == auto_buckets.AUTO:
+        by_example_length = batch_type == "tokens" or pad_to_bucket
+        boundaries = auto_buckets.auto_boundaries(
+            truncate(_examples_in_file_order(pipeline)),
+            example_length if by_example_length else lambda e: e["source_len"],
         )
 
     if batch_type == "tokens" or pad_to_bucket:
@@ -462,6 +481,14 @@ def make_batched_dataset(
             lambda batch: tf.equal(tf.shape(batch["source_len"])[0], batch_size)
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _examples_in_file_order(pipeline):
+    """The unbatched examples of one pass over `pipeline`'s files in file
+    order (a dataset given instead of a pipeline is returned as it is)."""
+    if isinstance(pipeline, tf.data.Dataset):
+        return pipeline
+    return pipeline._parse_dataset(pipeline.read_records())
 
 
 def create_input_fn(

@@ -54,7 +54,7 @@ from seq2seq.run_dir import (  # noqa: F401  (re-exported)
     check_and_write_train_options,
     check_train_options,
 )
-from seq2seq.training import distribution, early_stopping, evaluation
+from seq2seq.training import cpu_features, distribution, early_stopping, evaluation
 from seq2seq.training import hooks as hooks_lib
 from seq2seq.training.checkpointing import TrainCheckpoints
 from seq2seq.training.curve_health import (  # noqa: F401  (re-exported)
@@ -664,13 +664,15 @@ def set_mixed_precision(name):
     Args:
       name: "" or None (float32 everywhere), "float16" or "bfloat16" (layers
         compute in that type and keep float32 weights; the model keeps its
-        softmax and loss in float32).
+        softmax and loss in float32), or "auto" (see
+        `cpu_features.resolve_mixed_precision`).
 
     Raises:
       UserError: Another value.
     """
     import keras
 
+    name = cpu_features.resolve_mixed_precision(name)
     if not name:
         keras.mixed_precision.set_global_policy("float32")
         return

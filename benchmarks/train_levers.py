@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""CPU-seconds per training step of engine options, A/B on the real corpus.
+
+    python benchmarks/train_levers.py [--variants base,jit --steps 300 --rounds 2]
+
+Each variant trains `example_configs/nmt_small.yml` (learning rate
+`--learning_rate`, batch `--batch_size`) on the English->French
+software-catalog corpus of `real_corpus.py` with this project's `Trainer`
+loop, as `bin/train.py` runs it (logging, summaries, curve health), in a
+fresh process, for `--warmup` untimed steps and then `--steps` timed ones.
+Variants run in turn, round after round (A B A B ...), so that a change in
+the machine's load falls on all of them; the figure per variant is the
+median over rounds of the process CPU time per timed step, which depends
+less on other processes than wall time does. Wall seconds per step and the
+mean training loss over the timed steps are printed beside it (the loss
+says whether a variant changed the model's maths beyond noise).
+
+A variant is a name of `VARIANTS`: changes to the `RunConfig` (the
+`bin/train.py` flags of the same names), e.g. `jit` is `--jit_compile`.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_REPO_ROOT = os.path.dirname(_HERE)
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from benchmarks import common, real_corpus  # noqa: E402
+from benchmarks.common import BenchmarkError  # noqa: E402
+
+CONFIG = "nmt_small"
+TUTORIAL_BUCKETS = "10,20,30,40"
+
+# RunConfig changes of each variant (keys are `bin/train.py` flag names);
+# `keras_adam: True` applies updates with Keras's own Adam instead of
+# `seq2seq.training.fused_adam` (the same update, unfused).
+VARIANTS = {
+    "base": {"buckets": TUTORIAL_BUCKETS},
+    "keras_adam": {"buckets": TUTORIAL_BUCKETS, "keras_adam": True},
+    "nobuckets": {"buckets": None},
+    "auto": {"buckets": "auto"},
+    "jit": {"buckets": TUTORIAL_BUCKETS, "jit_compile": True},
+    "jit_auto": {"buckets": "auto", "jit_compile": True},
+    "bf16": {"buckets": TUTORIAL_BUCKETS, "mixed_precision": "bfloat16"},
+    "auto_bf16": {"buckets": "auto", "mixed_precision": "bfloat16"},
+    "auto_keras_adam": {"buckets": "auto", "keras_adam": True},
+}
+
+
+def child_train(spec):
+    """Trains one variant; returns the timing of the steps after warmup."""
+    import tensorflow as tf
+
+    from seq2seq.configurable import ModeKeys
+    from seq2seq.data import batching
+    from seq2seq.training import trainer as trainer_lib
+    from seq2seq.training.hooks import TrainingHook
+    from seq2seq.training.utils import TrainOptions
+
+    model_class, params = common.load_model_config(
+        CONFIG, spec["vocab_source"], vocab_target=spec["vocab_target"]
+    )
+    params["optimizer.learning_rate"] = spec["learning_rate"]
+    options = TrainOptions.from_model(model_class, params)
+    trainer_lib.check_and_write_train_options(options, spec["model_dir"])
+    changes = dict(spec["changes"])
+    if changes.pop("keras_adam", False):
+        from seq2seq.training import fused_adam
+
+        fused_adam.supports = lambda optimizer: False
+    pipeline = common.text_pipeline(spec["source"], spec["target"], ModeKeys.TRAIN)
+    if "buckets" in changes:
+        changes["buckets"] = batching.parse_buckets(changes["buckets"])
+    warmup, steps = spec["warmup"], spec["steps"]
+    config = trainer_lib.RunConfig(
+        output_dir=spec["model_dir"],
+        batch_size=spec["batch_size"],
+        tf_random_seed=spec["seed"],
+        eval_every_n_steps=0,
+        train_steps=warmup + steps,
+        save_checkpoints_steps=10**9,
+        **changes,
+    )
+    trainer = trainer_lib.Trainer(options, pipeline, None, config)
+
+    class Clock(TrainingHook):
+        def __init__(self):
+            self.losses = []
+            self.marks = {}
+
+        def after_step(self, step, features, outputs):
+            if step >= warmup:
+                self.losses.append(float(outputs["loss"]))
+            if step in (warmup, warmup + steps):
+                self.marks[step] = (time.process_time(), time.perf_counter())
+
+    clock = Clock()
+    trainer.hooks.append(clock)
+    trainer.train()
+    (cpu0, wall0), (cpu1, wall1) = clock.marks[warmup], clock.marks[warmup + steps]
+    losses = clock.losses[1:]
+    return {
+        "cpu_s_step": (cpu1 - cpu0) / steps,
+        "wall_s_step": (wall1 - wall0) / steps,
+        "mean_loss": sum(losses) / max(len(losses), 1),
+        "buckets": config.buckets,
+        "tf_version": tf.__version__,
+    }
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data_dir", default=os.path.join(real_corpus.default_cache_dir(), "en-fr")
+    )
+    parser.add_argument("--variants", default="base,jit")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work_dir", help="Keep runs here (default: temporary).")
+    parser.add_argument("--json", help="Write all results here.")
+    return parser
+
+
+def run(args):
+    names = [v for v in args.variants.split(",") if v]
+    for name in names:
+        if name not in VARIANTS:
+            raise BenchmarkError(
+                f"--variants: unknown variant {name!r}; choose from "
+                f"{', '.join(VARIANTS)}."
+            )
+    for flag in ("steps", "warmup", "rounds", "batch_size"):
+        if getattr(args, flag) <= 0:
+            raise BenchmarkError(f"--{flag} must be positive.")
+    real_corpus.ensure_corpus(args.data_dir)
+    paths = real_corpus.corpus_paths(args.data_dir)
+    work_dir = args.work_dir or tempfile.mkdtemp(prefix="train_levers_")
+    os.makedirs(work_dir, exist_ok=True)
+    print(common.load_at_start(), flush=True)
+    results = {name: [] for name in names}
+    for round_ in range(args.rounds):
+        for name in names:
+            tag = f"{name}_r{round_}"
+            spec = {
+                "changes": VARIANTS[name],
+                "model_dir": os.path.join(work_dir, tag),
+                "source": paths["train_source"],
+                "target": paths["train_target"],
+                "vocab_source": paths["vocab_source"],
+                "vocab_target": paths["vocab_target"],
+                "batch_size": args.batch_size,
+                "learning_rate": args.learning_rate,
+                "seed": args.seed,
+                "warmup": args.warmup,
+                "steps": args.steps,
+            }
+            result = common.run_child(
+                [sys.executable, os.path.abspath(__file__), "--child", "train"],
+                spec,
+                work_dir,
+                tag,
+                f"{name} round {round_}",
+            )
+            results[name].append(result)
+            print(
+                f"  round {round_} {name}: {result['cpu_s_step']:.4f} CPU-s/step, "
+                f"{result['wall_s_step']:.4f} s/step, loss {result['mean_loss']:.3f}"
+                f", load {common.load_average():.2f}",
+                flush=True,
+            )
+    base = common.median([r["cpu_s_step"] for r in results[names[0]]])
+    rows = [["variant", "CPU-s/step", "s/step", "mean loss", f"vs {names[0]}"]]
+    for name in names:
+        runs = results[name]
+        cpu = common.median([r["cpu_s_step"] for r in runs])
+        rows.append(
+            [
+                name,
+                f"{cpu:.4f}",
+                f"{common.median([r['wall_s_step'] for r in runs]):.4f}",
+                f"{common.median([r['mean_loss'] for r in runs]):.3f}",
+                f"{base / cpu:.2f}x",
+            ]
+        )
+    print(common.format_table(rows))
+    print(common.load_at_end(with_cpus=True))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(results, out, indent=1)
+    return 0
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        return common.child_main(
+            argv[1:],
+            {"train": child_train},
+            "usage: train_levers.py --child train SPEC RESULT",
+        )
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (BenchmarkError, real_corpus.CorpusError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""bin/train.py with the automatic speed options: --buckets auto and
+--mixed_precision auto."""
+
+import os
+
+from test_train_cli import base_args, run_train
+
+from seq2seq.training import cpu_features
+
+
+def test_auto_buckets_and_auto_precision_train(toy_data, tmp_path):
+    out = tmp_path / "m"
+    result = run_train(
+        *base_args(toy_data, out),
+        "--train_steps",
+        "2",
+        "--buckets",
+        "auto",
+        "--mixed_precision",
+        "auto",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert os.path.exists(out / "ckpt-2.index"), os.listdir(out)
+    assert "--buckets auto: boundaries" in result.stderr
+    expected = "bfloat16" if cpu_features.host_has_native_bfloat16() else "float32"
+    assert f"--mixed_precision=auto: {expected}." in result.stderr
