@@ -48,6 +48,9 @@ Decisions on input that is not clean, made on purpose:
   An empty delimiter splits a line into Unicode characters (not bytes);
   spaces are then tokens too.
 - A trailing carriage return (Windows line ending) is removed from each line.
+- With `source_tokenizer` / `target_tokenizer` (a SentencePiece model) a
+  side's lines are raw text split into subword pieces by the model, after
+  the same cleaning; the pieces are the tokens.
 - Shuffling happens only in `train` mode (and only if `shuffle` is true),
   through a buffer of `shuffle_buffer_size` lines. In the other modes, and
   with `shuffle: false`, examples keep the order of the lines in the files
@@ -270,6 +273,7 @@ class InputPipeline(Configurable):
         self.num_examples = None
         self._validated = False
         self._max_lengths = {"source": None, "target": None}
+        self._tokenizers = {}
 
     @staticmethod
     def default_params():
@@ -323,6 +327,25 @@ class InputPipeline(Configurable):
         """
         raise NotImplementedError
 
+    def tokenizer_path(self, side):
+        """The `source_tokenizer` / `target_tokenizer` of `side` ("source" or
+        "target"): a SentencePiece model path, or "" (words)."""
+        return self.params.get(f"{side}_tokenizer") or ""
+
+    def tokenizer(self, side):
+        """The `SubwordTokenizer` of `side` (created once), or `None`."""
+        path = self.tokenizer_path(side)
+        if path and side not in self._tokenizers:
+            from seq2seq.data.tokenizers import SubwordTokenizer
+
+            what = f"{type(self).__name__}: {side}_tokenizer"
+            self._tokenizers[side] = SubwordTokenizer(path, what)
+        return self._tokenizers.get(side) if path else None
+
+    def _splitter(self, side):
+        """What `side` is split with: its tokenizer, else its delimiter."""
+        return self.tokenizer(side) or self.params[f"{side}_delimiter"]
+
     def read_records(self):
         """Returns a `tf.data.Dataset` of raw records in file order."""
         raise NotImplementedError
@@ -358,7 +381,8 @@ class InputPipeline(Configurable):
         found = []
         for name in ("source_files", "target_files", "files"):
             found.extend(getattr(self, name, None) or [])
-        return found
+        found += [self.tokenizer_path(side) for side in ("source", "target")]
+        return [path for path in found if path]
 
     def corpus_bytes(self):
         """The size on disk of one epoch's files, or `None` if unknown.
@@ -434,6 +458,7 @@ class InputPipeline(Configurable):
         )
 
     def _target_features(self, text, delimiter, split=split_tokens):
+        """`delimiter`: a string or a tokenizer (see `split_tokens_batch`)."""
         tokens, length = split(
             text,
             delimiter,
@@ -454,18 +479,20 @@ class InputPipeline(Configurable):
 
         Returns:
           `source_tokens`, `source_len` and, with a target, `target_tokens`,
-          `target_len`, split at `source_delimiter` / `target_delimiter`.
+          `target_len`, split into pieces by `source_tokenizer` /
+          `target_tokenizer` where set, else at `source_delimiter` /
+          `target_delimiter`.
         """
         tokens, length = split(
             source,
-            self.params["source_delimiter"],
+            self._splitter("source"),
             append_token=SEQUENCE_END,
             max_tokens=self._max_lengths["source"],
         )
         features = {"source_tokens": tokens, "source_len": length}
         if target is not None:
             features.update(
-                self._target_features(target, self.params["target_delimiter"], split)
+                self._target_features(target, self._splitter("target"), split)
             )
         return features
 
@@ -491,6 +518,9 @@ class ParallelTextInputPipeline(InputPipeline):
       source_delimiter: Characters separating source tokens; default a space,
         an empty string for characters.
       target_delimiter: The same for targets.
+      source_tokenizer, target_tokenizer: SentencePiece `.model` files: that
+        side is raw text, split into pieces inside `tf.data` instead of at
+        its delimiter (`seq2seq.data.tokenizers`); "" (default): words.
     """
 
     @staticmethod
@@ -502,6 +532,8 @@ class ParallelTextInputPipeline(InputPipeline):
                 "target_files": [],
                 "source_delimiter": " ",
                 "target_delimiter": " ",
+                "source_tokenizer": "",
+                "target_tokenizer": "",
             }
         )
         return params
@@ -535,6 +567,8 @@ class ParallelTextInputPipeline(InputPipeline):
             )
         self._needs_targets(self.has_targets, "'target_files' is empty")
         self.source_files = expand_files(self._source_patterns, "source_files", name)
+        for side in ("source", "target"):
+            self.tokenizer(side)  # A bad model file fails here.
         self.target_files = expand_files(self._target_patterns, "target_files", name)
 
         source_counts = [count_lines(path) for path in self.source_files]
@@ -600,6 +634,9 @@ class TFRecordInputPipeline(InputPipeline):
       source_delimiter: Characters separating source tokens; default a space,
         an empty string for characters.
       target_delimiter: The same for targets.
+      source_tokenizer, target_tokenizer: SentencePiece `.model` files: that
+        side is raw text, split into pieces inside `tf.data` instead of at
+        its delimiter (`seq2seq.data.tokenizers`); "" (default): words.
     """
 
     @staticmethod
@@ -612,6 +649,8 @@ class TFRecordInputPipeline(InputPipeline):
                 "target_field": "target",
                 "source_delimiter": " ",
                 "target_delimiter": " ",
+                "source_tokenizer": "",
+                "target_tokenizer": "",
             }
         )
         return params
@@ -635,6 +674,8 @@ class TFRecordInputPipeline(InputPipeline):
                 f"{name}: 'files' is empty; list at least one TFRecord file."
             )
         self.files = expand_files(self._patterns, "files", name)
+        for side in ("source", "target"):
+            self.tokenizer(side)  # A bad model file fails here.
         source_field = self.params["source_field"]
         target_field = self.params["target_field"]
         path, example = first_record(self.files, self._first_example, name)
