@@ -186,6 +186,48 @@ def test_tokenizer_and_vocabulary_must_agree(corpus, tmp_path):
         _pipeline(corpus, target_tokenizer=str(not_a_model)).check()
 
 
+def test_train_cli_refuses_a_vocabulary_of_another_model(corpus, tmp_path):
+    words = tmp_path / "words.vocab"
+    words.write_text("kalo\nmine\n")
+    output_dir = tmp_path / "run"
+    pipeline = {
+        "class": "ParallelTextInputPipeline",
+        "params": {
+            "source_files": [os.path.join(corpus["dir"], "train.src")],
+            "target_files": [os.path.join(corpus["dir"], "train.tgt")],
+            "source_tokenizer": corpus["model"],
+            "target_tokenizer": corpus["model"],
+        },
+    }
+    model_params = {"vocab_source": corpus["vocab"], "vocab_target": str(words)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bin.train",
+            "--model=AttentionSeq2Seq",
+            f"--model_params={json.dumps(model_params)}",
+            f"--input_pipeline_train={json.dumps(pipeline)}",
+            "--train_steps=1",
+            f"--output_dir={output_dir}",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        timeout=300,
+    )
+    errors = [
+        line
+        for line in result.stderr.decode("utf-8").splitlines()
+        if line.startswith("error: ")
+    ]
+    assert result.returncode == 2, result.stderr.decode("utf-8")[-2000:]
+    assert len(errors) == 1
+    assert "target tokenizer" in errors[0]
+    assert corpus["model"] in errors[0] and str(words) in errors[0]
+    assert not output_dir.exists()
+
+
 def test_bleu_and_decode_text_use_detokenized_text(corpus, capsys):
     processor = spm.SentencePieceProcessor(model_file=corpus["model"])
     references = ["kalomi ne supo", "tari de"]
