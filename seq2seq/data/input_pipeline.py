@@ -332,15 +332,27 @@ class InputPipeline(Configurable):
         "target"): a SentencePiece model path, or "" (words)."""
         return self.params.get(f"{side}_tokenizer") or ""
 
-    def tokenizer(self, side):
-        """The `SubwordTokenizer` of `side` (created once), or `None`."""
+    def tokenizer(self, side, fresh=False):
+        """The `SubwordTokenizer` of `side` (kept, or a new one with
+        `fresh`), or `None`. Validation only reads the model file
+        (`_check_tokenizer_files`): the op's resource is made when a
+        dataset is, since resetting the random seed
+        (`tf.random.set_seed`) clears the eager kernels that own it."""
         path = self.tokenizer_path(side)
-        if path and side not in self._tokenizers:
+        if path and (fresh or side not in self._tokenizers):
             from seq2seq.data.tokenizers import SubwordTokenizer
 
             what = f"{type(self).__name__}: {side}_tokenizer"
             self._tokenizers[side] = SubwordTokenizer(path, what)
         return self._tokenizers.get(side) if path else None
+
+    def _check_tokenizer_files(self):
+        from seq2seq.data.sentencepiece_model import read_model_proto
+
+        for side in ("source", "target"):
+            if self.tokenizer_path(side):
+                what = f"{type(self).__name__}: {side}_tokenizer"
+                read_model_proto(self.tokenizer_path(side), what)
 
     def _splitter(self, side):
         """What `side` is split with: its tokenizer, else its delimiter."""
@@ -422,6 +434,8 @@ class InputPipeline(Configurable):
           ConfigError, DataError: Something the user must fix.
         """
         self.check()
+        for side in ("source", "target"):
+            self.tokenizer(side, fresh=True)
         # Read by `_text_features` when the parse functions are traced below.
         self._max_lengths = {"source": max_source_len, "target": max_target_len}
         dataset = self.read_records()
@@ -567,8 +581,7 @@ class ParallelTextInputPipeline(InputPipeline):
             )
         self._needs_targets(self.has_targets, "'target_files' is empty")
         self.source_files = expand_files(self._source_patterns, "source_files", name)
-        for side in ("source", "target"):
-            self.tokenizer(side)  # A bad model file fails here.
+        self._check_tokenizer_files()
         self.target_files = expand_files(self._target_patterns, "target_files", name)
 
         source_counts = [count_lines(path) for path in self.source_files]
@@ -674,8 +687,7 @@ class TFRecordInputPipeline(InputPipeline):
                 f"{name}: 'files' is empty; list at least one TFRecord file."
             )
         self.files = expand_files(self._patterns, "files", name)
-        for side in ("source", "target"):
-            self.tokenizer(side)  # A bad model file fails here.
+        self._check_tokenizer_files()
         source_field = self.params["source_field"]
         target_field = self.params["target_field"]
         path, example = first_record(self.files, self._first_example, name)
