@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+SUBWORDS = ["sentencepiece>=0.2", "tensorflow-text==2.21.*"]
+
 setup(
     name="seq2seq",
     version="0.2.0",
@@ -21,7 +23,12 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "black", "ruff"],
+        # Subword text in, plain text out: SentencePiece models
+        # (bin/tools/learn_subwords.py) and their in-graph op (tensorflow-text,
+        # whose version must match TensorFlow's).
+        "subwords": SUBWORDS,
+        # The tests exercise the subword path too.
+        "test": ["pytest", "black", "ruff"] + SUBWORDS,
         "gpu": ["tensorflow[and-cuda]>=2.16"],
     },
     entry_points={

@@ -113,7 +113,7 @@ def main(argv):
     del argv
     values = resolve_flags(FLAGS)
     from seq2seq import tasks as tasks_lib
-    from seq2seq.data import input_pipeline
+    from seq2seq.data import input_pipeline, tokenizers
     from seq2seq.inference import inference
 
     task_defs = values["tasks"] or []
@@ -147,9 +147,21 @@ def main(argv):
         allow_change=bool(values["allow_vocab_change"]),
     )
     model = inference.build_model(train_options, values["model_params"])
+    # A model trained on raw text with SentencePiece reads raw text and
+    # writes plain text: the pipeline and the tasks get its tokenizers.
     pipeline = input_pipeline.make_input_pipeline_from_def(
-        values["input_pipeline"], ModeKeys.INFER, shuffle=False, num_epochs=1
+        inference.inherit_tokenizers(values["input_pipeline"], train_options),
+        ModeKeys.INFER,
+        shuffle=False,
+        num_epochs=1,
     )
+    tokenizer_paths = tuple(
+        pipeline.tokenizer_path(side) for side in ("source", "target")
+    )
+    tokenizers.check_vocabularies(tokenizer_paths, model.params)
+    for task in tasks:
+        if tokenizer_paths[1] and hasattr(task, "set_target_tokenizer"):
+            task.set_target_tokenizer(tokenizer_paths[1])
     count = inference.run_inference(
         model,
         pipeline,

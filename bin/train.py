@@ -311,7 +311,7 @@ def main(argv):
     values = resolve_flags(FLAGS)
     # Imported here so that --help stays fast.
     from seq2seq import run_dir
-    from seq2seq.data import batching, input_pipeline
+    from seq2seq.data import batching, input_pipeline, tokenizers
     from seq2seq.training import cpu_features, distribution
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
@@ -399,6 +399,10 @@ def main(argv):
     for pipeline in (train_pipeline, dev_pipeline):
         if pipeline is not None:
             pipeline.check()
+            tokenizers.check_vocabularies(
+                [pipeline.tokenizer_path(side) for side in ("source", "target")],
+                model_params,
+            )
     config = trainer_lib.RunConfig(
         output_dir=output_dir,
         batch_size=values["batch_size"],

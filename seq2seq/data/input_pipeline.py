@@ -52,6 +52,9 @@ Decisions on input that is not clean, made on purpose:
   An empty delimiter splits a line into Unicode characters (not bytes);
   spaces are then tokens too.
 - A trailing carriage return (Windows line ending) is removed from each line.
+- With `source_tokenizer` / `target_tokenizer` (a SentencePiece model) a
+  side's lines are raw text split into subword pieces by the model, after
+  the same cleaning; the pieces are the tokens.
 - Shuffling happens only in `train` mode (and only if `shuffle` is true),
   through a buffer of `shuffle_buffer_size` lines. In the other modes, and
   with `shuffle: false`, examples keep the order of the lines in the files
@@ -289,6 +292,7 @@ class InputPipeline(Configurable):
         self.num_examples = None
         self._validated = False
         self._max_lengths = {"source": None, "target": None}
+        self._tokenizers = {}
 
     @staticmethod
     def default_params():
@@ -342,6 +346,37 @@ class InputPipeline(Configurable):
         """
         raise NotImplementedError
 
+    def tokenizer_path(self, side):
+        """The `source_tokenizer` / `target_tokenizer` of `side` ("source" or
+        "target"): a SentencePiece model path, or "" (words)."""
+        return self.params.get(f"{side}_tokenizer") or ""
+
+    def tokenizer(self, side, fresh=False):
+        """The `SubwordTokenizer` of `side` (kept, or a new one with
+        `fresh`), or `None`. Validation only reads the model file
+        (`_check_tokenizer_files`): the op's resource is made when a
+        dataset is, since resetting the random seed
+        (`tf.random.set_seed`) clears the eager kernels that own it."""
+        path = self.tokenizer_path(side)
+        if path and (fresh or side not in self._tokenizers):
+            from seq2seq.data.tokenizers import SubwordTokenizer
+
+            what = f"{type(self).__name__}: {side}_tokenizer"
+            self._tokenizers[side] = SubwordTokenizer(path, what)
+        return self._tokenizers.get(side) if path else None
+
+    def _check_tokenizer_files(self):
+        from seq2seq.data.sentencepiece_model import read_model_proto
+
+        for side in ("source", "target"):
+            if self.tokenizer_path(side):
+                what = f"{type(self).__name__}: {side}_tokenizer"
+                read_model_proto(self.tokenizer_path(side), what)
+
+    def _splitter(self, side):
+        """What `side` is split with: its tokenizer, else its delimiter."""
+        return self.tokenizer(side) or self.params[f"{side}_delimiter"]
+
     def read_records(self):
         """Returns a `tf.data.Dataset` of raw records in file order."""
         raise NotImplementedError
@@ -377,7 +412,8 @@ class InputPipeline(Configurable):
         found = []
         for name in ("source_files", "target_files", "target_prefix_files", "files"):
             found.extend(getattr(self, name, None) or [])
-        return found
+        found += [self.tokenizer_path(side) for side in ("source", "target")]
+        return [path for path in found if path]
 
     def corpus_bytes(self):
         """The size on disk of one epoch's files, or `None` if unknown.
@@ -417,6 +453,8 @@ class InputPipeline(Configurable):
           ConfigError, DataError: Something the user must fix.
         """
         self.check()
+        for side in ("source", "target"):
+            self.tokenizer(side, fresh=True)
         # Read by `_text_features` when the parse functions are traced below.
         self._max_lengths = {"source": max_source_len, "target": max_target_len}
         dataset = self.read_records()
@@ -453,6 +491,7 @@ class InputPipeline(Configurable):
         )
 
     def _target_features(self, text, delimiter, split=split_tokens):
+        """`delimiter`: a string or a tokenizer (see `split_tokens_batch`)."""
         tokens, length = split(
             text,
             delimiter,
@@ -473,18 +512,20 @@ class InputPipeline(Configurable):
 
         Returns:
           `source_tokens`, `source_len` and, with a target, `target_tokens`,
-          `target_len`, split at `source_delimiter` / `target_delimiter`.
+          `target_len`, split into pieces by `source_tokenizer` /
+          `target_tokenizer` where set, else at `source_delimiter` /
+          `target_delimiter`.
         """
         tokens, length = split(
             source,
-            self.params["source_delimiter"],
+            self._splitter("source"),
             append_token=SEQUENCE_END,
             max_tokens=self._max_lengths["source"],
         )
         features = {"source_tokens": tokens, "source_len": length}
         if target is not None:
             features.update(
-                self._target_features(target, self.params["target_delimiter"], split)
+                self._target_features(target, self._splitter("target"), split)
             )
         return features
 
@@ -514,6 +555,9 @@ class ParallelTextInputPipeline(InputPipeline):
         the sources whose n-th line (split at `target_delimiter`, cut to
         `target.max_seq_len` tokens) is the forced start of the n-th output;
         an empty line forces nothing. Empty (the default): no prefixes.
+      source_tokenizer, target_tokenizer: SentencePiece `.model` files: that
+        side is raw text, split into pieces inside `tf.data` instead of at
+        its delimiter (`seq2seq.data.tokenizers`); "" (default): words.
     """
 
     @staticmethod
@@ -526,6 +570,8 @@ class ParallelTextInputPipeline(InputPipeline):
                 "source_delimiter": " ",
                 "target_delimiter": " ",
                 "target_prefix_files": [],
+                "source_tokenizer": "",
+                "target_tokenizer": "",
             }
         )
         return params
@@ -563,6 +609,7 @@ class ParallelTextInputPipeline(InputPipeline):
             )
         self._needs_targets(self.has_targets, "'target_files' is empty")
         self.source_files = expand_files(self._source_patterns, "source_files", name)
+        self._check_tokenizer_files()
         self.target_files = expand_files(self._target_patterns, "target_files", name)
         self.target_prefix_files = expand_files(
             self._prefix_patterns, "target_prefix_files", name
@@ -647,6 +694,9 @@ class TFRecordInputPipeline(InputPipeline):
       source_delimiter: Characters separating source tokens; default a space,
         an empty string for characters.
       target_delimiter: The same for targets.
+      source_tokenizer, target_tokenizer: SentencePiece `.model` files: that
+        side is raw text, split into pieces inside `tf.data` instead of at
+        its delimiter (`seq2seq.data.tokenizers`); "" (default): words.
     """
 
     @staticmethod
@@ -659,6 +709,8 @@ class TFRecordInputPipeline(InputPipeline):
                 "target_field": "target",
                 "source_delimiter": " ",
                 "target_delimiter": " ",
+                "source_tokenizer": "",
+                "target_tokenizer": "",
             }
         )
         return params
@@ -678,6 +730,7 @@ class TFRecordInputPipeline(InputPipeline):
     def validate(self):
         name = type(self).__name__
         self.files = expand_record_files(self._patterns, name)
+        self._check_tokenizer_files()
         source_field = self.params["source_field"]
         target_field = self.params["target_field"]
         path, example = first_record(self.files, self._first_example, name)

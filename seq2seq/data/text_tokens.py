@@ -27,7 +27,8 @@ def split_tokens(
     Args:
       text: A scalar tf.string, one line.
       delimiter: A Python string; each of its characters separates tokens.
-        An empty string splits into Unicode characters.
+        An empty string splits into Unicode characters. A subword tokenizer
+        instead splits the line into pieces (see `split_tokens_batch`).
       prepend_token: A token put before the others, or `None`.
       append_token: A token put after the others, or `None`.
       max_tokens: Keep only the first `max_tokens` tokens (special tokens
@@ -68,7 +69,11 @@ def split_tokens_batch(
 
     Args:
       texts: A [N] tf.string tensor of lines.
-      delimiter: As for `split_tokens`.
+      delimiter: As for `split_tokens`, or a subword tokenizer (an object
+        with a `tokenize([N] tf.string) -> [N, None]` method, such as
+        `seq2seq.data.tokenizers.SubwordTokenizer`) that splits the cleaned
+        lines instead; with `max_tokens` a line is then tokenized whole and
+        cut.
       prepend_token: A token put before the others of every line, or `None`.
       append_token: A token put after the others of every line, or `None`.
       max_tokens: The most tokens kept per line, special tokens included
@@ -79,7 +84,9 @@ def split_tokens_batch(
       and the [N] tf.int32 row lengths.
     """
     limit = max_tokens if max_tokens is not None and max_tokens > 0 else None
-    if limit is None:
+    if not isinstance(delimiter, str):
+        tokens = delimiter.tokenize(_clean_lines(texts, ""))
+    elif limit is None:
         tokens = _split_lines(texts, delimiter)
     else:
         # The line tokens that can survive the cut to `limit`.

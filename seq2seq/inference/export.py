@@ -23,6 +23,14 @@ before `SEQUENCE_END`, which is never part of `tokens` or `translation`; a
 sentence with no tokens (blank, or only delimiters) gets an empty
 translation with length 0 and log-probability 0.
 
+When the model was trained on raw text with SentencePiece tokenizers (the
+training input pipeline's `source_tokenizer` / `target_tokenizer`), the
+sentence is split into pieces by the source model, `tokens` are the
+predicted pieces and `translation` is their detokenized text: raw text in,
+plain text out. Both SentencePiece models are embedded in the SavedModel;
+a server loading it must `import tensorflow_text` first, which registers
+the SentencePiece ops.
+
 The vocabularies live inside the SavedModel (the lookup tables are built
 from constants and the id-to-token list is a constant), so the export
 directory alone is enough to serve: neither the vocabulary files nor this
@@ -38,9 +46,10 @@ import tempfile
 import tensorflow as tf
 from absl import logging
 
-from seq2seq.configurable import maybe_load_yaml
+from seq2seq.configurable import deep_merge
+from seq2seq.data import tokenizers as tokenizers_lib
 from seq2seq.data.input_pipeline import SEQUENCE_END
-from seq2seq.data.text_tokens import split_tokens
+from seq2seq.data.text_tokens import split_tokens, split_tokens_batch
 from seq2seq.errors import ConfigError, UserError
 from seq2seq.inference import beam_search, inference, safe_paths
 
@@ -81,15 +90,21 @@ class _Translator:
     restore.
     """
 
-    def __init__(self, model, source_delimiter, target_delimiter):
+    def __init__(self, model, source_delimiter, target_delimiter, tokenizers=None):
         self.model = model
         self._source_delimiter = source_delimiter
         self._target_delimiter = target_delimiter
+        self._source_tokenizer, self._target_tokenizer = tokenizers or (None, None)
         self._end_id = model.target_vocab_info.special_vocab.SEQUENCE_END
         self._id_to_token = [str(t) for t in model.target_id_to_token]
 
     def _split(self, source):
         """[B] sentences -> `([B, S] tokens padded with "", [B] lengths)`."""
+        if self._source_tokenizer is not None:
+            ragged, lengths = split_tokens_batch(
+                source, self._source_tokenizer, append_token=SEQUENCE_END
+            )
+            return ragged.to_tensor(default_value=""), lengths
 
         def split_one(line):
             tokens, _ = split_tokens(
@@ -149,11 +164,13 @@ class _Translator:
         width = tf.reduce_max(tf.concat([length, [0]], axis=0))
         tokens = tf.gather(tf.constant(self._id_to_token), ids)
         tokens = tf.where(valid, tokens, "")[:, :width]
-        translation = tf.strings.reduce_join(
-            tf.RaggedTensor.from_tensor(tokens, lengths=length),
-            axis=1,
-            separator=self._target_delimiter,
-        )
+        kept = tf.RaggedTensor.from_tensor(tokens, lengths=length)
+        if self._target_tokenizer is not None:
+            translation = self._target_tokenizer.detokenize(kept)
+        else:
+            translation = tf.strings.reduce_join(
+                kept, axis=1, separator=self._target_delimiter
+            )
         zero = tf.zeros_like(predictions["log_probs"])
         outputs = {
             "translation": translation,
@@ -185,11 +202,19 @@ class TranslationModule(tf.Module):
       source_delimiter: Characters that separate source tokens; "" splits
         into Unicode characters.
       target_delimiter: The string the output tokens are joined with.
+      tokenizers: `(source, target)` `SubwordTokenizer`s or `None`s: a
+        source tokenizer splits sentences instead of `source_delimiter`, a
+        target tokenizer detokenizes the translation instead of joining
+        with `target_delimiter`. Their models are saved with the module.
     """
 
-    def __init__(self, model, source_delimiter=" ", target_delimiter=" "):
+    def __init__(
+        self, model, source_delimiter=" ", target_delimiter=" ", tokenizers=None
+    ):
         super().__init__(name="seq2seq_serving")
-        translator = _Translator(model, source_delimiter, target_delimiter)
+        translator = _Translator(model, source_delimiter, target_delimiter, tokenizers)
+        # Tracked, so that the SentencePiece models are saved as well.
+        self.tokenizers = [t for t in (tokenizers or ()) if t is not None]
         self.translate = tf.function(
             translator.translate,
             input_signature=[tf.TensorSpec([None], tf.string, name="source")],
@@ -203,16 +228,7 @@ class TranslationModule(tf.Module):
 def _pipeline_delimiters(train_options):
     """The (source, target) delimiters of the training input pipeline, or
     `None` for each one it does not name."""
-    config = train_options.resolved_config or {}
-    pipeline = config.get("input_pipeline_train")
-    if isinstance(pipeline, str):
-        try:
-            pipeline = maybe_load_yaml(pipeline, "input_pipeline_train")
-        except ConfigError:
-            pipeline = None
-    params = pipeline.get("params") if isinstance(pipeline, dict) else None
-    if not isinstance(params, dict):
-        return None, None
+    params = inference.training_pipeline_params(train_options)
     return params.get("source_delimiter"), params.get("target_delimiter")
 
 
@@ -398,12 +414,26 @@ def export_saved_model(
         target_delimiter,
     )
 
+    # Raw text in, plain text out when training tokenized with SentencePiece.
+    tokenizer_paths = inference.training_tokenizers(train_options)
+    tokenizers_lib.check_vocabularies(
+        tokenizer_paths, deep_merge(train_options.model_params, model_params or {})
+    )
+    tokenizers = tuple(
+        (
+            tokenizers_lib.SubwordTokenizer(path, f"training {side}_tokenizer")
+            if path
+            else None
+        )
+        for side, path in zip(("source", "target"), tokenizer_paths)
+    )
+
     model = inference.build_model(train_options, model_params)
     # Variables are created by the first call; then the weights are read.
     model.infer(_dummy_features(model), max_length=1)
     inference.restore_model(model, checkpoint)
 
-    module = TranslationModule(model, source_delimiter, target_delimiter)
+    module = TranslationModule(model, source_delimiter, target_delimiter, tokenizers)
     concrete = module.translate.get_concrete_function()
     signatures = {SIGNATURE_KEY: concrete, TRANSLATE_KEY: concrete}
 
@@ -420,6 +450,8 @@ def export_saved_model(
             "model_params": dict(model.params),
             "source_delimiter": source_delimiter,
             "target_delimiter": target_delimiter,
+            "source_tokenizer": tokenizer_paths[0],
+            "target_tokenizer": tokenizer_paths[1],
             "signatures": sorted(signatures),
         }
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)

@@ -16,9 +16,9 @@ import tensorflow as tf
 from absl import logging
 
 from seq2seq import run_dir
-from seq2seq.configurable import ModeKeys, deep_merge, locate_class
+from seq2seq.configurable import ModeKeys, deep_merge, locate_class, maybe_load_yaml
 from seq2seq.data import batching
-from seq2seq.errors import UserError
+from seq2seq.errors import ConfigError, UserError
 from seq2seq.inference import safe_paths
 from seq2seq.run_dir import VOCAB_PARAMS, TrainOptions
 
@@ -146,6 +146,54 @@ def check_vocabularies(train_options, model_params=None, allow_change=False):
         "tokens. Restore that file, or pass --allow_vocab_change to use the "
         "changed one deliberately."
     )
+
+
+def training_pipeline_params(train_options):
+    """The params of the training input pipeline `train_options` recorded
+    (its merged config's `input_pipeline_train`), or `{}`."""
+    config = train_options.resolved_config or {}
+    pipeline = config.get("input_pipeline_train")
+    if isinstance(pipeline, str):
+        try:
+            pipeline = maybe_load_yaml(pipeline, "input_pipeline_train")
+        except ConfigError:
+            pipeline = None
+    params = pipeline.get("params") if isinstance(pipeline, dict) else None
+    return params if isinstance(params, dict) else {}
+
+
+def training_tokenizers(train_options):
+    """The `(source, target)` SentencePiece models the model was trained
+    with (the training pipeline's `source_tokenizer` / `target_tokenizer`),
+    "" for a side split into words."""
+    params = training_pipeline_params(train_options)
+    return tuple(
+        str(params.get(f"{side}_tokenizer") or "") for side in ("source", "target")
+    )
+
+
+def inherit_tokenizers(pipeline_def, train_options):
+    """Gives an inference pipeline definition the training tokenizers it
+    does not set itself, so raw text is split as in training.
+
+    Args:
+      pipeline_def: A `{class, params}` dict or YAML string.
+      train_options: The saved `TrainOptions`.
+
+    Returns:
+      The definition (a new dict when something was added).
+    """
+    tokenizers = dict(zip(("source", "target"), training_tokenizers(train_options)))
+    if not any(tokenizers.values()):
+        return pipeline_def
+    definition = maybe_load_yaml(pipeline_def, "--input_pipeline")
+    if not isinstance(definition, dict):
+        return pipeline_def
+    params = dict(definition.get("params") or {})
+    for side, path in tokenizers.items():
+        if path and f"{side}_tokenizer" not in params:
+            params[f"{side}_tokenizer"] = path
+    return dict(definition, params=params)
 
 
 def build_model(train_options, model_params=None, mode=ModeKeys.INFER):

@@ -19,7 +19,12 @@ Specs are created from the `metrics:` list of a config, e.g.
 `{class: RougeMetricSpec, params: {rouge_type: rouge_2/f_score}}`.
 """
 
-from seq2seq.configurable import Configurable, ModeKeys, locate_function
+from seq2seq.configurable import (
+    Configurable,
+    ModeKeys,
+    locate_function,
+    maybe_load_yaml,
+)
 from seq2seq.data import postproc
 from seq2seq.errors import ConfigError
 from seq2seq.metrics import bleu, chrf, rouge
@@ -91,11 +96,24 @@ class TextMetricSpec(MetricSpec):
         applied to each text, by short name (`strip_bpe`) or dotted path
         (`seq2seq.data.postproc.strip_bpe`); no other function can be
         named. Empty for none.
+      target_tokenizer: A SentencePiece `.model` file: the tokens are its
+        pieces, and the text scored is their detokenized plain text (cut at
+        `sos_token` / `eos_token` first, `separator` unused). Training sets
+        it from the dev pipeline's `target_tokenizer` (see
+        `scoring_detokenized`). Empty for none.
     """
 
     def __init__(self, params, mode=ModeKeys.EVAL):
         super().__init__(params, mode)
         self._postproc_fn = self._resolve_postproc(self.params["postproc_fn"])
+        self._detokenizer = None
+        if self.params["target_tokenizer"]:
+            from seq2seq.data import sentencepiece_model
+
+            self._detokenizer = sentencepiece_model.load_processor(
+                self.params["target_tokenizer"],
+                f"{type(self).__name__}: target_tokenizer",
+            )
 
     @staticmethod
     def default_params():
@@ -104,6 +122,7 @@ class TextMetricSpec(MetricSpec):
             "eos_token": "SEQUENCE_END",
             "separator": " ",
             "postproc_fn": "",
+            "target_tokenizer": "",
         }
 
     def _resolve_postproc(self, name):
@@ -124,6 +143,8 @@ class TextMetricSpec(MetricSpec):
         Returns:
           A str.
         """
+        if self._detokenizer is not None:
+            return self._detokenized_text(tokens)
         if isinstance(tokens, (str, bytes)):
             text = _to_text(tokens)
         else:
@@ -132,6 +153,23 @@ class TextMetricSpec(MetricSpec):
         text = postproc.slice_text(
             text, self.params["eos_token"], self.params["sos_token"]
         )
+        if self._postproc_fn is not None:
+            text = self._postproc_fn(text)
+        return text
+
+    def _detokenized_text(self, tokens):
+        """The plain text of one example's pieces (see `target_tokenizer`)."""
+        from seq2seq.data import sentencepiece_model
+
+        if isinstance(tokens, (str, bytes)):
+            tokens = _to_text(tokens).split()
+        pieces = [_to_text(token) for token in tokens]
+        eos, sos = self.params["eos_token"], self.params["sos_token"]
+        if eos and eos in pieces:
+            pieces = pieces[: pieces.index(eos)]
+        if sos and sos in pieces:
+            pieces = pieces[pieces.index(sos) + 1 :]
+        text = sentencepiece_model.detokenize(self._detokenizer, pieces).strip()
         if self._postproc_fn is not None:
             text = self._postproc_fn(text)
         return text
@@ -274,6 +312,30 @@ class ChrfMetricSpec(TextMetricSpec):
 
     def result(self):
         return chrf.score_with(self._scorer, self._hypotheses, self._references)
+
+
+def scoring_detokenized(metric, target_tokenizer, definition=None):
+    """The text metric `metric` made to score detokenized text.
+
+    Args:
+      metric: A `MetricSpec`; other than text metrics are returned as they
+        are, and so are those that already name a `target_tokenizer`.
+      target_tokenizer: The SentencePiece model of the targets.
+      definition: The metric's `{class, params}` definition (dict or YAML);
+        BLEU switches to sacrebleu's standard `13a` tokenization unless it
+        sets `tokenize`.
+
+    Returns:
+      A `MetricSpec`.
+    """
+    if not isinstance(metric, TextMetricSpec) or metric.params["target_tokenizer"]:
+        return metric
+    definition = maybe_load_yaml(definition or {}, "metric")
+    given = definition.get("params") if isinstance(definition, dict) else None
+    params = dict(metric.params, target_tokenizer=target_tokenizer)
+    if isinstance(metric, BleuMetricSpec) and "tokenize" not in (given or {}):
+        params["tokenize"] = "13a"
+    return type(metric)(params, metric.mode)
 
 
 class RougeMetricSpec(TextMetricSpec):

@@ -115,7 +115,9 @@ class DecodeText(InferenceTask):
     """Writes the best prediction of each example as one line of text.
 
     The predicted tokens up to (not including) the first SEQUENCE_END are
-    joined with `delimiter`, passed through `postproc_fn` and stripped; each
+    joined with `delimiter` (or, for a model trained with a SentencePiece
+    `target_tokenizer`, detokenized by it into plain text), passed through
+    `postproc_fn` and stripped; each
     example gives exactly one line, an empty one when nothing was predicted,
     so the output stays aligned with the input.
 
@@ -139,6 +141,16 @@ class DecodeText(InferenceTask):
         if self.params["unk_mapping"]:
             self._unk_mapping = read_unk_mapping(str(self.params["unk_mapping"]))
         self._writer = LineWriter(self.params["output"], "DecodeText: output")
+        self._detokenizer = None
+
+    def set_target_tokenizer(self, path):
+        """Detokenizes the predicted pieces with this SentencePiece model
+        (`bin/infer.py` passes the training `target_tokenizer`)."""
+        from seq2seq.data import sentencepiece_model
+
+        self._detokenizer = sentencepiece_model.load_processor(
+            path, "DecodeText: target_tokenizer"
+        )
 
     @staticmethod
     def default_params():
@@ -171,7 +183,12 @@ class DecodeText(InferenceTask):
                 example["attention_scores"],
                 self._unk_mapping,
             )
-        text = self.params["delimiter"].join(tokens)
+        if self._detokenizer is not None:
+            from seq2seq.data import sentencepiece_model
+
+            text = sentencepiece_model.detokenize(self._detokenizer, tokens)
+        else:
+            text = self.params["delimiter"].join(tokens)
         if self._postproc_fn is not None:
             text = self._postproc_fn(text)
         return text.strip()

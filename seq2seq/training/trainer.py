@@ -48,7 +48,7 @@ from seq2seq.configurable import (
 )
 from seq2seq.data import batching
 from seq2seq.errors import Interrupted, UserError
-from seq2seq.metrics import MetricSpec
+from seq2seq.metrics import MetricSpec, metric_specs
 from seq2seq.models import ModelBase
 from seq2seq.run_dir import (  # noqa: F401  (re-exported)
     check_and_write_train_options,
@@ -161,6 +161,16 @@ class Trainer:
             )
             for d in metrics
         ]
+        target_tokenizer = dev_pipeline.tokenizer_path("target") if dev_pipeline else ""
+        if target_tokenizer:
+            # The dev targets are pieces: text metrics score plain text.
+            self.metrics = [
+                metric_specs.scoring_detokenized(metric, target_tokenizer, definition)
+                for metric, definition in zip(self.metrics, metrics)
+            ]
+            for metric in self.metrics:
+                if getattr(metric, "description", None):
+                    logging.info("Detokenized dev text: %s", metric.description)
         self.hooks = [
             create_from_dict(
                 d,
