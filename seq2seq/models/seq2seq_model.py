@@ -262,8 +262,12 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
     def copy_attention(self):
         """Whether the decoder copies source words (pointer-generator): its
         steps then score the extended vocabulary of
-        `seq2seq.data.copy_vocab`."""
-        return bool(getattr(self.decoder, "copy_attention", False))
+        `seq2seq.data.copy_vocab`. False while the decoder is not built."""
+        try:
+            decoder = self.decoder
+        except (AttributeError, NotImplementedError):
+            return False
+        return bool(getattr(decoder, "copy_attention", False))
 
     @property
     def source_vocab_table(self):
