@@ -3,10 +3,13 @@ decoding over it, and a toy task where targets copy source-only names."""
 
 import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 from checkpoint_layout import checkpoint_keys, weight_paths
 from conftest import text_pipeline, tiny_rnn_cell
 
@@ -376,3 +379,61 @@ def test_copy_attention_beats_unk_replace_on_source_only_names(copy_data, tmp_pa
     # Dev names are in no vocabulary: only copying brings them through.
     assert "m" in " ".join(copy_lines["copy"])
     assert scores["copy"] > scores["unk_replace"] + 10.0, scores
+
+
+@pytest.mark.slow
+def test_nmt_small_copy_config_trains_and_decodes_from_the_cli(copy_data, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    model_dir = str(tmp_path / "model")
+    vocabs = {k: copy_data[k] for k in ("vocab_source", "vocab_target")}
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bin.train",
+            "--config_paths",
+            os.path.join(REPO, "example_configs", "nmt_small_copy.yml"),
+            "--model_params",
+            yaml.safe_dump(vocabs),
+            "--input_pipeline_train",
+            yaml.safe_dump(text_pipeline(copy_data["train"])),
+            "--batch_size",
+            "8",
+            "--train_steps",
+            "2",
+            "--output_dir",
+            model_dir,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    pipeline = {
+        "class": "ParallelTextInputPipeline",
+        "params": {"source_files": [copy_data["dev"]["sources"]]},
+    }
+    infer = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bin.infer",
+            "--model_dir",
+            model_dir,
+            "--tasks",
+            "- class: DecodeText",
+            "--input_pipeline",
+            yaml.safe_dump(pipeline),
+            "--model_params",
+            "inference.beam_search.beam_width: 2",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert infer.returncode == 0, infer.stderr[-3000:]
+    assert len(infer.stdout.splitlines()) == 100
