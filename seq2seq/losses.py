@@ -161,3 +161,46 @@ def projected_sequence_loss(
         loss_sum = tf.reduce_sum(losses)
         num_tokens = tf.cast(tf.shape(positions)[0], tf.float32)
         return loss_sum, num_tokens
+
+
+def log_prob_sequence_loss(
+    log_probs, targets, sequence_length, label_smoothing=0.0, smoothing_classes=None
+):
+    """Summed negative log-likelihood of given log-probabilities.
+
+    For decoders whose outputs are already log-probabilities (copy
+    attention mixes two distributions, so its outputs are no logits). With
+    label smoothing `e` the per-token loss is `(1 - e) * (-log p[target]) +
+    e * mean_v(-log p[v])` over the first `smoothing_classes` classes (the
+    target vocabulary; per-sentence classes such as unused copy slots may be
+    `-inf`).
+
+    Args:
+      log_probs: [B, T, C] float log-probabilities.
+      targets: [B, T] int ids in `[0, C)`.
+      sequence_length: [B] number of valid steps of each sequence.
+      label_smoothing: A Python float in `[0, 1)`.
+      smoothing_classes: The number of leading classes the smoothing spreads
+        over; all `C` when None.
+
+    Returns:
+      `(loss_sum, num_tokens)`, float32 scalars.
+    """
+    label_smoothing = _check_smoothing(label_smoothing)
+    with tf.name_scope("log_prob_sequence_loss"):
+        log_probs = tf.cast(log_probs, tf.float32)
+        max_time = tf.shape(targets)[1]
+        mask = tf.sequence_mask(tf.cast(sequence_length, tf.int32), max_time)
+        targets = _safe_targets(targets, mask)
+        losses = -tf.gather(log_probs, targets[..., None], axis=-1, batch_dims=2)
+        losses = losses[..., 0]
+        if label_smoothing:
+            classes = log_probs
+            if smoothing_classes is not None:
+                classes = log_probs[..., :smoothing_classes]
+            uniform = -tf.reduce_mean(classes, axis=-1)
+            losses = (1.0 - label_smoothing) * losses + label_smoothing * uniform
+        losses = tf.where(mask, losses, tf.zeros_like(losses))
+        loss_sum = tf.reduce_sum(losses)
+        num_tokens = tf.reduce_sum(tf.cast(mask, tf.float32))
+        return loss_sum, num_tokens

@@ -150,6 +150,12 @@ class Decoder(Configurable, keras.layers.Layer):
         """The `max_decode_length` parameter."""
         return self.params["max_decode_length"]
 
+    def num_classes(self, memory):
+        """The number of classes `step` scores: `vocab_size`, unless the
+        memory extends the vocabulary (copy attention)."""
+        del memory
+        return self.vocab_size
+
     @property
     def cell_state_size(self):
         """The structure (an int or nest of ints) of the `cell_state` that a
@@ -368,7 +374,7 @@ class Decoder(Configurable, keras.layers.Layer):
             step_input = tf.where(feed_own[:, None], own, truth)
             return self.step(step_input, state, memory, training=training)
 
-        start_logits = tf.zeros([batch_size, self.vocab_size], tf.float32)
+        start_logits = tf.zeros([batch_size, self.num_classes(memory)], tf.float32)
         return self.run_steps(inputs, state, step_fn, feedback=start_logits)
 
     # ------------------------------------------------------------- loops

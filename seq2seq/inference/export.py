@@ -121,6 +121,20 @@ class _Translator:
             ragged.row_lengths(), tf.int32
         )
 
+    def _tokens(self, ids, oov_tokens):
+        """[B, T] ids -> tokens; with copy attention an id `V + j` is the
+        sentence's j-th source OOV word."""
+        if oov_tokens is None:
+            return tf.gather(tf.constant(self._id_to_token), ids)
+        vocab_size = len(self._id_to_token)
+        tokens = tf.gather(
+            tf.constant(self._id_to_token), tf.minimum(ids, vocab_size - 1)
+        )
+        padded = tf.pad(oov_tokens, [[0, 0], [0, 1]], constant_values="UNK")
+        slots = tf.clip_by_value(ids - vocab_size, 0, tf.shape(oov_tokens)[1])
+        copied = tf.gather(padded, slots, batch_dims=1)
+        return tf.where(ids >= vocab_size, copied, tokens)
+
     def translate(self, source):
         """Translates a batch of sentences; see the module docstring."""
         # The decoding loops cannot stack zero rows: answer an empty batch
@@ -148,9 +162,8 @@ class _Translator:
         features = model.preprocess(
             {"source_tokens": source_tokens, "source_len": source_len}
         )
-        predictions = model.infer(
-            {"source_ids": features["source_ids"], "source_len": features["source_len"]}
-        )
+        keys = ("source_ids", "source_len", "source_copy_ids", "source_oov_mask")
+        predictions = model.infer({k: features[k] for k in keys if k in features})
         ids = predictions["predicted_ids"]
         # Only SEQUENCE_END was there: nothing to translate.
         blank = source_len <= 1
@@ -162,7 +175,7 @@ class _Translator:
         )
         length = tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
         width = tf.reduce_max(tf.concat([length, [0]], axis=0))
-        tokens = tf.gather(tf.constant(self._id_to_token), ids)
+        tokens = self._tokens(ids, features.get("source_oov_tokens"))
         tokens = tf.where(valid, tokens, "")[:, :width]
         kept = tf.RaggedTensor.from_tensor(tokens, lengths=length)
         if self._target_tokenizer is not None:
@@ -337,7 +350,8 @@ def _dummy_features(model):
     features = model.preprocess(
         {"source_tokens": tokens, "source_len": tf.constant([1], tf.int32)}
     )
-    return {"source_ids": features["source_ids"], "source_len": features["source_len"]}
+    keys = ("source_ids", "source_len", "source_copy_ids", "source_oov_mask")
+    return {k: features[k] for k in keys if k in features}
 
 
 def export_saved_model(

@@ -18,6 +18,7 @@ from absl import logging
 from seq2seq import run_dir
 from seq2seq.configurable import ModeKeys, deep_merge, locate_class, maybe_load_yaml
 from seq2seq.data import batching
+from seq2seq.data.copy_vocab import extended_tokens
 from seq2seq.errors import ConfigError, UserError
 from seq2seq.inference import safe_paths
 from seq2seq.run_dir import VOCAB_PARAMS, TrainOptions
@@ -26,6 +27,9 @@ _SOURCE_KEYS = ("source_ids", "source_len")
 _TARGET_KEYS = ("target_ids", "target_len")
 # Forced output starts (`target_prefix_files` of the input pipeline).
 _PREFIX_KEYS = ("target_prefix_ids", "target_prefix_len")
+# Present only for copy-attention models (see seq2seq.data.copy_vocab).
+_COPY_SOURCE_KEYS = ("source_copy_ids", "source_oov_mask")
+_COPY_TARGET_KEYS = ("target_copy_ids",)
 
 
 def resolve_checkpoint(model_dir, checkpoint_path=None):
@@ -258,8 +262,11 @@ def _strings(array):
     return np.array(flat, dtype=object).reshape(array.shape)
 
 
-def _tokens_from_ids(id_to_token, ids, lengths):
-    tokens = id_to_token[ids].astype(object)
+def _tokens_from_ids(id_to_token, ids, lengths, oov_tokens=None):
+    if oov_tokens is not None:
+        tokens = extended_tokens(id_to_token, ids, oov_tokens)
+    else:
+        tokens = id_to_token[ids].astype(object)
     positions = np.arange(ids.shape[1])[None, :]
     tokens[positions >= lengths[:, None]] = ""
     return tokens
@@ -305,7 +312,13 @@ class Predictor:
         self.model = model
         self.jit_compile = bool(jit_compile)
         self.source_pad_multiple = max(int(source_pad_multiple or 1), 1)
-        self._infer_keys = _SOURCE_KEYS
+        self._source_keys = _SOURCE_KEYS + tuple(
+            k for k in _COPY_SOURCE_KEYS if k in element_spec
+        )
+        self._target_keys = _TARGET_KEYS + tuple(
+            k for k in _COPY_TARGET_KEYS if k in element_spec
+        )
+        self._infer_keys = self._source_keys
         if all(k in element_spec for k in _PREFIX_KEYS):
             self._infer_keys += _PREFIX_KEYS
         source_spec = {k: element_spec[k] for k in self._infer_keys}
@@ -318,7 +331,8 @@ class Predictor:
                     "a task scores targets but --input_pipeline has no target "
                     "files; add target_files to its params."
                 )
-            score_spec = {k: element_spec[k] for k in _SOURCE_KEYS + _TARGET_KEYS}
+            keys = self._source_keys + self._target_keys
+            score_spec = {k: element_spec[k] for k in keys}
             self._score = tf.function(model.score, input_signature=[score_spec])
 
     def _decode(self, features):
@@ -334,6 +348,11 @@ class Predictor:
                 [[0, 0], [0, padding]],
                 constant_values=_source_padding_id(self.model),
             )
+            if "source_copy_ids" in features:
+                # Masked positions: any id in range will do.
+                features["source_copy_ids"] = tf.pad(
+                    features["source_copy_ids"], [[0, 0], [0, padding]]
+                )
             if "target_prefix_ids" in features:
                 prefix = features["target_prefix_ids"]
                 padding = (multiple - tf.shape(prefix)[1] % multiple) % multiple
@@ -349,6 +368,7 @@ class Predictor:
         """Runs one batch; returns the numpy predictions dict tasks consume."""
         outputs = self._infer({k: features[k] for k in self._infer_keys})
         outputs = {k: v.numpy() for k, v in outputs.items()}
+        oov_tokens = features.get("source_oov_tokens")
         predictions = {
             "source_tokens": _strings(features["source_tokens"].numpy()),
             "source_len": features["source_len"].numpy(),
@@ -356,11 +376,12 @@ class Predictor:
                 self.model.target_id_to_token,
                 outputs["predicted_ids"],
                 outputs["predicted_len"],
+                None if oov_tokens is None else oov_tokens.numpy(),
             ),
         }
         predictions.update(outputs)
         if self._score is not None:
-            keys = _SOURCE_KEYS + _TARGET_KEYS
+            keys = self._source_keys + self._target_keys
             scores = self._score({k: features[k] for k in keys})
             predictions.update({k: v.numpy() for k, v in scores.items()})
             predictions["target_tokens"] = _strings(features["target_tokens"].numpy())

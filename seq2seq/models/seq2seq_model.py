@@ -10,6 +10,9 @@ Features after `preprocess` (batch-major):
   target_ids [B, T] int32, target_len [B] int32 (targets include
   SEQUENCE_START ... SEQUENCE_END; the decoder reads target_ids[:, :-1] and
   predicts target_ids[:, 1:]).
+With a copy-attention decoder, also the extended-vocabulary features of
+`seq2seq.data.copy_vocab` (source_copy_ids, source_oov_mask,
+source_oov_tokens and, with targets, target_copy_ids).
 """
 
 import collections
@@ -19,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from seq2seq import losses as seq2seq_losses
-from seq2seq.data import pretrained_embeddings, vocab
+from seq2seq.data import copy_vocab, pretrained_embeddings, vocab
 from seq2seq.decoders import scheduled_sampling
 from seq2seq.errors import ConfigError
 from seq2seq.inference import beam_search, constraints, samplers, strategies
@@ -288,6 +291,17 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         return [self.source_embedding, self.target_embedding]
 
     @property
+    def copy_attention(self):
+        """Whether the decoder copies source words (pointer-generator): its
+        steps then score the extended vocabulary of
+        `seq2seq.data.copy_vocab`. False while the decoder is not built."""
+        try:
+            decoder = self.decoder
+        except (AttributeError, NotImplementedError):
+            return False
+        return bool(getattr(decoder, "copy_attention", False))
+
+    @property
     def source_vocab_table(self):
         """The source token -> id `tf.lookup.StaticHashTable` (UNK default)."""
         return self._source_tables[0]
@@ -346,12 +360,31 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             )
         features["source_ids"] = source_ids
         features["source_len"] = source_len
-        return self.preprocess_targets(features)
+        features = self.preprocess_targets(features)
+        if self.copy_attention:
+            target_tokens = None
+            if "target_ids" in features:
+                # The target tokens as cut to `target.max_seq_len`.
+                width = tf.shape(features["target_ids"])[1]
+                target_tokens = features["target_tokens"][:, :width]
+            info = self.target_vocab_info
+            copy = copy_vocab.copy_features(
+                source_tokens,
+                source_len,
+                self.target_vocab_table,
+                info.total_size,
+                info.special_vocab.UNK,
+                target_tokens=target_tokens,
+                reverse_source=self.params["source.reverse"],
+            )
+            features.update(copy)
+        return features
 
     def preprocess_targets(self, features):
         """Adds `target_ids` [B, T'] int32 for `target_tokens` [B, T], both
-        cut to `target.max_seq_len`, with `target_len` clipped to match;
-        returns `features` (a dict it updates) unchanged without targets."""
+        cut to `target.max_seq_len`, with `target_len` clipped to match, and
+        `target_prefix_ids` [B, P] for `target_prefix_tokens`; returns
+        `features` (a dict it updates)."""
         if "target_tokens" in features:
             max_tgt = self.params["target.max_seq_len"]
             target_tokens = features["target_tokens"]
@@ -380,7 +413,11 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         return tf.nn.embedding_lookup(self.source_embedding, ids)
 
     def embed_target(self, ids):
-        """[B, ...] int ids -> [B, ..., E] embeddings."""
+        """[B, ...] int ids -> [B, ..., E] embeddings (with copy attention a
+        copied slot, `id >= V`, is embedded as UNK)."""
+        if self.copy_attention:
+            info = self.target_vocab_info
+            ids = copy_vocab.embedding_ids(ids, info.total_size, info.special_vocab.UNK)
         return tf.nn.embedding_lookup(self.target_embedding, ids)
 
     def encode(self, features, training=None):
@@ -395,6 +432,33 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
     def decoder(self):
         """The decoder layer, whose `step` drives every decoding strategy."""
         raise NotImplementedError
+
+    def start_decoding(self, features, training=None):
+        """Encodes the source; returns the decoder's `(state, memory)`, the
+        memory holding the copy-attention source ids when the decoder
+        copies."""
+        encoder_output = self.encode(features, training=training)
+        batch_size = tf.shape(features["source_ids"])[0]
+        state, memory = self.decoder_start(encoder_output, batch_size, training)
+        if self.copy_attention:
+            memory = self.decoder.with_copy_source(memory, *self._copy_source(features))
+        return state, memory
+
+    def _copy_source(self, features):
+        """`(source_copy_ids [B, S], source_oov_mask [B, M])` of a batch.
+
+        Features given without them (ids only) copy only the source words
+        the target vocabulary has: each source id maps to the target id of
+        the same token (UNK if none), with no slots (`M = 0`).
+        """
+        if "source_copy_ids" in features:
+            return features["source_copy_ids"], features["source_oov_mask"]
+        return copy_vocab.in_vocabulary_copy_source(
+            features["source_ids"],
+            self.source_id_to_token,
+            self.target_id_to_token,
+            self.target_vocab_info.special_vocab.UNK,
+        )
 
     # ------------------------------------------------------------- forward
 
@@ -440,14 +504,39 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         Returns:
           `ForwardOutput(loss, loss_sum, num_tokens, logits [B, T-1, V],
           attention [B, T-1, S] or None)`; `loss` = `loss_sum / num_tokens`.
+          With copy attention the logits are log-probabilities over the
+          extended vocabulary ([B, T-1, V + M]) and the loss is their
+          negative log-likelihood of `target_copy_ids`.
         """
-        encoder_output = self.encode(features, training=training)
-        batch_size = tf.shape(features["source_ids"])[0]
-        state, memory = self.decoder_start(encoder_output, batch_size, training)
+        state, memory = self.start_decoding(features, training)
         inputs = self.embed_target(features["target_ids"][:, :-1])
         smoothing = self.params["loss.label_smoothing"] if training else 0.0
         sampling = sampling_probability is not None and self.scheduled_sampling
         decoder = self.decoder
+        if self.copy_attention:
+            if sampling:
+                log_probs, attention = decoder(
+                    inputs,
+                    state,
+                    memory,
+                    training=training,
+                    sampling_probability=sampling_probability,
+                    embedding_fn=self.embed_target,
+                    seed=seed,
+                )
+            else:
+                log_probs, attention = decoder.teacher_forced(
+                    inputs, state, memory, training=training
+                )
+            loss_sum, num_tokens = seq2seq_losses.log_prob_sequence_loss(
+                log_probs,
+                features["target_copy_ids"][:, 1:],
+                features["target_len"] - 1,
+                label_smoothing=smoothing,
+                smoothing_classes=self.target_vocab_info.total_size,
+            )
+            loss = loss_sum / tf.maximum(num_tokens, 1.0)
+            return ForwardOutput(loss, loss_sum, num_tokens, log_probs, attention)
         if not sampling:
             # Only the unpadded positions go through the output layer and
             # the loss; the full logits are built only if someone reads them.
@@ -537,7 +626,10 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         configured width (1: greedy)."""
         return strategies.create_strategy(
             self.params,
-            vocab_size=self.target_vocab_info.total_size,
+            # With copy attention the classes are V + (slots of the batch).
+            vocab_size=(
+                None if self.copy_attention else self.target_vocab_info.total_size
+            ),
             end_id=self.target_vocab_info.special_vocab.SEQUENCE_END,
             beam_width=beam_width,
         )
@@ -583,9 +675,8 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         """
         strategy = self.decoding_strategy(beam_width)
         sampler = self.sampler()
-        encoder_output = self.encode(features, training=False)
+        state, memory = self.start_decoding(features, training=False)
         batch_size = tf.shape(features["source_ids"])[0]
-        state, memory = self.decoder_start(encoder_output, batch_size, False)
         special = self.target_vocab_info.special_vocab
         start_ids = tf.fill([batch_size], tf.constant(special.SEQUENCE_START, tf.int32))
         result = dynamic_decode(
@@ -620,7 +711,8 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
           [B, T-1] (zero past each length).
         """
         output = self.forward(features, training=False)
-        targets = features["target_ids"][:, 1:]
+        targets = features["target_copy_ids" if self.copy_attention else "target_ids"]
+        targets = targets[:, 1:]
         log_probs = tf.nn.log_softmax(tf.cast(output.logits, tf.float32), axis=-1)
         token_log_probs = tf.gather(log_probs, targets, batch_dims=2)
         mask = tf.sequence_mask(

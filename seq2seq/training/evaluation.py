@@ -26,9 +26,10 @@ different length does not define.
 
 import tensorflow as tf
 
+from seq2seq.data.copy_vocab import COPY_ID_KEYS, extended_tokens
 from seq2seq.metrics import metric_specs
 
-_ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len")
+_ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len") + COPY_ID_KEYS
 
 LOSS_TAG = "loss/teacher_forced"
 TEACHER_FORCED = "teacher_forced"
@@ -40,18 +41,29 @@ def beam_suffix(beam_width):
     return f"beam{int(beam_width)}"
 
 
-def tokens_from_ids(id_to_token, ids, lengths):
+def tokens_from_ids(id_to_token, ids, lengths, oov_tokens=None):
     """Maps decoded ids to token lists.
 
     Args:
       id_to_token: numpy array of token strings indexed by id.
       ids: [B, T] int array.
       lengths: [B] int array of the number of valid ids per row.
+      oov_tokens: With copy attention, the [B, M] words of the source OOV
+        slots (ids `>= V`; see `seq2seq.data.copy_vocab`).
 
     Returns:
       A list of B lists of strings.
     """
+    if oov_tokens is not None:
+        tokens = extended_tokens(id_to_token, ids, oov_tokens)
+        return [list(row[:length]) for row, length in zip(tokens, lengths)]
     return [list(id_to_token[row[:length]]) for row, length in zip(ids, lengths)]
+
+
+def _oov_tokens(features):
+    """The [B, M] words of the copy slots of a batch, or None."""
+    tokens = features.get("source_oov_tokens")
+    return None if tokens is None else tokens.numpy()
 
 
 def tokens_from_strings(tokens, lengths):
@@ -137,10 +149,10 @@ class Evaluator:
         self._greedy_fn = make_decode(1)
         self._beam_fn = make_decode(self.beam_width) if self.beam_metrics else None
 
-    def _decode(self, fn, features):
+    def _decode(self, fn, features, oov_tokens=None):
         ids, lengths = fn(features)
         return tokens_from_ids(
-            self.model.target_id_to_token, ids.numpy(), lengths.numpy()
+            self.model.target_id_to_token, ids.numpy(), lengths.numpy(), oov_tokens
         )
 
     def evaluate(self, dataset):
@@ -157,7 +169,7 @@ class Evaluator:
             metric.reset()
         total_loss = total_tokens = 0.0
         for features in dataset:
-            ids_only = {k: features[k] for k in _ID_KEYS}
+            ids_only = {k: features[k] for k in _ID_KEYS if k in features}
             loss_sum, num_tokens = self._loss_fn(ids_only)
             loss_sum, num_tokens = float(loss_sum), float(num_tokens)
             total_loss += loss_sum
@@ -168,7 +180,7 @@ class Evaluator:
                 features["target_tokens"].numpy(), features["target_tokens_len"].numpy()
             )
             greedy = (
-                self._decode(self._greedy_fn, ids_only)
+                self._decode(self._greedy_fn, ids_only, _oov_tokens(features))
                 if self.text_metrics
                 else [[] for _ in references]
             )
@@ -177,7 +189,7 @@ class Evaluator:
                     greedy, references, loss_sum=loss_sum, num_tokens=num_tokens
                 )
             if self.beam_metrics:
-                beam = self._decode(self._beam_fn, ids_only)
+                beam = self._decode(self._beam_fn, ids_only, _oov_tokens(features))
                 for metric in self.beam_metrics:
                     metric.update(
                         beam, references, loss_sum=loss_sum, num_tokens=num_tokens

@@ -16,6 +16,7 @@ from absl import logging
 
 from seq2seq import run_dir
 from seq2seq.configurable import Configurable, ModeKeys
+from seq2seq.data.copy_vocab import COPY_ID_KEYS
 from seq2seq.training.distribution import is_chief_from_env, tf_config
 from seq2seq.training.eval_summaries import display_text, markdown_table
 from seq2seq.training.evaluation import tokens_from_ids, tokens_from_strings
@@ -146,13 +147,16 @@ class TrainSampleHook(TrainingHook):
         per example."""
         model = self._trainer.model
         keys = ("source_ids", "source_len", "target_ids", "target_len")
+        keys += COPY_ID_KEYS
         if self._decode is None:
             self._decode = tf.function(model.infer, reduce_retracing=True)
-        predictions = self._decode({k: features[k] for k in keys})
+        predictions = self._decode({k: features[k] for k in keys if k in features})
+        oov_tokens = features.get("source_oov_tokens")
         hypotheses = tokens_from_ids(
             model.target_id_to_token,
             predictions["predicted_ids"].numpy(),
             predictions["predicted_len"].numpy(),
+            None if oov_tokens is None else oov_tokens.numpy(),
         )
         references = tokens_from_strings(
             features["target_tokens"].numpy(), features["target_tokens_len"].numpy()

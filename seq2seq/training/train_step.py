@@ -34,13 +34,15 @@ import functools
 
 import tensorflow as tf
 
+from seq2seq.data.copy_vocab import COPY_ID_KEYS
 from seq2seq.decoders.decoder import xla_tracing
 from seq2seq.rnn import cudnn_allowed
 from seq2seq.training import fused_adam
 from seq2seq.training.distribution import is_distributed
 
-# Keys the compiled steps see; token strings stay on the host.
-ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len")
+# Keys the compiled steps see; token strings stay on the host. The copy
+# keys are only present for a copy-attention decoder.
+ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len") + COPY_ID_KEYS
 
 
 def select_ids(features):

@@ -1,0 +1,439 @@
+"""Copy attention (pointer-generator): the extended vocabulary, the mixture,
+decoding over it, and a toy task where targets copy source-only names."""
+
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+from checkpoint_layout import checkpoint_keys, weight_paths
+from conftest import text_pipeline, tiny_rnn_cell
+
+from seq2seq import models
+from seq2seq.configurable import ModeKeys
+from seq2seq.data import copy_vocab, vocab
+from seq2seq.data.input_pipeline import make_input_pipeline_from_def
+from seq2seq.decoders.copy_attention import CopyGenerator
+from seq2seq.inference import inference
+from seq2seq.metrics.bleu import corpus_bleu
+from seq2seq.tasks import DecodeText
+from seq2seq.training.train_step import ID_KEYS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# ------------------------------------------------------------ toy task
+# Sources are common words and names; a target maps every common word by a
+# fixed table (half of them to themselves, half to other words) and keeps
+# the names. The target vocabulary has only the mapped words, so a name can
+# only reach the output by copying it.
+
+COMMON = [f"w{i}" for i in range(8)]
+
+
+def translate(token):
+    if token in COMMON[4:]:
+        return "T" + token[1:]
+    return token
+
+
+def make_copy_pairs(num_examples, seed, names):
+    """`num_examples` (source, target) token lists; 1-2 names per sentence."""
+    rng = random.Random(seed)
+    pairs = []
+    for _ in range(num_examples):
+        source = [rng.choice(COMMON) for _ in range(rng.randint(2, 4))]
+        for name in rng.sample(names, rng.randint(1, 2)):
+            source.insert(rng.randint(0, len(source)), name)
+        pairs.append((source, [translate(t) for t in source]))
+    return pairs
+
+
+def write_copy_corpus(directory, num_train=1000, num_dev=100, seed=0):
+    """Writes the toy task: train/dev sources and targets and both
+    vocabularies. Dev names never occur in training nor in a vocabulary.
+
+    Returns:
+      `{"train": {...}, "dev": {...}, "vocab_source", "vocab_target"}`.
+    """
+    os.makedirs(directory, exist_ok=True)
+    train_names = [f"n{i}" for i in range(200)]
+    dev_names = [f"m{i}" for i in range(100)]
+    data = {}
+    for split, count, names, split_seed in (
+        ("train", num_train, train_names, seed),
+        ("dev", num_dev, dev_names, seed + 1),
+    ):
+        pairs = make_copy_pairs(count, split_seed, names)
+        paths = {}
+        for side, index in (("sources", 0), ("targets", 1)):
+            paths[side] = os.path.join(directory, f"{split}.{side}.txt")
+            with open(paths[side], "w", encoding="utf-8") as out:
+                out.writelines(" ".join(pair[index]) + "\n" for pair in pairs)
+        data[split] = paths
+    data["vocab_source"] = write_vocab(
+        os.path.join(directory, "vocab.source"), COMMON + train_names
+    )
+    data["vocab_target"] = write_vocab(
+        os.path.join(directory, "vocab.target"), [translate(t) for t in COMMON]
+    )
+    return data
+
+
+def write_vocab(path, tokens):
+    with open(path, "w", encoding="utf-8") as out:
+        out.writelines(f"{token}\n" for token in tokens)
+    return path
+
+
+def toy_params(data, copy, **overrides):
+    decoder = {"rnn_cell": tiny_rnn_cell(32), "max_decode_length": 12}
+    if copy:
+        decoder["copy_attention"] = True
+    params = {
+        "vocab_source": data["vocab_source"],
+        "vocab_target": data["vocab_target"],
+        "embedding.dim": 16,
+        "attention.params": {"num_units": 32},
+        "encoder.params": {"rnn_cell": tiny_rnn_cell(32)},
+        "decoder.params": decoder,
+        "optimizer.learning_rate": 0.01,
+        "source.reverse": False,
+    }
+    params.update(overrides)
+    return params
+
+
+# ---------------------------------------------------- extended vocabulary
+
+
+def test_copy_features_number_source_oovs_per_sentence(tmp_path):
+    path = write_vocab(str(tmp_path / "vocab.txt"), ["a", "b"])
+    table = vocab.create_vocabulary_lookup_table(path)[0]
+    # V = 5: a=0, b=1, UNK=2, SEQUENCE_START=3, SEQUENCE_END=4.
+    source = tf.constant(
+        [["a", "x", "y", "x", "SEQUENCE_END"], ["y", "UNK", "b", "SEQUENCE_END", ""]]
+    )
+    target = tf.constant(
+        [
+            ["SEQUENCE_START", "x", "a", "z", "y", "SEQUENCE_END"],
+            ["SEQUENCE_START", "y", "x", "SEQUENCE_END", "", ""],
+        ]
+    )
+    lengths = tf.constant([5, 4])
+    features = copy_vocab.copy_features(
+        source, lengths, table, 5, 2, target_tokens=target
+    )
+    np.testing.assert_array_equal(
+        features["source_copy_ids"], [[0, 5, 6, 5, 4], [5, 2, 1, 4, 2]]
+    )
+    np.testing.assert_array_equal(
+        features["source_oov_tokens"], [[b"x", b"y"], [b"y", b""]]
+    )
+    np.testing.assert_array_equal(
+        features["source_oov_mask"], [[True, True], [True, False]]
+    )
+    # z is not in the source, x not in the second one: they stay UNK.
+    np.testing.assert_array_equal(
+        features["target_copy_ids"], [[3, 5, 0, 2, 6, 4], [3, 5, 2, 4, 2, 2]]
+    )
+    reversed_ids = copy_vocab.copy_features(
+        source, lengths, table, 5, 2, reverse_source=True
+    )["source_copy_ids"]
+    np.testing.assert_array_equal(reversed_ids, [[4, 5, 6, 5, 0], [4, 1, 2, 5, 2]])
+    # A batch without any OOV word has no slots.
+    plain = copy_vocab.copy_features(
+        tf.constant([["a", "SEQUENCE_END"]]), tf.constant([2]), table, 5, 2
+    )
+    assert plain["source_oov_mask"].shape == (1, 0)
+
+
+def test_extended_ids_map_back_to_source_words():
+    id_to_token = np.array(["a", "b", "UNK", "SEQUENCE_START", "SEQUENCE_END"])
+    tokens = copy_vocab.extended_tokens(
+        id_to_token, np.array([[0, 5, 6, 4], [6, 5, 1, 4]]), [[b"x", b"y"], ["q", ""]]
+    )
+    assert tokens.tolist() == [
+        ["a", "x", "y", "SEQUENCE_END"],
+        ["UNK", "q", "b"] + ["SEQUENCE_END"],
+    ]
+    np.testing.assert_array_equal(
+        copy_vocab.embedding_ids(tf.constant([0, 5, 4, 9]), 5, 2), [0, 2, 4, 2]
+    )
+
+
+# ------------------------------------------------------------- mixture
+
+
+def test_mixture_matches_hand_computed_probabilities():
+    generator = CopyGenerator(vocab_size=3)
+    logits = np.array([[1.0, 2.0, 0.0]], np.float32)
+    gate_inputs = np.array([[0.5, 9.0]], np.float32)
+    generator.gate.build((None, 2))
+    generator.gate.set_weights([np.array([[1.0], [0.0]]), np.array([0.25])])
+    attention = np.array([[0.2, 0.3, 0.5]], np.float32)
+    # Positions 0 and 2 hold vocabulary word 1, position 1 the first slot.
+    source_ids = np.array([[1, 3, 1]], np.int32)
+    oov_mask = np.array([[True, False]])
+    log_probs = generator(logits, gate_inputs, attention, source_ids, oov_mask)
+
+    p_gen = 1.0 / (1.0 + np.exp(-0.75))
+    vocab_probs = np.exp(logits[0]) / np.exp(logits[0]).sum()
+    expected = np.concatenate([p_gen * vocab_probs, [0.0, 0.0]])
+    expected[1] += (1.0 - p_gen) * 0.7
+    expected[3] += (1.0 - p_gen) * 0.3
+    np.testing.assert_allclose(np.exp(log_probs[0, :4]), expected[:4], rtol=1e-5)
+    assert log_probs[0, 4] == -np.inf  # an unused slot
+    assert np.exp(log_probs).sum() == pytest.approx(1.0, abs=1e-5)
+    # The same numbers for [B, T, ...] inputs (teacher forcing).
+    stacked = generator(
+        logits[:, None], gate_inputs[:, None], attention[:, None], source_ids, oov_mask
+    )
+    np.testing.assert_allclose(stacked[:, 0], log_probs, rtol=1e-6)
+
+
+# ----------------------------------------------------------- the model
+
+
+@pytest.fixture(scope="module")
+def copy_data(tmp_path_factory):
+    return write_copy_corpus(str(tmp_path_factory.mktemp("copy")))
+
+
+def toy_batch(model):
+    return model.preprocess(
+        {
+            "source_tokens": tf.constant(
+                [
+                    ["w5", "m7", "w2", "m3", "SEQUENCE_END"],
+                    ["m3", "w0", "SEQUENCE_END", "", ""],
+                ]
+            ),
+            "source_len": tf.constant([5, 3]),
+            "target_tokens": tf.constant(
+                [
+                    ["SEQUENCE_START", "T5", "m7", "w2", "m3", "SEQUENCE_END"],
+                    ["SEQUENCE_START", "m3", "w0", "zz", "SEQUENCE_END", ""],
+                ]
+            ),
+            "target_len": tf.constant([6, 5]),
+        }
+    )
+
+
+def test_teacher_forcing_is_stepping_and_the_loss_is_its_nll(copy_data):
+    model = models.AttentionSeq2Seq(
+        toy_params(copy_data, copy=True, **{"source.reverse": True}), ModeKeys.EVAL
+    )
+    features = toy_batch(model)
+    vocab_size = model.target_vocab_info.total_size  # 8 words + 3 specials
+    # w5, m7 and m3 are outside the target vocabulary (w2 is in it): slots
+    # 0-2 of the first sentence; m3 is slot 0 of the second.
+    np.testing.assert_array_equal(
+        features["target_copy_ids"][:, 1:5],
+        [[5, vocab_size + 1, 2, vocab_size + 2], [vocab_size, 0, 8, 10]],
+    )
+    output = model.forward(features, training=False)
+    log_probs = output.logits.numpy()
+    assert log_probs.shape == (2, 5, vocab_size + 3)
+    # Normalised over the extended vocabulary; the second sentence uses one
+    # slot only.
+    np.testing.assert_allclose(np.exp(log_probs).sum(-1), 1.0, rtol=1e-5)
+    assert np.all(log_probs[1, :, vocab_size + 1 :] == -np.inf)
+    assert np.all(np.isfinite(log_probs[0]))
+
+    state, memory = model.start_decoding(features, training=False)
+    inputs = model.embed_target(features["target_ids"][:, :-1])
+    for t in range(5):
+        step_lp, state, _ = model.decoder.step(inputs[:, t], state, memory)
+        np.testing.assert_allclose(step_lp, log_probs[:, t], rtol=1e-4, atol=1e-5)
+
+    targets = features["target_copy_ids"][:, 1:].numpy()
+    mask = np.arange(5)[None, :] < (features["target_len"].numpy() - 1)[:, None]
+    nll = -np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
+    assert float(output.loss_sum) == pytest.approx(nll[mask].sum(), rel=1e-5)
+    assert float(output.num_tokens) == mask.sum()
+    scores = model.score(features)
+    np.testing.assert_allclose(
+        scores["token_log_probs"], np.where(mask, -nll, 0.0), rtol=1e-5
+    )
+
+
+def test_copy_off_changes_nothing(copy_data, tmp_path):
+    plain = models.AttentionSeq2Seq(toy_params(copy_data, copy=False), ModeKeys.EVAL)
+    copying = models.AttentionSeq2Seq(toy_params(copy_data, copy=True), ModeKeys.EVAL)
+    features = toy_batch(plain)
+    assert not any(key in features for key in copy_vocab.COPY_ID_KEYS)
+    assert not hasattr(plain.decoder, "copy_generator")
+    output = plain.forward(features)
+    assert output.logits.shape[-1] == plain.target_vocab_info.total_size
+    copying.forward(toy_batch(copying))
+    # The same weights in the same order (optimizer slots follow it), and
+    # the gate's two after them.
+    paths = weight_paths(plain)
+    copy_paths = weight_paths(copying)
+    assert copy_paths[: len(paths)] == paths
+    gate = "copy_generator/copy_gate"
+    assert copy_paths[len(paths) :] == [f"{gate}/kernel", f"{gate}/bias"]
+    keys = checkpoint_keys(plain, str(tmp_path / "plain"))
+    copy_keys = checkpoint_keys(copying, str(tmp_path / "copy"))
+    assert sorted(set(copy_keys) - set(keys)) == [
+        "_decoder/copy_generator/gate/_kernel",
+        "_decoder/copy_generator/gate/bias",
+    ]
+    assert set(keys) <= set(copy_keys)
+
+
+def test_greedy_and_beam_search_decode_the_extended_vocabulary(copy_data):
+    model = models.AttentionSeq2Seq(toy_params(copy_data, copy=True), ModeKeys.INFER)
+    features = toy_batch(model)
+    vocab_size = model.target_vocab_info.total_size
+    greedy = model.infer(features, max_length=6)
+    beam = model.infer(features, max_length=6, beam_width=3)
+    for result in (greedy, beam):
+        ids = result["predicted_ids"].numpy()
+        assert ids.shape[0] == 2 and ids.max() < vocab_size + 3
+        assert result["attention_scores"].shape[-1] == 5
+    assert beam["beam_search_output.predicted_ids"].shape[-1] == 3
+    # Compiled with XLA: the slot count is a static shape there.
+    jit = model.infer(features, max_length=6, beam_width=3, jit_compile=True)
+    np.testing.assert_array_equal(jit["predicted_ids"], beam["predicted_ids"])
+
+
+# ------------------------------------------------------------ toy task
+
+
+def train_toy(model, data, steps, batch_size=32):
+    """Trains `model` on the toy task with its own optimizer and clipping."""
+    pipeline = make_input_pipeline_from_def(
+        text_pipeline(data["train"]), ModeKeys.TRAIN, shuffle=False
+    )
+    dataset = inference.make_dataset(model, pipeline, batch_size).repeat()
+    optimizer = model.create_optimizer()
+    keys = ID_KEYS
+
+    @tf.function(reduce_retracing=True)
+    def train_step(features):
+        with tf.GradientTape() as tape:
+            loss = model.forward(features, training=True).loss
+        variables = model.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        gradients, _ = model.clip_gradients(gradients, variables)
+        optimizer.apply_gradients(zip(gradients, variables))
+        return loss
+
+    for features in dataset.take(steps):
+        loss = train_step({k: features[k] for k in keys if k in features})
+    return float(loss)
+
+
+def decode_dev(model, data, directory, tasks):
+    """Runs DecodeText tasks over the dev sources as bin/infer.py does;
+    returns the lines of each task by name."""
+    pipeline = make_input_pipeline_from_def(
+        text_pipeline(data["dev"], with_targets=False),
+        ModeKeys.INFER,
+        shuffle=False,
+        num_epochs=1,
+    )
+    paths = {name: os.path.join(directory, f"{name}.txt") for name in tasks}
+    decode_tasks = [
+        DecodeText({**params, "output": paths[name]}) for name, params in tasks.items()
+    ]
+    inference.run_inference(model, pipeline, decode_tasks, 100, progress=False)
+    lines = {}
+    for name, path in paths.items():
+        with open(path, encoding="utf-8") as handle:
+            lines[name] = handle.read().splitlines()
+    return lines
+
+
+def bleu(hypotheses, references_path):
+    with open(references_path, encoding="utf-8") as handle:
+        references = handle.read().splitlines()
+    return corpus_bleu(hypotheses, references, tokenize="none")
+
+
+@pytest.mark.slow
+def test_copy_attention_beats_unk_replace_on_source_only_names(copy_data, tmp_path):
+    steps = 150
+    tf.keras.utils.set_random_seed(1)
+    plain = models.AttentionSeq2Seq(toy_params(copy_data, copy=False), ModeKeys.TRAIN)
+    train_toy(plain, copy_data, steps)
+    copy = models.AttentionSeq2Seq(toy_params(copy_data, copy=True), ModeKeys.TRAIN)
+    train_toy(copy, copy_data, steps)
+    plain_lines = decode_dev(
+        plain, copy_data, str(tmp_path), {"plain": {}, "unk": {"unk_replace": True}}
+    )
+    copy_lines = decode_dev(copy, copy_data, str(tmp_path), {"copy": {}})
+    references = copy_data["dev"]["targets"]
+    scores = {
+        "plain": bleu(plain_lines["plain"], references),
+        "unk_replace": bleu(plain_lines["unk"], references),
+        "copy": bleu(copy_lines["copy"], references),
+    }
+    print(scores)
+    # Dev names are in no vocabulary: only copying brings them through.
+    assert "m" in " ".join(copy_lines["copy"])
+    assert scores["copy"] > scores["unk_replace"] + 10.0, scores
+
+
+@pytest.mark.slow
+def test_nmt_small_copy_config_trains_and_decodes_from_the_cli(copy_data, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    model_dir = str(tmp_path / "model")
+    vocabs = {k: copy_data[k] for k in ("vocab_source", "vocab_target")}
+    train = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bin.train",
+            "--config_paths",
+            os.path.join(REPO, "example_configs", "nmt_small_copy.yml"),
+            "--model_params",
+            yaml.safe_dump(vocabs),
+            "--input_pipeline_train",
+            yaml.safe_dump(text_pipeline(copy_data["train"])),
+            "--batch_size",
+            "8",
+            "--train_steps",
+            "2",
+            "--output_dir",
+            model_dir,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert train.returncode == 0, train.stderr[-3000:]
+    pipeline = {
+        "class": "ParallelTextInputPipeline",
+        "params": {"source_files": [copy_data["dev"]["sources"]]},
+    }
+    infer = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bin.infer",
+            "--model_dir",
+            model_dir,
+            "--tasks",
+            "- class: DecodeText",
+            "--input_pipeline",
+            yaml.safe_dump(pipeline),
+            "--model_params",
+            "inference.beam_search.beam_width: 2",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert infer.returncode == 0, infer.stderr[-3000:]
+    assert len(infer.stdout.splitlines()) == 100
