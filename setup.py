@@ -2,6 +2,8 @@
 
 from setuptools import find_packages, setup
 
+DATA = ["sacremoses>=0.1"]
+
 setup(
     name="seq2seq",
     version="0.2.0",
@@ -21,8 +23,11 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "black", "ruff"],
+        # The data recipes' tests tokenize too.
+        "test": ["pytest", "black", "ruff"] + DATA,
         "gpu": ["tensorflow[and-cuda]>=2.16"],
+        # bin/data/wmt16_en_de.sh: Moses tokenization (prepare_corpus.py).
+        "data": DATA,
     },
     entry_points={
         "console_scripts": [
