@@ -47,7 +47,7 @@ from seq2seq.data.input_pipeline import (
     SEQUENCE_START,
     InputPipeline,
     _as_file_list,
-    expand_files,
+    expand_record_files,
     first_record,
 )
 from seq2seq.errors import ConfigError, DataError
@@ -143,11 +143,7 @@ class ImageCaptioningInputPipeline(InputPipeline):
 
     def validate(self):
         name = type(self).__name__
-        if not self._patterns:
-            raise ConfigError(
-                f"{name}: 'files' is empty; list at least one TFRecord file."
-            )
-        self.files = expand_files(self._patterns, "files", name)
+        self.files = expand_record_files(self._patterns, name)
         path, raw, example = first_record(self.files, self._first_record, name)
         context = example.context.feature
         image_field = self.params["image_field"]

@@ -161,6 +161,21 @@ def _as_file_list(value, key, owner):
     return files
 
 
+def expand_record_files(patterns, owner):
+    """`expand_files` for the `files` param of a TFRecord pipeline, which
+    must not be empty.
+
+    Raises:
+      ConfigError: `patterns` is empty.
+      DataError: As `expand_files`.
+    """
+    if not patterns:
+        raise ConfigError(
+            f"{owner}: 'files' is empty; list at least one TFRecord file."
+        )
+    return expand_files(patterns, "files", owner)
+
+
 def expand_files(patterns, key, owner="input pipeline"):
     """Expands `~` and glob patterns and checks that every file exists.
 
@@ -630,11 +645,7 @@ class TFRecordInputPipeline(InputPipeline):
 
     def validate(self):
         name = type(self).__name__
-        if not self._patterns:
-            raise ConfigError(
-                f"{name}: 'files' is empty; list at least one TFRecord file."
-            )
-        self.files = expand_files(self._patterns, "files", name)
+        self.files = expand_record_files(self._patterns, name)
         source_field = self.params["source_field"]
         target_field = self.params["target_field"]
         path, example = first_record(self.files, self._first_example, name)

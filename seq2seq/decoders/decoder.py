@@ -36,9 +36,6 @@ faster whole-sequence pass (fused recurrence, a causal Transformer pass)
 when tests show it gives the logits of stepping.
 """
 
-import contextlib
-import threading
-
 import keras
 import tensorflow as tf
 
@@ -46,11 +43,11 @@ from seq2seq.configurable import Configurable
 from seq2seq.decoders import scheduled_sampling
 from seq2seq.decoders.samplers import get_sampler
 from seq2seq.rnn_cell import time_steps
+from seq2seq.tracing import TraceSwitch
 
-_XLA_TRACING = threading.local()
+_XLA_TRACING = TraceSwitch()
 
 
-@contextlib.contextmanager
 def xla_tracing(enabled=True):
     """Marks functions traced inside the block as compiled with XLA.
 
@@ -65,20 +62,15 @@ def xla_tracing(enabled=True):
     Args:
       enabled: Whether the traced code will be compiled with XLA.
 
-    Yields:
-      Nothing.
+    Returns:
+      A context manager.
     """
-    previous = getattr(_XLA_TRACING, "value", False)
-    _XLA_TRACING.value = bool(enabled)
-    try:
-        yield
-    finally:
-        _XLA_TRACING.value = previous
+    return _XLA_TRACING.set(enabled)
 
 
 def tracing_for_xla():
     """Whether the caller is inside `xla_tracing()`."""
-    return getattr(_XLA_TRACING, "value", False)
+    return _XLA_TRACING.value
 
 
 def batch_size_of(nest):

@@ -17,8 +17,6 @@ from seq2seq.encoders.encoder import EncoderOutput
 from seq2seq.encoders.pooling_encoder import (
     _PositionEmbeddingEncoder,
     masked_mean,
-    sequence_lengths,
-    valid_mask,
 )
 
 __all__ = ["ConvEncoder"]
@@ -130,11 +128,7 @@ class ConvEncoder(_PositionEmbeddingEncoder):
         return values
 
     def call(self, inputs, sequence_length, training=None):
-        inputs = tf.cast(inputs, self.compute_dtype)
-        lengths = sequence_lengths(inputs, sequence_length)
-        mask = valid_mask(lengths, tf.shape(inputs)[1], inputs.dtype)
-        inputs = self._embed_positions(inputs, lengths, mask)
-        inputs = self._dropout(inputs, training) * mask
+        inputs, lengths, mask = self._prepare_inputs(inputs, sequence_length, training)
         keys = self._run_stack(self.attention_cnn_layers, inputs, mask)
         values = self._run_stack(self.output_cnn_layers, inputs, mask)
         return EncoderOutput(

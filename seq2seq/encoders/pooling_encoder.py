@@ -170,6 +170,23 @@ class _PositionEmbeddingEncoder(Encoder):
         positions = tf.cast(table[None, :maxlen, :], inputs.dtype) * mask
         return self._combiner_fn(inputs, positions)
 
+    def _prepare_inputs(self, inputs, sequence_length, training):
+        """The embedded inputs with positions, dropout and padding zeroed.
+
+        Args:
+          inputs: [B, T, E] embedded source tokens.
+          sequence_length: [B] lengths (or None: all T).
+          training: Whether dropout is active.
+
+        Returns:
+          `(inputs [B, T, E] in the compute dtype, lengths [B], mask [B, T, 1])`.
+        """
+        inputs = tf.cast(inputs, self.compute_dtype)
+        lengths = sequence_lengths(inputs, sequence_length)
+        mask = valid_mask(lengths, tf.shape(inputs)[1], inputs.dtype)
+        inputs = self._embed_positions(inputs, lengths, mask)
+        return self._dropout(inputs, training) * mask, lengths, mask
+
     def _dropout(self, inputs, training):
         keep = self.params[self._DROPOUT_KEY]
         if self.mode == ModeKeys.TRAIN and training and keep < 1.0:
@@ -334,11 +351,7 @@ class PoolingEncoder(_PositionEmbeddingEncoder):
         return self._pooling_kind
 
     def call(self, inputs, sequence_length, training=None):
-        inputs = tf.cast(inputs, self.compute_dtype)
-        lengths = sequence_lengths(inputs, sequence_length)
-        mask = valid_mask(lengths, tf.shape(inputs)[1], inputs.dtype)
-        inputs = self._embed_positions(inputs, lengths, mask)
-        inputs = self._dropout(inputs, training) * mask
+        inputs, lengths, mask = self._prepare_inputs(inputs, sequence_length, training)
         outputs, out_mask = _pool_same(
             inputs,
             mask,

@@ -18,12 +18,10 @@ structure whose tensor leaves start with the batch dimension; rank-0 leaves
 strategy handles a decoder state without knowing its structure.
 """
 
-import contextlib
-import threading
-
 import tensorflow as tf
 
 from seq2seq.decoders.samplers import ArgmaxSampler
+from seq2seq.tracing import TraceSwitch
 
 # ----------------------------------------------------------------- nests
 
@@ -126,10 +124,9 @@ def gather_beams(nest, parent_ids, beam_width):
 
 # ------------------------------------------------------------------- XLA
 
-_JIT_DEFAULT = threading.local()
+_JIT_DEFAULT = TraceSwitch()
 
 
-@contextlib.contextmanager
 def default_jit_compile(enabled):
     """Sets `jit_compile` for decoding called with `jit_compile=None`.
 
@@ -142,21 +139,16 @@ def default_jit_compile(enabled):
     Args:
       enabled: Whether the decoding loops are compiled with XLA.
 
-    Yields:
-      Nothing.
+    Returns:
+      A context manager.
     """
-    previous = getattr(_JIT_DEFAULT, "value", False)
-    _JIT_DEFAULT.value = bool(enabled)
-    try:
-        yield
-    finally:
-        _JIT_DEFAULT.value = previous
+    return _JIT_DEFAULT.set(enabled)
 
 
 def resolve_jit_compile(jit_compile):
     """`jit_compile`, or the `default_jit_compile` in effect when None."""
     if jit_compile is None:
-        return getattr(_JIT_DEFAULT, "value", False)
+        return _JIT_DEFAULT.value
     return bool(jit_compile)
 
 

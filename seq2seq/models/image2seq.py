@@ -222,18 +222,7 @@ class Image2Seq(AttentionSeq2Seq):
         features["source_tokens"] = tf.tile(labels[None, :], [batch_size, 1])
         if "target_len" in features:
             features["target_tokens_len"] = tf.cast(features["target_len"], tf.int32)
-        if "target_tokens" in features:
-            target_tokens = features["target_tokens"]
-            target_len = tf.cast(features["target_len"], tf.int32)
-            max_len = self.params["target.max_seq_len"]
-            if max_len and max_len > 0:
-                target_tokens = target_tokens[:, :max_len]
-                target_len = tf.minimum(target_len, max_len)
-            features["target_ids"] = tf.cast(
-                self.target_vocab_table.lookup(target_tokens), tf.int32
-            )
-            features["target_len"] = target_len
-        return features
+        return self.preprocess_targets(features)
 
     # ---------------------------------------------------------- encode
 

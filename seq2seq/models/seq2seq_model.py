@@ -311,6 +311,12 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             )
         features["source_ids"] = source_ids
         features["source_len"] = source_len
+        return self.preprocess_targets(features)
+
+    def preprocess_targets(self, features):
+        """Adds `target_ids` [B, T'] int32 for `target_tokens` [B, T], both
+        cut to `target.max_seq_len`, with `target_len` clipped to match;
+        returns `features` (a dict it updates) unchanged without targets."""
         if "target_tokens" in features:
             max_tgt = self.params["target.max_seq_len"]
             target_tokens = features["target_tokens"]
