@@ -490,6 +490,7 @@ def _evaluate_continuously(trainer, values):
 def _run_std_server():
     """Serves this process's task of the `TF_CONFIG` cluster until SIGINT or
     SIGTERM (`run_std_server`)."""
+    import signal
     import time
 
     from seq2seq.training import distribution
@@ -501,9 +502,15 @@ def _run_std_server():
         flush=True,
     )
     # Sleep in Python rather than in server.join(), so that signals are
-    # handled (cli.run turns them into an `interrupted:` line).
-    while True:
-        time.sleep(3600)
+    # handled. There is nothing to save: report the signal and leave at once,
+    # without waiting for TensorFlow to tear the server down.
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt as err:
+        code = getattr(err, "exit_code", 128 + signal.SIGINT)
+        print(f"interrupted: {err or 'stopped by SIGINT'}", file=sys.stderr, flush=True)
+        os._exit(code)
 
 
 def _make_trainer(
