@@ -79,7 +79,12 @@ def test_serves_grpc_on_the_task_address_until_sigterm():
         assert header is not None and header[3] == 4, header  # SETTINGS
     finally:
         server.send_signal(signal.SIGTERM)
-        _, stderr = server.communicate(timeout=60)
+        try:
+            _, stderr = server.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()  # Never leave a server behind.
+            server.communicate()
+            raise
     assert server.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert f"Serving grpc://localhost:{port}" in stderr
     assert stderr.strip().splitlines()[-1] == "interrupted: stopped by SIGTERM"
