@@ -87,7 +87,8 @@ def test_serves_grpc_on_the_task_address_until_sigterm():
             raise
     assert server.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert f"Serving grpc://localhost:{port}" in stderr
-    assert stderr.strip().splitlines()[-1] == "interrupted: stopped by SIGTERM"
+    # TensorFlow's C++ threads may still log a line after ours.
+    assert "interrupted: stopped by SIGTERM" in stderr.strip().splitlines()[-3:]
     assert "Traceback" not in stderr
 
 
