@@ -3,6 +3,7 @@
 from setuptools import find_packages, setup
 
 SUBWORDS = ["sentencepiece>=0.2", "tensorflow-text==2.21.*"]
+DATA = ["sacremoses>=0.1"]
 
 setup(
     name="seq2seq",
@@ -27,9 +28,11 @@ setup(
         # (bin/tools/learn_subwords.py) and their in-graph op (tensorflow-text,
         # whose version must match TensorFlow's).
         "subwords": SUBWORDS,
-        # The tests exercise the subword path too.
-        "test": ["pytest", "black", "ruff"] + SUBWORDS,
+        # The tests exercise the subword path and the data recipes too.
+        "test": ["pytest", "black", "ruff"] + SUBWORDS + DATA,
         "gpu": ["tensorflow[and-cuda]>=2.16"],
+        # bin/data/wmt16_en_de.sh: Moses tokenization (prepare_corpus.py).
+        "data": DATA,
     },
     entry_points={
         "console_scripts": [

@@ -5,7 +5,8 @@
 # with sacrebleu.
 #
 # Environment: WORK_DIR (default ./toy_run), TRAIN_STEPS (default 1500),
-# BEAM_WIDTH (default 5), PYTHON (default python).
+# BEAM_WIDTH (default 5), SEED (training's --tf_random_seed, default 1; the
+# data are always the same), PYTHON (default python).
 set -euo pipefail
 
 BASE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,6 +15,7 @@ PYTHON=${PYTHON:-python}
 WORK_DIR=${WORK_DIR:-${BASE_DIR}/toy_run}
 TRAIN_STEPS=${TRAIN_STEPS:-1500}
 BEAM_WIDTH=${BEAM_WIDTH:-5}
+SEED=${SEED:-1}
 DATA_DIR=${WORK_DIR}/data
 MODEL_DIR=${WORK_DIR}/model
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
@@ -40,6 +42,7 @@ echo "== Training for ${TRAIN_STEPS} steps into ${MODEL_DIR}"
   --input_pipeline_dev "$(pipeline dev targets)" \
   --hooks "[{class: PrintModelAnalysisHook}]" \
   --batch_size 32 \
+  --tf_random_seed "${SEED}" \
   --train_steps "${TRAIN_STEPS}" \
   --eval_every_n_steps 500 \
   --save_checkpoints_steps 500 \

@@ -12,6 +12,10 @@ line winning.
     --input_pipeline_train "class: ParallelTextInputPipeline ..." \\
     --output_dir /tmp/nmt
 
+With `--schedule continuous_eval` it evaluates each new checkpoint of
+--output_dir as a training run beside it writes them; with `--schedule
+run_std_server` it serves this task of the `TF_CONFIG` cluster until stopped.
+
 Exit status: 0 when done; 2 with one `error: ...` line for a problem to fix
 (bad flag or config, --output_dir in use by another training run, no intact
 checkpoint, a file that cannot be written); 130 (SIGINT, Ctrl-C) or 143
@@ -99,7 +103,21 @@ flags.DEFINE_string(
     "schedule",
     "continuous_train_and_eval",
     "What to run: continuous_train_and_eval / train_and_evaluate (train with "
-    "periodic eval), train (no eval), evaluate (eval the latest checkpoint).",
+    "periodic eval), train (no eval), evaluate (eval the latest checkpoint "
+    "once), continuous_eval (eval each new checkpoint of --output_dir as it "
+    "appears), run_std_server (serve this task of the TF_CONFIG cluster).",
+)
+flags.DEFINE_float(
+    "continuous_eval_throttle_secs",
+    60,
+    "continuous_eval: look for a new checkpoint (and start evaluations) at "
+    "most this often, in seconds.",
+)
+flags.DEFINE_float(
+    "continuous_eval_timeout_secs",
+    None,
+    "continuous_eval: stop after this many seconds without a new checkpoint; "
+    "unset waits until a checkpoint reaches --train_steps.",
 )
 flags.DEFINE_integer("train_steps", None, "Steps to train; unset trains forever.")
 flags.DEFINE_integer(
@@ -224,7 +242,8 @@ _SCHEDULES = {
     "local_run": "train_and_eval",
     "train": "train",
     "evaluate": "evaluate",
-    "continuous_eval": "evaluate",
+    "continuous_eval": "continuous_eval",
+    "run_std_server": "run_std_server",
 }
 
 
@@ -294,6 +313,8 @@ _AT_LEAST = {
     "eval_summary_examples": 0,
     "max_consecutive_nan_steps": 0,
     "cache_max_bytes": 0,
+    "continuous_eval_throttle_secs": 0,
+    "continuous_eval_timeout_secs": 0,
 }
 
 
@@ -322,12 +343,15 @@ def main(argv):
             f"--schedule={values['schedule']} is not supported; use one of "
             f"{', '.join(sorted(_SCHEDULES))}."
         )
+    if schedule == "run_std_server":
+        return _run_std_server()
     if not values["model"]:
         raise ConfigError(
             "no model given: set --model (e.g. AttentionSeq2Seq) or a 'model' "
             "key in a --config_paths file."
         )
-    if not values["input_pipeline_train"] and schedule != "evaluate":
+    evaluate_only = schedule in ("evaluate", "continuous_eval")
+    if not values["input_pipeline_train"] and not evaluate_only:
         raise ConfigError(
             "--input_pipeline_train is not set; give a YAML {class, params} such "
             "as 'class: ParallelTextInputPipeline\\nparams: {source_files: [...], "
@@ -434,14 +458,17 @@ def main(argv):
     )
     config.accumulation_steps()  # A bad --effective_batch_size fails here.
     trainer_lib.check_component_classes(values["metrics"] or [], values["hooks"] or [])
-    if schedule == "evaluate":
+    if evaluate_only:
         # Evaluation only reads checkpoints: it takes no lock and may run
         # beside the training run that writes them.
         trainer_lib.check_train_options(train_options, output_dir)
         trainer = _make_trainer(
             values, train_options, train_pipeline, dev_pipeline, config, strategy
         )
-        trainer.evaluate_latest()
+        if schedule == "evaluate":
+            trainer.evaluate_latest()
+        else:
+            _evaluate_continuously(trainer, values)
         return 0
     # Only the chief writes to output_dir; it holds the lock from before its
     # first write until the run ends (normally, on an error or a signal).
@@ -455,6 +482,64 @@ def main(argv):
         )
         trainer.train()
     return 0
+
+
+def _evaluate_continuously(trainer, values):
+    """Evaluates each new checkpoint of --output_dir (`continuous_eval`)."""
+    from seq2seq.training import continuous_eval
+
+    if trainer.dev_dataset is None:
+        raise ConfigError(
+            "--schedule=continuous_eval needs --input_pipeline_dev to evaluate on."
+        )
+
+    def evaluate_checkpoint(prefix):
+        results = trainer.evaluate_latest(prefix)
+        return trainer.step, results
+
+    logging.info(
+        "continuous_eval: watching %s for new checkpoints every %gs.",
+        trainer.config.output_dir,
+        values["continuous_eval_throttle_secs"],
+    )
+    evaluated = continuous_eval.evaluate_continuously(
+        evaluate_checkpoint,
+        trainer.config.output_dir,
+        train_steps=values["train_steps"],
+        throttle_secs=values["continuous_eval_throttle_secs"],
+        timeout_secs=values["continuous_eval_timeout_secs"],
+    )
+    logging.info(
+        "continuous_eval: evaluated %d checkpoint(s): steps %s",
+        len(evaluated),
+        ", ".join(str(step) for step, _ in evaluated) or "none",
+    )
+
+
+def _run_std_server():
+    """Serves this process's task of the `TF_CONFIG` cluster until SIGINT or
+    SIGTERM (`run_std_server`)."""
+    import signal
+    import time
+
+    from seq2seq.training import distribution
+
+    server, address = distribution.start_std_server()
+    print(
+        f"Serving {server.target} ({address}); stop with Ctrl-C or SIGTERM.",
+        file=sys.stderr,
+        flush=True,
+    )
+    # Sleep in Python rather than in server.join(), so that signals are
+    # handled. There is nothing to save: report the signal and leave at once,
+    # without waiting for TensorFlow to tear the server down.
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt as err:
+        code = getattr(err, "exit_code", 128 + signal.SIGINT)
+        print(f"interrupted: {err or 'stopped by SIGINT'}", file=sys.stderr, flush=True)
+        os._exit(code)
 
 
 def _make_trainer(

@@ -325,11 +325,14 @@ def checkpoint_prefixes(directory):
             if path not in listed and _PREFIX.match(name[: -len(".index")]):
                 listed.append(path)
 
-    def number(path):
-        match = _PREFIX.match(os.path.basename(path))
-        return int(match.group(2)) if match else -1
+    return sorted(listed, key=checkpoint_number, reverse=True)
 
-    return sorted(listed, key=number, reverse=True)
+
+def checkpoint_number(prefix):
+    """The number of checkpoint `prefix` (`ckpt-1500` -> 1500, the global step
+    it was saved at), or -1 for a name without one."""
+    match = _PREFIX.match(os.path.basename(prefix))
+    return int(match.group(2)) if match else -1
 
 
 def _short(err):

@@ -98,17 +98,85 @@ def test_variable_restore_hook_without_checkpoint(tmp_path):
         hook.begin(trainer=None)
 
 
-def test_delay_start_hook_waits_for_non_chief_workers(tmp_path, monkeypatch):
+def _write_checkpoint(directory, step):
+    import tensorflow as tf
+
+    tf.train.Checkpoint(v=tf.Variable(1.0)).write(
+        os.path.join(str(directory), f"ckpt-{step}")
+    )
+
+
+class _FakeTrainer:
+    def __init__(self, step=0, multi_worker=False):
+        self.step = step
+        self.multi_worker = multi_worker
+
+
+def test_delay_start_hook_waits_until_the_chief_has_trained_k_steps_per_index(
+    tmp_path, monkeypatch
+):
+    """Worker 3 with delay_k=200 starts once the chief's newest checkpoint
+    is at step 600 or later; the chief's saves appear while it polls."""
+    chief_saves = iter([100, 400, 700])
     slept = []
-    monkeypatch.setattr(hooks.time, "sleep", slept.append)
-    hook = _hook("DelayStartHook", tmp_path, delay_k=200)
+
+    def sleep(seconds):
+        slept.append(seconds)
+        _write_checkpoint(tmp_path, next(chief_saves))
+
+    monkeypatch.setattr(hooks.time, "sleep", sleep)
+    hook = _hook("DelayStartHook", tmp_path, delay_k=200, poll_secs=2)
     monkeypatch.setenv(
         "TF_CONFIG", json.dumps({"task": {"type": "worker", "index": 3}})
     )
-    hook.begin(trainer=None)
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"task": {"type": "chief", "index": 0}}))
-    hook.begin(trainer=None)
-    assert slept == [pytest.approx(0.6)]
+    hook.begin(_FakeTrainer())
+    assert slept == [2, 2, 2]
+    assert hooks.chief_step(str(tmp_path)) == 700
+
+    # Worker 1 needs step 200, already reached: no wait. A resumed worker
+    # whose own step is past the target does not wait either.
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"task": {"type": "worker", "index": 1}})
+    )
+    hook.begin(_FakeTrainer())
+    hook = _hook("DelayStartHook", tmp_path / "empty", delay_k=200)
+    hook.begin(_FakeTrainer(step=250))
+    assert slept == [2, 2, 2]
+
+
+def test_delay_start_hook_never_delays_the_chief_or_synchronous_replicas(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(hooks.time, "sleep", lambda s: pytest.fail("slept"))
+    hook = _hook("DelayStartHook", tmp_path, delay_k=500)
+    for task in ({"type": "chief", "index": 0}, {"type": "worker", "index": 0}):
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"task": task}))
+        hook.begin(_FakeTrainer())
+    monkeypatch.delenv("TF_CONFIG")
+    hook.begin(_FakeTrainer())
+    # Under multi_worker_mirrored a waiting worker would stall the chief.
+    monkeypatch.setenv(
+        "TF_CONFIG",
+        json.dumps(
+            {
+                "cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]},
+                "task": {"type": "worker", "index": 1},
+            }
+        ),
+    )
+    hook.begin(_FakeTrainer(multi_worker=True))
+
+
+def test_delay_start_hook_gives_up_after_its_timeout(tmp_path, monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(hooks.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(hooks.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    hook = _hook("DelayStartHook", tmp_path, delay_k=10, poll_secs=4, timeout_secs=10)
+    monkeypatch.setenv(
+        "TF_CONFIG", json.dumps({"task": {"type": "worker", "index": 2}})
+    )
+    hook.begin(_FakeTrainer())
+    assert now[0] == 12  # three polls 4s apart, then the 10s timeout
 
 
 def test_sync_replicas_hook_is_accepted(tmp_path):

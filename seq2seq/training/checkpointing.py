@@ -85,13 +85,15 @@ class TrainCheckpoints:
         logging.info("Restored %s (step %d)", latest, self.saved_step)
         return latest
 
-    def restore_for_evaluation(self, build):
-        """Restores the model of the newest intact checkpoint (the optimizer
-        and data position may be missing from what `build` creates).
+    def restore_for_evaluation(self, build, prefix=None):
+        """Restores the model of the newest intact checkpoint, or of `prefix`
+        (the optimizer and data position may be missing from what `build`
+        creates).
 
         Args:
           build: Creates the variables to restore; called once a checkpoint
             is known to exist.
+          prefix: The checkpoint to restore; None: the newest intact one.
 
         Returns:
           The restored checkpoint's prefix.
@@ -100,7 +102,7 @@ class TrainCheckpoints:
           UserError: `output_dir` holds no readable checkpoint, or it does
             not fit the model.
         """
-        latest = run_dir.newest_intact(self.output_dir)
+        latest = prefix or run_dir.newest_intact(self.output_dir)
         if not latest:
             raise UserError(
                 f"no checkpoint in {self.output_dir} to evaluate; train "

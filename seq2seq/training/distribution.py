@@ -32,7 +32,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from seq2seq.errors import ConfigError
+from seq2seq.errors import ConfigError, UserError
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 
@@ -146,3 +146,72 @@ def is_distributed(strategy):
 def is_multi_worker(strategy):
     """Whether `strategy` spans more than one process."""
     return bool(getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)())
+
+
+def start_std_server(config=None):
+    """Starts the `tf.distribute.Server` of this process's task in the
+    `TF_CONFIG` cluster (`--schedule run_std_server`).
+
+    The server runs in background threads: it serves the cluster's
+    `/job:<type>/task:<index>` devices to other processes (e.g. a parameter
+    server, or a worker driven by a remote client) until the process exits.
+
+    Args:
+      config: A parsed `TF_CONFIG` dict; None reads the environment.
+
+    Returns:
+      `(server, address)`: the started server and the address it listens
+      on, as listed in the cluster.
+
+    Raises:
+      ConfigError: `TF_CONFIG` has no cluster or task, or the task is not in
+        the cluster.
+      UserError: The server cannot listen on its address (e.g. in use).
+    """
+    config = tf_config() if config is None else config
+    example = (
+        'e.g. \'{"cluster": {"worker": ["localhost:2222"]}, '
+        '"task": {"type": "worker", "index": 0}}\''
+    )
+    cluster = config.get("cluster")
+    task = config.get("task")
+    if not isinstance(cluster, dict) or not cluster or not isinstance(task, dict):
+        raise ConfigError(
+            "--schedule=run_std_server needs TF_CONFIG with 'cluster' and 'task', "
+            + example
+            + "."
+        )
+    job, index = task.get("type"), task.get("index", 0)
+    addresses = cluster.get(job)
+    if isinstance(addresses, dict):
+        addresses = [addresses[k] for k in sorted(addresses, key=int)]
+    if not isinstance(addresses, list) or not all(
+        isinstance(a, str) for a in addresses
+    ):
+        raise ConfigError(
+            f"TF_CONFIG task type {job!r} is not a job of the cluster "
+            f"({', '.join(sorted(map(str, cluster)))}); each job must be a list of "
+            "'host:port' addresses, " + example + "."
+        )
+    if not isinstance(index, int) or not 0 <= index < len(addresses):
+        raise ConfigError(
+            f"TF_CONFIG task index {index!r} is out of range: job {job!r} has "
+            f"{len(addresses)} task(s), indexed from 0."
+        )
+    try:
+        server = tf.distribute.Server(
+            tf.train.ClusterSpec(cluster),
+            job_name=job,
+            task_index=index,
+            protocol=config.get("rpc_layer") or "grpc",
+            start=True,
+        )
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"TF_CONFIG cluster is not valid: {err}") from None
+    except tf.errors.OpError as err:
+        raise UserError(
+            f"cannot start the server of {job}/{index} at {addresses[index]}: "
+            f"{str(err).strip().splitlines()[0]}. Is the port in use?"
+        ) from None
+    logging.info("Serving /job:%s/task:%d at %s", job, index, addresses[index])
+    return server, addresses[index]

@@ -245,20 +245,78 @@ class VariableRestoreHook(TrainingHook):
 
 
 class DelayStartHook(TrainingHook):
-    """Accepted for old configs. The original staggered worker starts by
-    `delay_k * task_index` steps; this waits `delay_k * task_index`
-    milliseconds before the first step of a non-chief worker."""
+    """Staggers the start of non-chief workers by training steps, as the
+    original did: worker `i` takes its first step once the chief has
+    trained `delay_k * i` steps (a worker that joins a running job late
+    starts from better weights).
+
+    The chief's global step is the number of the newest checkpoint in
+    `checkpoint_dir` (default: the training output directory, where the
+    chief saves), or the worker's own global step when that is already
+    past (a resumed run). The directory is polled every `poll_secs`; with
+    `timeout_secs` > 0 a worker that has waited that long logs a warning
+    and starts anyway. `delay_k` counted milliseconds in earlier versions
+    of this port; it counts steps again, as in the original.
+
+    Under `multi_worker_mirrored` every worker takes part in every step
+    (the replicas are synchronous), so no worker can start after the chief:
+    the hook logs that and does nothing.
+    """
 
     @staticmethod
     def default_params():
-        return {"delay_k": 500}
+        return {
+            "delay_k": 500,
+            "checkpoint_dir": "",
+            "poll_secs": 5.0,
+            "timeout_secs": 0.0,
+        }
 
     def begin(self, trainer):
         index = _task_index()
-        if index > 0:
-            delay = self.params["delay_k"] * index / 1000.0
-            logging.info("DelayStartHook: worker %d waits %.1fs", index, delay)
-            time.sleep(delay)
+        if index <= 0 or self.is_chief:
+            return
+        if trainer is not None and getattr(trainer, "multi_worker", False):
+            logging.info(
+                "DelayStartHook: replicas are synchronous under "
+                "multi_worker_mirrored; worker %d starts with the chief.",
+                index,
+            )
+            return
+        target = int(self.params["delay_k"]) * index
+        directory = self.params["checkpoint_dir"] or self.model_dir
+        own_step = trainer.step if trainer is not None else 0
+        logging.info(
+            "DelayStartHook: worker %d waits until the chief reaches step %d "
+            "(checkpoints in %s).",
+            index,
+            target,
+            directory,
+        )
+        timeout = float(self.params["timeout_secs"] or 0)
+        started = time.monotonic()
+        while True:
+            step = max(own_step, chief_step(directory))
+            if step >= target:
+                logging.info("DelayStartHook: step %d reached; starting.", step)
+                return
+            waited = time.monotonic() - started
+            if timeout and waited >= timeout:
+                logging.warning(
+                    "DelayStartHook: waited %.0fs and the chief is at step %d, "
+                    "not %d; starting anyway.",
+                    waited,
+                    step,
+                    target,
+                )
+                return
+            time.sleep(float(self.params["poll_secs"]))
+
+
+def chief_step(directory):
+    """The global step of the newest checkpoint in `directory` (0 if none)."""
+    prefixes = run_dir.checkpoint_prefixes(directory)
+    return max(0, run_dir.checkpoint_number(prefixes[0])) if prefixes else 0
 
 
 class SyncReplicasOptimizerHook(TrainingHook):

@@ -444,14 +444,16 @@ class Trainer:
         logging.info("Eval at step %d (%.1fs): %s", step, time.time() - start, shown)
         return results
 
-    def evaluate_latest(self):
-        """Evaluates the latest checkpoint of `output_dir` once."""
+    def evaluate_latest(self, prefix=None):
+        """Evaluates the latest checkpoint of `output_dir` (or `prefix`) once;
+        returns the results (see `evaluate`)."""
         if self.dev_dataset is None:
             raise UserError(
-                "--schedule=evaluate needs --input_pipeline_dev to evaluate on."
+                "--schedule=evaluate and continuous_eval need --input_pipeline_dev "
+                "to evaluate on."
             )
         self.checkpoints.restore_for_evaluation(
-            lambda: self._build(next(iter(self.dev_dataset)))
+            lambda: self._build(next(iter(self.dev_dataset))), prefix
         )
         return self.evaluate()
 
