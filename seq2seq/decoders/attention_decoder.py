@@ -77,9 +77,8 @@ class AttentionDecoder(RNNDecoder):
         )
         self.logits_layer = self._dense(self.vocab_size, "logits", dtype="float32")
         if self.copy_attention:
-            self.copy_generator = CopyGenerator(
-                self.vocab_size, kernel_initializer=self._initializer()
-            )
+            # An output-side layer like the logits: Keras's Glorot start.
+            self.copy_generator = CopyGenerator(self.vocab_size)
 
     @staticmethod
     def default_params():
