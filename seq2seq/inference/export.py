@@ -12,6 +12,15 @@
               scores       [B] float32      (beam search only) its ranking
                                             score, length-penalised
 
+Exported with `n_best` N > 1 (beam search of width >= N), it also returns
+the N best hypotheses of each sentence, best first:
+
+              nbest_translation [B, N] tf.string
+              nbest_tokens      [B, N, T] tf.string
+              nbest_length      [B, N] int32
+              nbest_log_prob    [B, N] float32
+              nbest_scores      [B, N] float32 (ranking scores, descending)
+
 The same function is exported under the signature key `translate` and as the
 `translate` attribute of the loaded object.
 
@@ -42,7 +51,7 @@ from seq2seq.configurable import maybe_load_yaml
 from seq2seq.data.input_pipeline import SEQUENCE_END
 from seq2seq.data.text_tokens import split_tokens
 from seq2seq.errors import ConfigError, UserError
-from seq2seq.inference import beam_search, inference, safe_paths
+from seq2seq.inference import inference, safe_paths
 
 SIGNATURE_KEY = "serving_default"
 TRANSLATE_KEY = "translate"
@@ -81,10 +90,11 @@ class _Translator:
     restore.
     """
 
-    def __init__(self, model, source_delimiter, target_delimiter):
+    def __init__(self, model, source_delimiter, target_delimiter, n_best=1):
         self.model = model
         self._source_delimiter = source_delimiter
         self._target_delimiter = target_delimiter
+        self._n_best = int(n_best)
         self._end_id = model.target_vocab_info.special_vocab.SEQUENCE_END
         self._id_to_token = [str(t) for t in model.target_id_to_token]
 
@@ -125,23 +135,34 @@ class _Translator:
         }
         if self.model.use_beam_search:
             outputs["scores"] = tf.zeros([0], tf.float32)
+        n = self._n_best
+        if n > 1:
+            outputs.update(
+                {
+                    "nbest_translation": tf.zeros([0, n], tf.string),
+                    "nbest_tokens": tf.zeros([0, n, 0], tf.string),
+                    "nbest_length": tf.zeros([0, n], tf.int32),
+                    "nbest_log_prob": tf.zeros([0, n], tf.float32),
+                    "nbest_scores": tf.zeros([0, n], tf.float32),
+                }
+            )
         return outputs
 
-    def _translate_batch(self, source):
-        model = self.model
-        source_tokens, source_len = self._split(source)
-        features = model.preprocess(
-            {"source_tokens": source_tokens, "source_len": source_len}
-        )
-        predictions = model.infer(
-            {"source_ids": features["source_ids"], "source_len": features["source_len"]}
-        )
-        ids = predictions["predicted_ids"]
-        # Only SEQUENCE_END was there: nothing to translate.
-        blank = source_len <= 1
+    def _words(self, ids, lengths, blank):
+        """The output tokens of decoded hypotheses.
+
+        Args:
+          ids: [M, T] int32 decoded ids.
+          lengths: [M] int32 decoded lengths (SEQUENCE_END included).
+          blank: [M] bool, hypotheses of blank sentences (no output).
+
+        Returns:
+          `(tokens [M, W] string padded with "", length [M] int32,
+          translation [M] string)`, SEQUENCE_END left out.
+        """
         positions = tf.range(tf.shape(ids)[1])[None, :]
         valid = (
-            (positions < predictions["predicted_len"][:, None])
+            (positions < lengths[:, None])
             & tf.not_equal(ids, self._end_id)
             & tf.logical_not(blank)[:, None]
         )
@@ -154,6 +175,27 @@ class _Translator:
             axis=1,
             separator=self._target_delimiter,
         )
+        return tokens, length, translation
+
+    def _translate_batch(self, source):
+        model = self.model
+        source_tokens, source_len = self._split(source)
+        features = model.preprocess(
+            {"source_tokens": source_tokens, "source_len": source_len}
+        )
+        extra = {"n_best": self._n_best} if model.use_beam_search else {}
+        predictions = model.infer(
+            {
+                "source_ids": features["source_ids"],
+                "source_len": features["source_len"],
+            },
+            **extra,
+        )
+        # Only SEQUENCE_END was there: nothing to translate.
+        blank = source_len <= 1
+        tokens, length, translation = self._words(
+            predictions["predicted_ids"], predictions["predicted_len"], blank
+        )
         zero = tf.zeros_like(predictions["log_probs"])
         outputs = {
             "translation": translation,
@@ -162,13 +204,31 @@ class _Translator:
             "log_prob": tf.where(blank, zero, predictions["log_probs"]),
         }
         if model.use_beam_search:
-            scores = beam_search.hyp_score(
-                predictions["log_probs"],
-                predictions["predicted_len"],
-                model.beam_search_config(),
-            )
+            scores = predictions["nbest.scores"][:, 0]
             outputs["scores"] = tf.where(blank, zero, scores)
+        if self._n_best > 1:
+            outputs.update(self._nbest_outputs(predictions, blank))
         return outputs
+
+    def _nbest_outputs(self, predictions, blank):
+        """The `nbest_*` outputs ([B, N, ...]) from the `nbest.*`
+        predictions."""
+        ids = predictions["nbest.predicted_ids"]  # [B, N, T]
+        batch, n = tf.shape(ids)[0], self._n_best
+        flat_blank = tf.repeat(blank, n)
+        tokens, length, translation = self._words(
+            tf.reshape(ids, [batch * n, -1]),
+            tf.reshape(predictions["nbest.predicted_len"], [-1]),
+            flat_blank,
+        )
+        kept = tf.logical_not(blank)[:, None]
+        return {
+            "nbest_translation": tf.reshape(translation, [batch, n]),
+            "nbest_tokens": tf.reshape(tokens, [batch, n, -1]),
+            "nbest_length": tf.reshape(length, [batch, n]),
+            "nbest_log_prob": tf.where(kept, predictions["nbest.log_probs"], 0.0),
+            "nbest_scores": tf.where(kept, predictions["nbest.scores"], 0.0),
+        }
 
 
 class TranslationModule(tf.Module):
@@ -185,11 +245,12 @@ class TranslationModule(tf.Module):
       source_delimiter: Characters that separate source tokens; "" splits
         into Unicode characters.
       target_delimiter: The string the output tokens are joined with.
+      n_best: With N > 1, also return the N best hypotheses (`nbest_*`).
     """
 
-    def __init__(self, model, source_delimiter=" ", target_delimiter=" "):
+    def __init__(self, model, source_delimiter=" ", target_delimiter=" ", n_best=1):
         super().__init__(name="seq2seq_serving")
-        translator = _Translator(model, source_delimiter, target_delimiter)
+        translator = _Translator(model, source_delimiter, target_delimiter, n_best)
         self.translate = tf.function(
             translator.translate,
             input_signature=[tf.TensorSpec([None], tf.string, name="source")],
@@ -316,6 +377,25 @@ def format_signatures(signatures):
     return "\n".join(lines)
 
 
+def _check_n_best(model, n_best):
+    """Raises a ConfigError for an `n_best` the model cannot give."""
+    if isinstance(n_best, bool) or not isinstance(n_best, int) or n_best < 1:
+        raise ConfigError(f"--n_best must be an integer >= 1, got {n_best!r}.")
+    if n_best == 1:
+        return
+    if not model.use_beam_search:
+        raise ConfigError(
+            f"--n_best={n_best} needs beam search; add --model_params "
+            f"'inference.beam_search.beam_width: {n_best}' (or wider)."
+        )
+    width = model.beam_search_config().beam_width
+    if n_best > width:
+        raise ConfigError(
+            f"--n_best={n_best} is more than inference.beam_search.beam_width "
+            f"{width}; lower --n_best or raise the beam width."
+        )
+
+
 def _dummy_features(model):
     tokens = tf.constant([[SEQUENCE_END]])
     features = model.preprocess(
@@ -333,6 +413,7 @@ def export_saved_model(
     target_delimiter=None,
     overwrite=False,
     allow_vocab_change=False,
+    n_best=1,
 ):
     """Writes a trained model as a SavedModel that translates raw sentences.
 
@@ -357,6 +438,9 @@ def export_saved_model(
       allow_vocab_change: Export even if a vocabulary file differs from the
         one recorded in `train_options.json` (see
         `inference.check_vocabularies`).
+      n_best: With N > 1 the signature also returns the N best hypotheses
+        of each sentence (`nbest_*` outputs); needs beam search of width
+        >= N.
 
     Returns:
       An `ExportResult`.
@@ -399,11 +483,12 @@ def export_saved_model(
     )
 
     model = inference.build_model(train_options, model_params)
+    _check_n_best(model, n_best)
     # Variables are created by the first call; then the weights are read.
     model.infer(_dummy_features(model), max_length=1)
     inference.restore_model(model, checkpoint)
 
-    module = TranslationModule(model, source_delimiter, target_delimiter)
+    module = TranslationModule(model, source_delimiter, target_delimiter, n_best)
     concrete = module.translate.get_concrete_function()
     signatures = {SIGNATURE_KEY: concrete, TRANSLATE_KEY: concrete}
 
@@ -420,6 +505,7 @@ def export_saved_model(
             "model_params": dict(model.params),
             "source_delimiter": source_delimiter,
             "target_delimiter": target_delimiter,
+            "n_best": n_best,
             "signatures": sorted(signatures),
         }
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)
