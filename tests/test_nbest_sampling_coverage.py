@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import tiny_model_params, write_toy_corpus
-from test_export import _reference, _train_dir
+from test_export import _train_dir
 from test_infer_cli import assert_user_error, read_lines, run_infer
 from test_trainer import make_trainer
 
 from seq2seq.configurable import ModeKeys
+from seq2seq.data.input_pipeline import make_input_pipeline_from_def
 from seq2seq.decoders import Decoder
 from seq2seq.errors import ConfigError
 from seq2seq.inference import export, inference
@@ -212,11 +213,46 @@ SAMPLING = {
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """An attention model with random weights of unit scale (sharp output
-    distributions), reading reversed sources, and 12 source lines."""
+    distributions), reading reversed sources, 12 source lines, and what the
+    model decodes from them in-process: `greedy` (lines) and `nbest` (the
+    `nbest.*` predictions of beam search with `BEAM`, N = 3)."""
     root = str(tmp_path_factory.mktemp("nbest"))
     paths = write_toy_corpus(os.path.join(root, "data"), num_examples=12)
     params = tiny_model_params(paths["vocab"], **{"source.reverse": True})
-    return {"dir": _train_dir(root, params), "paths": paths, "root": root}
+    directory = _train_dir(root, params)
+    model = inference.build_model(inference.load_train_options(directory), BEAM)
+    tokens = tf.ragged.constant(
+        [line.split() + ["SEQUENCE_END"] for line in read_lines(paths["sources"])]
+    )
+    features = model.preprocess(
+        {
+            "source_tokens": tokens.to_tensor(""),
+            "source_len": tf.cast(tokens.row_lengths(), tf.int32),
+        }
+    )
+    features = {k: features[k] for k in ("source_ids", "source_len")}
+    model.infer(features, max_length=1)
+    inference.restore_model(model, inference.resolve_checkpoint(directory))
+    nbest = {k: v.numpy() for k, v in model.infer(features, n_best=3).items()}
+    greedy = model.infer(features, beam_width=1)
+    return {
+        "dir": directory,
+        "paths": paths,
+        "root": root,
+        "nbest": nbest,
+        "greedy": _lines(model, greedy),
+        "model": model,
+    }
+
+
+def _lines(model, predictions):
+    """The text of each decoded row, without SEQUENCE_END."""
+    lines = []
+    ids, lengths = predictions["predicted_ids"], predictions["predicted_len"]
+    for row, n in zip(ids.numpy(), lengths.numpy()):
+        words = [str(t) for t in model.target_id_to_token[row[:n]]]
+        lines.append(" ".join(w for w in words if w != "SEQUENCE_END"))
+    return lines
 
 
 def _yaml(params):
@@ -224,21 +260,20 @@ def _yaml(params):
 
 
 def test_decode_text_writes_scored_n_best_blocks(model_dir):
+    # What bin/infer.py runs, in-process with the fixture's restored model.
     one, many = (os.path.join(model_dir["root"], f) for f in ("1.txt", "3.txt"))
-    tasks = (
-        f"- {{class: DecodeText, params: {{output: {one}, unk_replace: true}}}}\n"
-        f"- {{class: DecodeText, params: {{output: {many}, unk_replace: true, "
-        "n_best: 3}}"
+    tasks = [
+        DecodeText({"output": one, "unk_replace": True}),
+        DecodeText({"output": many, "unk_replace": True, "n_best": 3}),
+    ]
+    pipeline = {
+        "class": "ParallelTextInputPipeline",
+        "params": {"source_files": [model_dir["paths"]["sources"]]},
+    }
+    count = inference.run_inference(
+        model_dir["model"], _pipeline(pipeline), tasks, progress=False
     )
-    result = run_infer(
-        "--model_dir",
-        model_dir["dir"],
-        "--model_params",
-        _yaml(BEAM),
-        input_files=[model_dir["paths"]["sources"]],
-        tasks=tasks,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    assert count == 12
     best = read_lines(one)
     blocks = open(many, encoding="utf-8").read().split("\n\n")
     assert blocks[-1] == ""  # every block, the last one too, ends with a blank
@@ -251,52 +286,47 @@ def test_decode_text_writes_scored_n_best_blocks(model_dir):
         assert scores == sorted(scores, reverse=True)
         # The first hypothesis is the 1-best line of the same run.
         assert texts[0] == line
-
-    # The scores are the beam search's ranking scores.
-    options = inference.load_train_options(model_dir["dir"])
-    model = inference.build_model(options, BEAM)
-    sentences = read_lines(model_dir["paths"]["sources"])
-    served = _serve_in_process(model, model_dir["dir"], sentences)
+    # Three different hypotheses (unk_replace may make two read the same).
+    for ids in model_dir["nbest"]["nbest.predicted_ids"]:
+        assert len({tuple(row) for row in ids.tolist()}) == 3
+    # The scores are the beam search's ranking scores, in input order.
     np.testing.assert_allclose(
-        [[float(e.split("\t")[0]) for e in b] for b in blocks],
-        served["nbest.scores"],
+        [[float(entry.split("\t")[0]) for entry in block] for block in blocks],
+        model_dir["nbest"]["nbest.scores"],
         atol=2e-6,
     )
 
-    # n_best above the beam width, or without beam search: one clear line.
-    with pytest.raises(ConfigError, match="DecodeText: n_best is 4, more than"):
-        inference.check_n_best(model, [DecodeText({"n_best": 4})])
-    greedy = inference.build_model(options, {})
-    with pytest.raises(ConfigError, match="n_best is 2, which needs beam search"):
-        inference.check_n_best(greedy, [DecodeText({"n_best": 2})])
+    # n_best above the beam width, or without beam search: one clear line
+    # before anything is decoded.
+    options = inference.load_train_options(model_dir["dir"])
+    for params, message in (
+        (BEAM, "DecodeText: n_best is 4, more than inference.beam_search"),
+        ({}, "DecodeText: n_best is 4, which needs beam search"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            inference.run_inference(
+                inference.build_model(options, params),
+                _pipeline(pipeline),
+                [DecodeText({"n_best": 4})],
+            )
     with pytest.raises(ConfigError, match="n_best must be an integer >= 1"):
         DecodeText({"n_best": 0})
 
 
-def _serve_in_process(model, model_dir, sentences):
-    """`model.infer(n_best=3)` on whole sentences, restored from the run."""
-    tokens = tf.ragged.constant([s.split() + ["SEQUENCE_END"] for s in sentences])
-    features = model.preprocess(
-        {
-            "source_tokens": tokens.to_tensor(""),
-            "source_len": tf.cast(tokens.row_lengths(), tf.int32),
-        }
+def _pipeline(definition):
+    return make_input_pipeline_from_def(
+        definition, ModeKeys.INFER, shuffle=False, num_epochs=1
     )
-    features = {k: features[k] for k in ("source_ids", "source_len")}
-    model.infer(features, max_length=1)
-    inference.restore_model(model, inference.resolve_checkpoint(model_dir))
-    return {k: v.numpy() for k, v in model.infer(features, n_best=3).items()}
 
 
 def test_seeded_sampling_in_bin_infer_is_reproducible(model_dir):
-    sources = model_dir["paths"]["sources"]
     runs = [
         run_infer(
             "--model_dir",
             model_dir["dir"],
             "--model_params",
             _yaml(dict(SAMPLING, **{"inference.sampler": name})),
-            input_files=[sources],
+            input_files=[model_dir["paths"]["sources"]],
         )
         for name in ("random", "sample")  # two names of one sampler
     ]
@@ -304,11 +334,8 @@ def test_seeded_sampling_in_bin_infer_is_reproducible(model_dir):
         assert run.returncode == 0, run.stderr[-2000:]
     assert runs[0].stdout == runs[1].stdout
     sampled = runs[0].stdout.splitlines()
-    greedy, _, _ = _reference(
-        model_dir["dir"], {}, [s.split() for s in read_lines(sources)]
-    )
-    assert len(sampled) == len(greedy) == 12
-    assert sampled != [" ".join(words) for words in greedy]
+    assert len(sampled) == len(model_dir["greedy"]) == 12
+    assert sampled != model_dir["greedy"]
 
 
 def test_export_returns_n_best_and_samples(model_dir, tmp_path):
@@ -328,14 +355,9 @@ def test_export_returns_n_best_and_samples(model_dir, tmp_path):
     assert outputs["nbest_scores"] == ("float32", [None, 3])
     serve = tf.saved_model.load(beam_dir).signatures["serving_default"]
     got = {k: v.numpy() for k, v in serve(source=tf.constant(sentences)).items()}
-    options = inference.load_train_options(model_dir["dir"])
-    want = _serve_in_process(
-        inference.build_model(options, BEAM), model_dir["dir"], sentences[:4]
-    )
+    want = {k: v[:4] for k, v in model_dir["nbest"].items()}
     np.testing.assert_allclose(got["nbest_scores"][:4], want["nbest.scores"], 1e-5)
-    np.testing.assert_allclose(
-        got["nbest_log_prob"][:4], want["nbest.log_probs"], rtol=1e-5
-    )
+    np.testing.assert_allclose(got["nbest_log_prob"][:4], want["nbest.log_probs"], 1e-5)
     np.testing.assert_array_equal(got["nbest_translation"][:, 0], got["translation"])
     np.testing.assert_array_equal(got["nbest_scores"][:, 0], got["scores"])
     np.testing.assert_array_equal(got["nbest_length"][:, 0], got["length"])
@@ -350,27 +372,26 @@ def test_export_returns_n_best_and_samples(model_dir, tmp_path):
     first = serve(source=tf.constant(sentences))["translation"].numpy()
     again = serve(source=tf.constant(sentences))["translation"].numpy()
     np.testing.assert_array_equal(first, again)
-    greedy, _, _ = _reference(model_dir["dir"], {}, [s.split() for s in sentences[:4]])
-    assert [t.decode() for t in first[:4]] != [" ".join(w) for w in greedy]
+    assert [t.decode() for t in first[:4]] != model_dir["greedy"][:4]
 
 
 def test_training_evaluation_samples_with_the_model_sampler(tmp_path):
-    train = write_toy_corpus(str(tmp_path / "train"), num_examples=40, seed=1)
+    train = write_toy_corpus(str(tmp_path / "train"), num_examples=20, seed=1)
     dev = write_toy_corpus(str(tmp_path / "dev"), num_examples=10, seed=2)
     dev["vocab"] = train["vocab"]
     data = {"train": train, "dev": dev, "vocab": train["vocab"]}
-    params = tiny_model_params(data["vocab"], **SAMPLING)
     trainer = make_trainer(
         data,
         str(tmp_path / "model"),
-        train_steps=2,
-        model_params=params,
+        train_steps=1,
+        model_params=tiny_model_params(data["vocab"], **SAMPLING),
         metrics=[{"class": "BleuMetricSpec"}],
         eval_beam_width=3,
     )
     names = trainer.evaluator.result_names()
     assert names == ["loss/teacher_forced", "bleu/sample", "bleu/beam3"]
-    trainer.train()
+    # The evaluation training runs: a sampled decode and a beam decode (the
+    # beam search ignores the sampler instead of refusing it).
     first, second = trainer.evaluate(), trainer.evaluate()
     assert set(first) == set(names)
     assert first == second  # seeded draws: the same decodes each time
