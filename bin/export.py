@@ -7,7 +7,8 @@
 
 The SavedModel's `serving_default` (and `translate`) signature takes
 `source`, a [B] string tensor of sentences, and returns `translation`,
-`tokens`, `length`, `log_prob` (and `scores` under beam search). For
+`tokens`, `length`, `log_prob` (and `scores` under beam search; with
+`--n_best N`, the N best hypotheses as `nbest_*` outputs). For
 TensorFlow Serving, export into a numbered version directory as above.
 See docs/serving.md.
 """
@@ -65,6 +66,13 @@ flags.DEFINE_string(
     "What joins the predicted tokens; default: the training input pipeline's "
     "target_delimiter (else a space).",
 )
+flags.DEFINE_integer(
+    "n_best",
+    1,
+    "Also return the N best hypotheses of each sentence (nbest_translation "
+    "[B, N], nbest_tokens, nbest_length, nbest_log_prob, nbest_scores); needs "
+    "beam search with inference.beam_search.beam_width >= N.",
+)
 
 
 def main(argv):
@@ -81,6 +89,7 @@ def main(argv):
         target_delimiter=FLAGS.target_delimiter,
         overwrite=FLAGS.overwrite,
         allow_vocab_change=FLAGS.allow_vocab_change,
+        n_best=FLAGS.n_best,
     )
     print(f"Exported {result.checkpoint_path} to {result.export_dir}")
     print(

@@ -178,7 +178,10 @@ class Decoder(Configurable, keras.layers.Layer):
             `attention_values_length` [B]).
 
         Returns:
-          A nest of batch-leading tensors.
+          A nest of batch-leading tensors. A decoder with attention that
+          beam search's coverage penalty should work with returns a dict
+          holding `values` [B, S, ...] and `lengths` [B] (the real source
+          positions), as the attention decoders here do.
         """
         raise NotImplementedError
 

@@ -160,8 +160,9 @@ class RandomSampler(Sampler):
 
 
 # The names a config uses (`inference.sampler`,
-# `decoder.params.scheduled_sampling.sampling`).
-SAMPLERS = {"argmax": ArgmaxSampler, "sample": RandomSampler}
+# `decoder.params.scheduled_sampling.sampling`); `random` is another name
+# for `sample`.
+SAMPLERS = {"argmax": ArgmaxSampler, "sample": RandomSampler, "random": RandomSampler}
 
 
 def get_sampler(name, where="sampling mode", **kwargs):

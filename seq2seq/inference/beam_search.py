@@ -21,7 +21,15 @@ Scoring follows GNMT (https://arxiv.org/abs/1609.08144): a hypothesis with
 total log-probability `log_p` and `n` tokens (its end token counted once)
 scores `log_p / length_penalty(n)` with
 `length_penalty(n) = ((5 + n) / 6) ** length_penalty_weight`; a weight of
-0 ranks by log-probability alone.
+0 ranks by log-probability alone. With `coverage_penalty_weight` `beta`
+> 0, a finished hypothesis also gets GNMT's coverage penalty
+`beta * sum_i log(min(a_i, 1))`, `a_i` being the attention source position
+`i` received over the hypothesis' steps (padding excluded). As in
+tensorflow/nmt, the penalty is added once a hypothesis has finished (to
+its score in the search's ranking from the step after its end token on),
+and the final ranking adds it to every hypothesis. It needs a decoder with
+attention; each hypothesis carries its summed attention, reordered with
+its parents like the decoder state.
 
 Once a hypothesis has produced the end token it is finished: it can only be
 extended by the end token again, at log-probability 0, so its score and
@@ -32,6 +40,7 @@ recorded parent pointers, together with their attention scores.
 """
 
 import collections
+from collections.abc import Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -45,6 +54,7 @@ from seq2seq.inference.beam_successors import (  # noqa: F401  (re-exported)
     _two_stage_successors,
     choose_top_k,
     choose_top_k_sample,
+    coverage_penalty,
     get_choose_successors_fn,
     hyp_score,
     length_penalty,
@@ -70,7 +80,9 @@ class BeamSearchConfig(
             "eos_token",
             "length_penalty_weight",
             "choose_successors_fn",
+            "coverage_penalty_weight",
         ],
+        defaults=(0.0,),
     )
 ):
     """Settings of a beam search.
@@ -87,6 +99,8 @@ class BeamSearchConfig(
       choose_successors_fn: `(scores_flat [B, K * V], config) ->
         (scores [B, K], indices [B, K])`, or the name of one (see
         `get_choose_successors_fn`).
+      coverage_penalty_weight: The weight `beta` of the GNMT coverage
+        penalty (a Python float >= 0, default 0: no penalty).
     """
 
 
@@ -115,8 +129,8 @@ class BeamSearchResult(
         parents; the end token after the hypothesis has ended.
       lengths: [B, K] int32 tokens up to and including the end token; `T`
         for a hypothesis that never ended.
-      scores: [B, K] float32 `log_probs / length_penalty(lengths)`, the
-        ranking score (descending).
+      scores: [B, K] float32 `log_probs / length_penalty(lengths)` plus the
+        coverage penalty when it is on: the ranking score (descending).
       log_probs: [B, K] float32 total log-probability of each hypothesis.
       attention: [B, K, T, S] float32 attention scores of the steps of each
         hypothesis (zeros after its end), or None for decoders without
@@ -155,10 +169,49 @@ def _check_config(config):
         raise ConfigError(
             f"inference.beam_search.beam_width must be >= 1, got {width}."
         )
+    weight = config.coverage_penalty_weight
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, (int, float, np.integer, np.floating))
+        or not np.isfinite(weight)
+        or weight < 0
+    ):
+        raise ConfigError(
+            "inference.beam_search.coverage_penalty_weight must be a number "
+            f">= 0 (0 disables the penalty; GNMT used 0.2), got {weight!r}."
+        )
     return config._replace(
         beam_width=int(width),
+        coverage_penalty_weight=float(weight),
         choose_successors_fn=get_choose_successors_fn(config.choose_successors_fn),
     )
+
+
+def source_mask(memory):
+    """The real source positions of a decoder memory, for the coverage
+    penalty.
+
+    The attention decoders' memory is a dict with `values` [B, S, Dv] and
+    `lengths` [B] (`AttentionDecoder`, `SelfAttentionDecoder`); a decoder
+    whose attention should be penalised keeps those two keys.
+
+    Args:
+      memory: The decoder memory (`prepare_memory`), not tiled.
+
+    Returns:
+      [B, S] bool.
+
+    Raises:
+      ConfigError: The memory has no `values` and `lengths`.
+    """
+    if not (isinstance(memory, Mapping) and {"values", "lengths"} <= set(memory)):
+        raise ConfigError(
+            "inference.beam_search.coverage_penalty_weight needs a decoder with "
+            "attention whose memory holds 'values' [B, S, D] and 'lengths' [B] "
+            "(as AttentionDecoder's); set the weight to 0 for this decoder."
+        )
+    values = tf.convert_to_tensor(memory["values"])
+    return tf.sequence_mask(memory["lengths"], tf.shape(values)[1])
 
 
 def _backtrack(parent_ids, last_slots):
@@ -205,13 +258,16 @@ class BeamSearch(DecodingStrategy):
     candidates are scored (`_two_stage_successors`).
 
     Loop state: `(log_probs [B, K] float32, finished [B, K] bool, lengths
-    [B, K] int32, sentence_steps [B] int32)`.
+    [B, K] int32, sentence_steps [B] int32, attention_sums [B, K, S]
+    float32, source_mask [B, S] bool)`; the last two (the attention each
+    hypothesis gave each source position so far, and the real positions)
+    have `S = 0` unless the coverage penalty is on.
 
     Args:
       config: A `BeamSearchConfig`; `choose_successors_fn` may be a name.
 
     Raises:
-      ConfigError: A bad beam width or an unknown successor function.
+      ConfigError: A bad beam width, coverage weight or successor function.
     """
 
     step_outputs = {
@@ -240,6 +296,9 @@ class BeamSearch(DecodingStrategy):
                 choose_successors_fn=params[
                     "inference.beam_search.choose_successors_fn"
                 ],
+                coverage_penalty_weight=params.get(
+                    "inference.beam_search.coverage_penalty_weight", 0.0
+                ),
             )
         )
 
@@ -252,6 +311,11 @@ class BeamSearch(DecodingStrategy):
     def rows_per_sentence(self):
         """K: the decoder runs on `B * K` rows."""
         return self.config.beam_width
+
+    @property
+    def coverage_weight(self):
+        """The coverage penalty weight; 0 when off."""
+        return self.config.coverage_penalty_weight
 
     def check_sampler(self, sampler):
         if not isinstance(sampler, ArgmaxSampler):
@@ -268,11 +332,17 @@ class BeamSearch(DecodingStrategy):
         self._two_stage = _two_stage_applies(self.config, max_length)
         batch_size = tf.shape(start_ids)[0]
         first_log_probs = tf.where(tf.range(width) == 0, 0.0, -np.inf)
+        if self.coverage_weight:
+            mask = source_mask(memory)
+        else:
+            mask = tf.zeros([batch_size, 0], tf.bool)
         search = (
             tf.tile(first_log_probs[None, :], [batch_size, 1]),
             tf.zeros([batch_size, width], tf.bool),
             tf.zeros([batch_size, width], tf.int32),
             tf.zeros([batch_size], tf.int32),
+            tf.zeros([batch_size, width, tf.shape(mask)[1]], tf.float32),
+            mask,
         )
         return (
             tf.repeat(start_ids, width),
@@ -287,12 +357,12 @@ class BeamSearch(DecodingStrategy):
         return tf.logical_or(finished, tf.equal(log_probs, -np.inf))
 
     def finished(self, search_state):
-        log_probs, finished, _, _ = search_state
+        log_probs, finished = search_state[:2]
         return tf.reduce_all(self._all_done(finished, log_probs))
 
     def step(self, time, logits, state, new_state, attention, search_state, env):
         config, width = self.config, self.beam_width
-        log_probs, finished, lengths, sentence_steps = search_state
+        log_probs, finished, lengths, sentence_steps, sums, mask = search_state
         stop_id = env.end_id
         sentence_done = tf.reduce_all(self._all_done(finished, log_probs), axis=1)
         sentence_steps += tf.cast(tf.logical_not(sentence_done), tf.int32)
@@ -316,14 +386,26 @@ class BeamSearch(DecodingStrategy):
         # included, adds one token.
         new_lengths = lengths + tf.cast(tf.logical_not(finished), tf.int32)
         args = (token_lp, log_probs, finished, new_lengths, stop_id, config)
+        bonus = None
+        if self.coverage_weight:
+            if attention is None:
+                raise ConfigError(
+                    "inference.beam_search.coverage_penalty_weight needs a "
+                    "decoder with attention; set it to 0 for this model."
+                )
+            # A finished hypothesis competes with its coverage penalty.
+            penalty = coverage_penalty(sums, mask[:, None, :], self.coverage_weight)
+            bonus = tf.where(finished, penalty, 0.0)
         if self._two_stage and vocab is not None:
-            successors, cut_tie = _two_stage_successors(*args)
+            successors, cut_tie = _two_stage_successors(*args, bonus=bonus)
             # Rare: fall back to scoring every candidate for this step.
             successors = tf.cond(
-                cut_tie, lambda: _full_successors(*args), lambda: successors
+                cut_tie,
+                lambda: _full_successors(*args, bonus=bonus),
+                lambda: successors,
             )
         else:
-            successors = _full_successors(*args)
+            successors = _full_successors(*args, bonus=bonus)
         top_scores, parents, word_ids, chosen_lp = successors
         # The total is the parent's plus the token's (as when scoring).
         parent_log_probs = tf.gather(log_probs, parents, batch_dims=1)
@@ -349,17 +431,24 @@ class BeamSearch(DecodingStrategy):
             attention = tf.gather(tf.cast(attention, tf.float32), parent_rows)
             attention = split_beams(attention, width)
             outputs["attention"] = tf.where(parent_finished[:, :, None], 0.0, attention)
+            if self.coverage_weight:
+                sums = tf.gather(sums, parents, batch_dims=1) + outputs["attention"]
         search = (chosen_totals, next_finished, next_lengths, sentence_steps)
+        search += (sums, mask)
         return tf.reshape(word_ids, [-1]), new_state, search, outputs
 
     def finalize(self, steps, search_state, num_steps, env):
-        log_probs, _, lengths, sentence_steps = search_state
+        log_probs, _, lengths, sentence_steps, sums, mask = search_state
         step_ids = steps["ids"]  # [T, B, K]
         step_parents = steps["parents"]
         step_scores = steps["scores"]
         step_log_probs = steps["log_probs"]
 
         final_scores = hyp_score(log_probs, lengths, self.config)
+        if self.coverage_weight:
+            final_scores += coverage_penalty(
+                sums, mask[:, None, :], self.coverage_weight
+            )
         order = tf.argsort(final_scores, axis=1, direction="DESCENDING", stable=True)
         order = tf.cast(order, tf.int32)
         paths = _backtrack(step_parents, order)  # [T, B, K]
@@ -391,6 +480,38 @@ class BeamSearch(DecodingStrategy):
 
     def predictions(self, result):
         return beam_search_predictions(result)
+
+    def nbest_predictions(self, result, n_best):
+        """The `n_best` best hypotheses of every sentence, best first.
+
+        Args:
+          result: A `BeamSearchResult`.
+          n_best: N, a Python int in `[1, beam_width]`.
+
+        Returns:
+          A dict with `nbest.predicted_ids` [B, N, T] int32,
+          `nbest.predicted_len` [B, N] int32, `nbest.scores` [B, N] float32
+          (the ranking scores), `nbest.log_probs` [B, N] float32 and, for
+          decoders with attention, `nbest.attention_scores` [B, N, T, S].
+
+        Raises:
+          ConfigError: `n_best` exceeds the beam width.
+        """
+        if not 1 <= n_best <= self.beam_width:
+            raise ConfigError(
+                f"n_best {n_best} needs beam search with "
+                f"inference.beam_search.beam_width >= {n_best} (it is "
+                f"{self.beam_width}); raise the beam width or lower n_best."
+            )
+        predictions = {
+            "nbest.predicted_ids": result.ids[:, :n_best],
+            "nbest.predicted_len": result.lengths[:, :n_best],
+            "nbest.scores": result.scores[:, :n_best],
+            "nbest.log_probs": result.log_probs[:, :n_best],
+        }
+        if result.attention is not None:
+            predictions["nbest.attention_scores"] = result.attention[:, :n_best]
+        return predictions
 
 
 def beam_search_decode(

@@ -2,7 +2,9 @@
 
 Scoring follows GNMT (https://arxiv.org/abs/1609.08144): a hypothesis with
 total log-probability `log_p` and `n` tokens scores `log_p / length_penalty(n)`
-with `length_penalty(n) = ((5 + n) / 6) ** length_penalty_weight`.
+with `length_penalty(n) = ((5 + n) / 6) ** length_penalty_weight`, plus the
+GNMT coverage penalty of a finished hypothesis when
+`coverage_penalty_weight` is set (`coverage_penalty`).
 
 Each step extends every one of the `K` hypotheses of a sentence by every
 token and keeps `K` successors among the `K * V` candidates
@@ -56,6 +58,32 @@ def hyp_score(log_probs, sequence_lengths, config):
         return log_probs
     penalty = length_penalty(sequence_lengths, config.length_penalty_weight)
     return log_probs / penalty
+
+
+def coverage_penalty(accumulated, source_mask, weight):
+    """The GNMT coverage penalty `weight * sum_i log(min(a_i, 1))`.
+
+    `a_i` is the attention that source position `i` received, summed over
+    the steps of a hypothesis; positions outside `source_mask` (padding)
+    add nothing. A real position that received no attention at all counts
+    as `log(tiny)` (about -87) instead of `-inf`, so that the hypothesis
+    still has a finite score to rank by.
+
+    Args:
+      accumulated: [..., S] float32 attention summed over the steps.
+      source_mask: bool, broadcastable to `accumulated`: the real source
+        positions.
+      weight: Python float `beta` (>= 0).
+
+    Returns:
+      A float32 tensor shaped like `accumulated` without its last axis (<= 0
+      for a positive weight).
+    """
+    accumulated = tf.cast(accumulated, tf.float32)
+    tiny = np.finfo(np.float32).tiny
+    logs = tf.math.log(tf.clip_by_value(accumulated, tiny, 1.0))
+    logs = tf.where(source_mask, logs, 0.0)
+    return tf.cast(weight, tf.float32) * tf.reduce_sum(logs, axis=-1)
 
 
 def choose_top_k(scores_flat, config):
@@ -218,7 +246,9 @@ def _two_stage_applies(config, max_length):
     return abs(alpha) * math.log((6.0 + longest) / 6.0) <= _MAX_LOG_PENALTY
 
 
-def _full_successors(token_lp, log_probs, finished, new_lengths, stop_id, config):
+def _full_successors(
+    token_lp, log_probs, finished, new_lengths, stop_id, config, bonus=None
+):
     """Scores all `K * V` extensions and lets `choose_successors_fn` pick.
 
     Args:
@@ -228,6 +258,8 @@ def _full_successors(token_lp, log_probs, finished, new_lengths, stop_id, config
       new_lengths: [B, K] int32 lengths after one more step.
       stop_id: int32 scalar, the end token.
       config: A `BeamSearchConfig`.
+      bonus: Optional [B, K] float32 added to the score of every extension
+        of a hypothesis (the coverage penalty of the finished ones).
 
     Returns:
       `(scores, parents, word_ids, chosen_lp)`, each [B, K]: the successors'
@@ -242,6 +274,8 @@ def _full_successors(token_lp, log_probs, finished, new_lengths, stop_id, config
     token_lp = tf.where(finished[:, :, None], end_only, token_lp)
     totals = log_probs[:, :, None] + token_lp  # [B, K, V]
     scores = hyp_score(totals, new_lengths[:, :, None], config)
+    if bonus is not None:
+        scores += bonus[:, :, None]
     scores = tf.reshape(scores, [batch_size, width * vocab])
     if config.choose_successors_fn is choose_top_k and static_vocab is not None:
         # The same choice as `choose_top_k`, ties included, for less work.
@@ -257,7 +291,9 @@ def _full_successors(token_lp, log_probs, finished, new_lengths, stop_id, config
     return tf.cast(top_scores, tf.float32), parents, word_ids, chosen_lp
 
 
-def _two_stage_successors(token_lp, log_probs, finished, new_lengths, stop_id, config):
+def _two_stage_successors(
+    token_lp, log_probs, finished, new_lengths, stop_id, config, bonus=None
+):
     """`_full_successors` with `choose_top_k`, scoring only `K * K` candidates.
 
     A hypothesis' best `K` extensions are its `K` most likely tokens (all
@@ -274,7 +310,9 @@ def _two_stage_successors(token_lp, log_probs, finished, new_lengths, stop_id, c
     scores the same), its best `K` are not certain, and the step returns
     `cut_tie` so that the caller scores all candidates instead.
 
-    Args: as `_full_successors`; `token_lp` needs a static `V`.
+    Args: as `_full_successors`; `token_lp` needs a static `V`. A `bonus`
+    is the same for all the extensions of a hypothesis, so it keeps their
+    order.
 
     Returns:
       `((scores, parents, word_ids, chosen_lp), cut_tie)`: the successors as
@@ -298,6 +336,8 @@ def _two_stage_successors(token_lp, log_probs, finished, new_lengths, stop_id, c
     end_lp = tf.where(tf.equal(offer, stop_id), 0.0, neg_inf)
     cand_lp = tf.where(finished[:, :, None], end_lp, cand_lp)
     scores = hyp_score(log_probs[:, :, None] + cand_lp, new_lengths[:, :, None], config)
+    if bonus is not None:
+        scores += bonus[:, :, None]
 
     # Visit the candidates in the order of their index in the full search's
     # [K * V] row, so that `top_k` resolves equal scores as it does there.
@@ -315,6 +355,8 @@ def _two_stage_successors(token_lp, log_probs, finished, new_lengths, stop_id, c
     if not probe:  # every token of every hypothesis was offered
         return successors, tf.constant(False)
     left_out = hyp_score(log_probs + top_lp[:, :, per_hyp], new_lengths, config)
+    if bonus is not None:
+        left_out += bonus
     # The score of the K-th token: a hypothesis gives at most K successors.
     last_in = scores[:, :, width - 1]
     unfinished = tf.logical_and(tf.logical_not(finished), log_probs > neg_inf)

@@ -23,6 +23,7 @@ strategy handles a decoder state without knowing its structure.
 import tensorflow as tf
 
 from seq2seq.decoders.samplers import ArgmaxSampler
+from seq2seq.errors import ConfigError
 from seq2seq.inference.constraints import tile_constraints
 from seq2seq.tracing import TraceSwitch
 
@@ -298,6 +299,20 @@ class DecodingStrategy:
     def predictions(self, result):
         """A model's prediction dict for a result of `finalize`."""
         raise NotImplementedError
+
+    def nbest_predictions(self, result, n_best):
+        """The `n_best` best hypotheses per sentence as `nbest.*` predictions
+        (see `BeamSearch.nbest_predictions`); only strategies that keep
+        several hypotheses have them.
+
+        Raises:
+          ConfigError: This strategy keeps one hypothesis per sentence.
+        """
+        del result
+        raise ConfigError(
+            f"n_best {n_best} needs beam search: set "
+            f"inference.beam_search.beam_width >= {n_best} in --model_params."
+        )
 
 
 class DecodeEnv:

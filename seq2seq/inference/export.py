@@ -12,6 +12,15 @@
               scores       [B] float32      (beam search only) its ranking
                                             score, length-penalised
 
+Exported with `n_best` N > 1 (beam search of width >= N), it also returns
+the N best hypotheses of each sentence, best first:
+
+              nbest_translation [B, N] tf.string
+              nbest_tokens      [B, N, T] tf.string
+              nbest_length      [B, N] int32
+              nbest_log_prob    [B, N] float32
+              nbest_scores      [B, N] float32 (ranking scores, descending)
+
 The same function is exported under the signature key `translate` and as the
 `translate` attribute of the loaded object.
 
@@ -51,7 +60,7 @@ from seq2seq.data import tokenizers as tokenizers_lib
 from seq2seq.data.input_pipeline import SEQUENCE_END
 from seq2seq.data.text_tokens import split_tokens, split_tokens_batch
 from seq2seq.errors import ConfigError, UserError
-from seq2seq.inference import beam_search, inference, safe_paths
+from seq2seq.inference import inference, safe_paths
 
 SIGNATURE_KEY = "serving_default"
 TRANSLATE_KEY = "translate"
@@ -90,11 +99,14 @@ class _Translator:
     restore.
     """
 
-    def __init__(self, model, source_delimiter, target_delimiter, tokenizers=None):
+    def __init__(
+        self, model, source_delimiter, target_delimiter, tokenizers=None, n_best=1
+    ):
         self.model = model
         self._source_delimiter = source_delimiter
         self._target_delimiter = target_delimiter
         self._source_tokenizer, self._target_tokenizer = tokenizers or (None, None)
+        self._n_best = int(n_best)
         self._end_id = model.target_vocab_info.special_vocab.SEQUENCE_END
         self._id_to_token = [str(t) for t in model.target_id_to_token]
 
@@ -154,28 +166,43 @@ class _Translator:
         }
         if self.model.use_beam_search:
             outputs["scores"] = tf.zeros([0], tf.float32)
+        n = self._n_best
+        if n > 1:
+            outputs.update(
+                {
+                    "nbest_translation": tf.zeros([0, n], tf.string),
+                    "nbest_tokens": tf.zeros([0, n, 0], tf.string),
+                    "nbest_length": tf.zeros([0, n], tf.int32),
+                    "nbest_log_prob": tf.zeros([0, n], tf.float32),
+                    "nbest_scores": tf.zeros([0, n], tf.float32),
+                }
+            )
         return outputs
 
-    def _translate_batch(self, source):
-        model = self.model
-        source_tokens, source_len = self._split(source)
-        features = model.preprocess(
-            {"source_tokens": source_tokens, "source_len": source_len}
-        )
-        keys = ("source_ids", "source_len", "source_copy_ids", "source_oov_mask")
-        predictions = model.infer({k: features[k] for k in keys if k in features})
-        ids = predictions["predicted_ids"]
-        # Only SEQUENCE_END was there: nothing to translate.
-        blank = source_len <= 1
+    def _words(self, ids, lengths, blank, oov_tokens=None):
+        """The output tokens of decoded hypotheses.
+
+        Args:
+          ids: [M, T] int32 decoded ids.
+          lengths: [M] int32 decoded lengths (SEQUENCE_END included).
+          blank: [M] bool, hypotheses of blank sentences (no output).
+          oov_tokens: [M, O] string source OOV words of each hypothesis'
+            sentence (copy attention), or None.
+
+        Returns:
+          `(tokens [M, W] string padded with "", length [M] int32,
+          translation [M] string)`, SEQUENCE_END left out; the translation
+          is detokenized when a target tokenizer is set.
+        """
         positions = tf.range(tf.shape(ids)[1])[None, :]
         valid = (
-            (positions < predictions["predicted_len"][:, None])
+            (positions < lengths[:, None])
             & tf.not_equal(ids, self._end_id)
             & tf.logical_not(blank)[:, None]
         )
         length = tf.reduce_sum(tf.cast(valid, tf.int32), axis=1)
         width = tf.reduce_max(tf.concat([length, [0]], axis=0))
-        tokens = self._tokens(ids, features.get("source_oov_tokens"))
+        tokens = self._tokens(ids, oov_tokens)
         tokens = tf.where(valid, tokens, "")[:, :width]
         kept = tf.RaggedTensor.from_tensor(tokens, lengths=length)
         if self._target_tokenizer is not None:
@@ -184,6 +211,28 @@ class _Translator:
             translation = tf.strings.reduce_join(
                 kept, axis=1, separator=self._target_delimiter
             )
+        return tokens, length, translation
+
+    def _translate_batch(self, source):
+        model = self.model
+        source_tokens, source_len = self._split(source)
+        features = model.preprocess(
+            {"source_tokens": source_tokens, "source_len": source_len}
+        )
+        keys = ("source_ids", "source_len", "source_copy_ids", "source_oov_mask")
+        extra = {"n_best": self._n_best} if model.use_beam_search else {}
+        predictions = model.infer(
+            {k: features[k] for k in keys if k in features}, **extra
+        )
+        # Only SEQUENCE_END was there: nothing to translate.
+        blank = source_len <= 1
+        oov_tokens = features.get("source_oov_tokens")
+        tokens, length, translation = self._words(
+            predictions["predicted_ids"],
+            predictions["predicted_len"],
+            blank,
+            oov_tokens,
+        )
         zero = tf.zeros_like(predictions["log_probs"])
         outputs = {
             "translation": translation,
@@ -192,13 +241,34 @@ class _Translator:
             "log_prob": tf.where(blank, zero, predictions["log_probs"]),
         }
         if model.use_beam_search:
-            scores = beam_search.hyp_score(
-                predictions["log_probs"],
-                predictions["predicted_len"],
-                model.beam_search_config(),
-            )
+            scores = predictions["nbest.scores"][:, 0]
             outputs["scores"] = tf.where(blank, zero, scores)
+        if self._n_best > 1:
+            outputs.update(self._nbest_outputs(predictions, blank, oov_tokens))
         return outputs
+
+    def _nbest_outputs(self, predictions, blank, oov_tokens=None):
+        """The `nbest_*` outputs ([B, N, ...]) from the `nbest.*`
+        predictions."""
+        ids = predictions["nbest.predicted_ids"]  # [B, N, T]
+        batch, n = tf.shape(ids)[0], self._n_best
+        flat_blank = tf.repeat(blank, n)
+        if oov_tokens is not None:
+            oov_tokens = tf.repeat(oov_tokens, n, axis=0)
+        tokens, length, translation = self._words(
+            tf.reshape(ids, [batch * n, -1]),
+            tf.reshape(predictions["nbest.predicted_len"], [-1]),
+            flat_blank,
+            oov_tokens,
+        )
+        kept = tf.logical_not(blank)[:, None]
+        return {
+            "nbest_translation": tf.reshape(translation, [batch, n]),
+            "nbest_tokens": tf.reshape(tokens, [batch, n, -1]),
+            "nbest_length": tf.reshape(length, [batch, n]),
+            "nbest_log_prob": tf.where(kept, predictions["nbest.log_probs"], 0.0),
+            "nbest_scores": tf.where(kept, predictions["nbest.scores"], 0.0),
+        }
 
 
 class TranslationModule(tf.Module):
@@ -219,13 +289,21 @@ class TranslationModule(tf.Module):
         source tokenizer splits sentences instead of `source_delimiter`, a
         target tokenizer detokenizes the translation instead of joining
         with `target_delimiter`. Their models are saved with the module.
+      n_best: With N > 1, also return the N best hypotheses (`nbest_*`).
     """
 
     def __init__(
-        self, model, source_delimiter=" ", target_delimiter=" ", tokenizers=None
+        self,
+        model,
+        source_delimiter=" ",
+        target_delimiter=" ",
+        tokenizers=None,
+        n_best=1,
     ):
         super().__init__(name="seq2seq_serving")
-        translator = _Translator(model, source_delimiter, target_delimiter, tokenizers)
+        translator = _Translator(
+            model, source_delimiter, target_delimiter, tokenizers, n_best
+        )
         # Tracked, so that the SentencePiece models are saved as well.
         self.tokenizers = [t for t in (tokenizers or ()) if t is not None]
         self.translate = tf.function(
@@ -345,6 +423,25 @@ def format_signatures(signatures):
     return "\n".join(lines)
 
 
+def _check_n_best(model, n_best):
+    """Raises a ConfigError for an `n_best` the model cannot give."""
+    if isinstance(n_best, bool) or not isinstance(n_best, int) or n_best < 1:
+        raise ConfigError(f"--n_best must be an integer >= 1, got {n_best!r}.")
+    if n_best == 1:
+        return
+    if not model.use_beam_search:
+        raise ConfigError(
+            f"--n_best={n_best} needs beam search; add --model_params "
+            f"'inference.beam_search.beam_width: {n_best}' (or wider)."
+        )
+    width = model.beam_search_config().beam_width
+    if n_best > width:
+        raise ConfigError(
+            f"--n_best={n_best} is more than inference.beam_search.beam_width "
+            f"{width}; lower --n_best or raise the beam width."
+        )
+
+
 def _dummy_features(model):
     tokens = tf.constant([[SEQUENCE_END]])
     features = model.preprocess(
@@ -363,6 +460,7 @@ def export_saved_model(
     target_delimiter=None,
     overwrite=False,
     allow_vocab_change=False,
+    n_best=1,
 ):
     """Writes a trained model as a SavedModel that translates raw sentences.
 
@@ -387,6 +485,9 @@ def export_saved_model(
       allow_vocab_change: Export even if a vocabulary file differs from the
         one recorded in `train_options.json` (see
         `inference.check_vocabularies`).
+      n_best: With N > 1 the signature also returns the N best hypotheses
+        of each sentence (`nbest_*` outputs); needs beam search of width
+        >= N.
 
     Returns:
       An `ExportResult`.
@@ -443,11 +544,14 @@ def export_saved_model(
     )
 
     model = inference.build_model(train_options, model_params)
+    _check_n_best(model, n_best)
     # Variables are created by the first call; then the weights are read.
     model.infer(_dummy_features(model), max_length=1)
     inference.restore_model(model, checkpoint)
 
-    module = TranslationModule(model, source_delimiter, target_delimiter, tokenizers)
+    module = TranslationModule(
+        model, source_delimiter, target_delimiter, tokenizers, n_best
+    )
     concrete = module.translate.get_concrete_function()
     signatures = {SIGNATURE_KEY: concrete, TRANSLATE_KEY: concrete}
 
@@ -466,6 +570,7 @@ def export_saved_model(
             "target_delimiter": target_delimiter,
             "source_tokenizer": tokenizer_paths[0],
             "target_tokenizer": tokenizer_paths[1],
+            "n_best": n_best,
             "signatures": sorted(signatures),
         }
         os.makedirs(os.path.join(staging, "assets.extra"), exist_ok=True)

@@ -263,12 +263,21 @@ def _strings(array):
 
 
 def _tokens_from_ids(id_to_token, ids, lengths, oov_tokens=None):
+    """[..., T] ids and [...] lengths -> [..., T] str tokens, "" past each
+    length. With copy attention, `oov_tokens` [B, O] are the source OOV
+    words of each sentence (ids [B, T] or [B, N, T]) that ids >= V stand
+    for."""
     if oov_tokens is not None:
-        tokens = extended_tokens(id_to_token, ids, oov_tokens)
+        oov_tokens = np.asarray(oov_tokens, dtype=object)
+        flat = ids.reshape((-1, ids.shape[-1]))
+        # Each sentence's words serve its N hypotheses (rows b * N + n).
+        per_sentence = flat.shape[0] // max(oov_tokens.shape[0], 1)
+        rows = np.repeat(oov_tokens, per_sentence, axis=0)
+        tokens = extended_tokens(id_to_token, flat, rows).reshape(ids.shape)
     else:
         tokens = id_to_token[ids].astype(object)
-    positions = np.arange(ids.shape[1])[None, :]
-    tokens[positions >= lengths[:, None]] = ""
+    positions = np.arange(ids.shape[-1])
+    tokens[positions >= lengths[..., None]] = ""
     return tokens
 
 
@@ -299,6 +308,8 @@ class Predictor:
       jit_compile: Compile the decoding loops with XLA.
       source_pad_multiple: With `jit_compile`, pad the source length to a
         multiple of this many tokens (1: no padding).
+      n_best: With N >= 1, also decode the N best hypotheses of each
+        sentence (`nbest.*` predictions; beam search only).
     """
 
     def __init__(
@@ -308,8 +319,10 @@ class Predictor:
         with_scores=False,
         jit_compile=False,
         source_pad_multiple=8,
+        n_best=0,
     ):
         self.model = model
+        self.n_best = int(n_best or 0)
         self.jit_compile = bool(jit_compile)
         self.source_pad_multiple = max(int(source_pad_multiple or 1), 1)
         self._source_keys = _SOURCE_KEYS + tuple(
@@ -357,11 +370,12 @@ class Predictor:
                 prefix = features["target_prefix_ids"]
                 padding = (multiple - tf.shape(prefix)[1] % multiple) % multiple
                 features["target_prefix_ids"] = tf.pad(prefix, [[0, 0], [0, padding]])
-        predictions = self.model.infer(features, jit_compile=self.jit_compile)
-        if self.jit_compile and "attention_scores" in predictions:
-            predictions["attention_scores"] = predictions["attention_scores"][
-                :, :, :width
-            ]
+        extra = {"n_best": self.n_best} if self.n_best else {}
+        predictions = self.model.infer(features, jit_compile=self.jit_compile, **extra)
+        if self.jit_compile:
+            for key in ("attention_scores", "nbest.attention_scores"):
+                if key in predictions:
+                    predictions[key] = predictions[key][..., :width]
         return predictions
 
     def __call__(self, features):
@@ -380,6 +394,13 @@ class Predictor:
             ),
         }
         predictions.update(outputs)
+        if "nbest.predicted_ids" in outputs:
+            predictions["nbest.predicted_tokens"] = _tokens_from_ids(
+                self.model.target_id_to_token,
+                outputs["nbest.predicted_ids"],
+                outputs["nbest.predicted_len"],
+                None if oov_tokens is None else oov_tokens.numpy(),
+            )
         if self._score is not None:
             keys = self._source_keys + self._target_keys
             scores = self._score({k: features[k] for k in keys})
@@ -463,10 +484,15 @@ def run_inference(
     """
     pipeline.check()
     check_task_outputs(model, pipeline, tasks, protected_paths)
+    n_best = check_n_best(model, tasks)
     dataset = make_dataset(model, pipeline, batch_size)
     with_scores = any(getattr(task, "needs_scores", False) for task in tasks)
     predictor = Predictor(
-        model, dataset.element_spec, with_scores=with_scores, jit_compile=jit_compile
+        model,
+        dataset.element_spec,
+        with_scores=with_scores,
+        jit_compile=jit_compile,
+        n_best=n_best if n_best > 1 else 0,
     )
     meter = Progress(getattr(pipeline, "num_examples", None)) if progress else None
     restored = checkpoint_path is None
@@ -491,6 +517,44 @@ def run_inference(
     for task in tasks:
         task.end()
     return count
+
+
+def check_n_best(model, tasks):
+    """The largest `n_best` the tasks ask for, checked against the model.
+
+    Args:
+      model: The model (its strategy and beam width are read).
+      tasks: `InferenceTask` objects; those with an `n_best` attribute
+        (`DecodeText`) want that many hypotheses per input.
+
+    Returns:
+      The largest `n_best` (1 when no task wants more than the best).
+
+    Raises:
+      ConfigError: A task wants more than one hypothesis without beam search,
+        or more than the beam width.
+    """
+    n_best, task = max(
+        ((int(getattr(task, "n_best", 1) or 1), task) for task in tasks),
+        key=lambda pair: pair[0],
+        default=(1, None),
+    )
+    if n_best <= 1:
+        return 1
+    what = f"{type(task).__name__}: n_best"
+    if not model.use_beam_search:
+        raise ConfigError(
+            f"{what} is {n_best}, which needs beam search; add --model_params "
+            f"'inference.beam_search.beam_width: {n_best}' (or wider), or set "
+            "n_best: 1."
+        )
+    width = model.beam_search_config().beam_width
+    if n_best > width:
+        raise ConfigError(
+            f"{what} is {n_best}, more than inference.beam_search.beam_width "
+            f"{width}; lower n_best or raise the beam width to {n_best} or more."
+        )
+    return n_best
 
 
 def check_task_outputs(model, pipeline, tasks, protected_paths=()):

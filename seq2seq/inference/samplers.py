@@ -8,7 +8,7 @@ pass. This module re-exports them and reads the `inference.sampler` and
 
 | param | default | meaning |
 | --- | --- | --- |
-| `inference.sampler` | `argmax` | `argmax` or `sample` (a key of `SAMPLERS`) |
+| `inference.sampler` | `argmax` | `argmax`, or `sample` / `random` (keys of `SAMPLERS`) |
 | `inference.sampling.temperature` | `1.0` | softmax temperature of `sample` |
 | `inference.sampling.top_k` | `0` | draw among the k most likely tokens (0: all) |
 | `inference.sampling.top_p` | `1.0` | draw within the nucleus of this mass (1: all) |

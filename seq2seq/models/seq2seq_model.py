@@ -134,6 +134,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 "embedding.trainable": True,
                 "inference.beam_search.beam_width": 0,
                 "inference.beam_search.length_penalty_weight": 0.0,
+                "inference.beam_search.coverage_penalty_weight": 0.0,
                 "inference.beam_search.choose_successors_fn": "choose_top_k",
                 "inference.max_decode_length": 0,
                 "inference.strategy": "",
@@ -270,6 +271,19 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         self.encoder = self._create_encoder()
         self._decoder = self._create_decoder()
         self.bridge = self._create_bridge()
+        self._check_coverage_penalty()
+
+    def _check_coverage_penalty(self):
+        """Raises a ConfigError for a coverage penalty on a decoder without
+        attention (the penalty sums the attention over the source)."""
+        weight = self.params.get("inference.beam_search.coverage_penalty_weight")
+        if weight and not self._decoder.has_attention:
+            raise ConfigError(
+                f"model_params: inference.beam_search.coverage_penalty_weight is "
+                f"{weight} but {type(self._decoder).__name__} has no attention to "
+                "measure coverage with; set it to 0 or use an attention model "
+                "(e.g. AttentionSeq2Seq)."
+            )
 
     def _create_encoder(self):
         """Returns the encoder layer (from `encoder.class` / `encoder.params`)."""
@@ -648,7 +662,9 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             self._banned_token_ids,
         )
 
-    def infer(self, features, max_length=None, beam_width=None, jit_compile=None):
+    def infer(
+        self, features, max_length=None, beam_width=None, jit_compile=None, n_best=0
+    ):
         """Free-running decoding of a batch of preprocessed sources with the
         strategy and sampler that `inference.*` choose: greedy (argmax by
         default), or beam search when the beam width is > 1.
@@ -661,9 +677,12 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             are never produced.
           max_length: Optional cap on the number of decoded tokens.
           beam_width: Overrides `inference.beam_search.beam_width` for this
-            call (1: greedy).
+            call (1: greedy with the configured sampler; > 1: beam search,
+            which ignores `inference.sampler`).
           jit_compile: Compile the decoding loop with XLA; None takes
             `decoding.default_jit_compile`.
+          n_best: With N >= 1 (beam search, N <= beam width), also return the
+            N best hypotheses of each sentence under `nbest.*` keys.
 
         Returns:
           A dict with `predicted_ids` [B, T] int32 (the best hypothesis),
@@ -672,9 +691,18 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
           [B, T, S] (over the source in the order the user wrote it, even when
           `source.reverse` is set). Beam search adds the per-step trace under
           `beam_search_output.*` keys ([B, T, K] each, and `.length` [B]).
+          `n_best` adds `nbest.predicted_ids` [B, N, T], `nbest.predicted_len`,
+          `nbest.scores`, `nbest.log_probs` [B, N] and, for attention
+          decoders, `nbest.attention_scores` [B, N, T, S] (see
+          `BeamSearch.nbest_predictions`).
+
+        Raises:
+          ConfigError: `n_best` without beam search or above its width.
         """
         strategy = self.decoding_strategy(beam_width)
-        sampler = self.sampler()
+        # A beam width given for this call (the evaluation's beam decode)
+        # replaces greedy search, and with it the sampler.
+        sampler = None if beam_width and beam_width > 1 else self.sampler()
         state, memory = self.start_decoding(features, training=False)
         batch_size = tf.shape(features["source_ids"])[0]
         special = self.target_vocab_info.special_vocab
@@ -693,10 +721,14 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             constraints=self.decode_constraints(features),
         )
         predictions = strategy.predictions(result)
-        if "attention_scores" in predictions and self.params["source.reverse"]:
-            predictions["attention_scores"] = _unreverse_attention(
-                predictions["attention_scores"], features["source_len"]
-            )
+        if n_best:
+            predictions.update(strategy.nbest_predictions(result, n_best))
+        if self.params["source.reverse"]:
+            for key in ("attention_scores", "nbest.attention_scores"):
+                if key in predictions:
+                    predictions[key] = _unreverse_attention(
+                        predictions[key], features["source_len"]
+                    )
         return predictions
 
     def score(self, features):
@@ -773,12 +805,18 @@ def _unreverse_attention(attention, source_len):
     """Maps attention over a reversed source back to the written order.
 
     Args:
-      attention: [B, T, S] scores over the reversed source.
+      attention: [B, ..., T, S] scores over the reversed source (e.g.
+        [B, T, S], or [B, N, T, S] for n-best lists).
       source_len: [B] source lengths.
 
     Returns:
-      [B, T, S] scores where position j refers to the j-th written token.
+      Scores of the same shape where position j refers to the j-th written
+      token.
     """
-    transposed = tf.transpose(attention, [0, 2, 1])  # [B, S, T]
+    shape = tf.shape(attention)
+    rows = tf.reshape(attention, [shape[0], -1, shape[-1]])  # [B, R, S]
+    transposed = tf.transpose(rows, [0, 2, 1])  # [B, S, R]
     restored = tf.reverse_sequence(transposed, source_len, seq_axis=1, batch_axis=0)
-    return tf.transpose(restored, [0, 2, 1])
+    result = tf.reshape(tf.transpose(restored, [0, 2, 1]), shape)
+    result.set_shape(attention.shape)
+    return result

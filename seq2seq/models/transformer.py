@@ -72,11 +72,15 @@ class Transformer(AttentionSeq2Seq):
         )
         return state, memory
 
-    def infer(self, features, max_length=None, beam_width=None, jit_compile=None):
+    def infer(
+        self, features, max_length=None, beam_width=None, jit_compile=None, n_best=0
+    ):
         # The cache must hold `max_length` steps when that exceeds the
         # configured limit; `decoder_start` reads it from here.
         object.__setattr__(self, "_decode_limit", max_length)
         try:
-            return super().infer(features, max_length, beam_width, jit_compile)
+            return super().infer(
+                features, max_length, beam_width, jit_compile, n_best=n_best
+            )
         finally:
             object.__setattr__(self, "_decode_limit", None)

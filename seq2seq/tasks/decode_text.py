@@ -1,5 +1,7 @@
-"""DecodeText: prints the model's predictions as text, one line per input."""
+"""DecodeText: prints the model's predictions as text, one line per input
+(or, with `n_best`, a block of scored hypotheses per input)."""
 
+import math
 import os
 
 import numpy as np
@@ -124,6 +126,13 @@ class DecodeText(InferenceTask):
     words it copied from outside its vocabulary (`bin/infer.py` maps their
     extended ids back, see `seq2seq.data.copy_vocab`).
 
+    With `n_best: N` > 1 (beam search with a width >= N) each example gives
+    a block instead: its N best hypotheses, best first, one per line as
+    `score<TAB>text` (the beam search's ranking score with six decimals),
+    then one blank line. A hypothesis the search could not fill (score
+    -inf, possible only when the beam is wider than the number of possible
+    outputs) is left out of its block.
+
     Params:
       delimiter: The string the tokens are joined with (" "; "" for
         characters).
@@ -135,10 +144,25 @@ class DecodeText(InferenceTask):
         `seq2seq.data.postproc` (`strip_bpe`, `decode_sentencepiece`,
         `slice_text`) or its dotted path in that module; "" for none.
       output: A file to write the lines to; "" for standard output.
+      n_best: The number of hypotheses to write per example (1: the best
+        only, as one plain line).
+
+    Attributes:
+      n_best: The `n_best` param; the driver decodes that many hypotheses.
+
+    Raises:
+      ConfigError: `n_best` is not an integer >= 1.
     """
 
     def __init__(self, params):
         super().__init__(params)
+        n_best = self.params["n_best"]
+        if isinstance(n_best, bool) or not isinstance(n_best, int) or n_best < 1:
+            raise ConfigError(
+                f"DecodeText: n_best must be an integer >= 1 (1 writes the best "
+                f"hypothesis only), got {n_best!r}."
+            )
+        self.n_best = n_best
         self._postproc_fn = resolve_postproc_fn(self.params["postproc_fn"])
         self._unk_mapping = None
         if self.params["unk_mapping"]:
@@ -163,6 +187,7 @@ class DecodeText(InferenceTask):
             "unk_mapping": None,
             "postproc_fn": "",
             "output": "",
+            "n_best": 1,
         }
 
     def output_paths(self):
@@ -174,17 +199,21 @@ class DecodeText(InferenceTask):
     def begin(self):
         self._writer.open()
 
-    def decode_example(self, example):
-        """Returns the output line of one (unbatched, trimmed) example."""
-        tokens = list(example["predicted_tokens"])
+    def _text(self, tokens, source_tokens, attention):
+        """The output text of one hypothesis.
+
+        Args:
+          tokens: [T] str predicted tokens (SEQUENCE_END and what follows
+            are cut off).
+          source_tokens: [S] str, for `unk_replace`.
+          attention: [T, S] attention of the hypothesis, for `unk_replace`.
+        """
+        tokens = list(tokens)
         if SEQUENCE_END in tokens:
             tokens = tokens[: tokens.index(SEQUENCE_END)]
         if self.params["unk_replace"]:
             tokens = replace_unknown_tokens(
-                example["source_tokens"],
-                tokens,
-                example["attention_scores"],
-                self._unk_mapping,
+                source_tokens, tokens, attention, self._unk_mapping
             )
         if self._detokenizer is not None:
             from seq2seq.data import sentencepiece_model
@@ -196,6 +225,35 @@ class DecodeText(InferenceTask):
             text = self._postproc_fn(text)
         return text.strip()
 
+    def decode_example(self, example):
+        """Returns the output line of one (unbatched, trimmed) example."""
+        return self._text(
+            example["predicted_tokens"],
+            example.get("source_tokens"),
+            example.get("attention_scores"),
+        )
+
+    def decode_nbest(self, example):
+        """Returns the `score<TAB>text` lines of one example's n-best list
+        (the `nbest.*` arrays of an unbatched, trimmed example)."""
+        lines = []
+        source_tokens = example.get("source_tokens")
+        attention = example.get("nbest.attention_scores")
+        for index in range(min(self.n_best, len(example["nbest.scores"]))):
+            score = float(example["nbest.scores"][index])
+            if math.isinf(score) and score < 0:
+                continue
+            length = int(example["nbest.predicted_len"][index])
+            tokens = example["nbest.predicted_tokens"][index][:length]
+            rows = None
+            if attention is not None:
+                rows = attention[index][:length]
+                if source_tokens is not None:
+                    rows = rows[:, : len(source_tokens)]
+            text = self._text(tokens, source_tokens, rows)
+            lines.append(f"{score:.6f}\t{text}")
+        return lines
+
     def process_batch(self, predictions):
         if self.params["unk_replace"] and "attention_scores" not in predictions:
             raise ConfigError(
@@ -203,8 +261,19 @@ class DecodeText(InferenceTask):
                 "no attention. Use an attention model (e.g. AttentionSeq2Seq) or "
                 "set unk_replace: false."
             )
+        if self.n_best > 1 and "nbest.scores" not in predictions:
+            raise ConfigError(
+                f"DecodeText: n_best is {self.n_best} but the model decoded one "
+                "hypothesis per input; decode with beam search "
+                f"(inference.beam_search.beam_width >= {self.n_best})."
+            )
         for example in unbatch(predictions):
-            self._writer.write_line(self.decode_example(example))
+            if self.n_best > 1:
+                for line in self.decode_nbest(example):
+                    self._writer.write_line(line)
+                self._writer.write_line("")
+            else:
+                self._writer.write_line(self.decode_example(example))
         self._writer.flush()
 
     def end(self):

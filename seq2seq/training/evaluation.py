@@ -15,7 +15,11 @@ the way it was measured:
 * text metrics (`BleuMetricSpec`, `RougeMetricSpec`, any spec that reads
   hypotheses) are computed on free-running greedy decodes, the ones
   `bin/infer.py` produces without a beam, and suffixed `/greedy`:
-  `bleu/greedy`, `rouge_1/f_score/greedy`.
+  `bleu/greedy`, `rouge_1/f_score/greedy`. When the model params choose a
+  random sampler (`inference.sampler: random`), that decode draws its
+  tokens with it, as `bin/infer.py` would, and is suffixed `/sample`:
+  `bleu/sample` (reproducible from one evaluation to the next with
+  `inference.sampling.seed`).
 * with `beam_width` > 1 the text metrics are computed again on beam search
   decodes and suffixed `/beam{K}`: `bleu/beam4`.
 
@@ -27,6 +31,7 @@ different length does not define.
 import tensorflow as tf
 
 from seq2seq.data.copy_vocab import COPY_ID_KEYS, extended_tokens
+from seq2seq.decoders.samplers import ArgmaxSampler
 from seq2seq.metrics import metric_specs
 
 _ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len") + COPY_ID_KEYS
@@ -34,6 +39,7 @@ _ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len") + COPY_ID_KE
 LOSS_TAG = "loss/teacher_forced"
 TEACHER_FORCED = "teacher_forced"
 GREEDY = "greedy"
+SAMPLE = "sample"
 
 
 def beam_suffix(beam_width):
@@ -105,8 +111,9 @@ class Evaluator:
       model: A `Seq2SeqModel`.
       metrics: `MetricSpec` objects.
       beam_width: When > 1, text metrics are also computed on beam search
-        decodes of this width (`/beam{K}` results). Free-running decodes
-        otherwise are greedy whatever the model's inference settings say.
+        decodes of this width (`/beam{K}` results). The other free-running
+        decode is greedy search with the model's sampler (`/greedy` with
+        argmax, `/sample` with a random sampler), whatever its beam width.
     """
 
     def __init__(self, model, metrics, beam_width=0):
@@ -120,10 +127,21 @@ class Evaluator:
         self._loss_fn = None
         self._greedy_fn = None
         self._beam_fn = None
+        sampler = model.sampler() if hasattr(model, "sampler") else None
+        self.decode_suffix = (
+            GREEDY if sampler is None or isinstance(sampler, ArgmaxSampler) else SAMPLE
+        )
+
+    def _tag(self, metric):
+        """The results key of a metric of the teacher-forced or the greedy
+        (or sampled) decode."""
+        if is_teacher_forced(metric):
+            return metric_tag(metric)
+        return metric_tag(metric, self.decode_suffix)
 
     def result_names(self):
         """The keys `evaluate` returns, in order."""
-        names = [LOSS_TAG] + [metric_tag(m) for m in self.metrics]
+        names = [LOSS_TAG] + [self._tag(m) for m in self.metrics]
         suffix = beam_suffix(self.beam_width)
         names += [metric_tag(m, suffix) for m in self.beam_metrics]
         return names
@@ -196,7 +214,7 @@ class Evaluator:
                     )
         results = {LOSS_TAG: total_loss / max(total_tokens, 1.0)}
         for metric in self.metrics:
-            results[metric_tag(metric)] = float(metric.result())
+            results[self._tag(metric)] = float(metric.result())
         suffix = beam_suffix(self.beam_width)
         for metric in self.beam_metrics:
             results[metric_tag(metric, suffix)] = float(metric.result())
