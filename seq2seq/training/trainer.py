@@ -1,5 +1,9 @@
 """The training loop: compiled train step, checkpoints, evaluation, summaries.
 
+(Why a little over the ~700-line guide: the loop's parts already live in
+their own modules, named below; what stays is the order they run in at each
+step, evaluation and stop, which reads best in one place.)
+
 This replaces the original's Estimator/Experiment pair. One `Trainer` owns the
 model, the optimizer, the run's checkpoints (`TrainCheckpoints`, in
 `checkpointing.py`), and two summary writers (`output_dir` for training
