@@ -317,11 +317,7 @@ def format_signatures(signatures):
 
 
 def _dummy_features(model):
-    tokens = tf.constant([[SEQUENCE_END]])
-    features = model.preprocess(
-        {"source_tokens": tokens, "source_len": tf.constant([1], tf.int32)}
-    )
-    return {"source_ids": features["source_ids"], "source_len": features["source_len"]}
+    return inference.dummy_features(model)
 
 
 def export_saved_model(
@@ -399,8 +395,7 @@ def export_saved_model(
     )
 
     model = inference.build_model(train_options, model_params)
-    # Variables are created by the first call; then the weights are read.
-    model.infer(_dummy_features(model), max_length=1)
+    inference.create_variables(model)
     inference.restore_model(model, checkpoint)
 
     module = TranslationModule(model, source_delimiter, target_delimiter)

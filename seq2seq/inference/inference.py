@@ -18,6 +18,7 @@ from absl import logging
 from seq2seq import run_dir
 from seq2seq.configurable import ModeKeys, deep_merge, locate_class
 from seq2seq.data import batching
+from seq2seq.data.input_pipeline import SEQUENCE_END
 from seq2seq.errors import UserError
 from seq2seq.inference import safe_paths
 from seq2seq.run_dir import VOCAB_PARAMS, TrainOptions
@@ -157,15 +158,37 @@ def build_model(train_options, model_params=None, mode=ModeKeys.INFER):
     return model_class(params, mode)
 
 
+def dummy_features(model):
+    """Preprocessed features of one source holding only `SEQUENCE_END`:
+    `{"source_ids": [1, S], "source_len": [1]}`."""
+    tokens = tf.constant([[SEQUENCE_END]])
+    features = model.preprocess(
+        {"source_tokens": tokens, "source_len": tf.constant([1], tf.int32)}
+    )
+    return {"source_ids": features["source_ids"], "source_len": features["source_len"]}
+
+
+def create_variables(model):
+    """Runs `model.infer` for one step on `dummy_features`, so that the
+    model's variables exist before a checkpoint is restored into them."""
+    model.infer(dummy_features(model), max_length=1)
+
+
 def restore_model(model, checkpoint_path):
     """Restores the model's variables from a training checkpoint.
 
-    The model's variables must exist (call the model once first).
+    The model's variables must exist (call the model once first). A list
+    of checkpoints restores the members of an ensemble
+    (`seq2seq.models.ensemble.EnsembleModel`), one each, in order.
 
     Raises:
       UserError: The checkpoint was written by a different model, or its
         files are damaged.
     """
+    if isinstance(checkpoint_path, (list, tuple)):
+        for member, path in zip(model.members, checkpoint_path, strict=True):
+            restore_model(member, path)
+        return
 
     def restore():
         status = tf.train.Checkpoint(model=model).read(checkpoint_path)
@@ -369,8 +392,9 @@ def run_inference(
       pipeline: An `InputPipeline` (shuffle off, one epoch).
       tasks: `InferenceTask` objects.
       batch_size: Sentences per batch.
-      checkpoint_path: Checkpoint to restore after the variables are built;
-        `None` to use the model's current weights.
+      checkpoint_path: Checkpoint to restore after the variables are built
+        (a list for an ensemble, see `restore_model`); `None` to use the
+        model's current weights.
       progress: Show a progress line on stderr.
       jit_compile: Compile the decoding loops with XLA (see `Predictor`).
       protected_paths: Further files that are read and must not be written
@@ -428,7 +452,8 @@ def check_task_outputs(model, pipeline, tasks, protected_paths=()):
         run (see `safe_paths.check_outputs`).
     """
     inputs = list(pipeline.input_files())
-    inputs += [model.params.get(key) for key in VOCAB_PARAMS]
+    for member in getattr(model, "members", [model]):
+        inputs += [member.params.get(key) for key in VOCAB_PARAMS]
     inputs += list(protected_paths)
     for task in tasks:
         inputs += task.input_paths()
