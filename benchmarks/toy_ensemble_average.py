@@ -1,7 +1,8 @@
 """BLEU on the toy reverse task: one model, its averaged checkpoints, and an
 ensemble of two runs.
 
-Generates the toy reverse data set (`bin/data/toy.sh`), trains a small
+Generates a small toy reverse data set (`bin/tools/generate_toy_data.py`:
+`--vocab_size` tokens, sentences of 1 to `--max_len`), trains a small
 attention model twice with different seeds (`bin/train.py`, keeping a
 checkpoint every `--save_every` steps), averages the last `--num_last`
 checkpoints of each run (`bin/tools/average_checkpoints.py`) and decodes
@@ -10,7 +11,7 @@ ensemble of the two runs and the ensemble of the two averages. Prints the
 corpus BLEU (sacrebleu, no tokenisation) of each.
 
   python -m benchmarks.toy_ensemble_average --work_dir /tmp/toy_ens \\
-    --train_steps 400
+    --train_steps 300
 
 Everything is written under `--work_dir`; runs and data already there are
 reused.
@@ -57,19 +58,40 @@ def _pipeline(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work_dir", required=True)
-    parser.add_argument("--train_steps", type=int, default=400)
-    parser.add_argument("--save_every", type=int, default=50)
+    parser.add_argument("--train_steps", type=int, default=300)
+    parser.add_argument("--save_every", type=int, default=30)
+    parser.add_argument("--vocab_size", type=int, default=10)
+    parser.add_argument("--max_len", type=int, default=6)
+    parser.add_argument("--num_train", type=int, default=3000)
     parser.add_argument("--num_last", type=int, default=5)
     parser.add_argument("--seeds", default="1,2")
     parser.add_argument("--units", type=int, default=32)
-    parser.add_argument("--learning_rate", type=float, default=0.003)
+    parser.add_argument("--learning_rate", type=float, default=0.005)
     parser.add_argument("--beam_width", type=int, default=1)
     args = parser.parse_args()
     python = sys.executable
     data_dir = os.path.join(args.work_dir, "data")
     if not os.path.exists(os.path.join(data_dir, "test", "sources.txt")):
-        env = dict(os.environ, DATA_TYPE="reverse", OUTPUT_DIR=data_dir, PYTHON=python)
-        subprocess.run(["bash", "bin/data/toy.sh"], cwd=ROOT, env=env, check=True)
+        for split, count, seed in (("train", args.num_train, 1), ("test", 500, 3)):
+            _run(
+                [
+                    python,
+                    "bin/tools/generate_toy_data.py",
+                    "--type=reverse",
+                    f"--vocab_size={args.vocab_size}",
+                    f"--num_examples={count}",
+                    "--min_len=1",
+                    f"--max_len={args.max_len}",
+                    f"--seed={seed}",
+                    f"--output_dir={data_dir}/{split}",
+                ]
+            )
+        for side in ("sources", "targets"):
+            vocab = _run(
+                [python, "bin/tools/generate_vocab.py", f"{data_dir}/train/{side}.txt"]
+            )
+            with open(f"{data_dir}/train/vocab.{side}.txt", "w") as handle:
+                handle.write(vocab)
     train_pipeline = (
         "{class: ParallelTextInputPipeline, params: {source_files: ["
         f"{data_dir}/train/sources.txt], target_files: [{data_dir}/train/targets.txt]}}}}"
@@ -133,7 +155,8 @@ def main():
     systems.append(("ensemble of the averages", ",".join(a for _, a in runs)))
     print(
         f"toy reverse, {args.train_steps} steps, {args.units} units, "
-        f"beam width {args.beam_width}, test set of {len(references)} sentences"
+        f"beam width {args.beam_width}, vocabulary {args.vocab_size}, up to "
+        f"{args.max_len} tokens, test set of {len(references)} sentences"
     )
     for label, model_dir in systems:
         output = _run(
