@@ -11,7 +11,7 @@ ensemble of the two runs and the ensemble of the two averages. Prints the
 corpus BLEU (sacrebleu, no tokenisation) of each.
 
   python -m benchmarks.toy_ensemble_average --work_dir /tmp/toy_ens \\
-    --train_steps 300
+    --train_steps 800
 
 Everything is written under `--work_dir`; runs and data already there are
 reused.
@@ -47,7 +47,7 @@ def _model_params(data_dir, units, learning_rate):
         f"embedding.dim: {units}, attention.params: {{num_units: {units}}}, "
         f"encoder.params: {{rnn_cell: {cell}}}, "
         f"decoder.params: {{rnn_cell: {cell}}}, "
-        f"optimizer.learning_rate: {learning_rate}, source.reverse: false}}"
+        f"optimizer.learning_rate: {learning_rate}, source.reverse: true}}"
     )
 
 
@@ -58,14 +58,14 @@ def _pipeline(path):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work_dir", required=True)
-    parser.add_argument("--train_steps", type=int, default=300)
-    parser.add_argument("--save_every", type=int, default=30)
+    parser.add_argument("--train_steps", type=int, default=800)
+    parser.add_argument("--save_every", type=int, default=80)
     parser.add_argument("--vocab_size", type=int, default=10)
     parser.add_argument("--max_len", type=int, default=6)
     parser.add_argument("--num_train", type=int, default=3000)
     parser.add_argument("--num_last", type=int, default=5)
     parser.add_argument("--seeds", default="1,2")
-    parser.add_argument("--units", type=int, default=32)
+    parser.add_argument("--units", type=int, default=64)
     parser.add_argument("--learning_rate", type=float, default=0.005)
     parser.add_argument("--beam_width", type=int, default=1)
     args = parser.parse_args()
