@@ -40,13 +40,19 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "input_pipeline", None, "YAML {class, params} of the input to decode."
 )
-flags.DEFINE_string("model_dir", None, "The training output directory to load.")
+flags.DEFINE_string(
+    "model_dir",
+    None,
+    "The training output directory to load; several, comma-separated, decode "
+    "as an ensemble (same source and target vocabularies).",
+)
 flags.DEFINE_string(
     "checkpoint_path",
     None,
     "Checkpoint prefix to restore; 'best' for the best checkpoint by the dev "
     "metric (--model_dir/best), 'latest' or unset for the latest one in "
-    "--model_dir.",
+    "--model_dir. Comma-separated for an ensemble: one per --model_dir, or "
+    "several checkpoints of a single --model_dir.",
 )
 flags.DEFINE_boolean(
     "allow_vocab_change",
@@ -109,6 +115,15 @@ def resolve_flags(flag_values):
     return values
 
 
+def _split_list(value):
+    """A comma-separated flag value (or a YAML list from --config_path) as a
+    list of its non-empty entries."""
+    if value is None:
+        return []
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
 def main(argv):
     del argv
     values = resolve_flags(FLAGS)
@@ -137,16 +152,32 @@ def main(argv):
         create_from_dict(d, [tasks_lib], what="task", base=tasks_lib.InferenceTask)
         for d in task_defs
     ]
-    train_options = inference.load_train_options(values["model_dir"])
-    checkpoint = inference.resolve_checkpoint(
-        values["model_dir"], values["checkpoint_path"]
-    )
-    inference.check_vocabularies(
-        train_options,
-        values["model_params"],
-        allow_change=bool(values["allow_vocab_change"]),
-    )
-    model = inference.build_model(train_options, values["model_params"])
+    model_dirs = _split_list(values["model_dir"])
+    checkpoint_paths = _split_list(values["checkpoint_path"])
+    if len(model_dirs) > 1 or len(checkpoint_paths) > 1:
+        from seq2seq.models import ensemble
+
+        model, checkpoint = ensemble.load_ensemble(
+            model_dirs,
+            checkpoint_paths,
+            values["model_params"],
+            allow_vocab_change=bool(values["allow_vocab_change"]),
+        )
+        # The first run leads: its pipeline settings and tokenizers apply.
+        lead_dir = ensemble.pair_runs(model_dirs, checkpoint_paths)[0][0]
+        train_options = inference.load_train_options(lead_dir)
+    else:
+        model_dir = model_dirs[0] if model_dirs else None
+        train_options = inference.load_train_options(model_dir)
+        checkpoint = inference.resolve_checkpoint(
+            model_dir, checkpoint_paths[0] if checkpoint_paths else None
+        )
+        inference.check_vocabularies(
+            train_options,
+            values["model_params"],
+            allow_change=bool(values["allow_vocab_change"]),
+        )
+        model = inference.build_model(train_options, values["model_params"])
     # A model trained on raw text with SentencePiece reads raw text and
     # writes plain text: the pipeline and the tasks get its tokenizers.
     pipeline = input_pipeline.make_input_pipeline_from_def(

@@ -110,3 +110,26 @@ def text_pipeline(paths, with_targets=True):
     if with_targets:
         params["target_files"] = [paths["targets"]]
     return {"class": "ParallelTextInputPipeline", "params": params}
+
+
+@pytest.fixture(scope="session")
+def toy_run_with_checkpoints(tmp_path_factory):
+    """A tiny attention model trained 30 steps on toy reverse data, with
+    checkpoints ckpt-10, ckpt-20 and ckpt-30 (differently trained models of
+    one vocabulary, for checkpoint averaging and ensembles).
+
+    Returns:
+      A dict: `model_dir`, `root` (its parent), `dev` (toy corpus paths).
+    """
+    from test_trainer import make_trainer
+
+    root = tmp_path_factory.mktemp("toy_run")
+    train = write_toy_corpus(str(root / "train"), num_examples=200, seed=1)
+    dev = write_toy_corpus(str(root / "dev"), num_examples=10, seed=2)
+    dev["vocab"] = train["vocab"]
+    data = {"train": train, "dev": dev, "vocab": train["vocab"]}
+    model_dir = str(root / "model")
+    make_trainer(
+        data, model_dir, train_steps=30, save_checkpoints_steps=10, with_dev=False
+    ).train()
+    return {"model_dir": model_dir, "root": root, "dev": dev}

@@ -443,12 +443,7 @@ def _check_n_best(model, n_best):
 
 
 def _dummy_features(model):
-    tokens = tf.constant([[SEQUENCE_END]])
-    features = model.preprocess(
-        {"source_tokens": tokens, "source_len": tf.constant([1], tf.int32)}
-    )
-    keys = ("source_ids", "source_len", "source_copy_ids", "source_oov_mask")
-    return {k: features[k] for k in keys if k in features}
+    return inference.dummy_features(model)
 
 
 def export_saved_model(
@@ -545,8 +540,7 @@ def export_saved_model(
 
     model = inference.build_model(train_options, model_params)
     _check_n_best(model, n_best)
-    # Variables are created by the first call; then the weights are read.
-    model.infer(_dummy_features(model), max_length=1)
+    inference.create_variables(model)
     inference.restore_model(model, checkpoint)
 
     module = TranslationModule(

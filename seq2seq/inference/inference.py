@@ -19,6 +19,7 @@ from seq2seq import run_dir
 from seq2seq.configurable import ModeKeys, deep_merge, locate_class, maybe_load_yaml
 from seq2seq.data import batching
 from seq2seq.data.copy_vocab import extended_tokens
+from seq2seq.data.input_pipeline import SEQUENCE_END
 from seq2seq.errors import ConfigError, UserError
 from seq2seq.inference import safe_paths
 from seq2seq.run_dir import VOCAB_PARAMS, TrainOptions
@@ -211,15 +212,39 @@ def build_model(train_options, model_params=None, mode=ModeKeys.INFER):
     return model_class(params, mode)
 
 
+def dummy_features(model):
+    """Preprocessed features of one source holding only `SEQUENCE_END`:
+    `{"source_ids": [1, S], "source_len": [1]}`, plus the copy-attention
+    source features of a model that copies."""
+    tokens = tf.constant([[SEQUENCE_END]])
+    features = model.preprocess(
+        {"source_tokens": tokens, "source_len": tf.constant([1], tf.int32)}
+    )
+    keys = _SOURCE_KEYS + _COPY_SOURCE_KEYS
+    return {k: features[k] for k in keys if k in features}
+
+
+def create_variables(model):
+    """Runs `model.infer` for one step on `dummy_features`, so that the
+    model's variables exist before a checkpoint is restored into them."""
+    model.infer(dummy_features(model), max_length=1)
+
+
 def restore_model(model, checkpoint_path):
     """Restores the model's variables from a training checkpoint.
 
-    The model's variables must exist (call the model once first).
+    The model's variables must exist (call the model once first). A list
+    of checkpoints restores the members of an ensemble
+    (`seq2seq.models.ensemble.EnsembleModel`), one each, in order.
 
     Raises:
       UserError: The checkpoint was written by a different model, or its
         files are damaged.
     """
+    if isinstance(checkpoint_path, (list, tuple)):
+        for member, path in zip(model.members, checkpoint_path, strict=True):
+            restore_model(member, path)
+        return
 
     def restore():
         status = tf.train.Checkpoint(model=model).read(checkpoint_path)
@@ -469,8 +494,9 @@ def run_inference(
       pipeline: An `InputPipeline` (shuffle off, one epoch).
       tasks: `InferenceTask` objects.
       batch_size: Sentences per batch.
-      checkpoint_path: Checkpoint to restore after the variables are built;
-        `None` to use the model's current weights.
+      checkpoint_path: Checkpoint to restore after the variables are built
+        (a list for an ensemble, see `restore_model`); `None` to use the
+        model's current weights.
       progress: Show a progress line on stderr.
       jit_compile: Compile the decoding loops with XLA (see `Predictor`).
       protected_paths: Further files that are read and must not be written
@@ -571,8 +597,9 @@ def check_task_outputs(model, pipeline, tasks, protected_paths=()):
         run (see `safe_paths.check_outputs`).
     """
     inputs = list(pipeline.input_files())
-    inputs += [model.params.get(key) for key in VOCAB_PARAMS]
-    inputs.append(model.params.get("inference.banned_tokens_file") or None)
+    for member in getattr(model, "members", [model]):
+        inputs += [member.params.get(key) for key in VOCAB_PARAMS]
+        inputs.append(member.params.get("inference.banned_tokens_file") or None)
     inputs += list(protected_paths)
     for task in tasks:
         inputs += task.input_paths()

@@ -385,10 +385,20 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         """The decoder layer, whose `step` drives every decoding strategy."""
         raise NotImplementedError
 
-    def start_decoding(self, features, training=None):
+    def start_decoding(self, features, training=None, max_length=None):
         """Encodes the source; returns the decoder's `(state, memory)`, the
         memory holding the copy-attention source ids when the decoder
-        copies."""
+        copies.
+
+        Args:
+          features: Preprocessed features (`source_ids` [B, S],
+            `source_len` [B]).
+          training: Whether dropout is active.
+          max_length: The most steps that will be decoded (None: the
+            model's `max_decode_length()`), for decoders whose state is
+            sized to it (the Transformer's step cache); unused here.
+        """
+        del max_length
         encoder_output = self.encode(features, training=training)
         batch_size = tf.shape(features["source_ids"])[0]
         state, memory = self.decoder_start(encoder_output, batch_size, training)
@@ -637,19 +647,63 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         Raises:
           ConfigError: `n_best` without beam search or above its width.
         """
+        state, memory = self.start_decoding(
+            features, training=False, max_length=max_length
+        )
+        return self.decode(
+            self.decoder,
+            self.embed_target,
+            state,
+            memory,
+            features,
+            max_length=max_length,
+            beam_width=beam_width,
+            jit_compile=jit_compile,
+            n_best=n_best,
+        )
+
+    def decode(
+        self,
+        decoder,
+        embedding_fn,
+        state,
+        memory,
+        features,
+        max_length=None,
+        beam_width=None,
+        jit_compile=None,
+        n_best=0,
+    ):
+        """The decoding half of `infer`, from a decoder's start: drives
+        `decoder` with this model's strategy, sampler, constraints, special
+        tokens and length limit. `infer` passes its own decoder; an ensemble
+        passes one that steps several models (`seq2seq.inference.ensemble`).
+
+        Args:
+          decoder: An object with the `Decoder` step contract, whose logits
+            are over this model's target vocabulary.
+          embedding_fn: Maps [B] int32 ids to the decoder's step inputs.
+          state: The decoder's initial state for the B sentences.
+          memory: The decoder's memory for the B sentences.
+          features: The preprocessed features (`source_ids` [B, S],
+            `source_len` [B], optional forced prefixes).
+          max_length, beam_width, jit_compile, n_best: As for `infer`.
+
+        Returns:
+          The predictions dict of `infer`.
+        """
         strategy = self.decoding_strategy(beam_width)
         # A beam width given for this call (the evaluation's beam decode)
         # replaces greedy search, and with it the sampler.
         sampler = None if beam_width and beam_width > 1 else self.sampler()
-        state, memory = self.start_decoding(features, training=False)
         batch_size = tf.shape(features["source_ids"])[0]
         special = self.target_vocab_info.special_vocab
         start_ids = tf.fill([batch_size], tf.constant(special.SEQUENCE_START, tf.int32))
         result = dynamic_decode(
-            self.decoder,
+            decoder,
             strategy,
             sampler,
-            self.embed_target,
+            embedding_fn,
             start_ids,
             special.SEQUENCE_END,
             state,
@@ -681,18 +735,8 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
           [B, T-1] (zero past each length).
         """
         output = self.forward(features, training=False)
-        targets = features["target_copy_ids" if self.copy_attention else "target_ids"]
-        targets = targets[:, 1:]
         log_probs = tf.nn.log_softmax(tf.cast(output.logits, tf.float32), axis=-1)
-        token_log_probs = tf.gather(log_probs, targets, batch_dims=2)
-        mask = tf.sequence_mask(
-            features["target_len"] - 1, tf.shape(targets)[1], dtype=tf.float32
-        )
-        token_log_probs *= mask
-        return {
-            "sequence_log_prob": tf.reduce_sum(token_log_probs, axis=1),
-            "token_log_probs": token_log_probs,
-        }
+        return target_scores(log_probs, features)
 
     # ------------------------------------------------------------ gradients
 
@@ -721,6 +765,32 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 result.append(grad)
             clipped = result
         return clipped, global_norm
+
+
+def target_scores(log_probs, features):
+    """The scores of `Seq2SeqModel.score` from teacher-forced log-probabilities.
+
+    Args:
+      log_probs: [B, T-1, V] float32 log-probabilities of the tokens after
+        `target_ids[:, :-1]`.
+      features: Preprocessed features with `target_ids` [B, T] (or, with
+        copy attention, `target_copy_ids` [B, T]) and `target_len` [B].
+
+    Returns:
+      `{"sequence_log_prob": [B], "token_log_probs": [B, T-1]}` (zero past
+      each length).
+    """
+    # A copy-attention model scores the extended ids (copied words).
+    targets = features.get("target_copy_ids", features["target_ids"])[:, 1:]
+    token_log_probs = tf.gather(log_probs, targets, batch_dims=2)
+    mask = tf.sequence_mask(
+        features["target_len"] - 1, tf.shape(targets)[1], dtype=tf.float32
+    )
+    token_log_probs *= mask
+    return {
+        "sequence_log_prob": tf.reduce_sum(token_log_probs, axis=1),
+        "token_log_probs": token_log_probs,
+    }
 
 
 def _read_vocabulary(path):

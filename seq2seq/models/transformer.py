@@ -72,15 +72,11 @@ class Transformer(AttentionSeq2Seq):
         )
         return state, memory
 
-    def infer(
-        self, features, max_length=None, beam_width=None, jit_compile=None, n_best=0
-    ):
+    def start_decoding(self, features, training=None, max_length=None):
         # The cache must hold `max_length` steps when that exceeds the
         # configured limit; `decoder_start` reads it from here.
         object.__setattr__(self, "_decode_limit", max_length)
         try:
-            return super().infer(
-                features, max_length, beam_width, jit_compile, n_best=n_best
-            )
+            return super().start_decoding(features, training, max_length)
         finally:
             object.__setattr__(self, "_decode_limit", None)

@@ -6,17 +6,23 @@ it saves once per step, resumes from the newest intact checkpoint (see
 `OutputWriteError` line. Under `multi_worker_mirrored` every worker takes
 part in a save, but only the chief's is kept: the others write into a
 temporary directory that is emptied after each save and removed by `close`.
+
+`average_checkpoints` sets a model's weights to their mean over several
+checkpoints of a run (`bin/tools/average_checkpoints.py`).
 """
 
 import os
 import shutil
 import tempfile
 
+import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from seq2seq import run_dir
 from seq2seq.errors import UserError
+from seq2seq.inference import inference
 
 
 class TrainCheckpoints:
@@ -154,3 +160,58 @@ class TrainCheckpoints:
         """Removes a non-chief worker's temporary directory."""
         if not self.is_chief:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def model_variables(model):
+    """The variables a `tf.train.Checkpoint(model=model)` saves, each once,
+    in a fixed order."""
+    root = tf.train.Checkpoint(model=model)  # The view holds it weakly.
+    found, seen = [], set()
+    for trackable in tf.train.TrackableView(root).descendants():
+        # Keras variables wrap a tf.Variable but are not one.
+        is_variable = isinstance(trackable, (tf.Variable, keras.Variable))
+        if is_variable and id(trackable) not in seen:
+            seen.add(id(trackable))
+            found.append(trackable)
+    return found
+
+
+def average_checkpoints(model, prefixes):
+    """Sets the model's variables to their mean over several checkpoints.
+
+    Floating-point variables get the arithmetic mean of their values in
+    `prefixes` (accumulated in float64); others (integer counters) the value
+    of the first checkpoint. Only the model is read: the optimizer's slots,
+    its step counter and the data position of a training checkpoint are
+    left out.
+
+    Args:
+      model: A model whose variables exist (built by one call).
+      prefixes: Checkpoint prefixes written by training (or by
+        `tf.train.Checkpoint(model=...)`), the first one the newest.
+
+    Returns:
+      The list of averaged variables.
+
+    Raises:
+      UserError: A checkpoint is damaged or does not fit the model.
+    """
+    variables = model_variables(model)
+    value_dtypes = {id(v): tf.as_dtype(v.dtype).as_numpy_dtype for v in variables}
+    floating = [tf.as_dtype(v.dtype).is_floating for v in variables]
+    sums = [None] * len(variables)
+    for index, prefix in enumerate(prefixes):
+        inference.restore_model(model, prefix)
+        for i, variable in enumerate(variables):
+            value = np.asarray(variable.numpy())
+            if not floating[i]:
+                if index == 0:
+                    sums[i] = value
+                continue
+            value = value.astype("float64")
+            sums[i] = value if sums[i] is None else sums[i] + value
+    for variable, total, is_float in zip(variables, sums, floating):
+        if is_float:
+            total = total / len(prefixes)
+        variable.assign(total.astype(value_dtypes[id(variable)]))
+    return variables
