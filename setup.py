@@ -29,7 +29,7 @@ setup(
         # whose version must match TensorFlow's).
         "subwords": SUBWORDS,
         # The tests exercise the subword path and the data recipes too.
-        "test": ["pytest", "black", "ruff"] + SUBWORDS + DATA,
+        "test": ["pytest", "pytest-xdist", "black", "ruff"] + SUBWORDS + DATA,
         "gpu": ["tensorflow[and-cuda]>=2.16"],
         # bin/data/wmt16_en_de.sh: Moses tokenization (prepare_corpus.py).
         "data": DATA,
