@@ -73,10 +73,15 @@ def child_train(spec):
     options = TrainOptions.from_model(model_class, params)
     trainer_lib.check_and_write_train_options(options, spec["model_dir"])
     changes = dict(spec["changes"])
-    if changes.pop("keras_adam", False):
-        from seq2seq.training import fused_adam
+    if not changes.pop("keras_adam", False):
+        # The fused update is opt-in in the library; the variants measure it.
+        import functools
 
-        fused_adam.supports = lambda optimizer: False
+        from seq2seq.training import train_step
+
+        train_step.TrainStep.__init__ = functools.partialmethod(
+            train_step.TrainStep.__init__, fused_optimizer=True
+        )
     pipeline = common.text_pipeline(spec["source"], spec["target"], ModeKeys.TRAIN)
     if "buckets" in changes:
         changes["buckets"] = batching.parse_buckets(changes["buckets"])

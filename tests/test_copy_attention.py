@@ -21,7 +21,7 @@ from seq2seq.decoders.copy_attention import CopyGenerator
 from seq2seq.inference import inference
 from seq2seq.metrics.bleu import corpus_bleu
 from seq2seq.tasks import DecodeText
-from seq2seq.training.train_step import ID_KEYS
+from seq2seq.training.train_step import STEP_KEYS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -313,7 +313,7 @@ def train_toy(model, data, steps, batch_size=32):
     )
     dataset = inference.make_dataset(model, pipeline, batch_size).repeat()
     optimizer = model.create_optimizer()
-    keys = ID_KEYS
+    keys = STEP_KEYS
 
     @tf.function(reduce_retracing=True)
     def train_step(features):

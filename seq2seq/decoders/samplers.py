@@ -27,22 +27,22 @@ from seq2seq.errors import ConfigError
 
 
 def argmax_log_prob(logits, ids):
-    """The log-probability of each row's most likely token, from its logits.
+    """The log-probability of each row's chosen token, from its logits.
 
-    `log_softmax(logits)[b, ids[b]]` without the [B, V] log-softmax: at the
-    row's maximum it is `-log(sum(exp(logits - max)))`, which is how the
-    log-softmax kernel computes it (the same value, bit for bit, on CPU and
-    under XLA; `logit - reduce_logsumexp` differs in the last bit).
+    Taken from the same `log_softmax` kernel beam search reads, so that
+    greedy search and a beam of width 1 give the same numbers bit for bit
+    (a shortcut such as `-log(sum(exp(logits - best)))` sums in another
+    order and can differ in the last bit).
 
     Args:
       logits: [B, V] float32.
-      ids: [B] int32 argmax of each row.
+      ids: [B] int32 chosen token of each row.
 
     Returns:
       [B] float32 log-probabilities (<= 0).
     """
-    best = tf.gather(logits, ids, axis=1, batch_dims=1)
-    return -tf.math.log(tf.reduce_sum(tf.exp(logits - best[:, None]), axis=-1))
+    log_probs = tf.nn.log_softmax(logits, axis=-1)
+    return tf.gather(log_probs, ids, axis=1, batch_dims=1)
 
 
 class Sampler:

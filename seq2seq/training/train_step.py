@@ -40,14 +40,15 @@ from seq2seq.rnn import cudnn_allowed
 from seq2seq.training import fused_adam
 from seq2seq.training.distribution import is_distributed
 
-# Keys the compiled steps see; token strings stay on the host. The copy
-# keys are only present for a copy-attention decoder.
-ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len") + COPY_ID_KEYS
+# Keys the compiled steps see; token strings stay on the host. Every batch
+# has ID_KEYS; the copy keys are only present for a copy-attention decoder.
+ID_KEYS = ("source_ids", "source_len", "target_ids", "target_len")
+STEP_KEYS = ID_KEYS + COPY_ID_KEYS
 
 
 def select_ids(features):
-    """The id tensors of a batch (`ID_KEYS` that are present)."""
-    return {key: features[key] for key in ID_KEYS if key in features}
+    """The id tensors of a batch (`STEP_KEYS` that are present)."""
+    return {key: features[key] for key in STEP_KEYS if key in features}
 
 
 def batch_tokens(features):
@@ -271,7 +272,7 @@ class TrainStep:
         jit_compile=False,
         seed=0,
         dense_gradients=None,
-        fused_optimizer=True,
+        fused_optimizer=False,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -290,7 +291,7 @@ class TrainStep:
         self.jit_compile = bool(jit_compile)
         self.seed = int(seed or 0)
         self.uses_sampling = getattr(model, "scheduled_sampling", None) is not None
-        spec = {k: element_spec[k] for k in ID_KEYS if k in element_spec}
+        spec = {k: element_spec[k] for k in STEP_KEYS if k in element_spec}
         signature = [
             spec,
             tf.TensorSpec([], tf.float32),  # normalizer
