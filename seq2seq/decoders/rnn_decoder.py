@@ -48,11 +48,10 @@ class RNNDecoder(Decoder):
       rnn_cell: The cell configuration (`cell_class`, `cell_params`,
         `num_layers`, dropout keep probabilities, residual options); see
         `seq2seq.rnn_cell.default_rnn_cell_params`.
-      init_scale: The kernels of the cell start uniform in
-        `[-init_scale, init_scale]` (0.04); biases keep their own
-        initializers. The output layers (attention mix, logits) start
-        Glorot-uniform with zero biases, as in the original. A value <= 0
-        keeps the Keras defaults for the cell too.
+      init_scale: The kernels of the cell and of the output layers start
+        uniform in `[-init_scale, init_scale]` (0.04); biases keep their own
+        initializers (zeros for the output layers). A value <= 0 keeps the
+        Keras defaults.
 
     Args:
       params: Parameter overrides (dict).
@@ -78,14 +77,18 @@ class RNNDecoder(Decoder):
 
     # ------------------------------------------------------------ building
 
-    def _dense(self, units, name, **kwargs):
-        """An output-side Dense layer (attention mix, logits).
+    def _initializer(self):
+        """The kernel initializer implied by `init_scale`, or None."""
+        scale = self.params["init_scale"]
+        if scale and scale > 0:
+            return keras.initializers.RandomUniform(-scale, scale)
+        return None
 
-        Its kernel starts Glorot-uniform whatever `init_scale` says: the
-        original built these layers with `fully_connected`, whose explicit
-        Xavier initializer took precedence over the variable-scope uniform
-        one that `init_scale` set for the cell.
-        """
+    def _dense(self, units, name, **kwargs):
+        """A Dense layer initialized according to `init_scale`."""
+        initializer = self._initializer()
+        if initializer is not None:
+            kwargs["kernel_initializer"] = initializer
         return keras.layers.Dense(units, name=name, **kwargs)
 
     def _create_cell(self):
