@@ -100,9 +100,9 @@ ARCHITECTURE_DIFFERENCES = (
     "words (N+3 rows); OpenNMT-tf prepends <blank>, <s>, </s> and adds one "
     "OOV bucket (N+4 rows), in both embeddings and the output layer.",
     "Initialisation: GRU kernels uniform in [-0.04, 0.04] in both (set "
-    "explicitly in opennmt_model.py); embeddings uniform in [-0.04, 0.04] "
-    "here, Glorot-uniform in OpenNMT-tf; output layers and attention "
-    "projections Glorot-uniform in both.",
+    "explicitly in opennmt_model.py); embeddings and our decoder's output "
+    "layers uniform in [-0.04, 0.04] here, Glorot-uniform in OpenNMT-tf; "
+    "attention projections Glorot-uniform in both.",
     "Dropout: keep 0.8 on the inputs of every GRU cell in both, fresh at "
     "every step. OpenNMT-tf's own `dropout` drops cell outputs, so it is 0 "
     "and its cells are wrapped in RNNCellWrapper(input_dropout=0.2).",
