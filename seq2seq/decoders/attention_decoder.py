@@ -77,8 +77,9 @@ class AttentionDecoder(RNNDecoder):
         )
         self.logits_layer = self._dense(self.vocab_size, "logits", dtype="float32")
         if self.copy_attention:
-            # An output-side layer like the logits: Keras's Glorot start.
-            self.copy_generator = CopyGenerator(self.vocab_size)
+            self.copy_generator = CopyGenerator(
+                self.vocab_size, kernel_initializer=self._initializer()
+            )
 
     @staticmethod
     def default_params():
