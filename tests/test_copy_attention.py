@@ -17,7 +17,9 @@ from seq2seq import models
 from seq2seq.configurable import ModeKeys
 from seq2seq.data import copy_vocab, vocab
 from seq2seq.data.input_pipeline import make_input_pipeline_from_def
+from seq2seq.decoders import AttentionDecoder, CopyAttentionDecoder
 from seq2seq.decoders.copy_attention import CopyGenerator
+from seq2seq.errors import ConfigError
 from seq2seq.inference import inference
 from seq2seq.metrics.bleu import corpus_bleu
 from seq2seq.tasks import DecodeText
@@ -91,14 +93,13 @@ def write_vocab(path, tokens):
 
 def toy_params(data, copy, **overrides):
     decoder = {"rnn_cell": tiny_rnn_cell(32), "max_decode_length": 12}
-    if copy:
-        decoder["copy_attention"] = True
     params = {
         "vocab_source": data["vocab_source"],
         "vocab_target": data["vocab_target"],
         "embedding.dim": 16,
         "attention.params": {"num_units": 32},
         "encoder.params": {"rnn_cell": tiny_rnn_cell(32)},
+        "decoder.class": "CopyAttentionDecoder" if copy else "AttentionDecoder",
         "decoder.params": decoder,
         "optimizer.learning_rate": 0.01,
         "source.reverse": False,
@@ -285,6 +286,18 @@ def test_copy_off_changes_nothing(copy_data, tmp_path):
         "_decoder/copy_generator/gate/bias",
     ]
     assert set(keys) <= set(copy_keys)
+
+
+def test_copy_attention_is_its_own_decoder_class(copy_data):
+    model = models.AttentionSeq2Seq(toy_params(copy_data, copy=True), ModeKeys.EVAL)
+    assert isinstance(model.decoder, CopyAttentionDecoder)
+    assert isinstance(model.decoder, AttentionDecoder) and model.copy_attention
+    assert CopyAttentionDecoder.default_params() == AttentionDecoder.default_params()
+    # The option of an earlier version names the class to use instead.
+    params = toy_params(copy_data, copy=False)
+    params["decoder.params"] = dict(params["decoder.params"], copy_attention=True)
+    with pytest.raises(ConfigError, match="decoder.class: CopyAttentionDecoder"):
+        models.AttentionSeq2Seq(params, ModeKeys.TRAIN)
 
 
 def test_greedy_and_beam_search_decode_the_extended_vocabulary(copy_data):
