@@ -97,10 +97,7 @@ def test_default_params_match_the_original():
     assert params["max_decode_length"] == 100
     assert params["init_scale"] == 0.04
     assert params["rnn_cell"] == default_rnn_cell_params()
-    # The original's defaults, plus this port's copy attention (off).
-    assert AttentionDecoder.default_params() == dict(
-        params, input_feeding=True, copy_attention=False
-    )
+    assert AttentionDecoder.default_params() == dict(params, input_feeding=True)
     decoder = BasicDecoder({}, "infer", VOCAB)
     assert decoder.max_decode_length == 100
     assert decoder.name == "basic_decoder"

@@ -11,6 +11,7 @@ from seq2seq.decoders.attention import (
 from seq2seq.decoders.attention_decoder import AttentionDecoder
 from seq2seq.decoders.basic_decoder import BasicDecoder
 from seq2seq.decoders.beam_search_decoder import BeamSearchDecoder
+from seq2seq.decoders.copy_attention_decoder import CopyAttentionDecoder
 from seq2seq.decoders.decoder import Decoder
 from seq2seq.decoders.rnn_decoder import RNNDecoder
 from seq2seq.decoders.self_attention_decoder import SelfAttentionDecoder
@@ -23,6 +24,7 @@ __all__ = [
     "AttentionDecoder",
     "BasicDecoder",
     "BeamSearchDecoder",
+    "CopyAttentionDecoder",
     "Decoder",
     "RNNDecoder",
     "samplers",

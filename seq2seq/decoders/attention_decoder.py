@@ -3,8 +3,8 @@
 import tensorflow as tf
 
 from seq2seq.decoders.attention import AttentionLayerBahdanau, valid_positions
-from seq2seq.decoders.copy_attention import CopyGenerator
 from seq2seq.decoders.rnn_decoder import RNNDecoder
+from seq2seq.errors import ConfigError
 from seq2seq.rnn_cell import time_steps
 
 
@@ -32,19 +32,13 @@ class AttentionDecoder(RNNDecoder):
     Params (besides `RNNDecoder.default_params`):
       input_feeding: Whether the previous attention context is part of the
         cell input (true, the original's decoder).
-      copy_attention: Pointer-generator (false): the step mixes the softmax
-        over the vocabulary with the attention over the source, in the
-        extended vocabulary of `seq2seq.data.copy_vocab`, and returns
-        log-probabilities over `V + M` classes instead of logits (see
-        `seq2seq.decoders.copy_attention`). The memory must then hold the
-        source's extended ids (`with_copy_source`).
+    Copy attention (pointer-generator) is `CopyAttentionDecoder`.
 
     State: `{"cell": cell state (structure of cell_state_size),
     "context": [B, Dv] previous attention context}`; without input feeding
     only `{"cell": ...}`.
     Memory: `{"keys": [B, S, U] projected keys, "values": [B, S, Dv],
-    "lengths": [B] int32}`; with copy attention also `"copy_source_ids"`
-    [B, S] int32 and `"copy_oov_mask"` [B, M] bool.
+    "lengths": [B] int32}`.
 
     Args:
       params: Parameter overrides; see `default_params`.
@@ -68,6 +62,12 @@ class AttentionDecoder(RNNDecoder):
         name="attention_decoder",
         cell=None,
     ):
+        if isinstance(params, dict) and "copy_attention" in params:
+            raise ConfigError(
+                f"{type(self).__name__}: decoder.params.copy_attention is not a "
+                "parameter; for copy attention set decoder.class: "
+                "CopyAttentionDecoder and drop copy_attention."
+            )
         super().__init__(params, mode, vocab_size, name=name, cell=cell)
         if attention_layer is None:
             attention_layer = AttentionLayerBahdanau({"num_units": 128}, mode)
@@ -76,22 +76,12 @@ class AttentionDecoder(RNNDecoder):
             self._cell_output_size(), "attention_mix", activation="tanh"
         )
         self.logits_layer = self._dense(self.vocab_size, "logits", dtype="float32")
-        if self.copy_attention:
-            self.copy_generator = CopyGenerator(
-                self.vocab_size, kernel_initializer=self._initializer()
-            )
 
     @staticmethod
     def default_params():
         params = RNNDecoder.default_params()
         params["input_feeding"] = True
-        params["copy_attention"] = False
         return params
-
-    @property
-    def copy_attention(self):
-        """The `copy_attention` parameter."""
-        return bool(self.params["copy_attention"])
 
     @property
     def input_feeding(self):
@@ -125,73 +115,6 @@ class AttentionDecoder(RNNDecoder):
             "lengths": lengths,
             "valid": valid_positions(lengths, tf.shape(values)[1]),
         }
-
-    def with_copy_source(self, memory, source_copy_ids, oov_mask):
-        """Adds what copy attention reads to the memory.
-
-        Args:
-          memory: The result of `prepare_memory`.
-          source_copy_ids: [B, S] int32 source ids in the extended space, in
-            the order of the attention positions.
-          oov_mask: [B, M] bool, the slots each sentence uses.
-
-        Returns:
-          The memory with `copy_source_ids` and `copy_oov_mask`.
-        """
-        memory = dict(memory)
-        memory["copy_source_ids"] = tf.cast(source_copy_ids, tf.int32)
-        memory["copy_oov_mask"] = tf.cast(oov_mask, tf.bool)
-        return memory
-
-    def num_classes(self, memory):
-        """`V`, or `V + M` with copy attention."""
-        if not self.copy_attention:
-            return self.vocab_size
-        return self.vocab_size + tf.shape(memory["copy_oov_mask"])[1]
-
-    def copy_log_probs(self, features, inputs, attention, memory):
-        """Log-probabilities of the copy mixture.
-
-        Args:
-          features: [B, ..., H + Dv] features (`[h; c]`).
-          inputs: [B, ..., E] embedded previous tokens.
-          attention: [B, ..., S] attention distributions.
-          memory: The memory, with the copy entries.
-
-        Returns:
-          [B, ..., V + M] float32.
-        """
-        gate_inputs = tf.concat(
-            [tf.cast(features, tf.float32), tf.cast(inputs, tf.float32)], axis=-1
-        )
-        return self.copy_generator(
-            self._project(features),
-            gate_inputs,
-            attention,
-            memory["copy_source_ids"],
-            memory["copy_oov_mask"],
-        )
-
-    def step(self, inputs, state, memory, training=None):
-        """See `Decoder.step`; with copy attention the [B, V + M] output is
-        log-probabilities."""
-        if not self.copy_attention:
-            return super().step(inputs, state, memory, training=training)
-        features, new_state, attention = self._step_features(
-            inputs, state, memory, training
-        )
-        log_probs = self.copy_log_probs(features, inputs, attention, memory)
-        return log_probs, new_state, attention
-
-    def teacher_forced(self, inputs, state, memory, training=None):
-        """See `Decoder.teacher_forced`; with copy attention [B, T, V + M]
-        log-probabilities, the numbers of stepping."""
-        if not self.copy_attention:
-            return super().teacher_forced(inputs, state, memory, training=training)
-        features, attention = self.teacher_forced_features(
-            inputs, state, memory, training=training
-        )
-        return self.copy_log_probs(features, inputs, attention, memory), attention
 
     def _make_state(self, memory, cell_state, batch_size):
         if not self.input_feeding:

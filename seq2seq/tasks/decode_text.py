@@ -122,7 +122,7 @@ class DecodeText(InferenceTask):
     `postproc_fn` and stripped; each
     example gives exactly one line, an empty one when nothing was predicted,
     so the output stays aligned with the input. With a copy-attention model
-    (`copy_attention: true`) the predicted tokens already hold the source
+    (`decoder.class: CopyAttentionDecoder`) the predicted tokens already hold the source
     words it copied from outside its vocabulary (`bin/infer.py` maps their
     extended ids back, see `seq2seq.data.copy_vocab`).
 
