@@ -221,6 +221,13 @@ flags.DEFINE_boolean(
     "Compile the forward and backward pass with XLA (one compilation per "
     "batch shape; use --buckets to bound the number of shapes).",
 )
+flags.DEFINE_boolean(
+    "fused_optimizer",
+    True,
+    "Apply a plain Adam's update in one kernel per variable (the same "
+    "arithmetic and checkpoint slots as Keras's Adam); --nofused_optimizer "
+    "keeps Keras's own update. Other optimizers are never fused.",
+)
 flags.DEFINE_float(
     "gpu_memory_fraction", 1.0, "Fraction of each GPU's memory to use (<1 caps it)."
 )
@@ -450,6 +457,7 @@ def main(argv):
         effective_batch_size=values["effective_batch_size"],
         mixed_precision=values["mixed_precision"] or "",
         jit_compile=bool(values["jit_compile"]),
+        fused_optimizer=bool(values["fused_optimizer"]),
         batch_type=values["batch_type"] or "examples",
         pad_to_bucket=bool(values["pad_to_bucket"]),
         cache_max_bytes=values["cache_max_bytes"] or 0,

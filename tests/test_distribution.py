@@ -78,6 +78,7 @@ def test_gradient_accumulation_equals_one_large_batch(toy_data, tmp_path):
         large.train_dataset.element_spec,
         seed=3,
         dense_gradients=True,
+        fused_optimizer=accumulate.step.fused_optimizer,
     )
     for i in range(0, 6, 2):
         pair = batches[i : i + 2]
@@ -284,3 +285,32 @@ def test_multi_worker_leaves_one_consistent_checkpoint(corpus, tmp_path):
             if v.shape == chief[name].shape and np.array_equal(v, chief[name])
         ]
         assert matches, name
+
+
+def test_fused_adam_is_the_default_and_trains_like_keras_adam(toy_data, tmp_path):
+    fused = make_trainer(toy_data, str(tmp_path / "fused"), 10, with_dev=False)
+    keras_adam = make_trainer(
+        toy_data,
+        str(tmp_path / "keras"),
+        10,
+        with_dev=False,
+        fused_optimizer=False,
+    )
+    batches = [next(fused._iterator) for _ in range(4)]
+    fused._build(batches[0])
+    keras_adam._build(batches[0])
+    _copy_weights(fused, keras_adam)
+    initial = [w.numpy() for w in fused.model.weights]
+    fused_step = fused._make_train_step(fused.train_dataset.element_spec)
+    keras_step = keras_adam._make_train_step(keras_adam.train_dataset.element_spec)
+    assert fused_step.step.fused_optimizer
+    assert not keras_step.step.fused_optimizer
+    for batch in batches:
+        got, want = fused_step(batch), keras_step(batch)
+        np.testing.assert_allclose(float(got["loss"]), float(want["loss"]), rtol=1e-5)
+    assert int(fused.optimizer.iterations) == int(keras_adam.optimizer.iterations) == 4
+    moved = 0.0
+    for a, b, start in zip(fused.model.weights, keras_adam.model.weights, initial):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+        moved = max(moved, float(np.abs(a.numpy() - start).max()))
+    assert moved > 1e-3

@@ -41,6 +41,9 @@ class RunConfig:
     effective_batch_size: int = None
     mixed_precision: str = ""
     jit_compile: bool = False
+    # Plain Adam's update in one kernel per variable (`fused_adam`; the
+    # same arithmetic and slots as Keras's).
+    fused_optimizer: bool = True
     batch_type: str = "examples"
     pad_to_bucket: bool = False
     cache_max_bytes: int = 0

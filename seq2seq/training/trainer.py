@@ -347,6 +347,7 @@ class Trainer:
             loss_scale=self.loss_scale,
             jit_compile=self.config.jit_compile,
             seed=self.config.tf_random_seed,
+            fused_optimizer=self.config.fused_optimizer,
         )
 
         def train_step(batches, sampling_probability=None, gradients=False):
