@@ -340,6 +340,7 @@ def main(argv):
     # Imported here so that --help stays fast.
     from seq2seq import run_dir
     from seq2seq.data import batching, input_pipeline, tokenizers
+    from seq2seq.train_options import TRAIN_OPTIONS_FILENAME
     from seq2seq.training import cpu_features, distribution
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
@@ -480,16 +481,41 @@ def main(argv):
         return 0
     # Only the chief writes to output_dir; it holds the lock from before its
     # first write until the run ends (normally, on an error or a signal).
+    existed = os.path.isdir(output_dir)
+    options_path = os.path.join(output_dir, TRAIN_OPTIONS_FILENAME)
+    wrote_options = False
     lock = run_dir.lock_output_dir(output_dir) if is_chief else contextlib.nullcontext()
-    with lock:
-        if is_chief:
-            trainer_lib.check_and_write_train_options(train_options, output_dir)
-            logging.info("Writing to %s", output_dir)
-        trainer = _make_trainer(
-            values, train_options, train_pipeline, dev_pipeline, config, strategy
-        )
-        trainer.train()
+    try:
+        with lock:
+            if is_chief:
+                wrote_options = not os.path.exists(options_path)
+                trainer_lib.check_and_write_train_options(train_options, output_dir)
+                logging.info("Writing to %s", output_dir)
+            trainer = _make_trainer(
+                values, train_options, train_pipeline, dev_pipeline, config, strategy
+            )
+            wrote_options = False  # From here on the run owns its files.
+            trainer.train()
+    except BaseException:
+        # A config error found while building the model (a nested param,
+        # say) leaves output_dir as it found it.
+        if wrote_options:
+            _remove_if_possible(options_path)
+            if not existed:
+                _remove_if_possible(output_dir)
+        raise
     return 0
+
+
+def _remove_if_possible(path):
+    """Removes a file or an empty directory; leaves anything else."""
+    try:
+        if os.path.isdir(path):
+            os.rmdir(path)
+        else:
+            os.remove(path)
+    except OSError:
+        pass
 
 
 def _evaluate_continuously(trainer, values):

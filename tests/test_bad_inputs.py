@@ -212,7 +212,13 @@ ROWS = [
         + ["--model_params", "encoder.class: RNNEncoder"]
         + ["--output_dir", "<fresh>"],
         ("encoder.class", "'RNNEncoder'", "BidirectionalRNNEncoder"),
-        creates=True,
+    ),
+    Row(
+        "train-nested-param-found-at-model-build",
+        TRAIN
+        + ["--model_params", "decoder.params: {copy_attention: true}"]
+        + ["--output_dir", "<fresh>"],
+        ("copy_attention", "CopyAttentionDecoder"),
     ),
     Row(
         "train-output-dir-is-a-file",
