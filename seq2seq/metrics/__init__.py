@@ -7,6 +7,7 @@ their short name (`class: BleuMetricSpec`).
 from seq2seq.metrics.metric_specs import (
     BleuMetricSpec,
     ChrfMetricSpec,
+    CorpusTextMetricSpec,
     LogPerplexityMetricSpec,
     MetricSpec,
     RougeMetricSpec,
@@ -16,6 +17,7 @@ from seq2seq.metrics.metric_specs import (
 __all__ = [
     "BleuMetricSpec",
     "ChrfMetricSpec",
+    "CorpusTextMetricSpec",
     "LogPerplexityMetricSpec",
     "MetricSpec",
     "RougeMetricSpec",

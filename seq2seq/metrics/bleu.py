@@ -15,6 +15,7 @@ TOKENIZERS = tuple(BLEU.TOKENIZERS)
 
 #: Smoothing methods sacrebleu knows; `none` is what `multi-bleu.perl` does.
 SMOOTH_METHODS = tuple(BLEU.SMOOTH_DEFAULTS)
+from seq2seq.metrics.sacrebleu_corpus import score_corpus
 
 
 def make_scorer(tokenize="none", smooth_method="none", lowercase=False):
@@ -50,32 +51,6 @@ def make_scorer(tokenize="none", smooth_method="none", lowercase=False):
         ) from None
 
 
-def score_with(scorer, hypotheses, references):
-    """Corpus BLEU of `hypotheses` against one reference each, with `scorer`.
-
-    Args:
-      scorer: A sacrebleu `BLEU` object (see `make_scorer`).
-      hypotheses: A list of N strings.
-      references: A list of N strings, one reference per hypothesis.
-
-    Returns:
-      The score as a Python float in [0, 100]; 0.0 for an empty corpus.
-
-    Raises:
-      ValueError: The two lists have different lengths.
-    """
-    hypotheses = [str(h) for h in hypotheses]
-    references = [str(r) for r in references]
-    if len(hypotheses) != len(references):
-        raise ValueError(
-            f"BLEU needs one reference per hypothesis, got {len(hypotheses)} "
-            f"hypotheses and {len(references)} references"
-        )
-    if not hypotheses:
-        return 0.0
-    return float(scorer.corpus_score(hypotheses, [references]).score)
-
-
 def corpus_bleu(hypotheses, references, tokenize="none", smooth_method="none"):
     """Corpus BLEU of a list of hypotheses against one reference each.
 
@@ -92,7 +67,7 @@ def corpus_bleu(hypotheses, references, tokenize="none", smooth_method="none"):
       The BLEU score as a float in [0, 100]; 0.0 for an empty corpus.
     """
     scorer = make_scorer(tokenize=tokenize, smooth_method=smooth_method)
-    return score_with(scorer, hypotheses, references)
+    return score_corpus(scorer, hypotheses, references)
 
 
 def moses_multi_bleu(hypotheses, references, lowercase=False):
@@ -111,7 +86,7 @@ def moses_multi_bleu(hypotheses, references, lowercase=False):
       The BLEU score as a float in [0, 100]; 0.0 for an empty corpus.
     """
     scorer = make_scorer(tokenize="none", smooth_method="none", lowercase=lowercase)
-    return score_with(scorer, list(hypotheses), list(references))
+    return score_corpus(scorer, list(hypotheses), list(references))
 
 
 def signature(scorer):

@@ -9,6 +9,7 @@ tokenizer and gives partial credit for partly right words.
 """
 
 from sacrebleu.metrics import CHRF
+from seq2seq.metrics.sacrebleu_corpus import score_corpus
 
 
 def make_scorer(char_order=6, word_order=0, beta=2, lowercase=False, whitespace=False):
@@ -41,32 +42,6 @@ def make_scorer(char_order=6, word_order=0, beta=2, lowercase=False, whitespace=
     )
 
 
-def score_with(scorer, hypotheses, references):
-    """Corpus chrF of `hypotheses` against one reference each, with `scorer`.
-
-    Args:
-      scorer: A sacrebleu `CHRF` object (see `make_scorer`).
-      hypotheses: A list of N strings.
-      references: A list of N strings.
-
-    Returns:
-      The score as a Python float in [0, 100]; 0.0 for an empty corpus.
-
-    Raises:
-      ValueError: The two lists have different lengths.
-    """
-    hypotheses = [str(h) for h in hypotheses]
-    references = [str(r) for r in references]
-    if len(hypotheses) != len(references):
-        raise ValueError(
-            f"chrF needs one reference per hypothesis, got {len(hypotheses)} "
-            f"hypotheses and {len(references)} references"
-        )
-    if not hypotheses:
-        return 0.0
-    return float(scorer.corpus_score(hypotheses, [references]).score)
-
-
 def corpus_chrf(hypotheses, references, **kwargs):
     """Corpus chrF of a list of hypotheses against one reference each.
 
@@ -78,4 +53,4 @@ def corpus_chrf(hypotheses, references, **kwargs):
     Returns:
       The chrF score as a float in [0, 100]; 0.0 for an empty corpus.
     """
-    return score_with(make_scorer(**kwargs), hypotheses, references)
+    return score_corpus(make_scorer(**kwargs), hypotheses, references)

@@ -28,6 +28,7 @@ from seq2seq.configurable import (
 from seq2seq.data import postproc
 from seq2seq.errors import ConfigError
 from seq2seq.metrics import bleu, chrf, rouge
+from seq2seq.metrics.sacrebleu_corpus import score_corpus
 
 
 class MetricSpec(Configurable):
@@ -193,7 +194,40 @@ class TextMetricSpec(MetricSpec):
         raise NotImplementedError
 
 
-class BleuMetricSpec(TextMetricSpec):
+class CorpusTextMetricSpec(TextMetricSpec):
+    """Base of text metrics scored once over the whole corpus by a sacrebleu
+    metric object: every example since the last reset is kept, and `result`
+    scores them together (a corpus score is not a mean of sentence scores).
+
+    Subclasses build the scorer in `make_scorer` from their params; a
+    `ValueError` there becomes a `ConfigError` naming the class.
+    """
+
+    def __init__(self, params, mode=ModeKeys.EVAL):
+        super().__init__(params, mode)
+        try:
+            self._scorer = self.make_scorer()
+        except ValueError as err:
+            raise ConfigError(f"{type(self).__name__}: {err}.") from None
+        self.reset()
+
+    def make_scorer(self):
+        """The sacrebleu metric object for `self.params`."""
+        raise NotImplementedError
+
+    def reset(self):
+        self._hypotheses = []
+        self._references = []
+
+    def update_text(self, hypotheses, references):
+        self._hypotheses.extend(hypotheses)
+        self._references.extend(references)
+
+    def result(self):
+        return score_corpus(self._scorer, self._hypotheses, self._references)
+
+
+class BleuMetricSpec(CorpusTextMetricSpec):
     """Corpus BLEU (0-100) over all examples since the last reset, by sacrebleu.
 
     Params (besides those of `TextMetricSpec`):
@@ -210,15 +244,13 @@ class BleuMetricSpec(TextMetricSpec):
 
     def __init__(self, params, mode=ModeKeys.EVAL):
         super().__init__(params, mode)
-        try:
-            self._scorer = bleu.make_scorer(
-                tokenize=self.params["tokenize"],
-                smooth_method=self.params["smooth_method"],
-            )
-        except ValueError as err:
-            raise ConfigError(f"{type(self).__name__}: {err}.") from None
         self._signature = bleu.signature(self._scorer)
-        self.reset()
+
+    def make_scorer(self):
+        return bleu.make_scorer(
+            tokenize=self.params["tokenize"],
+            smooth_method=self.params["smooth_method"],
+        )
 
     @staticmethod
     def default_params():
@@ -243,19 +275,8 @@ class BleuMetricSpec(TextMetricSpec):
             f"signature {self._signature}"
         )
 
-    def reset(self):
-        self._hypotheses = []
-        self._references = []
 
-    def update_text(self, hypotheses, references):
-        self._hypotheses.extend(hypotheses)
-        self._references.extend(references)
-
-    def result(self):
-        return bleu.score_with(self._scorer, self._hypotheses, self._references)
-
-
-class ChrfMetricSpec(TextMetricSpec):
+class ChrfMetricSpec(CorpusTextMetricSpec):
     """Corpus chrF (0-100) over all examples since the last reset, by
     sacrebleu (see `seq2seq.metrics.chrf`).
 
@@ -270,19 +291,14 @@ class ChrfMetricSpec(TextMetricSpec):
     order).
     """
 
-    def __init__(self, params, mode=ModeKeys.EVAL):
-        super().__init__(params, mode)
-        try:
-            self._scorer = chrf.make_scorer(
-                char_order=self.params["char_order"],
-                word_order=self.params["word_order"],
-                beta=self.params["beta"],
-                lowercase=self.params["lowercase"],
-                whitespace=self.params["whitespace"],
-            )
-        except ValueError as err:
-            raise ConfigError(f"{type(self).__name__}: {err}.") from None
-        self.reset()
+    def make_scorer(self):
+        return chrf.make_scorer(
+            char_order=self.params["char_order"],
+            word_order=self.params["word_order"],
+            beta=self.params["beta"],
+            lowercase=self.params["lowercase"],
+            whitespace=self.params["whitespace"],
+        )
 
     @staticmethod
     def default_params():
@@ -301,17 +317,6 @@ class ChrfMetricSpec(TextMetricSpec):
     @property
     def name(self):
         return "chrf" + "+" * self.params["word_order"]
-
-    def reset(self):
-        self._hypotheses = []
-        self._references = []
-
-    def update_text(self, hypotheses, references):
-        self._hypotheses.extend(hypotheses)
-        self._references.extend(references)
-
-    def result(self):
-        return chrf.score_with(self._scorer, self._hypotheses, self._references)
 
 
 def scoring_detokenized(metric, target_tokenizer, definition=None):
