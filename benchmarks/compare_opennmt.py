@@ -682,6 +682,7 @@ def _ours_infer(spec):
             {
                 "inference.beam_search.beam_width": beam_width,
                 "inference.max_decode_length": spec["max_decode_length"],
+                **spec.get("model_params", {}),
             },
         )
         end_id = model.target_vocab_info.special_vocab.SEQUENCE_END

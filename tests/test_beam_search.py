@@ -904,3 +904,97 @@ def test_two_stage_search_resolves_rounding_ties_like_the_full_one(
     scores = want.step_scores.numpy()
     assert np.any(scores[:, :, :-1] == scores[:, :, 1:])
     _assert_same_search(got, want)
+
+
+# ------------------------------------------------------- early stopping
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.7])
+def test_early_stopping_ends_once_the_best_hypothesis_is_settled(alpha):
+    # Step 0: the end token (p 0.6) beats A and B (0.2 each); afterwards the
+    # end token is unlikely, so the unfinished hypotheses run to the limit.
+    # Their bound after step 0 is log(0.2) / length_penalty(10), below the
+    # finished log(0.6) / length_penalty(1) for both weights.
+    table = [[0.6, 0.2, 0.2], [0.01, 0.495, 0.495]]
+    assert np.log(0.2) / _penalty(10, alpha) < np.log(0.6) / _penalty(1, alpha)
+    decoder = TableDecoder(table)
+
+    def search(early_stopping):
+        return beam_search.beam_search_decode(
+            decoder,
+            _one_hot(3),
+            [START, START],
+            EOS,
+            decoder.initial_state(2),
+            {},
+            _config(3, 3, EOS, alpha),
+            10,
+            early_stopping=early_stopping,
+        )
+
+    full, early = search(False), search(True)
+    assert int(full.num_steps) == 10 and int(early.num_steps) == 1
+    for result in (full, early):
+        np.testing.assert_array_equal(result.ids[:, 0, 0].numpy(), [EOS, EOS])
+        np.testing.assert_array_equal(result.lengths[:, 0].numpy(), [1, 1])
+        np.testing.assert_allclose(result.scores[:, 0].numpy(), np.log(0.6), rtol=1e-6)
+
+
+def test_early_stopping_waits_while_an_unfinished_hypothesis_could_still_win():
+    # With alpha 1, the finished [EOS] (log 0.45 = -0.80, length 1) ranks
+    # first after steps 0 and 1, but A (log 0.368 = -1.0) can still end at
+    # length 3 with score -1.0 / (8 / 6) = -0.75, above -0.80: a rule that
+    # stopped when the top slot has finished would return [EOS].
+    table = [[0.45, 0.368, 0.182], [0.0001, 0.9999, 0.0], [0.9999, 0.0001, 0.0]]
+    decoder = TableDecoder(table)
+    result = beam_search.beam_search_decode(
+        decoder,
+        _one_hot(3),
+        [START],
+        EOS,
+        decoder.initial_state(1),
+        {},
+        _config(2, 3, EOS, alpha=1.0),
+        10,
+        early_stopping=True,
+    )
+    np.testing.assert_array_equal(result.ids[0, 0, :3].numpy(), [A, A, EOS])
+    assert int(result.lengths[0, 0]) == 3 and int(result.num_steps) == 3
+    assert float(result.scores[0, 0]) > np.log(0.45)
+
+
+@pytest.mark.parametrize(
+    "width,alpha,seed", [(3, 0.0, 0), (5, 0.0, 1), (4, 0.6, 2), (5, 1.0, 3)]
+)
+def test_early_stopping_returns_the_full_searchs_best(width, alpha, seed):
+    vocab, end, max_length = 9, 1, 12
+    inner, embed, state, memory = _real_setup(
+        AttentionDecoder, vocab, source_lengths=(4, 3), seed=seed
+    )
+    decoder = EndBiasDecoder(inner, end, bias=1.5, scale=3.0)
+    decoder.max_decode_length = max_length
+
+    def search(early_stopping):
+        return beam_search.beam_search_decode(
+            decoder,
+            _with_ids(embed),
+            tf.fill([2], START),
+            end,
+            state,
+            memory,
+            _config(width, vocab, end, alpha),
+            max_length,
+            early_stopping=early_stopping,
+        )
+
+    full, early = search(False), search(True)
+    steps = int(early.num_steps)
+    assert steps <= int(full.num_steps)
+    best_length = int(full.lengths[:, 0].numpy().max())
+    assert best_length <= steps
+    np.testing.assert_array_equal(
+        early.ids[:, 0, :best_length].numpy(), full.ids[:, 0, :best_length].numpy()
+    )
+    np.testing.assert_array_equal(early.lengths[:, 0], full.lengths[:, 0])
+    np.testing.assert_allclose(early.scores[:, 0], full.scores[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(early.log_probs[:, 0], full.log_probs[:, 0], rtol=1e-6)

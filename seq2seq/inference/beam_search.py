@@ -34,8 +34,17 @@ its parents like the decoder state.
 Once a hypothesis has produced the end token it is finished: it can only be
 extended by the end token again, at log-probability 0, so its score and
 length no longer change while it keeps competing with the unfinished ones.
-The search stops when every hypothesis of every sentence has finished, or
-after `max_length` steps. The hypotheses are then traced back through the
+The search stops when every sentence is settled, or after `max_length`
+steps. A sentence is settled when all its hypotheses have finished or,
+with `early_stopping` (`inference.beam_search.early_stopping`, on by
+default in the models; it applies with `choose_top_k`, no coverage penalty
+and a length penalty weight >= 0), when its best finished hypothesis outscores
+anything an unfinished one could still reach: extending a hypothesis only
+lowers its log-probability, and its length penalty is at most that of
+`max_length` tokens, so an unfinished hypothesis can never score above
+`log_p / length_penalty(max_length)`. The best hypothesis is then the one
+the full search would return; the others (the n-best list) may still be
+unfinished, so n-best decoding turns `early_stopping` off. The hypotheses are then traced back through the
 recorded parent pointers, together with their attention scores.
 """
 
@@ -265,6 +274,9 @@ class BeamSearch(DecodingStrategy):
 
     Args:
       config: A `BeamSearchConfig`; `choose_successors_fn` may be a name.
+      early_stopping: Stop a sentence once its best hypothesis is settled
+        (see the module docstring); the best hypothesis is the full
+        search's, the rest of the beam may be unfinished.
 
     Raises:
       ConfigError: A bad beam width, coverage weight or successor function.
@@ -277,9 +289,11 @@ class BeamSearch(DecodingStrategy):
         "log_probs": tf.float32,
     }
 
-    def __init__(self, config):
+    def __init__(self, config, early_stopping=False):
         self.config = _check_config(config)
+        self.early_stopping = bool(early_stopping)
         self._two_stage = False
+        self._max_length = None
 
     @classmethod
     def from_params(cls, params, vocab_size, end_id, beam_width=None):
@@ -299,7 +313,8 @@ class BeamSearch(DecodingStrategy):
                 coverage_penalty_weight=params.get(
                     "inference.beam_search.coverage_penalty_weight", 0.0
                 ),
-            )
+            ),
+            early_stopping=params.get("inference.beam_search.early_stopping", False),
         )
 
     @property
@@ -329,6 +344,7 @@ class BeamSearch(DecodingStrategy):
 
     def initialize(self, start_ids, state, memory, max_length):
         width = self.beam_width
+        self._max_length = max_length
         self._two_stage = _two_stage_applies(self.config, max_length)
         batch_size = tf.shape(start_ids)[0]
         first_log_probs = tf.where(tf.range(width) == 0, 0.0, -np.inf)
@@ -356,9 +372,37 @@ class BeamSearch(DecodingStrategy):
         # A slot the search could not fill (-inf) counts as done.
         return tf.logical_or(finished, tf.equal(log_probs, -np.inf))
 
+    def _stops_early(self):
+        """Whether the best hypothesis can settle before the others end."""
+        weight = tf.get_static_value(self.config.length_penalty_weight)
+        return (
+            self.early_stopping
+            and self._max_length is not None
+            and not self.coverage_weight
+            and self.config.choose_successors_fn is choose_top_k
+            and weight is not None
+            and float(weight) >= 0
+        )
+
+    def _best_settled(self, log_probs, finished, lengths):
+        """[B] bool: the best finished hypothesis of each sentence scores
+        above every bound `log_p / length_penalty(max_length)` of its
+        unfinished ones (see the module docstring)."""
+        scores = hyp_score(log_probs, lengths, self.config)
+        best_finished = tf.reduce_max(tf.where(finished, scores, -np.inf), axis=1)
+        alive = tf.logical_not(self._all_done(finished, log_probs))
+        best_alive = tf.reduce_max(tf.where(alive, log_probs, -np.inf), axis=1)
+        bound = best_alive / length_penalty(
+            self._max_length, self.config.length_penalty_weight
+        )
+        return best_finished > bound
+
     def finished(self, search_state):
-        log_probs, finished = search_state[:2]
-        return tf.reduce_all(self._all_done(finished, log_probs))
+        log_probs, finished, lengths = search_state[:3]
+        done = tf.reduce_all(self._all_done(finished, log_probs), axis=1)
+        if self._stops_early():
+            done = tf.logical_or(done, self._best_settled(log_probs, finished, lengths))
+        return tf.reduce_all(done)
 
     def step(self, time, logits, state, new_state, attention, search_state, env):
         config, width = self.config, self.beam_width
@@ -524,6 +568,7 @@ def beam_search_decode(
     config,
     max_length=None,
     jit_compile=None,
+    early_stopping=False,
 ):
     """`dynamic_decode` with the `BeamSearch` strategy.
 
@@ -541,6 +586,8 @@ def beam_search_decode(
       max_length: Most steps to run (int or scalar tensor, >= 1); the
         decoder's `max_decode_length` when None.
       jit_compile: Compile the search loop with XLA (see `dynamic_decode`).
+      early_stopping: Stop once every sentence's best hypothesis is settled
+        (see `BeamSearch`).
 
     Returns:
       A `BeamSearchResult`.
@@ -550,7 +597,7 @@ def beam_search_decode(
       ValueError: The logits' size differs from `config.vocab_size`, or
         `jit_compile` with a `max_length` known only at run time.
     """
-    strategy = BeamSearch(config)
+    strategy = BeamSearch(config, early_stopping=early_stopping)
     if end_id is None:
         end_id = strategy.config.eos_token
     return dynamic_decode(

@@ -136,6 +136,7 @@ class Image2Seq(AttentionSeq2Seq):
                 "inference.beam_search.beam_width": 0,
                 "inference.beam_search.length_penalty_weight": 0.0,
                 "inference.beam_search.choose_successors_fn": "choose_top_k",
+                "inference.beam_search.early_stopping": True,
                 "vocab_target": "",
             }
         )

@@ -74,6 +74,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 "inference.beam_search.length_penalty_weight": 0.0,
                 "inference.beam_search.coverage_penalty_weight": 0.0,
                 "inference.beam_search.choose_successors_fn": "choose_top_k",
+                "inference.beam_search.early_stopping": True,
                 "inference.max_decode_length": 0,
                 "inference.strategy": "",
                 "optimizer.clip_embed_gradients": 0.1,
@@ -693,6 +694,9 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
           The predictions dict of `infer`.
         """
         strategy = self.decoding_strategy(beam_width)
+        if n_best > 1 and getattr(strategy, "early_stopping", False):
+            # Every one of the n best must be searched to its end.
+            strategy.early_stopping = False
         # A beam width given for this call (the evaluation's beam decode)
         # replaces greedy search, and with it the sampler.
         sampler = None if beam_width and beam_width > 1 else self.sampler()
