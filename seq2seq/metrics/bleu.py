@@ -9,13 +9,14 @@ reproduces `multi-bleu.perl` exactly, and other tokenizers (`13a`, `intl`,
 
 from sacrebleu.metrics import BLEU
 
+from seq2seq.metrics.sacrebleu_corpus import score_corpus
+
 #: Tokenizers sacrebleu knows. Some (`ja-mecab`, `ko-mecab`, `spm`, `flores*`)
 #: need optional packages and fail when the scorer is built without them.
 TOKENIZERS = tuple(BLEU.TOKENIZERS)
 
 #: Smoothing methods sacrebleu knows; `none` is what `multi-bleu.perl` does.
 SMOOTH_METHODS = tuple(BLEU.SMOOTH_DEFAULTS)
-from seq2seq.metrics.sacrebleu_corpus import score_corpus
 
 
 def make_scorer(tokenize="none", smooth_method="none", lowercase=False):

@@ -9,6 +9,7 @@ tokenizer and gives partial credit for partly right words.
 """
 
 from sacrebleu.metrics import CHRF
+
 from seq2seq.metrics.sacrebleu_corpus import score_corpus
 
 
