@@ -309,6 +309,7 @@ class TranslationModule(tf.Module):
         self.translate = tf.function(
             translator.translate,
             input_signature=[tf.TensorSpec([None], tf.string, name="source")],
+            autograph=False,
         )
         concrete = self.translate.get_concrete_function()
         # What the function captures must be reachable from the root object.

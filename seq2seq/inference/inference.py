@@ -360,7 +360,9 @@ class Predictor:
         if all(k in element_spec for k in _PREFIX_KEYS):
             self._infer_keys += _PREFIX_KEYS
         source_spec = {k: element_spec[k] for k in self._infer_keys}
-        self._infer = tf.function(self._decode, input_signature=[source_spec])
+        self._infer = tf.function(
+            self._decode, input_signature=[source_spec], autograph=False
+        )
         self._score = None
         if with_scores:
             missing = [k for k in _TARGET_KEYS if k not in element_spec]
@@ -371,7 +373,9 @@ class Predictor:
                 )
             keys = self._source_keys + self._target_keys
             score_spec = {k: element_spec[k] for k in keys}
-            self._score = tf.function(model.score, input_signature=[score_spec])
+            self._score = tf.function(
+                model.score, input_signature=[score_spec], autograph=False
+            )
 
     def _decode(self, features):
         """`model.infer` on [B, S] `source_ids` and [B] `source_len` (and

@@ -100,7 +100,8 @@ class EvalSamples:
             self._features = self.model.preprocess(next(iter(dataset.take(1))))
             model = self.model
             self._decode = tf.function(
-                lambda features: model.infer(features, beam_width=1)
+                lambda features: model.infer(features, beam_width=1),
+                autograph=False,
             )
         return self._features
 

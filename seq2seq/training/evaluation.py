@@ -150,13 +150,13 @@ class Evaluator:
         spec = {k: v for k, v in element_spec.items() if k in _ID_KEYS}
         model = self.model
 
-        @tf.function(input_signature=[spec])
+        @tf.function(input_signature=[spec], autograph=False)
         def loss_fn(features):
             output = model.forward(features, training=False)
             return output.loss_sum, output.num_tokens
 
         def make_decode(beam_width):
-            @tf.function(input_signature=[spec])
+            @tf.function(input_signature=[spec], autograph=False)
             def decode_fn(features):
                 predictions = model.infer(features, beam_width=beam_width)
                 return predictions["predicted_ids"], predictions["predicted_len"]

@@ -149,7 +149,9 @@ class TrainSampleHook(TrainingHook):
         keys = ("source_ids", "source_len", "target_ids", "target_len")
         keys += COPY_ID_KEYS
         if self._decode is None:
-            self._decode = tf.function(model.infer, reduce_retracing=True)
+            self._decode = tf.function(
+                model.infer, reduce_retracing=True, autograph=False
+            )
         predictions = self._decode({k: features[k] for k in keys if k in features})
         oov_tokens = features.get("source_oov_tokens")
         hypotheses = tokens_from_ids(

@@ -299,7 +299,7 @@ class TrainStep:
             tf.TensorSpec([], tf.int32),  # micro-batch index
         ]
         self._gradients = (
-            tf.function(self._xla_replica_gradients, jit_compile=True)
+            tf.function(self._xla_replica_gradients, jit_compile=True, autograph=False)
             if self.jit_compile
             else self._replica_gradients
         )
@@ -318,8 +318,12 @@ class TrainStep:
                 ]
         self._signature = signature
         self._update_with_gradients = None
-        self.update = tf.function(self._update, input_signature=signature)
-        self.accumulate = tf.function(self._accumulate, input_signature=signature)
+        self.update = tf.function(
+            self._update, input_signature=signature, autograph=False
+        )
+        self.accumulate = tf.function(
+            self._accumulate, input_signature=signature, autograph=False
+        )
 
     # ----------------------------------------------------------- replica
 
@@ -497,6 +501,7 @@ class TrainStep:
                 self._update_with_gradients = tf.function(
                     functools.partial(self._update, gradients=True),
                     input_signature=self._signature,
+                    autograph=False,
                 )
             update = self._update_with_gradients
         outputs = update(
