@@ -35,17 +35,18 @@ Once a hypothesis has produced the end token it is finished: it can only be
 extended by the end token again, at log-probability 0, so its score and
 length no longer change while it keeps competing with the unfinished ones.
 The search stops when every sentence is settled, or after `max_length`
-steps. A sentence is settled when all its hypotheses have finished or,
-with `early_stopping` (`inference.beam_search.early_stopping`, on by
-default in the models; it applies with `choose_top_k`, no coverage penalty
-and a length penalty weight >= 0), when its best finished hypothesis outscores
-anything an unfinished one could still reach: extending a hypothesis only
-lowers its log-probability, and its length penalty is at most that of
-`max_length` tokens, so an unfinished hypothesis can never score above
-`log_p / length_penalty(max_length)`. The best hypothesis is then the one
-the full search would return; the others (the n-best list) may still be
-unfinished, so n-best decoding turns `early_stopping` off. The hypotheses are then traced back through the
-recorded parent pointers, together with their attention scores.
+steps. A sentence is settled when all its hypotheses have finished or, with
+`early_stopping` (`inference.beam_search.early_stopping`, on by default in
+the models; it applies with `choose_top_k`, no coverage penalty and a length
+penalty weight >= 0), when its best finished hypothesis outscores anything
+an unfinished one could still reach: extending a hypothesis only lowers its
+log-probability, and its length penalty is at most that of `max_length`
+tokens, so an unfinished hypothesis can never score above `log_p /
+length_penalty(max_length)`. The best hypothesis is then the one the full
+search would return; the others (the n-best list) may still be unfinished,
+so n-best decoding turns `early_stopping` off. The hypotheses are then
+traced back through the recorded parent pointers, together with their
+attention scores.
 """
 
 import collections
@@ -384,13 +385,14 @@ class BeamSearch(DecodingStrategy):
             and float(weight) >= 0
         )
 
-    def _best_settled(self, log_probs, finished, lengths):
+    def _best_settled(self, log_probs, finished, lengths, all_done):
         """[B] bool: the best finished hypothesis of each sentence scores
         above every bound `log_p / length_penalty(max_length)` of its
-        unfinished ones (see the module docstring)."""
+        unfinished ones (see the module docstring). `all_done` is
+        `_all_done(finished, log_probs)`, [B, W]."""
         scores = hyp_score(log_probs, lengths, self.config)
         best_finished = tf.reduce_max(tf.where(finished, scores, -np.inf), axis=1)
-        alive = tf.logical_not(self._all_done(finished, log_probs))
+        alive = tf.logical_not(all_done)
         best_alive = tf.reduce_max(tf.where(alive, log_probs, -np.inf), axis=1)
         bound = best_alive / length_penalty(
             self._max_length, self.config.length_penalty_weight
@@ -399,9 +401,11 @@ class BeamSearch(DecodingStrategy):
 
     def finished(self, search_state):
         log_probs, finished, lengths = search_state[:3]
-        done = tf.reduce_all(self._all_done(finished, log_probs), axis=1)
+        all_done = self._all_done(finished, log_probs)
+        done = tf.reduce_all(all_done, axis=1)
         if self._stops_early():
-            done = tf.logical_or(done, self._best_settled(log_probs, finished, lengths))
+            settled = self._best_settled(log_probs, finished, lengths, all_done)
+            done = tf.logical_or(done, settled)
         return tf.reduce_all(done)
 
     def step(self, time, logits, state, new_state, attention, search_state, env):
