@@ -93,7 +93,10 @@ def length_histogram(dataset, key_fn, max_examples=AUTO_SAMPLE_EXAMPLES):
     """
     lengths = (
         dataset.take(max_examples)
-        .map(key_fn, num_parallel_calls=tf.data.AUTOTUNE)
+        .map(
+            tf.autograph.experimental.do_not_convert(key_fn),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         .batch(8192)
     )
     counts = np.zeros([0], np.int64)

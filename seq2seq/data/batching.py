@@ -331,9 +331,11 @@ def _group_into_buckets(dataset, plan, padding_values, drop_remainder):
         )
 
     return dataset.group_by_window(
-        key_func=bucket_of,
-        reduce_func=batch_window,
-        window_size_func=lambda bucket: tf.gather(batch_sizes, bucket),
+        key_func=tf.autograph.experimental.do_not_convert(bucket_of),
+        reduce_func=tf.autograph.experimental.do_not_convert(batch_window),
+        window_size_func=tf.autograph.experimental.do_not_convert(
+            lambda bucket: tf.gather(batch_sizes, bucket)
+        ),
     )
 
 
@@ -436,7 +438,11 @@ def make_batched_dataset(
         if not (max_source_len or max_target_len):
             return examples
         return examples.map(
-            lambda example: truncate_example(example, max_source_len, max_target_len),
+            tf.autograph.experimental.do_not_convert(
+                lambda example: truncate_example(
+                    example, max_source_len, max_target_len
+                )
+            ),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True,
         )
@@ -466,7 +472,9 @@ def make_batched_dataset(
 
     if boundaries:
         dataset = dataset.bucket_by_sequence_length(
-            element_length_func=lambda example: example["source_len"],
+            element_length_func=tf.autograph.experimental.do_not_convert(
+                lambda example: example["source_len"]
+            ),
             bucket_boundaries=boundaries,
             bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
             padding_values=padding_values,
@@ -478,7 +486,9 @@ def make_batched_dataset(
         )
     if not allow_smaller_final_batch:
         dataset = dataset.filter(
-            lambda batch: tf.equal(tf.shape(batch["source_len"])[0], batch_size)
+            tf.autograph.experimental.do_not_convert(
+                lambda batch: tf.equal(tf.shape(batch["source_len"])[0], batch_size)
+            )
         )
     return dataset.prefetch(tf.data.AUTOTUNE)
 

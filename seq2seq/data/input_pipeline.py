@@ -481,19 +481,23 @@ class InputPipeline(Configurable):
         """Maps a dataset of raw records to one of example dicts."""
         if not self.parses_batches:
             return records.map(
-                self.parse_record,
+                tf.autograph.experimental.do_not_convert(self.parse_record),
                 num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True,
             )
         return (
             records.batch(PARSE_BATCH_SIZE)
             .map(
-                lambda *batch: self.parse_batch(batch if len(batch) > 1 else batch[0]),
+                tf.autograph.experimental.do_not_convert(
+                    lambda *batch: self.parse_batch(
+                        batch if len(batch) > 1 else batch[0]
+                    )
+                ),
                 num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True,
             )
             .unbatch()
-            .map(_as_dense_example)
+            .map(tf.autograph.experimental.do_not_convert(_as_dense_example))
         )
 
     def _target_features(self, text, delimiter, split=split_tokens):

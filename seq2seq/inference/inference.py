@@ -277,7 +277,10 @@ def make_dataset(model, pipeline, batch_size):
         max_source_len=params.get("source.max_seq_len"),
         max_target_len=params.get("target.max_seq_len"),
     )
-    dataset = dataset.map(model.preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.map(
+        tf.autograph.experimental.do_not_convert(model.preprocess),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

@@ -294,7 +294,8 @@ class Trainer:
             **kwargs,
         )
         return dataset.map(
-            self.model.preprocess, num_parallel_calls=tf.data.AUTOTUNE
+            tf.autograph.experimental.do_not_convert(self.model.preprocess),
+            num_parallel_calls=tf.data.AUTOTUNE,
         ).prefetch(tf.data.AUTOTUNE)
 
     def _writing(self, what):
