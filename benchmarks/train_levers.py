@@ -16,7 +16,9 @@ mean training loss over the timed steps are printed beside it (the loss
 says whether a variant changed the model's maths beyond noise).
 
 A variant is a name of `VARIANTS`: changes to the `RunConfig` (the
-`bin/train.py` flags of the same names), e.g. `jit` is `--jit_compile`.
+`bin/train.py` flags of the same names), e.g. `jit` is `--jit_compile`,
+and under `env` environment variables of the child (e.g. `eigen` turns
+oneDNN off with `TF_ENABLE_ONEDNN_OPTS=0`).
 """
 
 import os
@@ -53,6 +55,16 @@ VARIANTS = {
     "bf16": {"buckets": TUTORIAL_BUCKETS, "mixed_precision": "bfloat16"},
     "auto_bf16": {"buckets": "auto", "mixed_precision": "bfloat16"},
     "auto_keras_adam": {"buckets": "auto", "fused_optimizer": False},
+    # Environment variables of the child process instead of flags.
+    "eigen": {"buckets": TUTORIAL_BUCKETS, "env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
+    "one_interop": {
+        "buckets": TUTORIAL_BUCKETS,
+        "env": {"TF_NUM_INTEROP_THREADS": "1"},
+    },
+    "one_intraop": {
+        "buckets": TUTORIAL_BUCKETS,
+        "env": {"TF_NUM_INTRAOP_THREADS": "1"},
+    },
 }
 
 
@@ -150,8 +162,10 @@ def run(args):
     for round_ in range(args.rounds):
         for name in names:
             tag = f"{name}_r{round_}"
+            changes = dict(VARIANTS[name])
+            env = dict(os.environ, **changes.pop("env", {}))
             spec = {
-                "changes": VARIANTS[name],
+                "changes": changes,
                 "model_dir": os.path.join(work_dir, tag),
                 "source": paths["train_source"],
                 "target": paths["train_target"],
@@ -169,6 +183,7 @@ def run(args):
                 work_dir,
                 tag,
                 f"{name} round {round_}",
+                env=env,
             )
             results[name].append(result)
             print(

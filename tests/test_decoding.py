@@ -9,6 +9,8 @@ import tensorflow as tf
 from seq2seq.decoders import AttentionDecoder, AttentionLayerDot, BasicDecoder
 from seq2seq.errors import ConfigError
 from seq2seq.inference import decoding
+from seq2seq.inference.constraints import make_constraints
+from seq2seq.inference.dynamic_decode import dynamic_decode
 
 END = 1
 VOCAB = 7
@@ -455,4 +457,109 @@ def test_argmax_log_prob_is_the_log_softmax_at_the_argmax():
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(
         got, tf.gather(tf.nn.log_softmax(logits), ids, batch_dims=1).numpy()
+    )
+
+
+class RowScriptedDecoder(ScriptedDecoder):
+    """A `ScriptedDecoder` whose script rows travel in its state, so that it
+    may be stepped on any subset of rows (`independent_rows`)."""
+
+    independent_rows = True
+
+    def initial_state(self, batch_size):
+        state = super().initial_state(batch_size)
+        state["script"] = self.script
+        return state
+
+    def step(self, inputs, state, memory, training=None):
+        del memory, training
+        self.calls.append((inputs, state))
+        time = tf.minimum(state["time"], self.script.shape[1] - 1)
+        wanted = tf.gather(state["script"], time, axis=1, batch_dims=1)
+        logits = tf.one_hot(wanted, VOCAB, on_value=self.peak, off_value=0.0)
+        new_state = dict(state, time=state["time"] + 1, total=state["total"] + 1.0)
+        return logits, new_state, None
+
+
+def test_greedy_steps_only_the_rows_that_have_not_ended():
+    decoder = RowScriptedDecoder(SCRIPT)
+    result = scripted_greedy(decoder, 3, max_length=5)
+    # Row 1 ends at step 1 and row 0 at step 2: from then on the decoder
+    # sees only the rows still going, each with its own state.
+    rows = [[int(t) for t in state["time"].numpy()] for _, state in decoder.calls]
+    assert rows == [[0, 0, 0], [1, 1, 1], [2, 2], [3], [4]]
+    fed = [tf.argmax(inputs, axis=-1).numpy().tolist() for inputs, _ in decoder.calls]
+    assert fed == [[0, 0, 0], [4, 3, 2], [5, 2], [2], [2]]
+    # The results are those of stepping every row.
+    np.testing.assert_array_equal(
+        result.ids.numpy(),
+        [[4, 5, END, END, END], [3, END, END, END, END], [2, 2, 2, 2, 2]],
+    )
+    np.testing.assert_array_equal(result.lengths.numpy(), [3, 2, 5])
+    step = _expected_step_log_prob()
+    np.testing.assert_allclose(
+        result.step_log_probs.numpy(),
+        np.array([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]) * step,
+        rtol=1e-5,
+    )
+    # A decoder that does not declare independent rows is stepped whole.
+    whole = ScriptedDecoder(SCRIPT)
+    scripted_greedy(whole, 3, max_length=5)
+    assert [len(state["time"]) for _, state in whole.calls] == [3] * 5
+
+
+@pytest.mark.parametrize("prefix", [False, True])
+def test_stepping_active_rows_gives_the_results_of_stepping_all(prefix):
+    # An attention decoder (random weights, seeded) whose 8 greedy outputs
+    # end at different steps, some never: decoded with and without stepping
+    # only the active rows, inside a tf.function, with forced prefixes too.
+    tf.keras.utils.set_random_seed(1)
+    params = {"rnn_cell": {"cell_class": "GRUCell", "cell_params": {"num_units": 6}}}
+    decoder = AttentionDecoder(
+        params,
+        "infer",
+        VOCAB,
+        attention_layer=AttentionLayerDot({"num_units": 5}, "infer"),
+    )
+    embedding = tf.Variable(tf.random.stateless_normal([VOCAB, 4], seed=[1, 2]))
+    source = tf.random.stateless_normal([8, 3, 5], seed=[1, 4])
+    encoder_output = EncoderOutput(
+        source, None, source, tf.constant([3, 2, 1, 3, 2, 3, 1, 2])
+    )
+    constraints = None
+    if prefix:
+        constraints = make_constraints(
+            tf.constant([[3, 4]] * 4 + [[END, 0]] * 4), tf.constant([2, 1] * 4)
+        )
+
+    def run():
+        memory = decoder.prepare_memory(encoder_output)
+        return dynamic_decode(
+            decoder,
+            decoding.GreedySearch(),
+            None,
+            lambda ids: tf.nn.embedding_lookup(embedding, ids),
+            tf.fill([8], 0),
+            END,
+            decoder.initial_state(memory),
+            memory,
+            max_length=8,
+            constraints=constraints,
+        )
+
+    active = tf.function(run)()
+    decoder.independent_rows = False
+    whole = tf.function(run)()
+    lengths = whole.lengths.numpy()
+    assert lengths.min() < 8 and lengths.max() == 8  # some end, some do not
+    np.testing.assert_array_equal(active.ids.numpy(), whole.ids.numpy())
+    np.testing.assert_array_equal(active.lengths.numpy(), lengths)
+    np.testing.assert_allclose(
+        active.log_probs.numpy(), whole.log_probs.numpy(), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        active.step_log_probs.numpy(), whole.step_log_probs.numpy(), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        active.attention.numpy(), whole.attention.numpy(), atol=1e-6
     )

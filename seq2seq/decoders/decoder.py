@@ -16,7 +16,10 @@ three methods that a subclass implements:
   reorders whatever nest a decoder returns.
 * `step(inputs, state, memory, training=None) -> (logits, new_state,
   attention)`: [B, E] embedded tokens in, [B, V] logits out, with [B, S]
-  attention scores or None (`has_attention` says which).
+  attention scores or None (`has_attention` says which). Each row is
+  computed from its own inputs, state and memory rows only
+  (`independent_rows`), so greedy decoding may step just the rows that
+  have not finished.
 
 On top of `step`, this class provides:
 
@@ -121,11 +124,15 @@ class Decoder(Configurable, keras.layers.Layer):
       vocab_size: Number of output classes.
       has_attention: Whether `step` returns attention scores (a class
         attribute).
+      independent_rows: Whether `step` computes each batch row from that
+        row's inputs, state and memory alone, so that it may be run on any
+        subset of rows (a class attribute; True for every decoder here).
       scheduled_sampling: The validated schedule (a dict, see
         `scheduled_sampling.schedule_config`).
     """
 
     has_attention = False
+    independent_rows = True
 
     def __init__(self, params, mode, vocab_size, name="decoder"):
         keras.layers.Layer.__init__(self, name=name)

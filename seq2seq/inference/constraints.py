@@ -112,6 +112,17 @@ def tile_constraints(constraints, multiplier):
     )
 
 
+def gather_constraints(constraints, rows):
+    """The constraints of some rows: `rows` [A] int32 indices into the N rows
+    of a `DecodeConstraints` (or None, returned as it is)."""
+    if constraints is None or constraints.prefix_ids is None:
+        return constraints
+    return constraints._replace(
+        prefix_ids=tf.gather(constraints.prefix_ids, rows),
+        prefix_len=tf.gather(constraints.prefix_len, rows),
+    )
+
+
 def constrain_scores(constraints, time, scores):
     """Sets the scores of the tokens a step may not produce to `-inf`.
 

@@ -98,6 +98,10 @@ class GreedySearch(DecodingStrategy):
     def finished(self, search_state):
         return tf.reduce_all(search_state[0])
 
+    def active_rows(self, search_state):
+        # A finished row's step is replaced by the end token.
+        return tf.logical_not(search_state[0])
+
     def step(self, time, logits, state, new_state, attention, search_state, env):
         finished, lengths, scores = search_state
         if env.constraints is None:

@@ -13,8 +13,8 @@ compilation. Optional `DecodeConstraints` (forced target prefixes, banned
 tokens; `seq2seq.inference.constraints`) reach the strategy's `step`
 through its `DecodeEnv`, one row per decoder row.
 
-The nest helpers (`tile_batch`, `gather_batch`, `where_batch`,
-`split_beams`, `merge_beams`, `gather_beams`) treat any state or memory
+The nest helpers (`tile_batch`, `gather_batch`, `scatter_batch`,
+`where_batch`, `split_beams`, `merge_beams`, `gather_beams`) treat any state or memory
 structure whose tensor leaves start with the batch dimension; rank-0 leaves
 (step counters and the like) pass through untouched. They are how a
 strategy handles a decoder state without knowing its structure.
@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from seq2seq.decoders.samplers import ArgmaxSampler
 from seq2seq.errors import ConfigError
-from seq2seq.inference.constraints import tile_constraints
+from seq2seq.inference.constraints import gather_constraints, tile_constraints
 from seq2seq.tracing import TraceSwitch
 
 # ----------------------------------------------------------------- nests
@@ -92,6 +92,32 @@ def where_batch(condition, x, y):
         return tf.where(mask, a, b)
 
     return tf.nest.map_structure(select, x, y)
+
+
+def scatter_batch(nest, indices, updates):
+    """Writes `updates` into the batch entries `indices` of every leaf.
+
+    The inverse of `gather_batch` for the selected entries: `leaf[indices]
+    = update` along axis 0, other entries unchanged. Rank-0 leaves take the
+    value in `updates`.
+
+    Args:
+      nest: A nest of [B, ...] tensors.
+      indices: [N] int32 distinct indices into the batch.
+      updates: A nest with the same structure, [N, ...] leaves.
+
+    Returns:
+      The same structure with [B, ...] leaves.
+    """
+
+    def scatter(full, part):
+        full = tf.convert_to_tensor(full)
+        part = tf.convert_to_tensor(part)
+        if part.shape.rank == 0:
+            return part
+        return tf.tensor_scatter_nd_update(full, indices[:, None], part)
+
+    return tf.nest.map_structure(scatter, nest, updates)
 
 
 def split_beams(tensor, beam_width):
@@ -260,6 +286,21 @@ class DecodingStrategy:
         """Bool scalar: whether decoding may stop before the limit."""
         raise NotImplementedError
 
+    def active_rows(self, search_state):
+        """[N] bool: the rows that a step still changes, or None (the
+        default): all of them.
+
+        A step must leave an inactive row as it is: the same token, decoder
+        state and search state, and zero step outputs (except an `ids`
+        output, its token). When a strategy names its active rows and the
+        decoder's `independent_rows` is true, the loop runs the step (the
+        decoder and the strategy's choice) on the active rows only, outside
+        XLA (see `step_active_rows`): greedy search then stops paying for the
+        rows that have ended.
+        """
+        del search_state
+        return None
+
     def step(self, time, logits, state, new_state, attention, search_state, env):
         """Chooses the next tokens.
 
@@ -334,6 +375,66 @@ class DecodeEnv:
         self.constraints = constraints
 
 
+def step_active_rows(step_fn, active, time, ids, state, memory, search, env):
+    """Runs a whole decoding step on the `active` rows only.
+
+    Once some rows are inactive, `step_fn` (the decoder's step and the
+    strategy's choice) runs on the A active rows, gathered, and its results
+    are scattered back over the N rows: an inactive row keeps its token,
+    decoder state and search state, and records zeros (its token for an
+    `ids` output). While every row is active it is one plain step. Needs a
+    dynamic batch size, so not for XLA.
+
+    Args:
+      step_fn: `(time, ids, state, memory, search, env) -> (ids,
+        new_state, search, outputs)` for any number of rows.
+      active: [N] bool.
+      time: int32 scalar, the step.
+      ids: [N] int32 tokens of the step.
+      state, memory, search: [N, ...] nests: the decoder state and memory
+        and the strategy's loop state.
+      env: The `DecodeEnv` of the N rows.
+
+    Returns:
+      `step_fn`'s results for the N rows.
+    """
+
+    def all_rows():
+        return step_fn(time, ids, state, memory, search, env)
+
+    def some_rows():
+        rows = tf.cast(tf.where(active)[:, 0], tf.int32)
+        sub_env = DecodeEnv(
+            env.end_id,
+            env.sampler,
+            env.nonempty,
+            gather_constraints(env.constraints, rows),
+        )
+        new_ids, new_state, new_search, outputs = step_fn(
+            time,
+            tf.gather(ids, rows),
+            gather_batch(state, rows),
+            gather_batch(memory, rows),
+            gather_batch(search, rows),
+            sub_env,
+        )
+        full = {}
+        for name, value in outputs.items():
+            if value is not None:
+                shape = tf.concat([tf.shape(ids)[:1], tf.shape(value)[1:]], 0)
+                idle = ids if name == "ids" else tf.zeros(shape, value.dtype)
+                value = scatter_batch(idle, rows, value)
+            full[name] = value
+        return (
+            scatter_batch(ids, rows, new_ids),
+            scatter_batch(state, rows, new_state),
+            scatter_batch(search, rows, new_search),
+            full,
+        )
+
+    return tf.cond(tf.reduce_all(active), all_rows, some_rows)
+
+
 def dynamic_decode(
     decoder,
     strategy,
@@ -358,6 +459,8 @@ def dynamic_decode(
       decoder: An object with `step(inputs [N, E], state, memory, training)
         -> (logits [N, V], new_state, attention [N, S] or None)` and, if
         `max_length` is None, `max_decode_length` (a `Decoder` has both).
+        With a true `independent_rows` attribute, greedy search steps only
+        the rows that have not finished (see `step_active_rows`).
       strategy: A `DecodingStrategy` (e.g. `GreedySearch`, `BeamSearch`).
       sampler: A `Sampler` for the strategies that sample (None: argmax).
       embedding_fn: Maps [N] int32 ids to [N, E] embeddings.
@@ -417,14 +520,25 @@ def dynamic_decode(
                 ),
             )
 
-        def body(time, ids, state, search, arrays):
+        def step_fn(time, ids, state, memory, search, env):
             logits, new_state, attention = decoder.step(
                 embedding_fn(ids), state, memory, training=False
             )
             logits = tf.cast(logits, tf.float32)
-            ids, new_state, search, outputs = strategy.step(
-                time, logits, state, new_state, attention, search, env
-            )
+            return strategy.step(time, logits, state, new_state, attention, search, env)
+
+        def body(time, ids, state, search, arrays):
+            active = None
+            if not jit_compile and getattr(decoder, "independent_rows", False):
+                active = strategy.active_rows(search)
+            if active is None:
+                ids, new_state, search, outputs = step_fn(
+                    time, ids, state, memory, search, env
+                )
+            else:
+                ids, new_state, search, outputs = step_active_rows(
+                    step_fn, active, time, ids, state, memory, search, env
+                )
             arrays = dict(arrays)
             for name, value in outputs.items():
                 if value is None:

@@ -98,6 +98,11 @@ class EnsembleDecoder:
         return any(getattr(d, "has_attention", False) for d in self.decoders)
 
     @property
+    def independent_rows(self):
+        """Whether every member steps its rows independently."""
+        return all(getattr(d, "independent_rows", False) for d in self.decoders)
+
+    @property
     def max_decode_length(self):
         """The first member's `max_decode_length`."""
         return self.decoders[0].max_decode_length
