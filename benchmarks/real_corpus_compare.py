@@ -531,6 +531,8 @@ def run(args):
     for flag in ("budget_s", "seeds", "num_marks", "batch_size", "beam_width"):
         if getattr(args, flag) <= 0:
             raise BenchmarkError(f"--{flag} must be positive.")
+    if args.decode_only and not args.work_dir:
+        raise BenchmarkError("--decode_only needs the --work_dir of a finished run.")
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="real_corpus_compare_")
     os.makedirs(work_dir, exist_ok=True)
     opennmt_python = args.opennmt_python or compare_opennmt.ensure_opennmt_venv(
@@ -541,10 +543,6 @@ def run(args):
     print(common.load_at_start())
     lowercase = manifest["settings"]["lowercase"]
     if args.decode_only:
-        if not args.work_dir:
-            raise BenchmarkError(
-                "--decode_only needs the --work_dir of a finished run."
-            )
         results = decode_only(args, paths, lowercase, work_dir, opennmt_python)
     elif args.ab_steps:
         results = run_ab(args, paths, work_dir, opennmt_python)
