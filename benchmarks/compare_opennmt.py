@@ -691,8 +691,11 @@ def _ours_infer(spec):
         for index, (checkpoint, output) in enumerate(zip(checkpoints, outputs)):
             clock = common.Stopwatch()
             if index == 0:
-                predictor(next(iter(dataset)))  # traces, creates the variables
+                # As bin/infer.py does.
+                inference.create_variables(model, next(iter(dataset)))
             inference.restore_model(model, checkpoint)
+            if index == 0:
+                predictor(next(iter(dataset)))  # traces
             first_batch_s = clock.seconds()
             sentences = tokens = ended = batches = batch_steps = 0
             lines = []

@@ -31,6 +31,11 @@ token, BLEU (greedy and beam), decode time of the whole process and of the
 decoding loop; then the ratios ours / OpenNMT-tf, and draws BLEU (greedy)
 against training time into `--plot` (PNG).
 
+`--decode_only --work_dir DIR` decodes again (greedy and beam, each in its
+own process, the systems alternating) with the final checkpoints of an
+earlier run kept in DIR, and prints the decoding figures alone: how a
+change to decoding compares on the same trained models.
+
 `--ab_steps N` runs the loss-per-step comparison instead: ours trained for
 N steps with each of several model variants (`--ab_variants`), OpenNMT-tf
 for N steps, the training loss averaged over the last `--ab_window` steps
@@ -201,6 +206,76 @@ def bleu_scores(hypothesis_path, paths, lowercase):
 # ------------------------------------------------------------ one seed
 
 
+def decode_final(args, paths, lowercase, seed, work_dir, opennmt_python, system, train):
+    """Decodes the test set with a run's final checkpoint, greedy and with
+    `--beam_width`, each in its own process (for its whole-process time);
+    returns `{beam: decoder result with BLEU}`."""
+    final = train["marks"][-1]
+    decoders = {}
+    for beam in (1, args.beam_width):
+        tag = f"s{seed}_beam{beam}"
+        out = os.path.join(work_dir, f"{system}_{tag}_final")
+        spec = infer_spec(
+            args, system, paths, train, seed, tag, [final["checkpoint"]], [out], [beam]
+        )
+        print(f"  seed {seed}: decoding with {LABELS[system]}, beam {beam}")
+        infer = compare_opennmt.run_child(
+            system, "infer", spec, work_dir, opennmt_python
+        )
+        decoder = dict(infer["decoders"][0])
+        decoder.update(
+            process_wall_s=infer["process_wall_s"], peak_rss_mb=infer["peak_rss_mb"]
+        )
+        decoder["bleu"], decoder["bleu_13a"] = bleu_scores(
+            f"{out}.beam{beam}", paths, lowercase
+        )
+        decoders[beam] = decoder
+    return decoders
+
+
+def decode_only(args, paths, lowercase, work_dir, opennmt_python):
+    """`--decode_only`: decodes again with the final checkpoints of an
+    earlier run in `--work_dir` (the systems alternating, as in a full run);
+    prints and returns the decoding figures."""
+    runs = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        order = SYSTEMS if seed % 2 == 0 else SYSTEMS[::-1]
+        run_ = {}
+        for system in order:
+            path = os.path.join(work_dir, f"{system}_train_budget_s{seed}.result.json")
+            if not os.path.isfile(path):
+                raise BenchmarkError(
+                    f"--decode_only: {path} does not exist; give the --work_dir "
+                    "of a finished run (and its --seed and --seeds)."
+                )
+            with open(path, encoding="utf-8") as handle:
+                train = json.load(handle)
+            train["model_dir"] = os.path.join(work_dir, f"{system}_model_s{seed}")
+            run_[system] = decode_final(
+                args, paths, lowercase, seed, work_dir, opennmt_python, system, train
+            )
+        runs.append(run_)
+    rows = [["", "ours", "OpenNMT-tf", "ours / OpenNMT-tf"]]
+    for beam in (1, args.beam_width):
+        name = "greedy" if beam == 1 else f"beam {beam}"
+        for title, key, fmt in (
+            ("BLEU (tokens)", "bleu", "{:.2f}"),
+            ("loop (s)", "seconds", "{:.2f}"),
+            ("process (s)", "process_wall_s", "{:.1f}"),
+            ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
+        ):
+            ours, theirs = (
+                common.median([r[system][beam][key] for r in runs])
+                for system in ("ours", "opennmt")
+            )
+            ratio = f"{ours / theirs:.2f}x" if theirs else "-"
+            rows.append(
+                [f"{name}: {title}", fmt.format(ours), fmt.format(theirs), ratio]
+            )
+    print(common.format_table(rows))
+    return {"decode_only": runs}
+
+
 def run_seed(args, paths, lowercase, seed, work_dir, opennmt_python):
     """Trains and decodes both systems once; returns `{system: result}`."""
     marks = [args.budget_s * k / args.num_marks for k in range(1, args.num_marks)]
@@ -220,34 +295,9 @@ def run_seed(args, paths, lowercase, seed, work_dir, opennmt_python):
     for system in order:
         train = results[system]["train"]
         final = train["marks"][-1]
-        # Each final decoder in its own process: its whole-process time.
-        for beam in (1, args.beam_width):
-            tag = f"s{seed}_beam{beam}"
-            out = os.path.join(work_dir, f"{system}_{tag}_final")
-            spec = infer_spec(
-                args,
-                system,
-                paths,
-                train,
-                seed,
-                tag,
-                [final["checkpoint"]],
-                [out],
-                [beam],
-            )
-            print(f"  seed {seed}: decoding with {LABELS[system]}, beam {beam}")
-            infer = compare_opennmt.run_child(
-                system, "infer", spec, work_dir, opennmt_python
-            )
-            decoder = dict(infer["decoders"][0])
-            decoder.update(
-                process_wall_s=infer["process_wall_s"],
-                peak_rss_mb=infer["peak_rss_mb"],
-            )
-            decoder["bleu"], decoder["bleu_13a"] = bleu_scores(
-                f"{out}.beam{beam}", paths, lowercase
-            )
-            results[system]["decoders"][beam] = decoder
+        results[system]["decoders"] = decode_final(
+            args, paths, lowercase, seed, work_dir, opennmt_python, system, train
+        )
         earlier = train["marks"][:-1]
         outs = [
             os.path.join(work_dir, f"{system}_s{seed}_mark{m['index']}")
@@ -453,6 +503,11 @@ def build_parser():
         "--plot", help="PNG of BLEU against time (default: in work_dir)."
     )
     parser.add_argument("--json", help="Write all results here.")
+    parser.add_argument(
+        "--decode_only",
+        action="store_true",
+        help="Only decode again with the final checkpoints in --work_dir.",
+    )
     parser.add_argument("--ab_steps", type=int, default=0)
     parser.add_argument("--ab_window", type=int, default=500)
     parser.add_argument(
@@ -476,6 +531,8 @@ def run(args):
     for flag in ("budget_s", "seeds", "num_marks", "batch_size", "beam_width"):
         if getattr(args, flag) <= 0:
             raise BenchmarkError(f"--{flag} must be positive.")
+    if args.decode_only and not args.work_dir:
+        raise BenchmarkError("--decode_only needs the --work_dir of a finished run.")
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="real_corpus_compare_")
     os.makedirs(work_dir, exist_ok=True)
     opennmt_python = args.opennmt_python or compare_opennmt.ensure_opennmt_venv(
@@ -485,7 +542,9 @@ def run(args):
     print(real_corpus.describe(manifest))
     print(common.load_at_start())
     lowercase = manifest["settings"]["lowercase"]
-    if args.ab_steps:
+    if args.decode_only:
+        results = decode_only(args, paths, lowercase, work_dir, opennmt_python)
+    elif args.ab_steps:
         results = run_ab(args, paths, work_dir, opennmt_python)
     else:
         print(

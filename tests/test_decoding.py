@@ -9,6 +9,7 @@ import tensorflow as tf
 from seq2seq.decoders import AttentionDecoder, AttentionLayerDot, BasicDecoder
 from seq2seq.errors import ConfigError
 from seq2seq.inference import decoding
+from seq2seq.inference import dynamic_decode as dynamic_decode_lib
 from seq2seq.inference.constraints import make_constraints
 from seq2seq.inference.dynamic_decode import dynamic_decode
 
@@ -481,15 +482,22 @@ class RowScriptedDecoder(ScriptedDecoder):
         return logits, new_state, None
 
 
-def test_greedy_steps_only_the_rows_that_have_not_ended():
+@pytest.mark.parametrize("multiple", [1, 2])
+def test_greedy_steps_only_the_rows_that_have_not_ended(monkeypatch, multiple):
+    monkeypatch.setattr(dynamic_decode_lib, "ACTIVE_ROW_MULTIPLE", multiple)
     decoder = RowScriptedDecoder(SCRIPT)
     result = scripted_greedy(decoder, 3, max_length=5)
     # Row 1 ends at step 1 and row 0 at step 2: from then on the decoder
-    # sees only the rows still going, each with its own state.
+    # steps the rows still going, each with its own state, and with a
+    # multiple of 2 rows an ended one (row 0, frozen at time 3) besides.
     rows = [[int(t) for t in state["time"].numpy()] for _, state in decoder.calls]
-    assert rows == [[0, 0, 0], [1, 1, 1], [2, 2], [3], [4]]
     fed = [tf.argmax(inputs, axis=-1).numpy().tolist() for inputs, _ in decoder.calls]
-    assert fed == [[0, 0, 0], [4, 3, 2], [5, 2], [2], [2]]
+    if multiple == 1:
+        assert rows == [[0, 0, 0], [1, 1, 1], [2, 2], [3], [4]]
+        assert fed == [[0, 0, 0], [4, 3, 2], [5, 2], [2], [2]]
+    else:
+        assert rows == [[0, 0, 0], [1, 1, 1], [2, 2], [3, 3], [4, 3]]
+        assert fed == [[0, 0, 0], [4, 3, 2], [5, 2], [2, END], [2, END]]
     # The results are those of stepping every row.
     np.testing.assert_array_equal(
         result.ids.numpy(),
@@ -508,8 +516,11 @@ def test_greedy_steps_only_the_rows_that_have_not_ended():
     assert [len(state["time"]) for _, state in whole.calls] == [3] * 5
 
 
-@pytest.mark.parametrize("prefix", [False, True])
-def test_stepping_active_rows_gives_the_results_of_stepping_all(prefix):
+@pytest.mark.parametrize("prefix, multiple", [(False, 1), (True, 1), (False, 3)])
+def test_stepping_active_rows_gives_the_results_of_stepping_all(
+    monkeypatch, prefix, multiple
+):
+    monkeypatch.setattr(dynamic_decode_lib, "ACTIVE_ROW_MULTIPLE", multiple)
     # An attention decoder (random weights, seeded) whose 8 greedy outputs
     # end at different steps, some never: decoded with and without stepping
     # only the active rows, inside a tf.function, with forced prefixes too.

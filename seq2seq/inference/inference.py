@@ -224,10 +224,23 @@ def dummy_features(model):
     return {k: features[k] for k in keys if k in features}
 
 
-def create_variables(model):
-    """Runs `model.infer` for one step on `dummy_features`, so that the
-    model's variables exist before a checkpoint is restored into them."""
-    model.infer(dummy_features(model), max_length=1)
+def create_variables(model, features=None):
+    """Runs `model.infer` eagerly for one step, so that the model's
+    variables exist before a checkpoint is restored into them.
+
+    Args:
+      model: The model.
+      features: Optional preprocessed batch whose first example is decoded
+        (any model); `dummy_features(model)` when None (text models).
+    """
+    if features is None:
+        features = dummy_features(model)
+    else:
+        features = {
+            key: value[:1] if getattr(value, "shape", None) else value
+            for key, value in features.items()
+        }
+    model.infer(features, max_length=1)
 
 
 def restore_model(model, checkpoint_path):
@@ -534,8 +547,10 @@ def run_inference(
     count = 0
     for features in dataset:
         if not restored:
-            # Variables are created by the first call; restore, then decode.
-            predictor(features)
+            # Eagerly, so that the decoding function is traced once, after
+            # the restore (a tf.function that creates variables is traced
+            # twice, and would decode this batch with untrained weights).
+            create_variables(model, features)
             restore_model(model, checkpoint_path)
             restored = True
         predictions = predictor(features)
