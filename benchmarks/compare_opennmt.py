@@ -691,11 +691,12 @@ def _ours_infer(spec):
         for index, (checkpoint, output) in enumerate(zip(checkpoints, outputs)):
             clock = common.Stopwatch()
             if index == 0:
+                first = next(iter(dataset))
                 # As bin/infer.py does.
-                inference.create_variables(model, next(iter(dataset)))
+                inference.create_variables(model, first)
             inference.restore_model(model, checkpoint)
             if index == 0:
-                predictor(next(iter(dataset)))  # traces
+                predictor(first)  # traces
             first_batch_s = clock.seconds()
             sentences = tokens = ended = batches = batch_steps = 0
             lines = []
