@@ -52,6 +52,13 @@ VARIANTS = {
     "auto": {"buckets": "auto"},
     "jit": {"buckets": TUTORIAL_BUCKETS, "jit_compile": True},
     "jit_auto": {"buckets": "auto", "jit_compile": True},
+    # One compiled shape per bucket (needs the config's maximum lengths).
+    "jit_pad": {
+        "buckets": TUTORIAL_BUCKETS,
+        "pad_to_bucket": True,
+        "jit_compile": True,
+    },
+    "jit_pad_auto": {"buckets": "auto", "pad_to_bucket": True, "jit_compile": True},
     "bf16": {"buckets": TUTORIAL_BUCKETS, "mixed_precision": "bfloat16"},
     "auto_bf16": {"buckets": "auto", "mixed_precision": "bfloat16"},
     "auto_keras_adam": {"buckets": "auto", "fused_optimizer": False},

@@ -113,8 +113,11 @@ def test_xla_train_step_matches_the_graph_step(toy_data, tmp_path):
     for batch in batches:
         got, want = xla_step(batch), graph_step(batch)
         np.testing.assert_allclose(float(got["loss"]), float(want["loss"]), rtol=1e-5)
+    # Adam moves a weight by about the learning rate (0.01) whatever the
+    # gradient's size, so an entry whose gradient is near zero can differ by
+    # a rounding-sized share of that step: 1e-5 is 0.1% of one step.
     for a, b in zip(xla.model.weights, graph.model.weights):
-        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_effective_batch_size_must_be_a_multiple(toy_data, tmp_path):

@@ -184,3 +184,66 @@ def test_projected_loss_of_an_empty_batch_is_zero():
         tf.constant([0, 0]),
     )
     assert loss_sum.numpy() == 0.0 and num_tokens.numpy() == 0.0
+
+
+def _reference_token_losses(logits, labels, smoothing):
+    """Smoothed cross-entropy through `log_softmax` and autodiff."""
+    log_probs = tf.nn.log_softmax(logits)
+    nll = -tf.gather(log_probs, labels, batch_dims=1)
+    return (1.0 - smoothing) * nll - smoothing * tf.reduce_mean(log_probs, -1)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_softmax_cross_entropy_matches_log_softmax_values_and_gradients(smoothing):
+    """Values and weighted gradients equal those of the log-softmax formula
+    (and of TensorFlow's sparse cross-entropy without smoothing), inside a
+    `tf.function` whose row count is dynamic."""
+    rng = np.random.default_rng(5)
+    logits = tf.constant(rng.normal(scale=3.0, size=(7, 11)), tf.float32)
+    labels = tf.constant(rng.integers(0, 11, size=7), tf.int32)
+    weights = tf.constant(rng.uniform(0.0, 2.0, size=7), tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 11], tf.float32)])
+    def fast(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            values = losses.softmax_cross_entropy(x, labels, smoothing)
+            total = tf.reduce_sum(values * weights)
+        return values, tape.gradient(total, x)
+
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        expected = _reference_token_losses(logits, labels, smoothing)
+        expected_grad = tape.gradient(tf.reduce_sum(expected * weights), logits)
+    values, grad = fast(logits)
+    assert values.shape == (7,) and grad.shape == (7, 11)
+    np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(grad, expected_grad, atol=1e-6)
+    if not smoothing:
+        sparse = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+        np.testing.assert_allclose(values, sparse, rtol=1e-6, atol=1e-6)
+    # Each gradient row sums to zero: p sums to 1, and so does the target.
+    np.testing.assert_allclose(tf.reduce_sum(grad, -1), 0.0, atol=1e-6)
+
+
+def test_softmax_cross_entropy_of_an_underflowing_target_is_exact():
+    """A target probability below float32's range (here e^-200) does not
+    give an infinite loss: the row's log-normaliser is then computed with
+    a log-sum-exp; the gradient is p - one_hot as usual."""
+    logits = tf.constant([[200.0, 0.0, 1.0], [0.0, 1.0, 2.0]])
+    labels = tf.constant([1, 2])
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        values = losses.softmax_cross_entropy(logits, labels)
+        total = tf.reduce_sum(values)
+    grad = tape.gradient(total, logits).numpy()
+    assert values.numpy()[0] == pytest.approx(_ce([200.0, 0.0, 1.0], 1), rel=1e-6)
+    assert values.numpy()[0] == pytest.approx(200.0, abs=1e-3)
+    assert values.numpy()[1] == pytest.approx(_ce([0.0, 1.0, 2.0], 2), abs=1e-6)
+    np.testing.assert_allclose(grad[0], [1.0, -1.0, 0.0], atol=1e-6)
+    assert np.all(np.isfinite(grad))
+
+
+def test_softmax_cross_entropy_of_no_rows_is_empty():
+    values = losses.softmax_cross_entropy(tf.zeros([0, 4]), tf.zeros([0], tf.int32))
+    assert values.shape == (0,)
