@@ -60,6 +60,26 @@ def _one_hot(vocab):
     return lambda ids: tf.one_hot(ids, vocab)
 
 
+def _search_table(table, width, max_length, batch=1, alpha=0.0, **kwargs):
+    """Beam search over `TableDecoder(table)` for `batch` sentences from
+    START to EOS; other keyword arguments go to `beam_search_decode`
+    (`choose` names the successor function)."""
+    decoder = TableDecoder(table)
+    vocab = len(table[0])
+    choose = kwargs.pop("choose", "choose_top_k")
+    return beam_search.beam_search_decode(
+        decoder,
+        _one_hot(vocab),
+        [START] * batch,
+        EOS,
+        decoder.initial_state(batch),
+        {},
+        _config(width, vocab, EOS, alpha, choose),
+        max_length,
+        **kwargs,
+    )
+
+
 def _real_setup(decoder_class, vocab, batch=2, source_lengths=(3, 2), seed=0):
     """A tiny decoder with fixed random weights and its start state."""
     tf.keras.utils.set_random_seed(seed)
@@ -337,20 +357,10 @@ def test_length_penalty_swaps_short_and_long_hypotheses():
     # [EOS]: log p = -1, length 1.  [A, A, EOS]: log p = log(.6 * .98 * .5)
     # ~ -1.224, length 3. Without a penalty the short one wins; with
     # alpha = 1 the long one scores -1.224 / (8/6) ~ -0.918 > -1.
-    decoder = TableDecoder(SWAP_TABLE)
     long_lp = np.log(0.6 * 0.98 * 0.5)
     runs = {}
     for alpha in (0.0, 1.0):
-        runs[alpha] = beam_search.beam_search_decode(
-            decoder,
-            _one_hot(3),
-            [START],
-            EOS,
-            decoder.initial_state(1),
-            {},
-            _config(3, 3, EOS, alpha),
-            5,
-        )
+        runs[alpha] = _search_table(SWAP_TABLE, 3, 5, alpha=alpha)
     short, longer = runs[0.0], runs[1.0]
     # Both searches end after 4 steps: then the 3 kept hypotheses are
     # [EOS], [A, A, EOS] and [A, A, A, EOS].
@@ -373,17 +383,7 @@ def test_length_penalty_swaps_short_and_long_hypotheses():
 
 
 def test_finished_hypotheses_stay_finished():
-    decoder = TableDecoder(SWAP_TABLE)
-    result = beam_search.beam_search_decode(
-        decoder,
-        _one_hot(3),
-        [START],
-        EOS,
-        decoder.initial_state(1),
-        {},
-        _config(3, 3, EOS),
-        5,
-    )
+    result = _search_table(SWAP_TABLE, 3, 5)
     ids = result.step_ids[0].numpy()
     parents = result.step_parent_ids[0].numpy()
     scores = result.step_scores[0].numpy()
@@ -410,17 +410,7 @@ def test_finished_hypotheses_stay_finished():
 
 def test_stops_once_every_hypothesis_has_finished():
     table = [[0.4, 0.3, 0.3], [0.998, 0.001, 0.001]]
-    decoder = TableDecoder(table)
-    result = beam_search.beam_search_decode(
-        decoder,
-        _one_hot(3),
-        [START, START],
-        EOS,
-        decoder.initial_state(2),
-        {},
-        _config(3, 3, EOS),
-        10,
-    )
+    result = _search_table(table, 3, 10, batch=2)
     assert int(result.num_steps) == 2
     assert result.ids.shape == (2, 3, 2)
     np.testing.assert_array_equal(result.step_lengths.numpy(), [2, 2])
@@ -599,18 +589,8 @@ def test_beam_search_decoder_wraps_a_decoder():
 
 
 def test_sampled_successors_keep_the_invariants():
-    decoder = TableDecoder(SWAP_TABLE)
     tf.random.set_seed(3)
-    result = beam_search.beam_search_decode(
-        decoder,
-        _one_hot(3),
-        [START, START],
-        EOS,
-        decoder.initial_state(2),
-        {},
-        _config(3, 3, EOS, 0.0, "choose_top_k_sample"),
-        5,
-    )
+    result = _search_table(SWAP_TABLE, 3, 5, batch=2, choose="choose_top_k_sample")
     ids = result.ids.numpy()
     lengths = result.lengths.numpy()
     for row in range(2):
@@ -917,19 +897,10 @@ def test_early_stopping_ends_once_the_best_hypothesis_is_settled(alpha):
     # finished log(0.6) / length_penalty(1) for both weights.
     table = [[0.6, 0.2, 0.2], [0.01, 0.495, 0.495]]
     assert np.log(0.2) / _penalty(10, alpha) < np.log(0.6) / _penalty(1, alpha)
-    decoder = TableDecoder(table)
 
     def search(early_stopping):
-        return beam_search.beam_search_decode(
-            decoder,
-            _one_hot(3),
-            [START, START],
-            EOS,
-            decoder.initial_state(2),
-            {},
-            _config(3, 3, EOS, alpha),
-            10,
-            early_stopping=early_stopping,
+        return _search_table(
+            table, 3, 10, batch=2, alpha=alpha, early_stopping=early_stopping
         )
 
     full, early = search(False), search(True)
@@ -946,21 +917,89 @@ def test_early_stopping_waits_while_an_unfinished_hypothesis_could_still_win():
     # length 3 with score -1.0 / (8 / 6) = -0.75, above -0.80: a rule that
     # stopped when the top slot has finished would return [EOS].
     table = [[0.45, 0.368, 0.182], [0.0001, 0.9999, 0.0], [0.9999, 0.0001, 0.0]]
-    decoder = TableDecoder(table)
-    result = beam_search.beam_search_decode(
-        decoder,
-        _one_hot(3),
-        [START],
-        EOS,
-        decoder.initial_state(1),
-        {},
-        _config(2, 3, EOS, alpha=1.0),
-        10,
-        early_stopping=True,
-    )
+    result = _search_table(table, 2, 10, alpha=1.0, early_stopping=True)
     np.testing.assert_array_equal(result.ids[0, 0, :3].numpy(), [A, A, EOS])
     assert int(result.lengths[0, 0]) == 3 and int(result.num_steps) == 3
     assert float(result.scores[0, 0]) > np.log(0.45)
+
+
+def test_early_stopping_for_an_nbest_list_waits_for_the_nth_hypothesis():
+    # The table of the test above: [EOS] settles after step 0, but no second
+    # hypothesis ever finishes inside the beam (A EOS, log 0.002, is pushed
+    # out by the 0.495 extensions), so a 2-best search runs to the limit.
+    table = [[0.6, 0.2, 0.2], [0.01, 0.495, 0.495]]
+
+    def search(early_stopping, n_best):
+        return _search_table(table, 3, 10, early_stopping=early_stopping, n_best=n_best)
+
+    assert int(search(True, 1).num_steps) == 1
+    full, early = search(False, 2), search(True, 2)
+    assert int(early.num_steps) == int(full.num_steps) == 10
+    np.testing.assert_array_equal(early.ids[:, :2], full.ids[:, :2])
+    np.testing.assert_allclose(early.scores[:, :2], full.scores[:, :2], rtol=1e-6)
+
+
+def test_early_stopping_settles_the_nth_hypothesis_before_the_full_search():
+    # Step 0: [EOS] (log 0.5) finishes and outscores A (log 0.3): 1-best
+    # stops. Step 1: [A, EOS] (log 0.15) finishes and outscores the best
+    # unfinished [A, A] (log 0.135): 2-best stops. Step 2 finishes the
+    # third, [A, A, EOS], and with it the whole beam.
+    table = [[0.5, 0.3, 0.2], [0.5, 0.45, 0.05]]
+    steps = {
+        n_best: int(
+            _search_table(table, 3, 10, early_stopping=True, n_best=n_best).num_steps
+        )
+        for n_best in (1, 2, 3)
+    }
+    full = _search_table(table, 3, 10)
+    assert steps == {1: 1, 2: 2, 3: 3} and int(full.num_steps) == 3
+    early = _search_table(table, 3, 10, early_stopping=True, n_best=2)
+    np.testing.assert_array_equal(early.lengths[0, :2], [1, 2])
+    np.testing.assert_array_equal(early.ids[0, 1], [A, EOS])
+    np.testing.assert_allclose(early.log_probs[0, :2], full.log_probs[0, :2], rtol=1e-6)
+    np.testing.assert_allclose(early.log_probs[0, :2], np.log([0.5, 0.15]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("n_best", [2, 3])
+@pytest.mark.parametrize("width,alpha,seed", [(3, 0.0, 0), (5, 1.0, 3)])
+def test_early_stopping_returns_the_full_searchs_nbest_list(n_best, width, alpha, seed):
+    vocab, end, max_length = 9, 1, 12
+    inner, embed, state, memory = _real_setup(
+        AttentionDecoder, vocab, source_lengths=(4, 3), seed=seed
+    )
+    decoder = EndBiasDecoder(inner, end, bias=1.5, scale=3.0)
+    decoder.max_decode_length = max_length
+
+    def search(early_stopping, count):
+        return beam_search.beam_search_decode(
+            decoder,
+            _with_ids(embed),
+            tf.fill([2], START),
+            end,
+            state,
+            memory,
+            _config(width, vocab, end, alpha),
+            max_length,
+            early_stopping=early_stopping,
+            n_best=count,
+        )
+
+    full, early = search(False, n_best), search(True, n_best)
+    assert int(search(True, 1).num_steps) <= int(early.num_steps)
+    assert int(early.num_steps) <= int(full.num_steps)
+    lengths = full.lengths[:, :n_best].numpy()
+    assert lengths.max() <= int(early.num_steps)
+    np.testing.assert_array_equal(early.lengths[:, :n_best], lengths)
+    for b in range(2):
+        for k in range(n_best):
+            n = lengths[b, k]
+            np.testing.assert_array_equal(early.ids[b, k, :n], full.ids[b, k, :n])
+    np.testing.assert_allclose(
+        early.scores[:, :n_best], full.scores[:, :n_best], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        early.log_probs[:, :n_best], full.log_probs[:, :n_best], rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(

@@ -247,3 +247,22 @@ def test_softmax_cross_entropy_of_an_underflowing_target_is_exact():
 def test_softmax_cross_entropy_of_no_rows_is_empty():
     values = losses.softmax_cross_entropy(tf.zeros([0, 4]), tf.zeros([0], tf.int32))
     assert values.shape == (0,)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_softmax_cross_entropy_gradient_can_be_taken_twice(compiled):
+    """The gradient writes into a tensor of its own, never into the saved
+    softmax: a persistent tape gives the same gradient twice."""
+    logits = tf.constant(np.random.default_rng(2).normal(size=(4, 6)), tf.float32)
+    labels = tf.constant([1, 2, 3, 0])
+
+    def twice(x):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(x)
+            total = tf.reduce_sum(losses.softmax_cross_entropy(x, labels))
+        return tape.gradient(total, x), tape.gradient(total, x)
+
+    first, second = (tf.function(twice) if compiled else twice)(logits)
+    np.testing.assert_array_equal(first, second)
+    expected = tf.nn.softmax(logits) - tf.one_hot(labels, 6)
+    np.testing.assert_allclose(first, expected, atol=1e-6)

@@ -43,8 +43,10 @@ an unfinished one could still reach: extending a hypothesis only lowers its
 log-probability, and its length penalty is at most that of `max_length`
 tokens, so an unfinished hypothesis can never score above `log_p /
 length_penalty(max_length)`. The best hypothesis is then the one the full
-search would return; the others (the n-best list) may still be unfinished,
-so n-best decoding turns `early_stopping` off. The hypotheses are then
+search would return. For an n-best list (`n_best` N) the search waits until
+the N-th best finished hypothesis outscores that bound: the N best are then
+those of the full search, the rest of the beam may be unfinished. The
+hypotheses are then
 traced back through the recorded parent pointers, together with their
 attention scores.
 """
@@ -278,6 +280,9 @@ class BeamSearch(DecodingStrategy):
       early_stopping: Stop a sentence once its best hypothesis is settled
         (see the module docstring); the best hypothesis is the full
         search's, the rest of the beam may be unfinished.
+      n_best: With `early_stopping`, wait until the `n_best` best
+        hypotheses are settled, so that an n-best list is the full
+        search's (see the module docstring). 1 by default.
 
     Raises:
       ConfigError: A bad beam width, coverage weight or successor function.
@@ -290,9 +295,10 @@ class BeamSearch(DecodingStrategy):
         "log_probs": tf.float32,
     }
 
-    def __init__(self, config, early_stopping=False):
+    def __init__(self, config, early_stopping=False, n_best=1):
         self.config = _check_config(config)
         self.early_stopping = bool(early_stopping)
+        self.n_best = int(n_best)
         self._two_stage = False
         self._max_length = None
 
@@ -385,26 +391,33 @@ class BeamSearch(DecodingStrategy):
             and float(weight) >= 0
         )
 
-    def _best_settled(self, log_probs, finished, lengths, all_done):
-        """[B] bool: the best finished hypothesis of each sentence scores
-        above every bound `log_p / length_penalty(max_length)` of its
-        unfinished ones (see the module docstring). `all_done` is
-        `_all_done(finished, log_probs)`, [B, W]."""
+    def _settled(self, log_probs, finished, lengths, all_done):
+        """[B] bool: the `n_best`-th best finished hypothesis of each
+        sentence (the best one by default) scores above every bound
+        `log_p / length_penalty(max_length)` of its unfinished ones (see the
+        module docstring). `all_done` is `_all_done(finished, log_probs)`,
+        [B, W]."""
         scores = hyp_score(log_probs, lengths, self.config)
-        best_finished = tf.reduce_max(tf.where(finished, scores, -np.inf), axis=1)
+        finished_scores = tf.where(finished, scores, -np.inf)
+        # A larger n_best than the width is refused by nbest_predictions.
+        count = min(max(self.n_best, 1), self.beam_width)
+        if count == 1:
+            nth_finished = tf.reduce_max(finished_scores, axis=1)
+        else:
+            nth_finished = tf.math.top_k(finished_scores, k=count).values[:, -1]
         alive = tf.logical_not(all_done)
         best_alive = tf.reduce_max(tf.where(alive, log_probs, -np.inf), axis=1)
         bound = best_alive / length_penalty(
             self._max_length, self.config.length_penalty_weight
         )
-        return best_finished > bound
+        return nth_finished > bound
 
     def finished(self, search_state):
         log_probs, finished, lengths = search_state[:3]
         all_done = self._all_done(finished, log_probs)
         done = tf.reduce_all(all_done, axis=1)
         if self._stops_early():
-            settled = self._best_settled(log_probs, finished, lengths, all_done)
+            settled = self._settled(log_probs, finished, lengths, all_done)
             done = tf.logical_or(done, settled)
         return tf.reduce_all(done)
 
@@ -573,6 +586,7 @@ def beam_search_decode(
     max_length=None,
     jit_compile=None,
     early_stopping=False,
+    n_best=1,
 ):
     """`dynamic_decode` with the `BeamSearch` strategy.
 
@@ -592,6 +606,8 @@ def beam_search_decode(
       jit_compile: Compile the search loop with XLA (see `dynamic_decode`).
       early_stopping: Stop once every sentence's best hypothesis is settled
         (see `BeamSearch`).
+      n_best: With `early_stopping`, wait until the `n_best` best
+        hypotheses of every sentence are settled.
 
     Returns:
       A `BeamSearchResult`.
@@ -601,7 +617,7 @@ def beam_search_decode(
       ValueError: The logits' size differs from `config.vocab_size`, or
         `jit_compile` with a `max_length` known only at run time.
     """
-    strategy = BeamSearch(config, early_stopping=early_stopping)
+    strategy = BeamSearch(config, early_stopping=early_stopping, n_best=n_best)
     if end_id is None:
         end_id = strategy.config.eos_token
     return dynamic_decode(

@@ -695,8 +695,8 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         """
         strategy = self.decoding_strategy(beam_width)
         if n_best > 1 and getattr(strategy, "early_stopping", False):
-            # Every one of the n best must be searched to its end.
-            strategy.early_stopping = False
+            # Early stopping then waits until the n best are settled.
+            strategy.n_best = n_best
         # A beam width given for this call (the evaluation's beam decode)
         # replaces greedy search, and with it the sampler.
         sampler = None if beam_width and beam_width > 1 else self.sampler()
