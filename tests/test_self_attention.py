@@ -474,17 +474,19 @@ def test_tiny_transformer_learns_to_reverse(tmp_path):
     trainer = make_trainer(
         data,
         str(tmp_path / "model"),
-        train_steps=300,
+        train_steps=400,
         model_params=params,
         metrics=[{"class": "BleuMetricSpec"}],
-        save_checkpoints_steps=300,
+        save_checkpoints_steps=400,
     )
     trainer.train()
     results = trainer.evaluate()
     loss = next(v for k, v in results.items() if k.startswith("loss"))
     bleu = next(v for k, v in results.items() if "bleu" in k)
-    # Measured: loss 0.13, BLEU 78 after 300 steps (BLEU > 90 needs ~600
-    # steps, BLEU 100 ~1500 steps; too slow for a unit test).
+    # Measured after 300 steps: loss 0.13, BLEU 78 with TensorFlow's sparse
+    # cross-entropy, 0.31 and 63 with the softmax-based one (same values,
+    # other rounding: this trajectory is sensitive to it). After 400 steps:
+    # 0.16 and 81 (0.11 and 80 with oneDNN off). BLEU 100 needs ~1500 steps.
     assert loss < 0.3, results
     assert bleu > 60.0, results
 
