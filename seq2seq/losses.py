@@ -124,13 +124,12 @@ def _subtract_at_labels(values, labels, amounts):
     """
     from seq2seq.decoders.decoder import tracing_for_xla
 
-    count = tf.shape(labels)[0]
+    rows = tf.range(tf.shape(labels)[0])
     if tracing_for_xla():
-        rows = tf.range(count)
         return tf.tensor_scatter_nd_sub(
             values, tf.stack([rows, labels], axis=1), amounts
         )
-    flat_positions = tf.range(count) * tf.shape(values)[1] + labels
+    flat_positions = rows * tf.shape(values)[1] + labels
     flat = tf.raw_ops.InplaceSub(
         x=tf.reshape(values, [-1]), i=flat_positions, v=amounts
     )

@@ -16,8 +16,8 @@ through its `DecodeEnv`, one row per decoder row.
 The nest helpers (`tile_batch`, `gather_batch`, `scatter_batch`,
 `where_batch`, `split_beams`, `merge_beams`, `gather_beams`) treat any state
 or memory structure whose tensor leaves start with the batch dimension;
-rank-0 leaves (step counters and the like) pass through untouched. They are how a
-strategy handles a decoder state without knowing its structure.
+rank-0 leaves (step counters and the like) pass through untouched. They are
+how a strategy handles a decoder state without knowing its structure.
 """
 
 import tensorflow as tf
