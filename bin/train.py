@@ -554,9 +554,8 @@ def _run_std_server():
     """Serves this process's task of the `TF_CONFIG` cluster until SIGINT or
     SIGTERM (`run_std_server`)."""
     import signal
-    import time
 
-    from seq2seq.training import distribution
+    from seq2seq.training import distribution, stop_signals
 
     server, address = distribution.start_std_server()
     print(
@@ -569,7 +568,7 @@ def _run_std_server():
     # without waiting for TensorFlow to tear the server down.
     try:
         while True:
-            time.sleep(3600)
+            stop_signals.sleep(3600)
     except KeyboardInterrupt as err:
         code = getattr(err, "exit_code", 128 + signal.SIGINT)
         print(f"interrupted: {err or 'stopped by SIGINT'}", file=sys.stderr, flush=True)

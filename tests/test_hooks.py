@@ -124,7 +124,7 @@ def test_delay_start_hook_waits_until_the_chief_has_trained_k_steps_per_index(
         slept.append(seconds)
         _write_checkpoint(tmp_path, next(chief_saves))
 
-    monkeypatch.setattr(hooks.time, "sleep", sleep)
+    monkeypatch.setattr(hooks.stop_signals, "sleep", sleep)
     hook = _hook("DelayStartHook", tmp_path, delay_k=200, poll_secs=2)
     monkeypatch.setenv(
         "TF_CONFIG", json.dumps({"task": {"type": "worker", "index": 3}})
@@ -147,7 +147,7 @@ def test_delay_start_hook_waits_until_the_chief_has_trained_k_steps_per_index(
 def test_delay_start_hook_never_delays_the_chief_or_synchronous_replicas(
     tmp_path, monkeypatch
 ):
-    monkeypatch.setattr(hooks.time, "sleep", lambda s: pytest.fail("slept"))
+    monkeypatch.setattr(hooks.stop_signals, "sleep", lambda s: pytest.fail("slept"))
     hook = _hook("DelayStartHook", tmp_path, delay_k=500)
     for task in ({"type": "chief", "index": 0}, {"type": "worker", "index": 0}):
         monkeypatch.setenv("TF_CONFIG", json.dumps({"task": task}))
@@ -170,7 +170,9 @@ def test_delay_start_hook_never_delays_the_chief_or_synchronous_replicas(
 def test_delay_start_hook_gives_up_after_its_timeout(tmp_path, monkeypatch):
     now = [0.0]
     monkeypatch.setattr(hooks.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(hooks.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr(
+        hooks.stop_signals, "sleep", lambda s: now.__setitem__(0, now[0] + s)
+    )
     hook = _hook("DelayStartHook", tmp_path, delay_k=10, poll_secs=4, timeout_secs=10)
     monkeypatch.setenv(
         "TF_CONFIG", json.dumps({"task": {"type": "worker", "index": 2}})

@@ -17,6 +17,7 @@ import time
 from absl import logging
 
 from seq2seq import run_dir
+from seq2seq.training import stop_signals
 
 
 def new_checkpoints(
@@ -24,7 +25,7 @@ def new_checkpoints(
     throttle_secs=60.0,
     timeout_secs=None,
     clock=time.monotonic,
-    sleep=time.sleep,
+    sleep=stop_signals.sleep,
 ):
     """Yields each new checkpoint of `directory` as it appears.
 
@@ -87,7 +88,7 @@ def evaluate_continuously(
     throttle_secs=60.0,
     timeout_secs=None,
     clock=time.monotonic,
-    sleep=time.sleep,
+    sleep=stop_signals.sleep,
 ):
     """Evaluates each new checkpoint of `directory` once (see `new_checkpoints`).
 

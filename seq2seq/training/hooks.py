@@ -17,6 +17,7 @@ from absl import logging
 from seq2seq import run_dir
 from seq2seq.configurable import Configurable, ModeKeys
 from seq2seq.data.copy_vocab import COPY_ID_KEYS
+from seq2seq.training import stop_signals
 from seq2seq.training.distribution import is_chief_from_env, tf_config
 from seq2seq.training.eval_summaries import display_text, markdown_table
 from seq2seq.training.evaluation import tokens_from_ids, tokens_from_strings
@@ -312,7 +313,7 @@ class DelayStartHook(TrainingHook):
                     target,
                 )
                 return
-            time.sleep(float(self.params["poll_secs"]))
+            stop_signals.sleep(float(self.params["poll_secs"]))
 
 
 def chief_step(directory):

@@ -6,10 +6,13 @@ false, e.g. during an evaluation) the signal raises `Interrupted` at once;
 within one it is raised by the next `check()`, when the step or save is done,
 so that the saved checkpoint and the data position stay consistent. A second
 signal while stopping is logged and ignored.
+
+Waits that should end on a signal use `sleep`, not `time.sleep`.
 """
 
 import contextlib
 import signal
+import time
 
 from absl import logging
 
@@ -74,3 +77,26 @@ class StopSignals:
         """Raises `Interrupted` when a stop signal has arrived."""
         if self.signum is not None:
             raise Interrupted(self.signum)
+
+
+# Longest slice of `sleep`: the delay before a signal caught by another
+# thread is handled.
+_SLICE_SECS = 0.25
+
+
+def sleep(seconds):
+    """Sleeps for `seconds`, handling SIGINT and SIGTERM within a quarter of
+    a second.
+
+    The kernel may deliver a process signal to any thread, e.g. one of
+    TensorFlow's. Python then runs the handler in the main thread only when
+    that thread next executes bytecode, and a `time.sleep(3600)` there is not
+    interrupted: the signal would wait for the hour. Sleeping in short
+    slices bounds that wait.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, _SLICE_SECS))
