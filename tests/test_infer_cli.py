@@ -148,18 +148,24 @@ def test_blank_lines_keep_alignment_and_order(trained, tmp_path):
     assert single.stdout == result.stdout  # batch size does not change results
 
 
-def test_dump_tasks_under_beam_search(trained, tmp_path):
-    dev = trained["data"]["dev"]
-    tasks = yaml.safe_dump(
+def _decode_and_dump_tasks(out, decode_params):
+    """--tasks: DecodeText with `decode_params`, DumpBeams to
+    `out/beams.npz` and DumpAttention to `out/att` (no plots)."""
+    return yaml.safe_dump(
         [
-            {"class": "DecodeText", "params": {"unk_replace": True}},
-            {"class": "DumpBeams", "params": {"file": str(tmp_path / "beams.npz")}},
+            {"class": "DecodeText", "params": decode_params},
+            {"class": "DumpBeams", "params": {"file": str(out / "beams.npz")}},
             {
                 "class": "DumpAttention",
-                "params": {"output_dir": str(tmp_path / "att"), "dump_plots": False},
+                "params": {"output_dir": str(out / "att"), "dump_plots": False},
             },
         ]
     )
+
+
+def test_dump_tasks_under_beam_search(trained, tmp_path):
+    dev = trained["data"]["dev"]
+    tasks = _decode_and_dump_tasks(tmp_path, {"unk_replace": True})
     result = run_infer(
         "--model_dir",
         trained["model_dir"],
@@ -339,16 +345,7 @@ def test_length_sorted_batches_give_the_same_outputs_in_input_order(trained, tmp
     outputs = {}
     for window in (0, 7):
         out = tmp_path / f"window{window}"
-        tasks = yaml.safe_dump(
-            [
-                {"class": "DecodeText", "params": {"n_best": 2}},
-                {"class": "DumpBeams", "params": {"file": str(out / "beams.npz")}},
-                {
-                    "class": "DumpAttention",
-                    "params": {"output_dir": str(out / "att"), "dump_plots": False},
-                },
-            ]
-        )
+        tasks = _decode_and_dump_tasks(out, {"n_best": 2})
         result = run_infer(
             "--model_dir",
             trained["model_dir"],
