@@ -173,6 +173,7 @@ def infer_spec(args, system, paths, train, seed, tag, checkpoints, outputs, beam
             vocab_source=paths["onmt_vocab_source"],
             vocab_target=paths["onmt_vocab_target"],
             variant=args.onmt_variant,
+            length_bucket_width=args.onmt_length_bucket_width,
         )
     else:
         spec["sort_window"] = args.sort_window
@@ -498,6 +499,12 @@ def build_parser():
         type=int,
         default=2048,
         help="Ours: bin/infer.py's --sort_window (1: batches in input order).",
+    )
+    parser.add_argument(
+        "--onmt_length_bucket_width",
+        type=int,
+        help="OpenNMT-tf decoding: its infer length_bucket_width (default none, "
+        "its default; its auto_config sets 5).",
     )
     parser.add_argument("--shuffle_buffer_size", type=int, default=500000)
     parser.add_argument(
