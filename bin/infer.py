@@ -24,6 +24,7 @@ from seq2seq.configurable import (
     maybe_load_yaml,
 )
 from seq2seq.errors import ConfigError
+from seq2seq.inference import length_sorting
 
 FLAGS = flags.FLAGS
 
@@ -64,7 +65,7 @@ flags.DEFINE_boolean(
 flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
 flags.DEFINE_integer(
     "sort_window",
-    2048,
+    length_sorting.DEFAULT_WINDOW,
     "Decode each window of this many input sentences in batches of similar "
     "source length, so that fewer steps are spent on padding and on waiting "
     "for a batch's longest output; the outputs keep the input order. 0 "

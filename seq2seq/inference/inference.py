@@ -547,7 +547,7 @@ def run_inference(
     progress=True,
     jit_compile=False,
     protected_paths=(),
-    sort_window=0,
+    sort_window=length_sorting.DEFAULT_WINDOW,
 ):
     """Decodes every example of `pipeline` and feeds the tasks in input order.
 

@@ -9,10 +9,13 @@ with unsorted batches.
 """
 
 import numpy as np
-import tensorflow as tf
 
 # The feature that carries each example's position in the input.
 INDEX_KEY = "example_index"
+
+# Inputs per sorted window (`bin/infer.py --sort_window`): large enough for
+# batches of near-equal lengths, small enough to hold its predictions.
+DEFAULT_WINDOW = 2048
 
 
 def sort_windows(examples, window):
@@ -29,6 +32,9 @@ def sort_windows(examples, window):
       `examples`), in increasing `source_len` within each window; equal
       lengths keep their input order.
     """
+    # Imported here: bin/infer.py reads DEFAULT_WINDOW for its flags
+    # before TensorFlow is loaded.
+    import tensorflow as tf
 
     def add_index(index, example):
         return dict(example, **{INDEX_KEY: index})
