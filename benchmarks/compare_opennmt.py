@@ -660,7 +660,9 @@ def _ours_infer(spec):
     `checkpoints` (default: the model directory's latest) in turn; with
     `predictions` (one path per checkpoint) the outputs of checkpoint i at
     beam width w go to `predictions[i] + ".beam{w}"`, one line of words per
-    sentence."""
+    sentence in input order. Batches are sorted by source length within
+    windows of `sort_window` sentences (2048, as bin/infer.py; 1: input
+    order)."""
     import_rss_mb = _import_rss_mb()
 
     import tensorflow as tf
@@ -686,12 +688,15 @@ def _ours_infer(spec):
             },
         )
         end_id = model.target_vocab_info.special_vocab.SEQUENCE_END
-        dataset = inference.make_dataset(model, pipeline, spec["batch_size"])
-        predictor = inference.Predictor(model, dataset.element_spec)
+        # As bin/infer.py batches: by source length within each window.
+        dataset = inference.make_sorted_dataset(
+            model, pipeline, spec["batch_size"], spec.get("sort_window", 2048)
+        )
+        predictor = inference.Predictor(model, dataset.element_spec[0])
         for index, (checkpoint, output) in enumerate(zip(checkpoints, outputs)):
             clock = common.Stopwatch()
             if index == 0:
-                first = next(iter(dataset))
+                first, _ = next(iter(dataset))
                 # As bin/infer.py does.
                 inference.create_variables(model, first)
             inference.restore_model(model, checkpoint)
@@ -701,7 +706,7 @@ def _ours_infer(spec):
             sentences = tokens = ended = batches = batch_steps = 0
             lines = []
             clock = common.Stopwatch()
-            for features in dataset:
+            for features, positions in dataset:
                 predictions = predictor(features)
                 lengths = predictions["predicted_len"]
                 ids = predictions["predicted_ids"]
@@ -711,17 +716,18 @@ def _ours_infer(spec):
                 tokens += int(lengths.sum())
                 ended += common.count_ended(ids, lengths, end_id)
                 if output:
-                    for row in predictions["predicted_tokens"]:
+                    rows = zip(positions.numpy(), predictions["predicted_tokens"])
+                    for position, row in rows:
                         words = []
                         for token in row:
                             if token in ("SEQUENCE_END", ""):
                                 break
                             words.append(token)
-                        lines.append(" ".join(words))
+                        lines.append((position, " ".join(words)))
             seconds, cpu_seconds = clock.seconds(), clock.cpu_seconds()
             if output:
                 with open(f"{output}.beam{beam_width}", "w", encoding="utf-8") as out:
-                    out.writelines(line + "\n" for line in lines)
+                    out.writelines(line + "\n" for _, line in sorted(lines))
             results.append(
                 {
                     "beam_width": beam_width,
@@ -739,7 +745,8 @@ def _ours_infer(spec):
         if spec.get("profile_dir") and beam_width == max(spec["beam_widths"]):
             traced_steps = 0
             tf.profiler.experimental.start(spec["profile_dir"])
-            for index, features in enumerate(dataset.take(spec["profile_batches"])):
+            batches = dataset.take(spec["profile_batches"])
+            for index, (features, _) in enumerate(batches):
                 with tf.profiler.experimental.Trace(
                     "benchmark_step", step_num=index, _r=1
                 ):

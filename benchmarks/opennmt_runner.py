@@ -245,7 +245,9 @@ def infer(spec):
     """Decodes `source` with each beam width of `beam_widths`, from each
     checkpoint of `checkpoints` (default: `[checkpoint]`) in turn; with
     `predictions` (a list of paths, one per checkpoint) the outputs of
-    checkpoint i at beam width w go to `predictions[i] + ".beam{w}"`."""
+    checkpoint i at beam width w go to `predictions[i] + ".beam{w}"`, in
+    input order. `length_bucket_width` (default: none, OpenNMT-tf's own
+    default; its auto_config uses 5) batches by source length."""
     tf.keras.utils.set_random_seed(spec["seed"])
     model = build_model(spec)
     model.create_variables()
@@ -253,7 +255,9 @@ def infer(spec):
     outputs = spec.get("predictions") or [None] * len(checkpoints)
     tf.train.Checkpoint(model=model).read(checkpoints[0]).expect_partial()
     dataset = model.examples_inputter.make_inference_dataset(
-        spec["source"], spec["batch_size"], length_bucket_width=None
+        spec["source"],
+        spec["batch_size"],
+        length_bucket_width=spec.get("length_bucket_width"),
     )
     results = []
     for beam_width in spec["beam_widths"]:
@@ -267,8 +271,16 @@ def infer(spec):
             steps_run = predictions["tokens"].shape[-1]
             if lines is not None:
                 tokens = predictions["tokens"].numpy()[:, 0]
-                for row, n in zip(tokens, length):
-                    lines.append(b" ".join(row[:n]).decode("utf-8", "replace"))
+                # Bucketed batches carry each sentence's input position.
+                positions = features.get("index")
+                positions = (
+                    positions.numpy()
+                    if positions is not None
+                    else range(len(lines), len(lines) + len(tokens))
+                )
+                for position, row, n in zip(positions, tokens, length):
+                    line = b" ".join(row[:n]).decode("utf-8", "replace")
+                    lines.append((int(position), line))
             return length, steps_run
 
         for index, (path, output) in enumerate(zip(checkpoints, outputs)):
@@ -293,7 +305,7 @@ def infer(spec):
             cpu_seconds = clock.cpu_seconds()
             if output:
                 with open(f"{output}.beam{beam_width}", "w", encoding="utf-8") as out:
-                    out.writelines(line + "\n" for line in lines)
+                    out.writelines(line + "\n" for _, line in sorted(lines))
             results.append(
                 {
                     "beam_width": beam_width,

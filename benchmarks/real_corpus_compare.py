@@ -173,7 +173,10 @@ def infer_spec(args, system, paths, train, seed, tag, checkpoints, outputs, beam
             vocab_source=paths["onmt_vocab_source"],
             vocab_target=paths["onmt_vocab_target"],
             variant=args.onmt_variant,
+            length_bucket_width=args.onmt_length_bucket_width,
         )
+    else:
+        spec["sort_window"] = args.sort_window
     return spec
 
 
@@ -491,6 +494,18 @@ def build_parser():
     parser.add_argument("--learning_rate", type=float, default=1e-3)
     parser.add_argument("--beam_width", type=int, default=5)
     parser.add_argument("--max_decode_length", type=int, default=100)
+    parser.add_argument(
+        "--sort_window",
+        type=int,
+        default=2048,
+        help="Ours: bin/infer.py's --sort_window (1: batches in input order).",
+    )
+    parser.add_argument(
+        "--onmt_length_bucket_width",
+        type=int,
+        help="OpenNMT-tf decoding: its infer length_bucket_width (default none, "
+        "its default; its auto_config sets 5).",
+    )
     parser.add_argument("--shuffle_buffer_size", type=int, default=500000)
     parser.add_argument(
         "--onmt_variant",

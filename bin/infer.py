@@ -24,6 +24,7 @@ from seq2seq.configurable import (
     maybe_load_yaml,
 )
 from seq2seq.errors import ConfigError
+from seq2seq.inference import length_sorting
 
 FLAGS = flags.FLAGS
 
@@ -62,6 +63,14 @@ flags.DEFINE_boolean(
     "that is an error, since the token ids would map to the wrong tokens.",
 )
 flags.DEFINE_integer("batch_size", 32, "Sentences per batch.")
+flags.DEFINE_integer(
+    "sort_window",
+    length_sorting.DEFAULT_WINDOW,
+    "Decode each window of this many input sentences in batches of similar "
+    "source length, so that fewer steps are spent on padding and on waiting "
+    "for a batch's longest output; the outputs keep the input order. 0 "
+    "decodes the batches in input order.",
+)
 flags.DEFINE_boolean("progress", True, "Show a progress line on stderr.")
 flags.DEFINE_boolean(
     "jit_compile",
@@ -131,6 +140,16 @@ def main(argv):
     from seq2seq.data import input_pipeline, tokenizers
     from seq2seq.inference import inference
 
+    sort_window = values["sort_window"]
+    if (
+        isinstance(sort_window, bool)
+        or not isinstance(sort_window, int)
+        or (sort_window < 0)
+    ):
+        raise ConfigError(
+            f"--sort_window={sort_window} is not a number of sentences; give 0 "
+            "(no sorting) or a window such as 2048."
+        )
     task_defs = values["tasks"] or []
     if isinstance(task_defs, dict):
         task_defs = [task_defs]
@@ -202,6 +221,7 @@ def main(argv):
         progress=values["progress"],
         jit_compile=bool(values["jit_compile"]),
         protected_paths=[values["config_path"]],
+        sort_window=values["sort_window"],
     )
     logging.info("Decoded %d sentences with %s", count, checkpoint)
     return 0

@@ -148,18 +148,24 @@ def test_blank_lines_keep_alignment_and_order(trained, tmp_path):
     assert single.stdout == result.stdout  # batch size does not change results
 
 
-def test_dump_tasks_under_beam_search(trained, tmp_path):
-    dev = trained["data"]["dev"]
-    tasks = yaml.safe_dump(
+def _decode_and_dump_tasks(out, decode_params):
+    """--tasks: DecodeText with `decode_params`, DumpBeams to
+    `out/beams.npz` and DumpAttention to `out/att` (no plots)."""
+    return yaml.safe_dump(
         [
-            {"class": "DecodeText", "params": {"unk_replace": True}},
-            {"class": "DumpBeams", "params": {"file": str(tmp_path / "beams.npz")}},
+            {"class": "DecodeText", "params": decode_params},
+            {"class": "DumpBeams", "params": {"file": str(out / "beams.npz")}},
             {
                 "class": "DumpAttention",
-                "params": {"output_dir": str(tmp_path / "att"), "dump_plots": False},
+                "params": {"output_dir": str(out / "att"), "dump_plots": False},
             },
         ]
     )
+
+
+def test_dump_tasks_under_beam_search(trained, tmp_path):
+    dev = trained["data"]["dev"]
+    tasks = _decode_and_dump_tasks(tmp_path, {"unk_replace": True})
     result = run_infer(
         "--model_dir",
         trained["model_dir"],
@@ -330,3 +336,53 @@ def test_int32_overflow_of_inference_max_decode_length(tmp_path):
         input_files=[str(source)],
     )
     assert_user_error(result, "inference.max_decode_length", "3000000000")
+
+
+def test_length_sorted_batches_give_the_same_outputs_in_input_order(trained, tmp_path):
+    """--sort_window decodes batches of similar source length; every task's
+    output is the same as with batches in input order."""
+    dev = trained["data"]["dev"]
+    outputs = {}
+    for window in (0, 7):
+        out = tmp_path / f"window{window}"
+        tasks = _decode_and_dump_tasks(out, {"n_best": 2})
+        result = run_infer(
+            "--model_dir",
+            trained["model_dir"],
+            "--model_params",
+            "inference.beam_search.beam_width: 3",
+            "--batch_size=4",
+            f"--sort_window={window}",
+            "--progress=false",
+            input_files=[dev["sources"]],
+            tasks=tasks,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        with np.load(out / "beams.npz") as beams:
+            outputs[window] = (
+                result.stdout,
+                {key: beams[key] for key in beams.files},
+                np.load(out / "att" / "attention_scores.npz"),
+            )
+    (text0, beams0, att0), (text7, beams7, att7) = outputs[0], outputs[7]
+    assert len(text0.split("\n\n")) == 61 and text7 == text0
+    lengths = beams0["lengths"]
+    np.testing.assert_array_equal(beams7["lengths"], lengths)
+    for key in set(beams0) - {"lengths"}:
+        for row, steps in enumerate(lengths):
+            np.testing.assert_allclose(
+                beams7[key][row][:steps], beams0[key][row][:steps], atol=1e-5
+            )
+    assert att7.files == att0.files
+    for name in att0.files:
+        np.testing.assert_allclose(att7[name], att0[name], atol=1e-5)
+
+
+def test_sort_window_must_be_a_count(trained):
+    result = run_infer(
+        "--model_dir",
+        trained["model_dir"],
+        "--sort_window=-3",
+        input_files=[trained["data"]["dev"]["sources"]],
+    )
+    assert_user_error(result, "--sort_window=-3")

@@ -21,7 +21,7 @@ from seq2seq.data import batching
 from seq2seq.data.copy_vocab import extended_tokens
 from seq2seq.data.input_pipeline import SEQUENCE_END
 from seq2seq.errors import ConfigError, UserError
-from seq2seq.inference import safe_paths
+from seq2seq.inference import length_sorting, safe_paths
 from seq2seq.run_dir import VOCAB_PARAMS, TrainOptions
 
 _SOURCE_KEYS = ("source_ids", "source_len")
@@ -282,18 +282,63 @@ def make_dataset(model, pipeline, batch_size):
     lines are split: `preprocess` would cut their ids there and the tasks
     trim the tokens to the cut lengths, so nothing past them is ever used.
     """
+    return _preprocessed(model, _batched(model, pipeline, batch_size))
+
+
+def make_sorted_dataset(model, pipeline, batch_size, sort_window):
+    """Like `make_dataset`, but each window of `sort_window` inputs is
+    batched in order of source length (see `length_sorting`).
+
+    Returns:
+      A dataset of `(features, positions)`: the preprocessed batch and the
+      [B] int64 input positions of its rows; None when the examples have no
+      `source_len` to sort by (e.g. images).
+    """
+    limits = _length_limits(model)
+    examples = pipeline.make_dataset(
+        max_source_len=limits["max_source_len"],
+        max_target_len=limits["max_target_len"],
+    )
+    if "source_len" not in examples.element_spec:
+        return None
+    batches = _batched(
+        model, length_sorting.sort_windows(examples, sort_window), batch_size
+    )
+
+    def split(features):
+        features = dict(features)
+        return features, features.pop(length_sorting.INDEX_KEY)
+
+    return _preprocessed(model, batches.map(split))
+
+
+def _length_limits(model):
     params = model.params
-    dataset = batching.create_input_fn(
-        pipeline,
+    return {
+        "max_source_len": params.get("source.max_seq_len"),
+        "max_target_len": params.get("target.max_seq_len"),
+    }
+
+
+def _batched(model, source, batch_size):
+    """`source` (a pipeline or a dataset of examples) in padded batches."""
+    return batching.create_input_fn(
+        source,
         batch_size=batch_size,
         allow_smaller_final_batch=True,
-        max_source_len=params.get("source.max_seq_len"),
-        max_target_len=params.get("target.max_seq_len"),
+        **_length_limits(model),
     )
-    dataset = dataset.map(
-        tf.autograph.experimental.do_not_convert(model.preprocess),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+
+
+def _preprocessed(model, batches):
+    """Maps `model.preprocess` over `batches` (of features, or of
+    `(features, extra)` pairs whose `extra` passes through)."""
+    preprocess = tf.autograph.experimental.do_not_convert(model.preprocess)
+
+    def apply(features, *extra):
+        return (preprocess(features), *extra) if extra else preprocess(features)
+
+    dataset = batches.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
@@ -502,8 +547,9 @@ def run_inference(
     progress=True,
     jit_compile=False,
     protected_paths=(),
+    sort_window=length_sorting.DEFAULT_WINDOW,
 ):
-    """Decodes every example of `pipeline` in order and feeds the tasks.
+    """Decodes every example of `pipeline` and feeds the tasks in input order.
 
     Before any task begins, tasks whose output would write over an input
     (the pipeline's files, the model's vocabularies, a task's own input,
@@ -521,6 +567,10 @@ def run_inference(
       jit_compile: Compile the decoding loops with XLA (see `Predictor`).
       protected_paths: Further files that are read and must not be written
         (e.g. the config file).
+      sort_window: Decode each window of this many inputs in batches sorted
+        by source length (see `length_sorting`); the tasks still get the
+        predictions in input order. 0 or 1 (and inputs without a source
+        length, such as images): batches in input order.
 
     Returns:
       The number of sentences decoded.
@@ -531,11 +581,21 @@ def run_inference(
     pipeline.check()
     check_task_outputs(model, pipeline, tasks, protected_paths)
     n_best = check_n_best(model, tasks)
-    dataset = make_dataset(model, pipeline, batch_size)
+    dataset = None
+    if sort_window is not None and sort_window > 1:
+        dataset = make_sorted_dataset(model, pipeline, batch_size, sort_window)
+    sorting = dataset is not None
+    if sorting:
+        features_spec = dataset.element_spec[0]
+        order = length_sorting.InputOrder(batch_size)
+    else:
+        dataset = make_dataset(model, pipeline, batch_size)
+        features_spec = dataset.element_spec
+        dataset = ((features, None) for features in dataset)
     with_scores = any(getattr(task, "needs_scores", False) for task in tasks)
     predictor = Predictor(
         model,
-        dataset.element_spec,
+        features_spec,
         with_scores=with_scores,
         jit_compile=jit_compile,
         n_best=n_best if n_best > 1 else 0,
@@ -545,7 +605,13 @@ def run_inference(
     for task in tasks:
         task.begin()
     count = 0
-    for features in dataset:
+
+    def feed(batches):
+        for predictions in batches:
+            for task in tasks:
+                task.process_batch(predictions)
+
+    for features, positions in dataset:
         if not restored:
             # Eagerly, so that the decoding function is traced once, after
             # the restore (a tf.function that creates variables is traced
@@ -554,12 +620,13 @@ def run_inference(
             restore_model(model, checkpoint_path)
             restored = True
         predictions = predictor(features)
-        for task in tasks:
-            task.process_batch(predictions)
+        feed(order.add(positions.numpy(), predictions) if sorting else [predictions])
         size = len(predictions["source_len"])
         count += size
         if meter:
             meter.update(size)
+    if sorting:
+        feed(order.flush())
     if meter:
         meter.close()
     for task in tasks:
