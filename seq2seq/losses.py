@@ -16,6 +16,8 @@ half-precision logits from a mixed-precision model are safe.
 
 import tensorflow as tf
 
+from seq2seq.tracing import tracing_for_xla
+
 
 def _safe_targets(targets, mask):
     """Replaces padded target ids by 0 so that any padding id is in range.
@@ -122,8 +124,6 @@ def _subtract_at_labels(values, labels, amounts):
     Returns:
       [N, V] float tensor.
     """
-    from seq2seq.decoders.decoder import tracing_for_xla
-
     rows = tf.range(tf.shape(labels)[0])
     if tracing_for_xla():
         return tf.tensor_scatter_nd_sub(

@@ -10,7 +10,7 @@ evaluation thread).
 import contextlib
 import threading
 
-__all__ = ["TraceSwitch"]
+__all__ = ["TraceSwitch", "tracing_for_xla", "xla_tracing"]
 
 
 class TraceSwitch:
@@ -38,3 +38,32 @@ class TraceSwitch:
             yield
         finally:
             self._local.value = previous
+
+
+_XLA_TRACING = TraceSwitch()
+
+
+def xla_tracing(enabled=True):
+    """Marks functions traced inside the block as compiled with XLA.
+
+    Code with a faster path that XLA cannot compile reads
+    `tracing_for_xla()` and traces its other path: `Decoder.call` runs the
+    scheduled-sampling pass instead of a `tf.cond` between it and the
+    teacher-forced pass (XLA cannot compile the gradient of a `tf.cond`
+    whose branches run `tf.while_loop`s over Keras variables: "Resource
+    _Retval node's input does not come from _Arg directly"); the
+    cross-entropy's gradient scatters instead of subtracting in place
+    (`InplaceSub` has no XLA kernel).
+
+    Args:
+      enabled: Whether the traced code will be compiled with XLA.
+
+    Returns:
+      A context manager.
+    """
+    return _XLA_TRACING.set(enabled)
+
+
+def tracing_for_xla():
+    """Whether the caller is inside `xla_tracing()`."""
+    return _XLA_TRACING.value

@@ -13,13 +13,14 @@ from conftest import tiny_model_params
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.decoders import SelfAttentionDecoder
-from seq2seq.decoders.decoder import Decoder, batch_size_of, xla_tracing
+from seq2seq.decoders.decoder import Decoder, batch_size_of
 from seq2seq.errors import ConfigError
 from seq2seq.inference import samplers
 from seq2seq.inference.beam_search import BeamSearch, BeamSearchConfig
 from seq2seq.inference.decoding import GreedySearch
 from seq2seq.inference.dynamic_decode import dynamic_decode, tile_batch
 from seq2seq.models import AttentionSeq2Seq
+from seq2seq.tracing import xla_tracing
 from seq2seq.training.train_step import TrainStep
 
 START, END, VOCAB, EMBED = 0, 1, 9, 5

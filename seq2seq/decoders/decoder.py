@@ -46,34 +46,7 @@ from seq2seq.configurable import Configurable
 from seq2seq.decoders import scheduled_sampling
 from seq2seq.decoders.samplers import get_sampler
 from seq2seq.rnn_cell import time_steps
-from seq2seq.tracing import TraceSwitch
-
-_XLA_TRACING = TraceSwitch()
-
-
-def xla_tracing(enabled=True):
-    """Marks functions traced inside the block as compiled with XLA.
-
-    XLA cannot compile the gradient of a `tf.cond` whose branches run
-    `tf.while_loop`s over Keras variables ("Resource _Retval node's input
-    does not come from _Arg directly"). `Decoder.call` chooses between
-    scheduled sampling and the faster teacher-forced pass with such a
-    `tf.cond`; traced in this block it always runs the scheduled-sampling
-    pass instead, which gives the teacher-forced logits (up to rounding)
-    when the probability is 0.
-
-    Args:
-      enabled: Whether the traced code will be compiled with XLA.
-
-    Returns:
-      A context manager.
-    """
-    return _XLA_TRACING.set(enabled)
-
-
-def tracing_for_xla():
-    """Whether the caller is inside `xla_tracing()`."""
-    return _XLA_TRACING.value
+from seq2seq.tracing import tracing_for_xla
 
 
 def batch_size_of(nest):
@@ -284,7 +257,7 @@ class Decoder(Configurable, keras.layers.Layer):
         instead of `inputs[:, t]`. The first input is always `inputs[:, 0]`
         (the start token). A probability of exactly 0 runs the teacher-
         forced pass, so it gives the same numbers as passing none (inside
-        `xla_tracing` the sampling pass runs, with the same numbers up to
+        `seq2seq.tracing.xla_tracing` the sampling pass runs, with the same numbers up to
         rounding).
 
         Args:

@@ -35,8 +35,8 @@ import functools
 import tensorflow as tf
 
 from seq2seq.data.copy_vocab import COPY_ID_KEYS
-from seq2seq.decoders.decoder import xla_tracing
 from seq2seq.rnn import cudnn_allowed
+from seq2seq.tracing import xla_tracing
 from seq2seq.training import fused_adam
 from seq2seq.training.distribution import is_distributed
 
