@@ -356,6 +356,12 @@ def test_params_choose_strategy_and_sampler(vocab):
     beam = model(**{"inference.beam_search.beam_width": 3})
     assert beam.use_beam_search
     assert "beam_search_output.predicted_ids" in beam.infer(features, max_length=4)
+    # An n-best list reaches the strategy, which then stops early only once
+    # the n best are settled; greedy search has no n-best.
+    assert beam.decoding_strategy().n_best == 1
+    assert beam.decoding_strategy(n_best=2).n_best == 2
+    assert beam.decoding_strategy(n_best=2).early_stopping
+    assert not hasattr(greedy.decoding_strategy(n_best=2), "n_best")
     # Bad inference params fail when the model is built, naming the key.
     bad = [
         ({"inference.strategy": "beam_search"}, "beam_width must be >= 1"),

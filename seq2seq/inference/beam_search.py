@@ -303,9 +303,9 @@ class BeamSearch(DecodingStrategy):
         self._max_length = None
 
     @classmethod
-    def from_params(cls, params, vocab_size, end_id, beam_width=None):
+    def from_params(cls, params, vocab_size, end_id, beam_width=None, n_best=1):
         """From `inference.beam_search.*` (`beam_width` overrides the
-        configured width when given)."""
+        configured width when given; `n_best` as for `__init__`)."""
         return cls(
             BeamSearchConfig(
                 beam_width=beam_width or params["inference.beam_search.beam_width"],
@@ -322,6 +322,7 @@ class BeamSearch(DecodingStrategy):
                 ),
             ),
             early_stopping=params.get("inference.beam_search.early_stopping", False),
+            n_best=n_best,
         )
 
     @property

@@ -249,7 +249,7 @@ class DecodingStrategy:
     rows_per_sentence = 1
 
     @classmethod
-    def from_params(cls, params, vocab_size, end_id, beam_width=None):
+    def from_params(cls, params, vocab_size, end_id, beam_width=None, n_best=1):
         """Builds the strategy from a model's `inference.*` params.
 
         Args:
@@ -257,8 +257,10 @@ class DecodingStrategy:
           vocab_size: Number of output classes.
           end_id: The SEQUENCE_END id.
           beam_width: The beam width in effect (the params' or an override).
+          n_best: Hypotheses per sentence the caller will read (beam search
+            may stop early only once that many are settled).
         """
-        del params, vocab_size, end_id, beam_width
+        del params, vocab_size, end_id, beam_width, n_best
         return cls()
 
     def check_sampler(self, sampler):

@@ -44,7 +44,7 @@ def strategy_name(params, beam_width=None):
     return name
 
 
-def create_strategy(params, vocab_size, end_id, beam_width=None):
+def create_strategy(params, vocab_size, end_id, beam_width=None, n_best=1):
     """Builds the strategy the params choose (see `strategy_name`).
 
     Args:
@@ -52,11 +52,16 @@ def create_strategy(params, vocab_size, end_id, beam_width=None):
       vocab_size: Number of output classes.
       end_id: The SEQUENCE_END id.
       beam_width: Optional beam width overriding the params' for one call.
+      n_best: Hypotheses per sentence the caller will read.
 
     Returns:
       A `DecodingStrategy`.
     """
     name = strategy_name(params, beam_width)
     return STRATEGIES[name].from_params(
-        params, vocab_size=vocab_size, end_id=end_id, beam_width=beam_width
+        params,
+        vocab_size=vocab_size,
+        end_id=end_id,
+        beam_width=beam_width,
+        n_best=n_best,
     )

@@ -583,10 +583,11 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             beam_width=beam_width,
         ).config
 
-    def decoding_strategy(self, beam_width=None):
+    def decoding_strategy(self, beam_width=None, n_best=1):
         """The `DecodingStrategy` that `inference.*` chooses (see
         `seq2seq.inference.strategies`); `beam_width` overrides the
-        configured width (1: greedy)."""
+        configured width (1: greedy); `n_best` hypotheses per sentence are
+        read (beam search stops early only once they are settled)."""
         return strategies.create_strategy(
             self.params,
             # With copy attention the classes are V + (slots of the batch).
@@ -595,6 +596,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             ),
             end_id=self.target_vocab_info.special_vocab.SEQUENCE_END,
             beam_width=beam_width,
+            n_best=n_best,
         )
 
     def sampler(self):
@@ -693,10 +695,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         Returns:
           The predictions dict of `infer`.
         """
-        strategy = self.decoding_strategy(beam_width)
-        if n_best > 1 and getattr(strategy, "early_stopping", False):
-            # Early stopping then waits until the n best are settled.
-            strategy.n_best = n_best
+        strategy = self.decoding_strategy(beam_width, n_best=max(n_best, 1))
         # A beam width given for this call (the evaluation's beam decode)
         # replaces greedy search, and with it the sampler.
         sampler = None if beam_width and beam_width > 1 else self.sampler()
