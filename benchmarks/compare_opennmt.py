@@ -668,7 +668,7 @@ def _ours_infer(spec):
     import tensorflow as tf
 
     from seq2seq.configurable import ModeKeys
-    from seq2seq.inference import inference
+    from seq2seq.inference import inference, length_sorting
 
     tf.keras.utils.set_random_seed(spec["seed"])
     options = inference.load_train_options(spec["model_dir"])
@@ -689,8 +689,9 @@ def _ours_infer(spec):
         )
         end_id = model.target_vocab_info.special_vocab.SEQUENCE_END
         # As bin/infer.py batches: by source length within each window.
+        window = spec.get("sort_window", length_sorting.DEFAULT_WINDOW)
         dataset = inference.make_sorted_dataset(
-            model, pipeline, spec["batch_size"], spec.get("sort_window", 2048)
+            model, pipeline, spec["batch_size"], window
         )
         predictor = inference.Predictor(model, dataset.element_spec[0])
         for index, (checkpoint, output) in enumerate(zip(checkpoints, outputs)):

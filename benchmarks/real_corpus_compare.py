@@ -58,6 +58,7 @@ if _REPO_ROOT not in sys.path:
 
 from benchmarks import common, compare_opennmt, real_corpus  # noqa: E402
 from benchmarks.common import BenchmarkError  # noqa: E402
+from seq2seq.inference import length_sorting  # noqa: E402
 
 TRAIN_CONFIG = os.path.join(_REPO_ROOT, "example_configs", "train_seq2seq.yml")
 SYSTEMS = ("ours", "opennmt")
@@ -497,7 +498,7 @@ def build_parser():
     parser.add_argument(
         "--sort_window",
         type=int,
-        default=2048,
+        default=length_sorting.DEFAULT_WINDOW,
         help="Ours: bin/infer.py's --sort_window (1: batches in input order).",
     )
     parser.add_argument(

@@ -221,7 +221,7 @@ def main(argv):
         progress=values["progress"],
         jit_compile=bool(values["jit_compile"]),
         protected_paths=[values["config_path"]],
-        sort_window=values["sort_window"],
+        sort_window=sort_window,
     )
     logging.info("Decoded %d sentences with %s", count, checkpoint)
     return 0
