@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from seq2seq.decoders import AttentionDecoder, AttentionLayerDot, BasicDecoder
 from seq2seq.errors import ConfigError
+from seq2seq.inference import beam_search as beam_search_lib
 from seq2seq.inference import decoding
 from seq2seq.inference import dynamic_decode as dynamic_decode_lib
 from seq2seq.inference.constraints import make_constraints
@@ -484,7 +485,7 @@ class RowScriptedDecoder(ScriptedDecoder):
 
 @pytest.mark.parametrize("multiple", [1, 2])
 def test_greedy_steps_only_the_rows_that_have_not_ended(monkeypatch, multiple):
-    monkeypatch.setattr(dynamic_decode_lib, "ACTIVE_ROW_MULTIPLE", multiple)
+    monkeypatch.setattr(dynamic_decode_lib, "ACTIVE_SENTENCE_MULTIPLE", multiple)
     decoder = RowScriptedDecoder(SCRIPT)
     result = scripted_greedy(decoder, 3, max_length=5)
     # Row 1 ends at step 1 and row 0 at step 2: from then on the decoder
@@ -516,17 +517,28 @@ def test_greedy_steps_only_the_rows_that_have_not_ended(monkeypatch, multiple):
     assert [len(state["time"]) for _, state in whole.calls] == [3] * 5
 
 
-@pytest.mark.parametrize("prefix, multiple", [(False, 1), (True, 1), (False, 3)])
-def test_stepping_active_rows_gives_the_results_of_stepping_all(
-    monkeypatch, prefix, multiple
-):
-    monkeypatch.setattr(dynamic_decode_lib, "ACTIVE_ROW_MULTIPLE", multiple)
-    # An attention decoder (random weights, seeded) whose 8 greedy outputs
-    # end at different steps, some never: decoded with and without stepping
-    # only the active rows, inside a tf.function, with forced prefixes too.
+class CountingAttentionDecoder(AttentionDecoder):
+    """An `AttentionDecoder` that notes how many rows each step ran on
+    (when run eagerly)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stepped_rows = []
+
+    def step(self, inputs, state, memory, training=None):
+        if tf.executing_eagerly():
+            self.stepped_rows.append(int(inputs.shape[0]))
+        return super().step(inputs, state, memory, training=training)
+
+
+def _random_attention_decoding(strategy, prefix=False, max_length=8):
+    """`(decoder, run)`: a seeded random-weight attention decoder over 8
+    sources of lengths 1-3, and `run()` decoding them with `strategy`
+    (forced prefixes `[3, 4]` / the end token on alternate halves when
+    `prefix`)."""
     tf.keras.utils.set_random_seed(1)
     params = {"rnn_cell": {"cell_class": "GRUCell", "cell_params": {"num_units": 6}}}
-    decoder = AttentionDecoder(
+    decoder = CountingAttentionDecoder(
         params,
         "infer",
         VOCAB,
@@ -547,17 +559,29 @@ def test_stepping_active_rows_gives_the_results_of_stepping_all(
         memory = decoder.prepare_memory(encoder_output)
         return dynamic_decode(
             decoder,
-            decoding.GreedySearch(),
+            strategy,
             None,
             lambda ids: tf.nn.embedding_lookup(embedding, ids),
             tf.fill([8], 0),
             END,
             decoder.initial_state(memory),
             memory,
-            max_length=8,
+            max_length=max_length,
             constraints=constraints,
         )
 
+    return decoder, run
+
+
+@pytest.mark.parametrize("prefix, multiple", [(False, 1), (True, 1), (False, 3)])
+def test_stepping_active_rows_gives_the_results_of_stepping_all(
+    monkeypatch, prefix, multiple
+):
+    monkeypatch.setattr(dynamic_decode_lib, "ACTIVE_SENTENCE_MULTIPLE", multiple)
+    # 8 greedy outputs that end at different steps, some never: decoded
+    # with and without stepping only the active rows, inside a tf.function,
+    # with forced prefixes too.
+    decoder, run = _random_attention_decoding(decoding.GreedySearch(), prefix)
     active = tf.function(run)()
     decoder.independent_rows = False
     whole = tf.function(run)()
@@ -574,3 +598,59 @@ def test_stepping_active_rows_gives_the_results_of_stepping_all(
     np.testing.assert_allclose(
         active.attention.numpy(), whole.attention.numpy(), atol=1e-6
     )
+
+
+@pytest.mark.parametrize(
+    "early_stopping, prefix, multiple",
+    [(False, False, 1), (False, True, 2), (True, False, 1), (True, True, 1)],
+)
+def test_beam_search_steps_only_the_sentences_not_done(
+    monkeypatch, early_stopping, prefix, multiple
+):
+    monkeypatch.setattr(dynamic_decode_lib, "ACTIVE_SENTENCE_MULTIPLE", multiple)
+    width = 3
+    strategy = beam_search_lib.BeamSearch(
+        beam_search_lib.BeamSearchConfig(
+            beam_width=width,
+            vocab_size=VOCAB,
+            eos_token=END,
+            length_penalty_weight=0.6,
+            choose_successors_fn="choose_top_k",
+        ),
+        early_stopping=early_stopping,
+    )
+    decoder, run = _random_attention_decoding(strategy, prefix, max_length=10)
+    # Eagerly, so that the decoder sees the rows of each step.
+    active = run()
+    stepped = list(decoder.stepped_rows)
+    decoder.independent_rows = False
+    whole = run()
+    assert len(stepped) == int(whole.num_steps) == int(active.num_steps)
+    # Whole sentences of `width` rows, `multiple` sentences at a time, fewer
+    # once some sentences are done.
+    assert stepped[0] == 8 * width and min(stepped) < 8 * width
+    assert all(rows % (width * multiple) == 0 for rows in stepped[:-1])
+    assert stepped == sorted(stepped, reverse=True)
+    if early_stopping:
+        # The best hypothesis is the full search's; the others of a settled
+        # sentence stop where it settled.
+        fields = ("ids", "lengths", "scores", "log_probs")
+        pick = (slice(None), 0)
+    else:
+        # Only sentences whose hypotheses have all ended are skipped, and
+        # a step records them as it would: every result is the same, except
+        # in slots the search could not fill (log-probability -inf: here the
+        # sentences forced to end at once), whose tokens mean nothing.
+        fields = beam_search_lib.BeamSearchResult._fields[:-1]
+        pick = np.all(np.isfinite(whole.log_probs.numpy()), axis=1)
+        assert pick.sum() >= 4
+    for field in fields:
+        got, want = getattr(active, field), getattr(whole, field)
+        if got is None:
+            assert want is None
+            continue
+        got, want = np.asarray(got)[pick], np.asarray(want)[pick]
+        if got.dtype.kind == "f":
+            np.testing.assert_allclose(got, want, atol=1e-6, err_msg=field)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=field)

@@ -360,12 +360,16 @@ class BeamSearch(DecodingStrategy):
             mask = source_mask(memory)
         else:
             mask = tf.zeros([batch_size, 0], tf.bool)
+        # Static S = 0 without the penalty (see `scatter_batch`).
+        num_positions = mask.shape[1]
+        if num_positions is None:
+            num_positions = tf.shape(mask)[1]
         search = (
             tf.tile(first_log_probs[None, :], [batch_size, 1]),
             tf.zeros([batch_size, width], tf.bool),
             tf.zeros([batch_size, width], tf.int32),
             tf.zeros([batch_size], tf.int32),
-            tf.zeros([batch_size, width, tf.shape(mask)[1]], tf.float32),
+            tf.zeros([batch_size, width, num_positions], tf.float32),
             mask,
         )
         return (
@@ -413,14 +417,46 @@ class BeamSearch(DecodingStrategy):
         )
         return nth_finished > bound
 
-    def finished(self, search_state):
+    def _sentences_done(self, search_state):
+        """[B] bool: the sentences whose hypotheses have all finished or,
+        with early stopping, whose best ones are settled."""
         log_probs, finished, lengths = search_state[:3]
         all_done = self._all_done(finished, log_probs)
         done = tf.reduce_all(all_done, axis=1)
         if self._stops_early():
             settled = self._settled(log_probs, finished, lengths, all_done)
             done = tf.logical_or(done, settled)
-        return tf.reduce_all(done)
+        return done
+
+    def finished(self, search_state):
+        return tf.reduce_all(self._sentences_done(search_state))
+
+    def active_sentences(self, search_state):
+        """The sentences not yet done, when skipping the others leaves
+        every result as it was: with `choose_top_k` (a sampling successor
+        function would draw differently over fewer rows) and no coverage
+        penalty (which reorders finished hypotheses once more after they
+        end); otherwise None."""
+        if self.coverage_weight or self.config.choose_successors_fn is not (
+            choose_top_k
+        ):
+            return None
+        return tf.logical_not(self._sentences_done(search_state))
+
+    def idle_outputs(self, ids, search_state, env):
+        """What a step records for a sentence that is done: each hypothesis
+        extended by the end token, in place, with its score unchanged (as
+        for finished hypotheses)."""
+        del ids
+        log_probs, _, lengths = search_state[:3]
+        shape = tf.shape(log_probs)
+        return {
+            "ids": tf.fill(shape, tf.cast(env.end_id, tf.int32)),
+            "parents": tf.broadcast_to(
+                tf.range(self.beam_width, dtype=tf.int32), shape
+            ),
+            "scores": hyp_score(log_probs, lengths, self.config),
+        }
 
     def step(self, time, logits, state, new_state, attention, search_state, env):
         config, width = self.config, self.beam_width

@@ -98,9 +98,13 @@ class GreedySearch(DecodingStrategy):
     def finished(self, search_state):
         return tf.reduce_all(search_state[0])
 
-    def active_rows(self, search_state):
-        # A finished row's step is replaced by the end token.
+    def active_sentences(self, search_state):
         return tf.logical_not(search_state[0])
+
+    def idle_outputs(self, ids, search_state, env):
+        # A finished sentence records its last token (the end token) again.
+        del search_state, env
+        return {"ids": ids}
 
     def step(self, time, logits, state, new_state, attention, search_state, env):
         finished, lengths, scores = search_state

@@ -115,6 +115,9 @@ def scatter_batch(nest, indices, updates):
         part = tf.convert_to_tensor(part)
         if part.shape.rank == 0:
             return part
+        if any(dim == 0 for dim in full.shape[1:]):
+            # No element to write, and the scatter refuses an empty tensor.
+            return full
         return tf.tensor_scatter_nd_update(full, indices[:, None], part)
 
     return tf.nest.map_structure(scatter, nest, updates)
@@ -288,20 +291,37 @@ class DecodingStrategy:
         """Bool scalar: whether decoding may stop before the limit."""
         raise NotImplementedError
 
-    def active_rows(self, search_state):
-        """[N] bool: the rows that a step still changes, or None (the
+    def active_sentences(self, search_state):
+        """[B] bool: the sentences that a step still changes, or None (the
         default): all of them.
 
-        A step must leave an inactive row as it is: the same token, decoder
-        state and search state, and zero step outputs (except an `ids`
-        output, its token). When a strategy names its active rows and the
-        decoder's `independent_rows` is true, the loop runs the step (the
-        decoder and the strategy's choice) on the active rows only, outside
-        XLA (see `step_active_rows`): greedy search then stops paying for the
-        rows that have ended.
+        A step must leave an inactive sentence as it is: the same tokens,
+        decoder state (all its `rows_per_sentence` rows) and search state,
+        and step outputs equal to `idle_outputs`. When a strategy names its
+        active sentences and the decoder's `independent_rows` is true, the
+        loop runs the step (the decoder and the strategy's choice) on the
+        active sentences' rows only, outside XLA (see
+        `step_active_sentences`): decoding then stops paying for the
+        sentences that have ended.
         """
         del search_state
         return None
+
+    def idle_outputs(self, ids, search_state, env):
+        """The step outputs of sentences a step leaves as they are.
+
+        Args:
+          ids: [N] int32 tokens the step started from.
+          search_state: The strategy's loop state.
+          env: The `DecodeEnv`.
+
+        Returns:
+          A dict of [B, ...] tensors for some names of `step_outputs`, for
+          every sentence (the loop keeps the active sentences' own); the
+          other outputs, attention included, are zeros.
+        """
+        del ids, search_state, env
+        return {}
 
     def step(self, time, logits, state, new_state, attention, search_state, env):
         """Chooses the next tokens.
@@ -377,52 +397,67 @@ class DecodeEnv:
         self.constraints = constraints
 
 
-# `step_active_rows` steps a multiple of this many rows: each distinct
-# batch size costs cached kernels (oneDNN's, per matmul shape), and with
-# every count from 1 to 32 a decoding process grew by about 250 MB.
-ACTIVE_ROW_MULTIPLE = 8
+# `step_active_sentences` steps a multiple of this many sentences: each
+# distinct batch size costs cached kernels (oneDNN's, per matmul shape), and
+# with every count from 1 to 32 a greedy decoding process grew by about
+# 250 MB.
+ACTIVE_SENTENCE_MULTIPLE = 8
 
 
-def step_active_rows(step_fn, active, time, ids, state, memory, search, env):
-    """Runs a whole decoding step on the `active` rows only.
+def sentence_rows(sentences, rows_per_sentence):
+    """[A * R] int32 decoder rows of the sentences `sentences` ([A] int32),
+    `R = rows_per_sentence` adjacent rows per sentence."""
+    if rows_per_sentence == 1:
+        return sentences
+    offsets = tf.range(rows_per_sentence, dtype=sentences.dtype)
+    return tf.reshape(sentences[:, None] * rows_per_sentence + offsets, [-1])
 
-    Once fewer rows are active than the N rows rounded down to a multiple
-    of `ACTIVE_ROW_MULTIPLE`, `step_fn` (the decoder's step and the
-    strategy's choice) runs on the A active rows, gathered (with inactive
-    ones up to that multiple), and the active rows' results are scattered
-    back over the N rows: an inactive row keeps its token, decoder state
-    and search state, and records zeros (its token for an `ids` output).
-    Otherwise it is one plain step. Needs a dynamic batch size, so not for
-    XLA.
+
+def step_active_sentences(
+    step_fn, strategy, active, time, ids, state, memory, search, env
+):
+    """Runs a whole decoding step on the rows of the `active` sentences only.
+
+    Once fewer sentences are active than the B sentences rounded down to a
+    multiple of `ACTIVE_SENTENCE_MULTIPLE`, `step_fn` (the decoder's step
+    and the strategy's choice) runs on the rows of the A active sentences,
+    gathered (with inactive ones up to that multiple), and the active
+    sentences' results are scattered back: an inactive sentence keeps its
+    tokens, decoder state and search state, and records the strategy's
+    `idle_outputs` (zeros for the others). Otherwise it is one plain step.
+    Needs a dynamic batch size, so not for XLA.
 
     Args:
       step_fn: `(time, ids, state, memory, search, env) -> (ids,
-        new_state, search, outputs)` for any number of rows.
-      active: [N] bool.
+        new_state, search, outputs)` for any number of sentences.
+      strategy: The `DecodingStrategy` (its `rows_per_sentence` R and
+        `idle_outputs`).
+      active: [B] bool.
       time: int32 scalar, the step.
-      ids: [N] int32 tokens of the step.
-      state, memory, search: [N, ...] nests: the decoder state and memory
-        and the strategy's loop state.
+      ids: [N] int32 tokens of the step, `N = B * R`.
+      state, memory: [N, ...] nests: the decoder state and memory.
+      search: [B, ...] nest: the strategy's loop state.
       env: The `DecodeEnv` of the N rows.
 
     Returns:
-      `step_fn`'s results for the N rows.
+      `step_fn`'s results for the B sentences.
     """
+    width = strategy.rows_per_sentence
 
-    def all_rows():
+    def all_sentences():
         return step_fn(time, ids, state, memory, search, env)
 
     count = tf.reduce_sum(tf.cast(active, tf.int32))
-    num_rows = tf.shape(ids)[0]
-    # Rows stepped: the active ones, then inactive ones up to a multiple of
-    # ACTIVE_ROW_MULTIPLE; only the active rows' results are kept.
-    stepped = tf.minimum(
-        num_rows, -(-count // ACTIVE_ROW_MULTIPLE) * ACTIVE_ROW_MULTIPLE
-    )
+    num_sentences = tf.shape(active)[0]
+    multiple = ACTIVE_SENTENCE_MULTIPLE
+    # Sentences stepped: the active ones, then inactive ones up to a
+    # multiple; only the active sentences' results are kept.
+    stepped = tf.minimum(num_sentences, -(-count // multiple) * multiple)
 
-    def some_rows():
+    def some_sentences():
         order = tf.argsort(tf.cast(tf.logical_not(active), tf.int32), stable=True)
-        rows = tf.cast(order[:stepped], tf.int32)
+        sentences = tf.cast(order[:stepped], tf.int32)
+        rows = sentence_rows(sentences, width)
         sub_env = DecodeEnv(
             env.end_id,
             env.sampler,
@@ -434,29 +469,33 @@ def step_active_rows(step_fn, active, time, ids, state, memory, search, env):
             tf.gather(ids, rows),
             gather_batch(state, rows),
             gather_batch(memory, rows),
-            gather_batch(search, rows),
+            gather_batch(search, sentences),
             sub_env,
         )
-        kept = tf.range(count)
-        new_ids, new_state, new_search = gather_batch(
-            (new_ids, new_state, new_search), kept
-        )
-        rows = rows[:count]
+        kept_rows = tf.range(count * width)
+        new_ids, new_state = gather_batch((new_ids, new_state), kept_rows)
+        new_search = gather_batch(new_search, tf.range(count))
+        sentences = sentences[:count]
+        rows = rows[: count * width]
+        idle = strategy.idle_outputs(ids, search, env)
         full = {}
         for name, value in outputs.items():
             if value is not None:
-                shape = tf.concat([tf.shape(ids)[:1], tf.shape(value)[1:]], 0)
-                idle = ids if name == "ids" else tf.zeros(shape, value.dtype)
-                value = scatter_batch(idle, rows, value[:count])
+                if name in idle:
+                    base = idle[name]
+                else:
+                    shape = tf.concat([[num_sentences], tf.shape(value)[1:]], 0)
+                    base = tf.zeros(shape, value.dtype)
+                value = scatter_batch(base, sentences, value[:count])
             full[name] = value
         return (
             scatter_batch(ids, rows, new_ids),
             scatter_batch(state, rows, new_state),
-            scatter_batch(search, rows, new_search),
+            scatter_batch(search, sentences, new_search),
             full,
         )
 
-    return tf.cond(tf.equal(stepped, num_rows), all_rows, some_rows)
+    return tf.cond(tf.equal(stepped, num_sentences), all_sentences, some_sentences)
 
 
 def dynamic_decode(
@@ -483,8 +522,9 @@ def dynamic_decode(
       decoder: An object with `step(inputs [N, E], state, memory, training)
         -> (logits [N, V], new_state, attention [N, S] or None)` and, if
         `max_length` is None, `max_decode_length` (a `Decoder` has both).
-        With a true `independent_rows` attribute, greedy search steps only
-        the rows that have not finished (see `step_active_rows`).
+        With a true `independent_rows` attribute, greedy and beam search
+        step only the rows of the sentences that have not finished (see
+        `step_active_sentences`).
       strategy: A `DecodingStrategy` (e.g. `GreedySearch`, `BeamSearch`).
       sampler: A `Sampler` for the strategies that sample (None: argmax).
       embedding_fn: Maps [N] int32 ids to [N, E] embeddings.
@@ -554,14 +594,14 @@ def dynamic_decode(
         def body(time, ids, state, search, arrays):
             active = None
             if not jit_compile and getattr(decoder, "independent_rows", False):
-                active = strategy.active_rows(search)
+                active = strategy.active_sentences(search)
             if active is None:
                 ids, new_state, search, outputs = step_fn(
                     time, ids, state, memory, search, env
                 )
             else:
-                ids, new_state, search, outputs = step_active_rows(
-                    step_fn, active, time, ids, state, memory, search, env
+                ids, new_state, search, outputs = step_active_sentences(
+                    step_fn, strategy, active, time, ids, state, memory, search, env
                 )
             arrays = dict(arrays)
             for name, value in outputs.items():
