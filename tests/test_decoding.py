@@ -629,7 +629,7 @@ def test_beam_search_steps_only_the_sentences_not_done(
     # Whole sentences of `width` rows, `multiple` sentences at a time, fewer
     # once some sentences are done.
     assert stepped[0] == 8 * width and min(stepped) < 8 * width
-    assert all(rows % (width * multiple) == 0 for rows in stepped[:-1])
+    assert all(rows % (width * multiple) == 0 for rows in stepped)
     assert stepped == sorted(stepped, reverse=True)
     if early_stopping:
         # The best hypothesis is the full search's; the others of a settled
