@@ -311,10 +311,8 @@ def checkpoint_prefixes(directory):
         )
         state = None
     if state is not None:
-        for path in state.all_model_checkpoint_paths:
-            if not os.path.isabs(path):
-                path = os.path.join(directory, path)
-            listed.append(path)
+        # `get_checkpoint_state` already joined relative paths to `directory`.
+        listed.extend(state.all_model_checkpoint_paths)
     try:
         names = os.listdir(directory)
     except OSError:

@@ -158,6 +158,19 @@ def test_newest_intact_skips_damaged_checkpoints(tmp_path, caplog):
     assert run_dir.newest_intact(str(tmp_path / "empty")) is None
 
 
+def test_relative_directory_is_not_joined_twice(tmp_path, monkeypatch, caplog):
+    # A relative --model_dir: the listed checkpoints are found where they
+    # are, not under a doubled path reported as damaged.
+    monkeypatch.chdir(tmp_path)
+    _save("model", [1, 2])
+    assert run_dir.checkpoint_prefixes("model") == [
+        os.path.join("model", f"ckpt-{n}") for n in (2, 1)
+    ]
+    with caplog.at_level(logging.WARNING):
+        assert run_dir.newest_intact("model") == os.path.join("model", "ckpt-2")
+    assert "damaged" not in caplog.text
+
+
 def test_damage_in_the_middle_is_found_by_a_full_read(tmp_path):
     out = str(tmp_path)
     variable = tf.Variable(tf.zeros([4096]))
