@@ -366,6 +366,8 @@ def test_params_choose_strategy_and_sampler(vocab):
     bad = [
         ({"inference.strategy": "beam_search"}, "beam_width must be >= 1"),
         ({"inference.strategy": "nope"}, "inference.strategy 'nope'"),
+        # A negative width once chose greedy search without a word.
+        ({"inference.beam_search.beam_width": -2}, ">= 0 .*got -2"),
         (
             {"inference.beam_search.beam_width": 3, "inference.sampler": "sample"},
             "inference.sampler must be argmax",

@@ -27,13 +27,19 @@ def strategy_name(params, beam_width=None):
       A key of `STRATEGIES`.
 
     Raises:
-      ConfigError: An unknown `inference.strategy`.
+      ConfigError: An unknown `inference.strategy`, or a negative beam
+        width (its type is checked with the other params).
     """
     if beam_width:
         return "beam_search" if beam_width > 1 else "greedy"
+    width = params.get("inference.beam_search.beam_width") or 0
+    if width < 0:
+        raise ConfigError(
+            "model_params: inference.beam_search.beam_width must be >= 0 (0 or "
+            f"1: greedy search), got {width}."
+        )
     name = params.get("inference.strategy") or ""
     if not name:
-        width = params.get("inference.beam_search.beam_width") or 0
         return "beam_search" if width > 1 else "greedy"
     if name not in STRATEGIES:
         raise ConfigError(
