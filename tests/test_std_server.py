@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -66,6 +67,22 @@ def _grpc_answer(port, deadline):
     return None
 
 
+def _collect_stderr(process):
+    """A thread that reads `process`'s stderr into a list of lines, and an
+    event set once a line announces the server."""
+    lines, serving = [], threading.Event()
+
+    def read():
+        for line in process.stderr:
+            lines.append(line)
+            if line.startswith("Serving "):
+                serving.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, lines, serving
+
+
 def test_serves_grpc_on_the_task_address_until_sigterm():
     port = _free_port()
     config = {
@@ -73,18 +90,25 @@ def test_serves_grpc_on_the_task_address_until_sigterm():
         "task": {"type": "worker", "index": 0},
     }
     server = _start(json.dumps(config))
+    reader, lines, serving = _collect_stderr(server)
     try:
+        # The port may answer a moment before the line is printed; a signal
+        # sent in between would be right to cut the line off.
+        assert serving.wait(90), "".join(lines)[-2000:]
         header = _grpc_answer(port, time.time() + 90)
-        assert server.poll() is None, server.communicate()[1][-2000:]
+        assert server.poll() is None, "".join(lines)[-2000:]
         assert header is not None and header[3] == 4, header  # SETTINGS
     finally:
         server.send_signal(signal.SIGTERM)
         try:
-            _, stderr = server.communicate(timeout=60)
+            server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()  # Never leave a server behind.
-            server.communicate()
+            server.wait()
             raise
+        finally:
+            reader.join(timeout=10)
+    stderr = "".join(lines)
     assert server.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert f"Serving grpc://localhost:{port}" in stderr
     # TensorFlow's C++ threads may still log a line after ours.
