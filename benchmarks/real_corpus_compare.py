@@ -81,6 +81,24 @@ AB_VARIANTS = {
         "decoder.params": {"rnn_cell": {"cell_params": {"bias_initializer": "zeros"}}},
     },
     "no_input_feeding": {"decoder.params": {"input_feeding": False}},
+    # Luong's input feeding: the attentional vector is fed back, not the
+    # attention context (OpenNMT-tf's decoder).
+    "init_scale_0_attentional": {
+        "encoder.params": {"init_scale": 0.0},
+        "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
+    },
+    # Dropout on the cells' outputs as well as their inputs (OpenNMT-tf drops
+    # out each layer's output), with Keras initialisers.
+    "init_scale_0_output_dropout": {
+        "encoder.params": {
+            "init_scale": 0.0,
+            "rnn_cell": {"dropout_output_keep_prob": 0.8},
+        },
+        "decoder.params": {
+            "init_scale": 0.0,
+            "rnn_cell": {"dropout_output_keep_prob": 0.8},
+        },
+    },
 }
 
 
