@@ -87,6 +87,12 @@ AB_VARIANTS = {
         "encoder.params": {"init_scale": 0.0},
         "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
     },
+    # Without the original's extra clip of embedding gradients to norm 0.1.
+    "init_scale_0_no_embed_clip": {
+        "encoder.params": {"init_scale": 0.0},
+        "decoder.params": {"init_scale": 0.0},
+        "optimizer.clip_embed_gradients": 0.0,
+    },
     # Dropout on the cells' outputs as well as their inputs (OpenNMT-tf drops
     # out each layer's output), with Keras initialisers.
     "init_scale_0_output_dropout": {
@@ -228,14 +234,17 @@ def bleu_scores(hypothesis_path, paths, lowercase):
 # ------------------------------------------------------------ one seed
 
 
-def decode_final(args, paths, lowercase, seed, work_dir, opennmt_python, system, train):
+def decode_final(
+    args, paths, lowercase, seed, work_dir, opennmt_python, system, train, name=None
+):
     """Decodes the test set with a run's final checkpoint, greedy and with
     `--beam_width`, each in its own process (for its whole-process time);
-    returns `{beam: decoder result with BLEU}`."""
+    returns `{beam: decoder result with BLEU}`. Files are named after `name`
+    (default `s{seed}`)."""
     final = train["marks"][-1]
     decoders = {}
     for beam in (1, args.beam_width):
-        tag = f"s{seed}_beam{beam}"
+        tag = f"{name or f's{seed}'}_beam{beam}"
         out = os.path.join(work_dir, f"{system}_{tag}_final")
         spec = infer_spec(
             args, system, paths, train, seed, tag, [final["checkpoint"]], [out], [beam]
@@ -454,12 +463,15 @@ def plot_curves(all_runs, path, budget_s):
 # ------------------------------------------------------------------ A/B
 
 
-def run_ab(args, paths, work_dir, opennmt_python):
-    """Loss per step: ours with each variant, OpenNMT-tf, same steps."""
+def run_ab(args, paths, lowercase, work_dir, opennmt_python):
+    """Loss per step: ours with each variant, OpenNMT-tf, same steps; with
+    `--ab_bleu` also the test BLEU of each final model (greedy and beam)."""
     window = min(args.ab_window, args.ab_steps)
     rows = [
         ["system", "variant", "steps", f"train loss, last {window} steps", "dev loss"]
     ]
+    if args.ab_bleu:
+        rows[0] += ["BLEU greedy", f"BLEU beam {args.beam_width}"]
     results = {}
     wanted = [v for v in args.ab_variants.split(",") if v]
     for name in wanted:
@@ -476,7 +488,7 @@ def run_ab(args, paths, work_dir, opennmt_python):
         tag = f"ab_{name}"
         model_dir = os.path.join(work_dir, f"{system}_{tag}")
         spec = train_spec(args, system, paths, args.seed, model_dir, tag)
-        spec.update(max_steps=args.ab_steps)
+        spec.update(max_steps=args.ab_steps, save_final=args.ab_bleu)
         if system == "ours":
             spec["overrides"] = AB_VARIANTS[name]
         train = compare_opennmt.run_child(
@@ -491,6 +503,22 @@ def run_ab(args, paths, work_dir, opennmt_python):
         }
         row = [LABELS[system], name, str(train["steps"]), f"{mean:.3f}"]
         row.append(f"{train.get('dev_loss', float('nan')):.3f}")
+        if args.ab_bleu:
+            decoders = decode_final(
+                args,
+                paths,
+                lowercase,
+                args.seed,
+                work_dir,
+                opennmt_python,
+                system,
+                train,
+                name=tag,
+            )
+            results[f"{system}:{name}"]["bleu"] = {
+                beam: decoder["bleu"] for beam, decoder in decoders.items()
+            }
+            row += [f"{decoders[beam]['bleu']:.2f}" for beam in sorted(decoders)]
         print("  " + " | ".join(row), flush=True)
         rows.append(row)
     print(common.format_table(rows))
@@ -545,6 +573,11 @@ def build_parser():
     parser.add_argument("--ab_steps", type=int, default=0)
     parser.add_argument("--ab_window", type=int, default=500)
     parser.add_argument(
+        "--ab_bleu",
+        action="store_true",
+        help="--ab_steps: also decode the test set with each final model.",
+    )
+    parser.add_argument(
         "--ab_variants",
         default=",".join(list(AB_VARIANTS) + ["opennmt"]),
         help="Comma-separated: variants of ours (see AB_VARIANTS) and/or opennmt.",
@@ -579,7 +612,7 @@ def run(args):
     if args.decode_only:
         results = decode_only(args, paths, lowercase, work_dir, opennmt_python)
     elif args.ab_steps:
-        results = run_ab(args, paths, work_dir, opennmt_python)
+        results = run_ab(args, paths, lowercase, work_dir, opennmt_python)
     else:
         print(
             f"budget {args.budget_s:g}s of training per run, {args.seeds} seed(s), "
