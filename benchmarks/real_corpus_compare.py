@@ -494,6 +494,7 @@ def run_ab(args, paths, lowercase, work_dir, opennmt_python):
         train = compare_opennmt.run_child(
             system, "train_budget", spec, work_dir, opennmt_python
         )
+        train["model_dir"] = model_dir
         losses = train["losses"]
         mean = sum(losses[-window:]) / window
         results[f"{system}:{name}"] = {
