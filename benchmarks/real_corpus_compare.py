@@ -17,7 +17,10 @@ references with the standard `13a` tokenizer.
 - Ours: `example_configs/nmt_small.yml` with `train_seq2seq.yml`'s buckets,
   the learning rate `--learning_rate` (1e-3), batch `--batch_size` (32),
   trained by this project's `Trainer` and input pipeline as `bin/train.py`
-  sets them up (`compare_opennmt.py --child train_budget`).
+  sets them up (`compare_opennmt.py --child train_budget`);
+  `--ours_variant NAME` merges one of `AB_VARIANTS` into its parameters
+  (e.g. `init_scale_0_attentional`: Keras initialisers and Luong's input
+  feeding).
 - OpenNMT-tf 2.32: `opennmt_model.NMTSmallDefaults` (the same architecture
   with OpenNMT-tf's own defaults: Keras initialisers, Luong attention with
   input feeding, dropout 0.2 on embeddings and layer outputs) trained with
@@ -317,6 +320,8 @@ def run_seed(args, paths, lowercase, seed, work_dir, opennmt_python):
         model_dir = os.path.join(work_dir, f"{system}_model_{tag}")
         spec = train_spec(args, system, paths, seed, model_dir, tag)
         spec.update(budget_s=args.budget_s, checkpoint_times=marks)
+        if system == "ours" and args.ours_variant != "default":
+            spec["overrides"] = AB_VARIANTS[args.ours_variant]
         print(f"  seed {seed}: training {LABELS[system]} for {args.budget_s}s")
         train = compare_opennmt.run_child(
             system, "train_budget", spec, work_dir, opennmt_python
@@ -561,6 +566,12 @@ def build_parser():
         default="defaults",
         help="OpenNMT-tf model: its own defaults, or our settings copied.",
     )
+    parser.add_argument(
+        "--ours_variant",
+        choices=sorted(AB_VARIANTS),
+        default="default",
+        help="Ours: nmt_small with this variant's model parameters (AB_VARIANTS).",
+    )
     parser.add_argument("--work_dir", help="Keep runs here (default: temporary).")
     parser.add_argument(
         "--plot", help="PNG of BLEU against time (default: in work_dir)."
@@ -618,7 +629,8 @@ def run(args):
         print(
             f"budget {args.budget_s:g}s of training per run, {args.seeds} seed(s), "
             f"batch {args.batch_size}, learning rate {args.learning_rate:g}, "
-            f"OpenNMT-tf variant {args.onmt_variant}; work dir {work_dir}"
+            f"ours variant {args.ours_variant}, OpenNMT-tf variant "
+            f"{args.onmt_variant}; work dir {work_dir}"
         )
         all_runs = [
             run_seed(args, paths, lowercase, seed, work_dir, opennmt_python)
