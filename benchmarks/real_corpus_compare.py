@@ -90,6 +90,13 @@ AB_VARIANTS = {
         "encoder.params": {"init_scale": 0.0},
         "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
     },
+    # And no biases in the attention's key and query projections (Luong's
+    # bilinear score, OpenNMT-tf's).
+    "init_scale_0_attentional_no_att_bias": {
+        "encoder.params": {"init_scale": 0.0},
+        "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
+        "attention.params": {"use_bias": False},
+    },
     # Without the original's extra clip of embedding gradients to norm 0.1.
     "init_scale_0_no_embed_clip": {
         "encoder.params": {"init_scale": 0.0},
