@@ -97,6 +97,15 @@ AB_VARIANTS = {
         "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
         "attention.params": {"use_bias": False},
     },
+    # All of OpenNMT-tf's modelling choices that differ in the A/B above:
+    # Keras initialisers, Luong feeding, unbiased attention, no embedding
+    # clip.
+    "luong": {
+        "encoder.params": {"init_scale": 0.0},
+        "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
+        "attention.params": {"use_bias": False},
+        "optimizer.clip_embed_gradients": 0.0,
+    },
     # Without the original's extra clip of embedding gradients to norm 0.1.
     "init_scale_0_no_embed_clip": {
         "encoder.params": {"init_scale": 0.0},
