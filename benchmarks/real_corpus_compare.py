@@ -17,7 +17,10 @@ references with the standard `13a` tokenizer.
 - Ours: `example_configs/nmt_small.yml` with `train_seq2seq.yml`'s buckets,
   the learning rate `--learning_rate` (1e-3), batch `--batch_size` (32),
   trained by this project's `Trainer` and input pipeline as `bin/train.py`
-  sets them up (`compare_opennmt.py --child train_budget`).
+  sets them up (`compare_opennmt.py --child train_budget`);
+  `--ours_variant NAME` merges one of `AB_VARIANTS` into its parameters
+  (e.g. `init_scale_0_attentional`: Keras initialisers and Luong's input
+  feeding).
 - OpenNMT-tf 2.32: `opennmt_model.NMTSmallDefaults` (the same architecture
   with OpenNMT-tf's own defaults: Keras initialisers, Luong attention with
   input feeding, dropout 0.2 on embeddings and layer outputs) trained with
@@ -81,6 +84,46 @@ AB_VARIANTS = {
         "decoder.params": {"rnn_cell": {"cell_params": {"bias_initializer": "zeros"}}},
     },
     "no_input_feeding": {"decoder.params": {"input_feeding": False}},
+    # Luong's input feeding: the attentional vector is fed back, not the
+    # attention context (OpenNMT-tf's decoder).
+    "init_scale_0_attentional": {
+        "encoder.params": {"init_scale": 0.0},
+        "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
+    },
+    # And no biases in the attention's key and query projections (Luong's
+    # bilinear score, OpenNMT-tf's).
+    "init_scale_0_attentional_no_att_bias": {
+        "encoder.params": {"init_scale": 0.0},
+        "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
+        "attention.params": {"use_bias": False},
+    },
+    # All of OpenNMT-tf's modelling choices that differ in the A/B above:
+    # Keras initialisers, Luong feeding, unbiased attention, no embedding
+    # clip.
+    "luong": {
+        "encoder.params": {"init_scale": 0.0},
+        "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
+        "attention.params": {"use_bias": False},
+        "optimizer.clip_embed_gradients": 0.0,
+    },
+    # Without the original's extra clip of embedding gradients to norm 0.1.
+    "init_scale_0_no_embed_clip": {
+        "encoder.params": {"init_scale": 0.0},
+        "decoder.params": {"init_scale": 0.0},
+        "optimizer.clip_embed_gradients": 0.0,
+    },
+    # Dropout on the cells' outputs as well as their inputs (OpenNMT-tf drops
+    # out each layer's output), with Keras initialisers.
+    "init_scale_0_output_dropout": {
+        "encoder.params": {
+            "init_scale": 0.0,
+            "rnn_cell": {"dropout_output_keep_prob": 0.8},
+        },
+        "decoder.params": {
+            "init_scale": 0.0,
+            "rnn_cell": {"dropout_output_keep_prob": 0.8},
+        },
+    },
 }
 
 
@@ -210,14 +253,17 @@ def bleu_scores(hypothesis_path, paths, lowercase):
 # ------------------------------------------------------------ one seed
 
 
-def decode_final(args, paths, lowercase, seed, work_dir, opennmt_python, system, train):
+def decode_final(
+    args, paths, lowercase, seed, work_dir, opennmt_python, system, train, name=None
+):
     """Decodes the test set with a run's final checkpoint, greedy and with
     `--beam_width`, each in its own process (for its whole-process time);
-    returns `{beam: decoder result with BLEU}`."""
+    returns `{beam: decoder result with BLEU}`. Files are named after `name`
+    (default `s{seed}`)."""
     final = train["marks"][-1]
     decoders = {}
     for beam in (1, args.beam_width):
-        tag = f"s{seed}_beam{beam}"
+        tag = f"{name or f's{seed}'}_beam{beam}"
         out = os.path.join(work_dir, f"{system}_{tag}_final")
         spec = infer_spec(
             args, system, paths, train, seed, tag, [final["checkpoint"]], [out], [beam]
@@ -290,6 +336,8 @@ def run_seed(args, paths, lowercase, seed, work_dir, opennmt_python):
         model_dir = os.path.join(work_dir, f"{system}_model_{tag}")
         spec = train_spec(args, system, paths, seed, model_dir, tag)
         spec.update(budget_s=args.budget_s, checkpoint_times=marks)
+        if system == "ours" and args.ours_variant != "default":
+            spec["overrides"] = AB_VARIANTS[args.ours_variant]
         print(f"  seed {seed}: training {LABELS[system]} for {args.budget_s}s")
         train = compare_opennmt.run_child(
             system, "train_budget", spec, work_dir, opennmt_python
@@ -436,12 +484,15 @@ def plot_curves(all_runs, path, budget_s):
 # ------------------------------------------------------------------ A/B
 
 
-def run_ab(args, paths, work_dir, opennmt_python):
-    """Loss per step: ours with each variant, OpenNMT-tf, same steps."""
+def run_ab(args, paths, lowercase, work_dir, opennmt_python):
+    """Loss per step: ours with each variant, OpenNMT-tf, same steps; with
+    `--ab_bleu` also the test BLEU of each final model (greedy and beam)."""
     window = min(args.ab_window, args.ab_steps)
     rows = [
         ["system", "variant", "steps", f"train loss, last {window} steps", "dev loss"]
     ]
+    if args.ab_bleu:
+        rows[0] += ["BLEU greedy", f"BLEU beam {args.beam_width}"]
     results = {}
     wanted = [v for v in args.ab_variants.split(",") if v]
     for name in wanted:
@@ -458,12 +509,13 @@ def run_ab(args, paths, work_dir, opennmt_python):
         tag = f"ab_{name}"
         model_dir = os.path.join(work_dir, f"{system}_{tag}")
         spec = train_spec(args, system, paths, args.seed, model_dir, tag)
-        spec.update(max_steps=args.ab_steps)
+        spec.update(max_steps=args.ab_steps, save_final=args.ab_bleu)
         if system == "ours":
             spec["overrides"] = AB_VARIANTS[name]
         train = compare_opennmt.run_child(
             system, "train_budget", spec, work_dir, opennmt_python
         )
+        train["model_dir"] = model_dir
         losses = train["losses"]
         mean = sum(losses[-window:]) / window
         results[f"{system}:{name}"] = {
@@ -473,6 +525,22 @@ def run_ab(args, paths, work_dir, opennmt_python):
         }
         row = [LABELS[system], name, str(train["steps"]), f"{mean:.3f}"]
         row.append(f"{train.get('dev_loss', float('nan')):.3f}")
+        if args.ab_bleu:
+            decoders = decode_final(
+                args,
+                paths,
+                lowercase,
+                args.seed,
+                work_dir,
+                opennmt_python,
+                system,
+                train,
+                name=tag,
+            )
+            results[f"{system}:{name}"]["bleu"] = {
+                beam: decoder["bleu"] for beam, decoder in decoders.items()
+            }
+            row += [f"{decoders[beam]['bleu']:.2f}" for beam in sorted(decoders)]
         print("  " + " | ".join(row), flush=True)
         rows.append(row)
     print(common.format_table(rows))
@@ -514,6 +582,12 @@ def build_parser():
         default="defaults",
         help="OpenNMT-tf model: its own defaults, or our settings copied.",
     )
+    parser.add_argument(
+        "--ours_variant",
+        choices=sorted(AB_VARIANTS),
+        default="default",
+        help="Ours: nmt_small with this variant's model parameters (AB_VARIANTS).",
+    )
     parser.add_argument("--work_dir", help="Keep runs here (default: temporary).")
     parser.add_argument(
         "--plot", help="PNG of BLEU against time (default: in work_dir)."
@@ -526,6 +600,11 @@ def build_parser():
     )
     parser.add_argument("--ab_steps", type=int, default=0)
     parser.add_argument("--ab_window", type=int, default=500)
+    parser.add_argument(
+        "--ab_bleu",
+        action="store_true",
+        help="--ab_steps: also decode the test set with each final model.",
+    )
     parser.add_argument(
         "--ab_variants",
         default=",".join(list(AB_VARIANTS) + ["opennmt"]),
@@ -561,12 +640,13 @@ def run(args):
     if args.decode_only:
         results = decode_only(args, paths, lowercase, work_dir, opennmt_python)
     elif args.ab_steps:
-        results = run_ab(args, paths, work_dir, opennmt_python)
+        results = run_ab(args, paths, lowercase, work_dir, opennmt_python)
     else:
         print(
             f"budget {args.budget_s:g}s of training per run, {args.seeds} seed(s), "
             f"batch {args.batch_size}, learning rate {args.learning_rate:g}, "
-            f"OpenNMT-tf variant {args.onmt_variant}; work dir {work_dir}"
+            f"ours variant {args.ours_variant}, OpenNMT-tf variant "
+            f"{args.onmt_variant}; work dir {work_dir}"
         )
         all_runs = [
             run_seed(args, paths, lowercase, seed, work_dir, opennmt_python)

@@ -27,7 +27,7 @@ def _identity_projections(layer, key_depth, query_depth):
 
 
 def test_default_params_and_validation():
-    assert AttentionLayerDot.default_params() == {"num_units": 128}
+    assert AttentionLayerDot.default_params() == {"num_units": 128, "use_bias": True}
     layer = AttentionLayerBahdanau({}, "train")
     assert layer.num_units == 128
     with pytest.raises(ConfigError, match="num_units"):
@@ -48,6 +48,37 @@ def test_dot_scores_by_hand():
     np.testing.assert_allclose(
         context.numpy(), [[10.0 * first + 20.0 * (1.0 - first)]], rtol=1e-6
     )
+
+
+def test_without_biases_a_zero_query_attends_evenly():
+    keys = tf.constant([[[1.0, 0.0], [0.0, 3.0], [2.0, 2.0]]])
+    values = tf.constant([[[1.0], [2.0], [3.0]]])
+    query = tf.zeros([1, 2])
+    biased = AttentionLayerDot({"num_units": 2}, "infer")
+    _identity_projections(biased, 2, 2)
+    biased.query_layer.bias.assign([1.0, 0.0])
+    scores, _ = biased(query, biased.project_keys(keys), values, tf.constant([3]))
+    # With a query bias the keys' first coordinates [1, 0, 2] score on
+    # their own: the position prior `W_k k . b_q`.
+    raw = np.array([1.0, 0.0, 2.0])
+    np.testing.assert_allclose(scores[0], np.exp(raw) / np.exp(raw).sum(), rtol=1e-6)
+
+    plain = AttentionLayerDot({"num_units": 2, "use_bias": False}, "infer")
+    plain.key_layer.build((None, None, 2))
+    plain.query_layer.build((None, 2))
+    assert plain.key_layer.bias is None and plain.query_layer.bias is None
+    assert len(plain.weights) == 2
+    plain.key_layer.kernel.assign(np.eye(2, dtype=np.float32))
+    plain.query_layer.kernel.assign(np.eye(2, dtype=np.float32))
+    scores, context = plain(query, plain.project_keys(keys), values, tf.constant([3]))
+    np.testing.assert_allclose(scores[0], [1 / 3] * 3, rtol=1e-6)
+    np.testing.assert_allclose(context[0], [2.0], rtol=1e-6)
+    # And a query scores q . k.
+    scores, _ = plain(
+        tf.constant([[1.0, 1.0]]), plain.project_keys(keys), values, tf.constant([3])
+    )
+    raw = np.array([1.0, 3.0, 4.0])
+    np.testing.assert_allclose(scores[0], np.exp(raw) / np.exp(raw).sum(), rtol=1e-6)
 
 
 def test_bahdanau_scores_by_hand():

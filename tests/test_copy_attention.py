@@ -281,10 +281,11 @@ def toy_batch(model):
     )
 
 
-def test_teacher_forcing_is_stepping_and_the_loss_is_its_nll(copy_data):
-    model = models.AttentionSeq2Seq(
-        toy_params(copy_data, copy=True, **{"source.reverse": True}), ModeKeys.EVAL
-    )
+@pytest.mark.parametrize("feed", ["context", "attentional"])
+def test_teacher_forcing_is_stepping_and_the_loss_is_its_nll(copy_data, feed):
+    params = toy_params(copy_data, copy=True, **{"source.reverse": True})
+    params["decoder.params"] = dict(params["decoder.params"], input_feeding_vector=feed)
+    model = models.AttentionSeq2Seq(params, ModeKeys.EVAL)
     features = toy_batch(model)
     vocab_size = model.target_vocab_info.total_size  # 8 words + 3 specials
     # w5, m7 and m3 are outside the target vocabulary (w2 is in it): slots

@@ -78,6 +78,18 @@ DECODERS = [
         lambda: _attention("BasicRNNCell", input_feeding=False),
         id="attention-simple-no-feed",
     ),
+    pytest.param(
+        lambda: _attention("GRUCell", input_feeding_vector="attentional"),
+        id="attention-gru-feed-attentional",
+    ),
+    pytest.param(
+        lambda: _attention("LSTMCell", layers=2, input_feeding_vector="attentional"),
+        id="attention-lstm2-feed-attentional",
+    ),
+    pytest.param(
+        lambda: _attention("BasicRNNCell", input_feeding_vector="attentional"),
+        id="attention-simple-feed-attentional",
+    ),
 ]
 
 
@@ -97,7 +109,9 @@ def test_default_params_match_the_original():
     assert params["max_decode_length"] == 100
     assert params["init_scale"] == 0.04
     assert params["rnn_cell"] == default_rnn_cell_params()
-    assert AttentionDecoder.default_params() == dict(params, input_feeding=True)
+    assert AttentionDecoder.default_params() == dict(
+        params, input_feeding=True, input_feeding_vector="context"
+    )
     decoder = BasicDecoder({}, "infer", VOCAB)
     assert decoder.max_decode_length == 100
     assert decoder.name == "basic_decoder"
@@ -356,11 +370,54 @@ def test_input_feeding_changes_the_next_step():
     )
 
 
-@pytest.mark.parametrize("input_feeding", [True, False])
-def test_hoisted_teacher_forcing_matches_the_cell_loop_with_gradients(input_feeding):
+def test_attentional_feeding_feeds_the_vector_the_logits_read():
+    decoder = _attention(input_feeding_vector="attentional")
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    assert sorted(state) == ["attentional", "cell"]
+    assert state["attentional"].shape == (BATCH, 8)
+    assert not np.any(state["attentional"].numpy())
+    inputs = _inputs()
+    logits, first, _ = decoder.step(inputs[:, 0], state, memory)
+    # By hand: the cell reads [x; 0], attends, and a = tanh(W [h; c] + b).
+    h, _ = decoder.cell(
+        tf.concat([inputs[:, 0], tf.zeros([BATCH, 8])], -1), state["cell"]
+    )
+    _, context = decoder._attend(h, memory)
+    mix = decoder.mix_layer
+    a = np.tanh(np.concatenate([h, context], -1) @ mix.kernel.numpy() + mix.bias)
+    np.testing.assert_allclose(first["attentional"], a, rtol=1e-5, atol=1e-6)
+    logits_layer = decoder.logits_layer
+    want = a @ logits_layer.kernel.numpy() + logits_layer.bias.numpy()
+    np.testing.assert_allclose(logits, want, rtol=1e-5, atol=1e-6)
+    # The next step's cell reads [x; a].
+    _, second, _ = decoder.step(inputs[:, 1], first, memory)
+    h2, _ = decoder.cell(tf.concat([inputs[:, 1], a], -1), first["cell"])
+    np.testing.assert_allclose(
+        tf.nest.flatten(second["cell"])[0], h2, rtol=1e-5, atol=1e-6
+    )
+    assert decoder.cell.cells[0].cell.kernel.shape[0] == EMBED + 8
+    assert decoder.mix_layer.kernel.shape == (8 + VALUE_DEPTH, 8)
+
+
+def test_unknown_input_feeding_vector_is_a_config_error():
+    with pytest.raises(ConfigError, match="input_feeding_vector.*'context'.*'h'"):
+        _attention(input_feeding_vector="h")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"input_feeding": True},
+        {"input_feeding": False},
+        {"input_feeding_vector": "attentional"},
+    ],
+    ids=["context", "no-feed", "attentional"],
+)
+def test_hoisted_teacher_forcing_matches_the_cell_loop_with_gradients(params):
     """The FusedRecurrence path (hoisted input projection) gives the logits
     and gradients of stepping the Keras cell (the RNNDecoder loop)."""
-    decoder = _attention("GRUCell", input_feeding=input_feeding)
+    decoder = _attention("GRUCell", **params)
     memory = decoder.prepare_memory(_encoder_output())
     state = decoder.initial_state(memory, _random_cell_state(decoder))
     inputs = _inputs()

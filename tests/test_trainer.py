@@ -45,7 +45,8 @@ def make_trainer(
 
 
 @pytest.mark.slow
-def test_attention_model_learns_to_reverse(tmp_path):
+@pytest.mark.parametrize("feed", ["context", "attentional"])
+def test_attention_model_learns_to_reverse(tmp_path, feed):
     train = write_toy_corpus(
         str(tmp_path / "train"), num_examples=2000, seed=1, vocab_size=8, max_len=5
     )
@@ -61,6 +62,7 @@ def test_attention_model_learns_to_reverse(tmp_path):
     for side in ("encoder.params", "decoder.params"):
         params[side]["rnn_cell"]["cell_params"]["num_units"] = 64
     params["attention.params"]["num_units"] = 64
+    params["decoder.params"]["input_feeding_vector"] = feed
     trainer = make_trainer(
         data,
         str(tmp_path / "model"),

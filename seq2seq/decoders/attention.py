@@ -38,10 +38,14 @@ class AttentionLayer(Configurable, keras.layers.Layer):
     """Base class of attention layers.
 
     Subclasses implement `score_fn`. Both keys and query are projected by a
-    dense layer (with bias, no activation) to `num_units` before scoring.
+    dense layer (no activation) to `num_units` before scoring.
 
     Params:
       num_units: Size of the projected keys and query (default 128).
+      use_bias: Whether the two projections have biases (true, the
+        original's). With biases a dot score has a term `W_k k . b_q` that
+        favours some positions whatever the query; without them the dot
+        score is Luong's bilinear `q^T W_q^T W_k k`.
 
     Args:
       params: Parameter overrides (dict).
@@ -53,12 +57,15 @@ class AttentionLayer(Configurable, keras.layers.Layer):
         keras.layers.Layer.__init__(self, name=name)
         Configurable.__init__(self, params, mode)
         units = self.params["num_units"]
-        self.key_layer = keras.layers.Dense(units, name="att_keys")
-        self.query_layer = keras.layers.Dense(units, name="att_query")
+        use_bias = bool(self.params["use_bias"])
+        self.key_layer = keras.layers.Dense(units, use_bias=use_bias, name="att_keys")
+        self.query_layer = keras.layers.Dense(
+            units, use_bias=use_bias, name="att_query"
+        )
 
     @staticmethod
     def default_params():
-        return {"num_units": 128}
+        return {"num_units": 128, "use_bias": True}
 
     @property
     def num_units(self):

@@ -11,15 +11,19 @@ from seq2seq.rnn_cell import time_steps
 class AttentionDecoder(RNNDecoder):
     """RNN decoder with attention, with or without input feeding.
 
-    At each step, with `x` the embedded previous token and `c` the attention
-    context of the previous step (zeros at the first step):
+    At each step, with `x` the embedded previous token and `f` the vector fed
+    back from the previous step (zeros at the first step):
 
-        h, cell_state = cell(concat(x, c), cell_state)    # input feeding
+        h, cell_state = cell(concat(x, f), cell_state)    # input feeding
         h, cell_state = cell(x, cell_state)                # input_feeding: false
         scores, c = attention(query=h, keys, values, lengths)
-        logits = Dense(V)(tanh(Dense(H)(concat(h, c))))
+        a = tanh(Dense(H)(concat(h, c)))                   # attentional vector
+        logits = Dense(V)(a)
 
-    where `H` is the cell's output size. The attention keys are the encoder
+    where `H` is the cell's output size. The fed vector `f` is the attention
+    context `c` (`input_feeding_vector: context`, the original's decoder) or
+    the attentional vector `a` (`attentional`, Luong et al. 2015, as
+    OpenNMT); `a` also carries what the previous step chose to output. The attention keys are the encoder
     `outputs` (projected once in `prepare_memory`), the values are its
     `attention_values` and the lengths its `attention_values_length`.
 
@@ -30,13 +34,19 @@ class AttentionDecoder(RNNDecoder):
     give the same numbers as calling `step` in a loop.
 
     Params (besides `RNNDecoder.default_params`):
-      input_feeding: Whether the previous attention context is part of the
+      input_feeding: Whether a vector of the previous step is part of the
         cell input (true, the original's decoder).
+      input_feeding_vector: Which vector: `context` (the attention context,
+        the original's) or `attentional` (the attentional vector `a`).
     Copy attention (pointer-generator) is `CopyAttentionDecoder`.
 
     State: `{"cell": cell state (structure of cell_state_size),
-    "context": [B, Dv] previous attention context}`; without input feeding
-    only `{"cell": ...}`.
+    "context": [B, Dv] previous attention context}`, or with
+    `input_feeding_vector: attentional` `{"cell": ..., "attentional": [B, H]
+    previous attentional vector}`; without input feeding only
+    `{"cell": ...}`.
+    Features (what `project` maps to logits): `[h; c]` [B, ..., H + Dv], or
+    `a` [B, ..., H] with attentional feeding (computed in the step already).
     Memory: `{"keys": [B, S, U] projected keys, "values": [B, S, Dv],
     "lengths": [B] int32}`.
 
@@ -69,6 +79,13 @@ class AttentionDecoder(RNNDecoder):
                 "CopyAttentionDecoder and drop copy_attention."
             )
         super().__init__(params, mode, vocab_size, name=name, cell=cell)
+        if self.params["input_feeding_vector"] not in ("context", "attentional"):
+            raise ConfigError(
+                f"{type(self).__name__}: decoder.params.input_feeding_vector must "
+                "be 'context' (the attention context, the original's) or "
+                f"'attentional' (Luong's), got "
+                f"{self.params['input_feeding_vector']!r}."
+            )
         if attention_layer is None:
             attention_layer = AttentionLayerBahdanau({"num_units": 128}, mode)
         self.attention = attention_layer
@@ -81,12 +98,23 @@ class AttentionDecoder(RNNDecoder):
     def default_params():
         params = RNNDecoder.default_params()
         params["input_feeding"] = True
+        params["input_feeding_vector"] = "context"
         return params
 
     @property
     def input_feeding(self):
         """The `input_feeding` parameter."""
         return bool(self.params["input_feeding"])
+
+    @property
+    def feeds_attentional(self):
+        """Whether the attentional vector (not the context) is fed back."""
+        return self.input_feeding and self._feed_key == "attentional"
+
+    @property
+    def _feed_key(self):
+        """The state key of the fed vector: `context` or `attentional`."""
+        return self.params["input_feeding_vector"]
 
     def _cell_output_size(self):
         size = getattr(self.cell, "output_size", None)
@@ -119,6 +147,11 @@ class AttentionDecoder(RNNDecoder):
     def _make_state(self, memory, cell_state, batch_size):
         if not self.input_feeding:
             return {"cell": cell_state}
+        if self.feeds_attentional:
+            attentional = tf.zeros(
+                [batch_size, self._cell_output_size()], dtype=self.compute_dtype
+            )
+            return {"cell": cell_state, "attentional": attentional}
         values = memory["values"]
         depth = values.shape[-1]
         if depth is None:
@@ -145,20 +178,31 @@ class AttentionDecoder(RNNDecoder):
             valid=memory.get("valid"),
         )
 
+    def _attended_features(self, output, memory):
+        """Attention from [B, ..., H] cell outputs; returns `(features,
+        scores, fed vector or None)` (see the class docstring)."""
+        scores, context = self._attend(output, memory)
+        features = self._features(output, context)
+        if self.feeds_attentional:
+            features = self.mix_layer(features)
+            return features, scores, features
+        return features, scores, context if self.input_feeding else None
+
     def _step_features(self, inputs, state, memory, training):
         dtype = self.cell.compute_dtype
+        key = self._feed_key
         if self.input_feeding:
             cell_inputs = tf.concat(
-                [tf.cast(inputs, dtype), tf.cast(state["context"], dtype)], axis=-1
+                [tf.cast(inputs, dtype), tf.cast(state[key], dtype)], axis=-1
             )
         else:
             cell_inputs = tf.cast(inputs, dtype)
         output, cell_state = self._run_cell(cell_inputs, state["cell"], training)
-        scores, context = self._attend(output, memory)
+        features, scores, fed = self._attended_features(output, memory)
         new_state = {"cell": cell_state}
         if self.input_feeding:
-            new_state["context"] = tf.cast(context, state["context"].dtype)
-        return self._features(output, context), new_state, scores
+            new_state[key] = tf.cast(fed, state[key].dtype)
+        return features, new_state, scores
 
     def teacher_forced_features(self, inputs, state, memory, training=None):
         inputs = tf.convert_to_tensor(inputs)
@@ -169,8 +213,8 @@ class AttentionDecoder(RNNDecoder):
             else:
                 outputs = self._cell_outputs(inputs, state["cell"], training)
             # Every query at once: [B, T, H] against the [B, S, U] keys.
-            scores, context = self._attend(outputs, memory)
-            return self._features(outputs, context), scores
+            features, scores, _ = self._attended_features(outputs, memory)
+            return features, scores
         if fused is None:
             return super().teacher_forced_features(inputs, state, memory, training)
         return self._fused_input_feeding(fused, inputs, state, memory, training)
@@ -198,28 +242,31 @@ class AttentionDecoder(RNNDecoder):
     def _fused_input_feeding(self, fused, inputs, state, memory, training):
         """Teacher forcing with input feeding: the embedding part of the
         cell's input projection is computed for all steps before the loop;
-        only the context part stays in it."""
+        only the fed vector's part stays in it."""
+        key = self._feed_key
         embed_width = inputs.shape[-1]
-        context_width = state["context"].shape[-1]
-        fused.build((None, embed_width + context_width))
+        fed_width = state[key].shape[-1]
+        fused.build((None, embed_width + fed_width))
         projected = fused.project_inputs(inputs, training)
-        prepared = fused.prepare(extra_rows=(embed_width, context_width))
+        prepared = fused.prepare(extra_rows=(embed_width, fed_width))
 
         def step_fn(step_projected, state):
             cell_input = step_projected + fused.project_extra(
-                state["context"], prepared, training
+                state[key], prepared, training
             )
             output, cell_state = fused.step(
                 cell_input, state["cell"], prepared, training
             )
-            scores, context = self._attend(output, memory)
+            features, scores, fed = self._attended_features(output, memory)
             new_state = {
                 "cell": self._pack_cell_state(cell_state),
-                "context": tf.cast(context, state["context"].dtype),
+                key: tf.cast(fed, state[key].dtype),
             }
-            return self._features(output, context), new_state, scores
+            return features, new_state, scores
 
         return self._features_loop(projected, state, step_fn)
 
     def _project(self, features):
+        if self.feeds_attentional:
+            return self.logits_layer(features)
         return self.logits_layer(self.mix_layer(features))

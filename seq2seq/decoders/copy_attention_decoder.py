@@ -76,7 +76,9 @@ class CopyAttentionDecoder(AttentionDecoder):
         """Log-probabilities of the copy mixture.
 
         Args:
-          features: [B, ..., H + Dv] features (`[h; c]`).
+          features: [B, ..., F] features: `[h; c]` (F = H + Dv), or the
+            attentional vector (F = H) with `input_feeding_vector:
+            attentional`.
           inputs: [B, ..., E] embedded previous tokens.
           attention: [B, ..., S] attention distributions.
           memory: The memory, with the copy entries.
