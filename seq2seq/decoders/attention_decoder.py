@@ -23,9 +23,10 @@ class AttentionDecoder(RNNDecoder):
     where `H` is the cell's output size. The fed vector `f` is the attention
     context `c` (`input_feeding_vector: context`, the original's decoder) or
     the attentional vector `a` (`attentional`, Luong et al. 2015, as
-    OpenNMT); `a` also carries what the previous step chose to output. The attention keys are the encoder
-    `outputs` (projected once in `prepare_memory`), the values are its
-    `attention_values` and the lengths its `attention_values_length`.
+    OpenNMT); `a` also carries what the previous step chose to output. The
+    attention keys are the encoder `outputs` (projected once in
+    `prepare_memory`), the values are its `attention_values` and the lengths
+    its `attention_values_length`.
 
     Without input feeding the recurrence does not depend on the attention,
     so teacher forcing runs the cell over the whole target first and then
