@@ -61,6 +61,7 @@ if _REPO_ROOT not in sys.path:
 
 from benchmarks import common, compare_opennmt, real_corpus  # noqa: E402
 from benchmarks.common import BenchmarkError  # noqa: E402
+from seq2seq.configurable import deep_merge  # noqa: E402
 from seq2seq.inference import length_sorting  # noqa: E402
 
 TRAIN_CONFIG = os.path.join(_REPO_ROOT, "example_configs", "train_seq2seq.yml")
@@ -84,47 +85,34 @@ AB_VARIANTS = {
         "decoder.params": {"rnn_cell": {"cell_params": {"bias_initializer": "zeros"}}},
     },
     "no_input_feeding": {"decoder.params": {"input_feeding": False}},
-    # Luong's input feeding: the attentional vector is fed back, not the
-    # attention context (OpenNMT-tf's decoder).
-    "init_scale_0_attentional": {
-        "encoder.params": {"init_scale": 0.0},
-        "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
-    },
-    # And no biases in the attention's key and query projections (Luong's
-    # bilinear score, OpenNMT-tf's).
-    "init_scale_0_attentional_no_att_bias": {
-        "encoder.params": {"init_scale": 0.0},
-        "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
-        "attention.params": {"use_bias": False},
-    },
-    # All of OpenNMT-tf's modelling choices that differ in the A/B above:
-    # Keras initialisers, Luong feeding, unbiased attention, no embedding
-    # clip.
-    "luong": {
-        "encoder.params": {"init_scale": 0.0},
-        "decoder.params": {"init_scale": 0.0, "input_feeding_vector": "attentional"},
-        "attention.params": {"use_bias": False},
-        "optimizer.clip_embed_gradients": 0.0,
-    },
-    # Without the original's extra clip of embedding gradients to norm 0.1.
-    "init_scale_0_no_embed_clip": {
-        "encoder.params": {"init_scale": 0.0},
-        "decoder.params": {"init_scale": 0.0},
-        "optimizer.clip_embed_gradients": 0.0,
-    },
-    # Dropout on the cells' outputs as well as their inputs (OpenNMT-tf drops
-    # out each layer's output), with Keras initialisers.
-    "init_scale_0_output_dropout": {
-        "encoder.params": {
-            "init_scale": 0.0,
-            "rnn_cell": {"dropout_output_keep_prob": 0.8},
-        },
-        "decoder.params": {
-            "init_scale": 0.0,
-            "rnn_cell": {"dropout_output_keep_prob": 0.8},
-        },
-    },
 }
+# Keras initialisers, and each of OpenNMT-tf's other modelling choices on top.
+_INIT_SCALE_0 = AB_VARIANTS["init_scale_0"]
+# Luong's input feeding: the attentional vector is fed back, not the
+# attention context (OpenNMT-tf's decoder).
+_ATTENTIONAL = {"decoder.params": {"input_feeding_vector": "attentional"}}
+# No biases in the attention's key and query projections (Luong's bilinear
+# score, OpenNMT-tf's).
+_NO_ATT_BIAS = {"attention.params": {"use_bias": False}}
+# Without the original's extra clip of embedding gradients to norm 0.1.
+_NO_EMBED_CLIP = {"optimizer.clip_embed_gradients": 0.0}
+# Dropout on the cells' outputs as well as their inputs (OpenNMT-tf drops
+# out each layer's output).
+_OUTPUT_DROPOUT = {
+    side: {"rnn_cell": {"dropout_output_keep_prob": 0.8}}
+    for side in ("encoder.params", "decoder.params")
+}
+AB_VARIANTS.update(
+    {
+        "init_scale_0_attentional": deep_merge(_INIT_SCALE_0, _ATTENTIONAL),
+        "init_scale_0_attentional_no_att_bias": deep_merge(
+            _INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS
+        ),
+        "luong": deep_merge(_INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _NO_EMBED_CLIP),
+        "init_scale_0_no_embed_clip": deep_merge(_INIT_SCALE_0, _NO_EMBED_CLIP),
+        "init_scale_0_output_dropout": deep_merge(_INIT_SCALE_0, _OUTPUT_DROPOUT),
+    }
+)
 
 
 def default_data_dir():
