@@ -102,6 +102,10 @@ _OUTPUT_DROPOUT = {
     side: {"rnn_cell": {"dropout_output_keep_prob": 0.8}}
     for side in ("encoder.params", "decoder.params")
 }
+# OpenNMT-tf's dropout placement on top of the cell inputs': 0.2 of each
+# cell's outputs (encoder memory, decoder query) and of the attentional
+# vector before the logits.
+_ATTENTIONAL_DROPOUT = {"decoder.params": {"attentional_keep_prob": 0.8}}
 AB_VARIANTS.update(
     {
         "init_scale_0_attentional": deep_merge(_INIT_SCALE_0, _ATTENTIONAL),
@@ -111,6 +115,16 @@ AB_VARIANTS.update(
         "luong": deep_merge(_INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _NO_EMBED_CLIP),
         "init_scale_0_no_embed_clip": deep_merge(_INIT_SCALE_0, _NO_EMBED_CLIP),
         "init_scale_0_output_dropout": deep_merge(_INIT_SCALE_0, _OUTPUT_DROPOUT),
+        "luong_attentional_dropout": deep_merge(
+            _INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _ATTENTIONAL_DROPOUT
+        ),
+        "luong_opennmt_dropout": deep_merge(
+            _INIT_SCALE_0,
+            _ATTENTIONAL,
+            _NO_ATT_BIAS,
+            _OUTPUT_DROPOUT,
+            _ATTENTIONAL_DROPOUT,
+        ),
     }
 )
 
