@@ -91,7 +91,12 @@ class AttentionDecoder(RNNDecoder):
                 f"'attentional' (Luong's), got "
                 f"{self.params['input_feeding_vector']!r}."
             )
-        self.params["attentional_keep_prob"] = self._keep_prob("attentional_keep_prob")
+        keep_prob = self.params["attentional_keep_prob"]
+        if not 0.0 < keep_prob <= 1.0:
+            raise ConfigError(
+                f"{type(self).__name__}: decoder.params.attentional_keep_prob "
+                f"must be in (0, 1] (1.0 disables dropout), got {keep_prob!r}."
+            )
         if attention_layer is None:
             attention_layer = AttentionLayerBahdanau({"num_units": 128}, mode)
         self.attention = attention_layer
@@ -107,20 +112,6 @@ class AttentionDecoder(RNNDecoder):
         params["input_feeding_vector"] = "context"
         params["attentional_keep_prob"] = 1.0
         return params
-
-    def _keep_prob(self, key):
-        """The float in (0, 1] of `params[key]`; a ConfigError otherwise."""
-        value = self.params[key]
-        try:
-            keep_prob = float(value)
-        except (TypeError, ValueError):
-            keep_prob = None
-        if keep_prob is None or not 0.0 < keep_prob <= 1.0:
-            raise ConfigError(
-                f"{type(self).__name__}: decoder.params.{key} must be a number "
-                f"in (0, 1] (1.0 disables dropout), got {value!r}."
-            )
-        return keep_prob
 
     @property
     def input_feeding(self):
