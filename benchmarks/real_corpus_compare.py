@@ -136,6 +136,12 @@ AB_VARIANTS.update(
         "luong_opennmt_loss_scale": deep_merge(
             _INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _OPENNMT_LOSS_SCALE
         ),
+        "luong_opennmt_epsilon": deep_merge(
+            _INIT_SCALE_0,
+            _ATTENTIONAL,
+            _NO_ATT_BIAS,
+            {"optimizer.params": _OPENNMT_LOSS_SCALE["optimizer.params"]},
+        ),
     }
 )
 
