@@ -102,6 +102,18 @@ _OUTPUT_DROPOUT = {
     side: {"rnn_cell": {"dropout_output_keep_prob": 0.8}}
     for side in ("encoder.params", "decoder.params")
 }
+# OpenNMT-tf's dropout placement on top of the cell inputs': 0.2 of each
+# cell's outputs (encoder memory, decoder query) and of the attentional
+# vector before the logits.
+_ATTENTIONAL_DROPOUT = {"decoder.params": {"attentional_keep_prob": 0.8}}
+# OpenNMT-tf's training loss is summed over each sentence's tokens and
+# averaged over sentences, about 8.8 times ours (the mean over tokens) here;
+# Adam does not see the scale, but its epsilon and the gradient clip do.
+# These are its epsilon (8e-7) and clip norm (5) brought to our scale.
+_OPENNMT_LOSS_SCALE = {
+    "optimizer.params": {"epsilon": 8e-7 / 8.8},
+    "optimizer.clip_gradients": 5.0 / 8.8,
+}
 AB_VARIANTS.update(
     {
         "init_scale_0_attentional": deep_merge(_INIT_SCALE_0, _ATTENTIONAL),
@@ -111,6 +123,25 @@ AB_VARIANTS.update(
         "luong": deep_merge(_INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _NO_EMBED_CLIP),
         "init_scale_0_no_embed_clip": deep_merge(_INIT_SCALE_0, _NO_EMBED_CLIP),
         "init_scale_0_output_dropout": deep_merge(_INIT_SCALE_0, _OUTPUT_DROPOUT),
+        "luong_attentional_dropout": deep_merge(
+            _INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _ATTENTIONAL_DROPOUT
+        ),
+        "luong_opennmt_dropout": deep_merge(
+            _INIT_SCALE_0,
+            _ATTENTIONAL,
+            _NO_ATT_BIAS,
+            _OUTPUT_DROPOUT,
+            _ATTENTIONAL_DROPOUT,
+        ),
+        "luong_opennmt_loss_scale": deep_merge(
+            _INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _OPENNMT_LOSS_SCALE
+        ),
+        "luong_opennmt_epsilon": deep_merge(
+            _INIT_SCALE_0,
+            _ATTENTIONAL,
+            _NO_ATT_BIAS,
+            {"optimizer.params": _OPENNMT_LOSS_SCALE["optimizer.params"]},
+        ),
     }
 )
 

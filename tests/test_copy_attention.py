@@ -320,6 +320,31 @@ def test_teacher_forcing_is_stepping_and_the_loss_is_its_nll(copy_data, feed):
     )
 
 
+@pytest.mark.parametrize("copy", [False, True], ids=["attention", "copy"])
+def test_attentional_dropout_applies_to_the_training_loss_only(copy_data, copy):
+    params = toy_params(copy_data, copy=copy)
+    params["decoder.params"] = dict(
+        params["decoder.params"],
+        input_feeding_vector="attentional",
+        attentional_keep_prob=0.5,
+    )
+    model = models.AttentionSeq2Seq(params, ModeKeys.TRAIN)
+    features = toy_batch(model)
+    evaluation = [float(model.forward(features, training=False).loss) for _ in "ab"]
+    assert evaluation[0] == evaluation[1]
+    tf.random.set_seed(0)
+    train = [float(model.forward(features, training=True).loss) for _ in "ab"]
+    assert train[0] != train[1] and evaluation[0] not in train
+    # The same weights without that dropout train on the evaluation loss.
+    params["decoder.params"]["attentional_keep_prob"] = 1.0
+    plain = models.AttentionSeq2Seq(params, ModeKeys.TRAIN)
+    plain.forward(features, training=False)
+    for variable, value in zip(plain.weights, model.weights):
+        variable.assign(value)
+    plain_train = float(plain.forward(features, training=True).loss)
+    assert plain_train == pytest.approx(evaluation[0], rel=1e-6)
+
+
 def test_copy_off_changes_nothing(copy_data, tmp_path):
     plain = models.AttentionSeq2Seq(toy_params(copy_data, copy=False), ModeKeys.EVAL)
     copying = models.AttentionSeq2Seq(toy_params(copy_data, copy=True), ModeKeys.EVAL)

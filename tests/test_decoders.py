@@ -110,7 +110,10 @@ def test_default_params_match_the_original():
     assert params["init_scale"] == 0.04
     assert params["rnn_cell"] == default_rnn_cell_params()
     assert AttentionDecoder.default_params() == dict(
-        params, input_feeding=True, input_feeding_vector="context"
+        params,
+        input_feeding=True,
+        input_feeding_vector="context",
+        attentional_keep_prob=1.0,
     )
     decoder = BasicDecoder({}, "infer", VOCAB)
     assert decoder.max_decode_length == 100
@@ -403,6 +406,64 @@ def test_attentional_feeding_feeds_the_vector_the_logits_read():
 def test_unknown_input_feeding_vector_is_a_config_error():
     with pytest.raises(ConfigError, match="input_feeding_vector.*'context'.*'h'"):
         _attention(input_feeding_vector="h")
+
+
+@pytest.mark.parametrize("feed", ["context", "attentional"])
+def test_attentional_dropout_drops_only_what_the_logits_read(feed):
+    keep = 0.5
+    decoder = _attention(input_feeding_vector=feed, attentional_keep_prob=keep)
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    inputs = _inputs()
+    quiet_logits, quiet_state, _ = decoder.step(inputs[:, 0], state, memory)
+    tf.random.set_seed(3)
+    logits, new_state, _ = decoder.step(inputs[:, 0], state, memory, training=True)
+    # The recurrence and the fed-back vector are those without dropout.
+    for got, want in zip(tf.nest.flatten(new_state), tf.nest.flatten(quiet_state)):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+    # The logits read a dropped `a`: each unit is 0 or a / keep. W [8, 11]
+    # has full row rank, so the dropped vector is recovered exactly.
+    h, _ = decoder._run_cell(
+        tf.concat([inputs[:, 0], tf.zeros_like(state[feed])], -1),
+        state["cell"],
+        training=False,
+    )
+    _, context = decoder._attend(h, memory)
+    mix = decoder.mix_layer
+    a = np.tanh(np.concatenate([h, context], -1) @ mix.kernel.numpy() + mix.bias)
+    kernel = decoder.logits_layer.kernel.numpy()
+    bias = decoder.logits_layer.bias.numpy()
+    np.testing.assert_allclose(quiet_logits, a @ kernel + bias, rtol=1e-5, atol=1e-5)
+    dropped = np.linalg.lstsq(kernel.T, (logits.numpy() - bias).T, rcond=None)[0].T
+    zero = np.isclose(dropped, 0.0, atol=1e-4)
+    np.testing.assert_allclose(dropped[~zero], a[~zero] / keep, rtol=1e-4, atol=1e-4)
+    assert zero.any() and not zero.all()
+    # Teacher forcing: same features, dropped logits only when training.
+    features, _ = decoder.teacher_forced_features(inputs, state, memory)
+    train_features, _ = decoder.teacher_forced_features(
+        inputs, state, memory, training=True
+    )
+    np.testing.assert_array_equal(features.numpy(), train_features.numpy())
+    quiet = decoder.project(features)
+    np.testing.assert_array_equal(quiet.numpy(), decoder.project(features).numpy())
+    assert not np.allclose(decoder.project(features, training=True), quiet)
+
+
+def test_attentional_dropout_is_off_outside_train_mode():
+    decoder = _attention(mode="eval", attentional_keep_prob=0.5)
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    features, _ = decoder.teacher_forced_features(_inputs(), state, memory)
+    np.testing.assert_array_equal(
+        decoder.project(features, training=True).numpy(),
+        decoder.project(features).numpy(),
+    )
+
+
+@pytest.mark.parametrize("value", [0, -0.2, 1.5, "half"])
+def test_bad_attentional_keep_prob_is_a_config_error(value):
+    with pytest.raises(ConfigError, match=f"attentional_keep_prob.*{value}"):
+        _attention(attentional_keep_prob=value)
 
 
 @pytest.mark.parametrize(

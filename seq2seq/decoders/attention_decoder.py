@@ -5,6 +5,7 @@ import tensorflow as tf
 from seq2seq.decoders.attention import AttentionLayerBahdanau, valid_positions
 from seq2seq.decoders.rnn_decoder import RNNDecoder
 from seq2seq.errors import ConfigError
+from seq2seq.rnn.cells import apply_dropout, is_training
 from seq2seq.rnn_cell import time_steps
 
 
@@ -18,7 +19,7 @@ class AttentionDecoder(RNNDecoder):
         h, cell_state = cell(x, cell_state)                # input_feeding: false
         scores, c = attention(query=h, keys, values, lengths)
         a = tanh(Dense(H)(concat(h, c)))                   # attentional vector
-        logits = Dense(V)(a)
+        logits = Dense(V)(dropout(a))                      # dropout in training
 
     where `H` is the cell's output size. The fed vector `f` is the attention
     context `c` (`input_feeding_vector: context`, the original's decoder) or
@@ -39,6 +40,9 @@ class AttentionDecoder(RNNDecoder):
         cell input (true, the original's decoder).
       input_feeding_vector: Which vector: `context` (the attention context,
         the original's) or `attentional` (the attentional vector `a`).
+      attentional_keep_prob: Keep probability of dropout on `a` before the
+        logits layer, in `train` mode only (1.0, none, the original's;
+        OpenNMT-tf drops 0.2 of it). The fed-back `a` is not dropped.
     Copy attention (pointer-generator) is `CopyAttentionDecoder`.
 
     State: `{"cell": cell state (structure of cell_state_size),
@@ -87,6 +91,12 @@ class AttentionDecoder(RNNDecoder):
                 f"'attentional' (Luong's), got "
                 f"{self.params['input_feeding_vector']!r}."
             )
+        keep_prob = self.params["attentional_keep_prob"]
+        if not 0.0 < keep_prob <= 1.0:
+            raise ConfigError(
+                f"{type(self).__name__}: decoder.params.attentional_keep_prob "
+                f"must be in (0, 1] (1.0 disables dropout), got {keep_prob!r}."
+            )
         if attention_layer is None:
             attention_layer = AttentionLayerBahdanau({"num_units": 128}, mode)
         self.attention = attention_layer
@@ -100,6 +110,7 @@ class AttentionDecoder(RNNDecoder):
         params = RNNDecoder.default_params()
         params["input_feeding"] = True
         params["input_feeding_vector"] = "context"
+        params["attentional_keep_prob"] = 1.0
         return params
 
     @property
@@ -267,7 +278,9 @@ class AttentionDecoder(RNNDecoder):
 
         return self._features_loop(projected, state, step_fn)
 
-    def _project(self, features):
-        if self.feeds_attentional:
-            return self.logits_layer(features)
-        return self.logits_layer(self.mix_layer(features))
+    def _project(self, features, training=None):
+        attentional = features if self.feeds_attentional else self.mix_layer(features)
+        keep_prob = self.params["attentional_keep_prob"]
+        if keep_prob < 1.0 and is_training(training, self.mode):
+            attentional = apply_dropout(attentional, keep_prob)
+        return self.logits_layer(attentional)

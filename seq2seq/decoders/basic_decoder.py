@@ -51,5 +51,6 @@ class BasicDecoder(RNNDecoder):
         outputs, _ = fused.run(tf.convert_to_tensor(inputs), state["cell"], training)
         return tf.cast(outputs, self.compute_dtype), None
 
-    def _project(self, features):
+    def _project(self, features, training=None):
+        del training
         return self.logits_layer(features)

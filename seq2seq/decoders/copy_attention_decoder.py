@@ -72,7 +72,7 @@ class CopyAttentionDecoder(AttentionDecoder):
         """`V + M`: the vocabulary and the slots of the batch."""
         return self.vocab_size + tf.shape(memory["copy_oov_mask"])[1]
 
-    def copy_log_probs(self, features, inputs, attention, memory):
+    def copy_log_probs(self, features, inputs, attention, memory, training=None):
         """Log-probabilities of the copy mixture.
 
         Args:
@@ -82,6 +82,7 @@ class CopyAttentionDecoder(AttentionDecoder):
           inputs: [B, ..., E] embedded previous tokens.
           attention: [B, ..., S] attention distributions.
           memory: The memory, with the copy entries.
+          training: Whether dropout in the output layers is active.
 
         Returns:
           [B, ..., V + M] float32.
@@ -90,7 +91,7 @@ class CopyAttentionDecoder(AttentionDecoder):
             [tf.cast(features, tf.float32), tf.cast(inputs, tf.float32)], axis=-1
         )
         return self.copy_generator(
-            self._project(features),
+            self._project(features, training),
             gate_inputs,
             attention,
             memory["copy_source_ids"],
@@ -102,7 +103,9 @@ class CopyAttentionDecoder(AttentionDecoder):
         features, new_state, attention = self._step_features(
             inputs, state, memory, training
         )
-        log_probs = self.copy_log_probs(features, inputs, attention, memory)
+        log_probs = self.copy_log_probs(
+            features, inputs, attention, memory, training=training
+        )
         return log_probs, new_state, attention
 
     def teacher_forced(self, inputs, state, memory, training=None):
@@ -111,4 +114,7 @@ class CopyAttentionDecoder(AttentionDecoder):
         features, attention = self.teacher_forced_features(
             inputs, state, memory, training=training
         )
-        return self.copy_log_probs(features, inputs, attention, memory), attention
+        log_probs = self.copy_log_probs(
+            features, inputs, attention, memory, training=training
+        )
+        return log_probs, attention

@@ -221,9 +221,11 @@ class Decoder(Configurable, keras.layers.Layer):
             ),
         )
 
-    def project(self, features):
+    def project(self, features, training=None):
         """Output layers: [..., F] features -> [..., V] logits (float32).
-        The identity unless `teacher_forced_features` is overridden."""
+        The identity unless `teacher_forced_features` is overridden;
+        `training` says whether dropout in the output layers is active."""
+        del training
         return features
 
     def teacher_forced(self, inputs, state, memory, training=None):
@@ -232,7 +234,7 @@ class Decoder(Configurable, keras.layers.Layer):
         features, attention = self.teacher_forced_features(
             inputs, state, memory, training=training
         )
-        return self.project(features), attention
+        return self.project(features, training=training), attention
 
     def call(
         self,

@@ -138,7 +138,7 @@ class RNNDecoder(Decoder):
         features, new_state, attention = self._step_features(
             inputs, state, memory, training
         )
-        return self._project(features), new_state, attention
+        return self._project(features, training), new_state, attention
 
     def teacher_forced_features(self, inputs, state, memory, training=None):
         """Teacher forcing up to (not including) the output layers.
@@ -165,9 +165,10 @@ class RNNDecoder(Decoder):
             ),
         )
 
-    def project(self, features):
-        """Output layers: [..., F] features -> [..., V] logits (float32)."""
-        return self._project(features)
+    def project(self, features, training=None):
+        """Output layers: [..., F] features -> [..., V] logits (float32);
+        `training` says whether their dropout (if any) is active."""
+        return self._project(features, training)
 
     def _fused_cell(self):
         """A `FusedRecurrence` over the cell, or None when the cell is not
@@ -209,7 +210,7 @@ class RNNDecoder(Decoder):
         """
         raise NotImplementedError
 
-    def _project(self, features):
+    def _project(self, features, training=None):
         """Output layers: [..., F] features -> [..., V] logits (float32)."""
         raise NotImplementedError
 

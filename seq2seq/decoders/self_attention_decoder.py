@@ -364,8 +364,9 @@ class SelfAttentionDecoder(Decoder):
             )
         return self.final_norm(outputs), tf.reduce_mean(weights, axis=1)
 
-    def project(self, features):
+    def project(self, features, training=None):
         """The output layer: [..., D] features -> [..., V] float32 logits."""
+        del training
         return self.logits_layer(features)
 
     def sampling_state(self, state, memory, num_steps):

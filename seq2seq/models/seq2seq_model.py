@@ -22,6 +22,8 @@ of those concepts lives in its own module (`seq2seq.data.*`,
 and splitting one class's methods across files would not make it clearer.
 """
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -508,7 +510,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             )
             loss_sum, num_tokens = seq2seq_losses.projected_sequence_loss(
                 decoder_features,
-                decoder.project,
+                functools.partial(decoder.project, training=training),
                 features["target_ids"][:, 1:],
                 features["target_len"] - 1,
                 label_smoothing=smoothing,
@@ -519,7 +521,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 loss_sum,
                 num_tokens,
                 attention=attention,
-                logits_fn=lambda: decoder.project(decoder_features),
+                logits_fn=lambda: decoder.project(decoder_features, training=training),
             )
         logits, attention = decoder(
             inputs,
