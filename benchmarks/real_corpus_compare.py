@@ -136,6 +136,12 @@ AB_VARIANTS.update(
         "luong_opennmt_loss_scale": deep_merge(
             _INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _OPENNMT_LOSS_SCALE
         ),
+        "luong_sentence_loss": deep_merge(
+            _INIT_SCALE_0,
+            _ATTENTIONAL,
+            _NO_ATT_BIAS,
+            {"loss.normalize_by": "sentences"},
+        ),
         "luong_opennmt_epsilon": deep_merge(
             _INIT_SCALE_0,
             _ATTENTIONAL,

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import write_toy_corpus
+from conftest import tiny_model_params, write_toy_corpus
 from test_trainer import make_trainer
 
 from seq2seq.errors import UserError
@@ -96,6 +96,35 @@ def test_gradient_accumulation_equals_one_large_batch(toy_data, tmp_path):
     # The accumulators are empty again after an update.
     for acc in accumulate.step._accumulators:
         assert not np.any(acc.numpy())
+
+
+def test_sentence_normalized_loss_scales_the_gradient_by_tokens_per_sentence(
+    toy_data, tmp_path
+):
+    params = tiny_model_params(toy_data["vocab"])
+    sentences = dict(params, **{"loss.normalize_by": "sentences"})
+    by_sentence = make_trainer(
+        toy_data, str(tmp_path / "s"), 10, model_params=sentences, with_dev=False
+    )
+    by_token = make_trainer(
+        toy_data, str(tmp_path / "t"), 10, model_params=params, with_dev=False
+    )
+    batch = next(by_token._iterator)
+    by_sentence._build(batch)
+    by_token._build(batch)
+    _copy_weights(by_token, by_sentence)
+    spec = by_token.train_dataset.element_spec
+    got = by_sentence._make_train_step(spec)(batch)
+    want = by_token._make_train_step(spec)(batch)
+    lengths = batch["target_len"].numpy() - 1
+    # Reported per token either way; the objective is summed per sentence.
+    assert float(got["num_tokens"]) == float(want["num_tokens"]) == lengths.sum()
+    np.testing.assert_allclose(float(got["loss"]), float(want["loss"]), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(got["global_norm"]),
+        float(want["global_norm"]) * lengths.sum() / len(lengths),
+        rtol=1e-4,
+    )
 
 
 def test_xla_train_step_matches_the_graph_step(toy_data, tmp_path):

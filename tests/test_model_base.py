@@ -28,6 +28,7 @@ def _optimizer(name, **opt_params):
 
 def test_defaults_equal_the_original():
     assert ModelBase.default_params() == {
+        "loss.normalize_by": "tokens",
         "optimizer.name": "Adam",
         "optimizer.learning_rate": 1e-4,
         "optimizer.params": {},
@@ -42,6 +43,11 @@ def test_defaults_equal_the_original():
         "optimizer.sync_replicas": 0,
         "optimizer.sync_replicas_to_aggregate": 0,
     }
+
+
+def test_unknown_loss_normalization_is_a_config_error():
+    with pytest.raises(ConfigError, match="loss.normalize_by.*'tokens'.*'words'"):
+        _model(**{"loss.normalize_by": "words"})
 
 
 def test_constructor_name_mode_and_validation():

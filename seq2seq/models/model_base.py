@@ -52,6 +52,11 @@ _RENAMED_ARGS = {
 # TF1 arguments with no Keras counterpart; dropped with a warning.
 _DROPPED_ARGS = ("use_locking", "accum_name", "linear_name")
 
+# What the summed training loss of an effective batch is divided by: its
+# target tokens (the mean token loss, the original's) or its sentences
+# (token losses summed per sentence, then averaged, as OpenNMT-tf).
+LOSS_NORMALIZATIONS = ("tokens", "sentences")
+
 
 def flatten_dict(nested, parent_key="", sep="."):
     """Flattens nested dicts (and namedtuples) into one dict of joined keys.
@@ -189,7 +194,8 @@ def _keras_initialized(layer):
 
 
 class ModelBase(Configurable):
-    """Abstract base class for models: optimizer, learning rate and clipping.
+    """Abstract base class for models: optimizer, learning rate, clipping and
+    the normalization of the training loss (`loss.normalize_by`).
 
     Args:
       params: The user's params dict (merged over `default_params()`).
@@ -205,11 +211,29 @@ class ModelBase(Configurable):
         Configurable.__init__(self, params, mode)
         if not isinstance(self, keras.layers.Layer):
             self.name = name
+        normalize_by = self.params["loss.normalize_by"]
+        if normalize_by not in LOSS_NORMALIZATIONS:
+            raise ConfigError(
+                "model_params: loss.normalize_by must be 'tokens' (the mean "
+                "token loss, the original's) or 'sentences' (each sentence's "
+                f"summed token loss, averaged), got {normalize_by!r}."
+            )
 
     @staticmethod
     def default_params():
-        """The `optimizer.*` parameters, with the original's defaults."""
+        """The `optimizer.*` parameters, with the original's defaults, and
+        `loss.normalize_by`.
+
+        `loss.normalize_by: tokens` (the original's) trains on the mean token
+        loss of each batch; `sentences` on the token losses summed per
+        sentence and averaged over the sentences (OpenNMT-tf's training
+        loss), which weighs long sentences more and makes the gradients
+        about mean-target-length times larger, so that Adam's `epsilon` and
+        `clip_gradients` act as they do in OpenNMT-tf. Reported and
+        evaluation losses stay per token either way.
+        """
         return {
+            "loss.normalize_by": "tokens",
             "optimizer.name": "Adam",
             "optimizer.learning_rate": 1e-4,
             "optimizer.params": {},

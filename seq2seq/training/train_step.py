@@ -6,8 +6,9 @@ One `TrainStep` turns an *effective batch* (one or more micro-batches, see
 1. Every micro-batch is split by rows over the replicas of the distribution
    strategy; each replica computes the gradient of its summed token losses
    divided by the token count of the *whole* effective batch (the
-   `normalizer`). Summed over replicas and micro-batches this is exactly the
-   gradient of the mean token loss of one large batch, whatever the split.
+   `normalizer`; its sentence count with the model's `loss.normalize_by:
+   sentences`). Summed over replicas and micro-batches this is exactly the
+   gradient of the loss of one large batch, whatever the split.
 2. Micro-batches before the last add their gradients into per-replica
    accumulators (`ON_READ` variables, never checkpointed: saves happen only
    between updates, when they are zero).
@@ -56,6 +57,11 @@ def batch_tokens(features):
     `sum(target_len - 1)` (words plus SEQUENCE_END), which is the model's
     `num_tokens` for that batch."""
     return float(tf.reduce_sum(features["target_len"] - 1).numpy())
+
+
+def batch_sentences(features):
+    """The number of sentences (rows) of a host batch, as float."""
+    return float(features["target_len"].shape[0])
 
 
 class DynamicLossScale:
@@ -291,6 +297,8 @@ class TrainStep:
         self.jit_compile = bool(jit_compile)
         self.seed = int(seed or 0)
         self.uses_sampling = getattr(model, "scheduled_sampling", None) is not None
+        params = getattr(model, "params", None) or {}
+        self.normalize_by = params.get("loss.normalize_by", "tokens")
         spec = {k: element_spec[k] for k in STEP_KEYS if k in element_spec}
         signature = [
             spec,
@@ -485,7 +493,10 @@ class TrainStep:
             raise ValueError(
                 f"expected {self.accumulation_steps} micro-batches, got {len(batches)}"
             )
-        normalizer = sum(batch_tokens(b) for b in batches)
+        num_tokens = sum(batch_tokens(b) for b in batches)
+        normalizer = num_tokens
+        if self.normalize_by == "sentences":
+            normalizer = sum(batch_sentences(b) for b in batches)
         normalizer_t = tf.constant(normalizer, tf.float32)
         probability = tf.cast(sampling_probability, tf.float32)
         accumulated = {}
@@ -516,8 +527,8 @@ class TrainStep:
             for key, value in outputs["metrics"].items()
         }
         outputs["loss_sum"] = outputs["metrics"]["loss_sum"]
-        outputs["num_tokens"] = normalizer_t
-        outputs["loss"] = outputs["loss_sum"] / max(normalizer, 1.0)
+        outputs["num_tokens"] = tf.constant(num_tokens, tf.float32)
+        outputs["loss"] = outputs["loss_sum"] / max(num_tokens, 1.0)
         outputs["sampling_probability"] = probability
         if self.loss_scale is not None:
             outputs["loss_scale"] = self.loss_scale.scale
