@@ -142,6 +142,14 @@ AB_VARIANTS.update(
             _NO_ATT_BIAS,
             {"loss.normalize_by": "sentences"},
         ),
+        "luong_sentence_loss_opennmt_dropout": deep_merge(
+            _INIT_SCALE_0,
+            _ATTENTIONAL,
+            _NO_ATT_BIAS,
+            {"loss.normalize_by": "sentences"},
+            _OUTPUT_DROPOUT,
+            _ATTENTIONAL_DROPOUT,
+        ),
         "luong_opennmt_epsilon": deep_merge(
             _INIT_SCALE_0,
             _ATTENTIONAL,
