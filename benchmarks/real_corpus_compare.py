@@ -110,52 +110,31 @@ _ATTENTIONAL_DROPOUT = {"decoder.params": {"attentional_keep_prob": 0.8}}
 # averaged over sentences, about 8.8 times ours (the mean over tokens) here;
 # Adam does not see the scale, but its epsilon and the gradient clip do.
 # These are its epsilon (8e-7) and clip norm (5) brought to our scale.
-_OPENNMT_LOSS_SCALE = {
-    "optimizer.params": {"epsilon": 8e-7 / 8.8},
-    "optimizer.clip_gradients": 5.0 / 8.8,
-}
+_OPENNMT_EPSILON = {"optimizer.params": {"epsilon": 8e-7 / 8.8}}
+_OPENNMT_LOSS_SCALE = deep_merge(
+    _OPENNMT_EPSILON, {"optimizer.clip_gradients": 5.0 / 8.8}
+)
+# OpenNMT-tf's training loss itself.
+_SENTENCE_LOSS = {"loss.normalize_by": "sentences"}
+# Session 12's best: Keras initialisers, Luong feeding, unbiased attention.
+_LUONG = deep_merge(_INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS)
 AB_VARIANTS.update(
     {
         "init_scale_0_attentional": deep_merge(_INIT_SCALE_0, _ATTENTIONAL),
-        "init_scale_0_attentional_no_att_bias": deep_merge(
-            _INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS
-        ),
-        "luong": deep_merge(_INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _NO_EMBED_CLIP),
+        "init_scale_0_attentional_no_att_bias": _LUONG,
+        "luong": deep_merge(_LUONG, _NO_EMBED_CLIP),
         "init_scale_0_no_embed_clip": deep_merge(_INIT_SCALE_0, _NO_EMBED_CLIP),
         "init_scale_0_output_dropout": deep_merge(_INIT_SCALE_0, _OUTPUT_DROPOUT),
-        "luong_attentional_dropout": deep_merge(
-            _INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _ATTENTIONAL_DROPOUT
-        ),
+        "luong_attentional_dropout": deep_merge(_LUONG, _ATTENTIONAL_DROPOUT),
         "luong_opennmt_dropout": deep_merge(
-            _INIT_SCALE_0,
-            _ATTENTIONAL,
-            _NO_ATT_BIAS,
-            _OUTPUT_DROPOUT,
-            _ATTENTIONAL_DROPOUT,
+            _LUONG, _OUTPUT_DROPOUT, _ATTENTIONAL_DROPOUT
         ),
-        "luong_opennmt_loss_scale": deep_merge(
-            _INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS, _OPENNMT_LOSS_SCALE
-        ),
-        "luong_sentence_loss": deep_merge(
-            _INIT_SCALE_0,
-            _ATTENTIONAL,
-            _NO_ATT_BIAS,
-            {"loss.normalize_by": "sentences"},
-        ),
+        "luong_opennmt_loss_scale": deep_merge(_LUONG, _OPENNMT_LOSS_SCALE),
+        "luong_sentence_loss": deep_merge(_LUONG, _SENTENCE_LOSS),
         "luong_sentence_loss_opennmt_dropout": deep_merge(
-            _INIT_SCALE_0,
-            _ATTENTIONAL,
-            _NO_ATT_BIAS,
-            {"loss.normalize_by": "sentences"},
-            _OUTPUT_DROPOUT,
-            _ATTENTIONAL_DROPOUT,
+            _LUONG, _SENTENCE_LOSS, _OUTPUT_DROPOUT, _ATTENTIONAL_DROPOUT
         ),
-        "luong_opennmt_epsilon": deep_merge(
-            _INIT_SCALE_0,
-            _ATTENTIONAL,
-            _NO_ATT_BIAS,
-            {"optimizer.params": _OPENNMT_LOSS_SCALE["optimizer.params"]},
-        ),
+        "luong_opennmt_epsilon": deep_merge(_LUONG, _OPENNMT_EPSILON),
     }
 )
 

@@ -5,7 +5,7 @@ import tensorflow as tf
 from seq2seq.decoders.attention import AttentionLayerBahdanau, valid_positions
 from seq2seq.decoders.rnn_decoder import RNNDecoder
 from seq2seq.errors import ConfigError
-from seq2seq.rnn.cells import apply_dropout, is_training
+from seq2seq.rnn.cells import apply_dropout, check_keep_prob, is_training
 from seq2seq.rnn_cell import time_steps
 
 
@@ -91,12 +91,10 @@ class AttentionDecoder(RNNDecoder):
                 f"'attentional' (Luong's), got "
                 f"{self.params['input_feeding_vector']!r}."
             )
-        keep_prob = self.params["attentional_keep_prob"]
-        if not 0.0 < keep_prob <= 1.0:
-            raise ConfigError(
-                f"{type(self).__name__}: decoder.params.attentional_keep_prob "
-                f"must be in (0, 1] (1.0 disables dropout), got {keep_prob!r}."
-            )
+        check_keep_prob(
+            f"{type(self).__name__}: decoder.params.attentional_keep_prob",
+            self.params["attentional_keep_prob"],
+        )
         if attention_layer is None:
             attention_layer = AttentionLayerBahdanau({"num_units": 128}, mode)
         self.attention = attention_layer

@@ -43,6 +43,15 @@ def is_training(training, mode):
     return mode == ModeKeys.TRAIN and bool(training)
 
 
+def check_keep_prob(name, value):
+    """Raises a ConfigError unless `value` is a keep probability in (0, 1];
+    `name` is the parameter as the user wrote it."""
+    if not 0.0 < float(value) <= 1.0:
+        raise ConfigError(
+            f"{name} must be in (0, 1] (1.0 disables dropout), got {value}."
+        )
+
+
 def apply_dropout(inputs, keep_prob):
     """Dropout keeping each element with probability `keep_prob`."""
     return tf.nn.dropout(inputs, rate=1.0 - keep_prob)
@@ -279,11 +288,7 @@ class DropoutWrapper(keras.layers.Layer):
             ("dropout_input_keep_prob", input_keep_prob),
             ("dropout_output_keep_prob", output_keep_prob),
         ):
-            if not 0.0 < float(value) <= 1.0:
-                raise ConfigError(
-                    f"rnn_cell.{key} must be in (0, 1] (1.0 disables dropout), "
-                    f"got {value}."
-                )
+            check_keep_prob(f"rnn_cell.{key}", value)
         self.cell = cell
         self.input_keep_prob = float(input_keep_prob)
         self.output_keep_prob = float(output_keep_prob)
