@@ -155,6 +155,17 @@ def train_buckets():
     return list(buckets) if buckets else None
 
 
+def parse_buckets(text):
+    """`--ours_buckets`: `auto` or comma-separated lengths."""
+    from seq2seq.data import batching
+    from seq2seq.errors import ConfigError
+
+    try:
+        return batching.parse_buckets(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def prepare(args, work_dir):
     """Builds (once) the corpus; writes OpenNMT-tf's vocabularies; returns
     the paths and the manifest."""
@@ -193,7 +204,7 @@ def train_spec(args, system, paths, seed, model_dir, tag):
         spec.update(
             vocab_source=paths["vocab_source"],
             vocab_target=paths["vocab_target"],
-            buckets=train_buckets(),
+            buckets=args.ours_buckets or train_buckets(),
         )
     else:
         spec.update(
@@ -205,6 +216,7 @@ def train_spec(args, system, paths, seed, model_dir, tag):
             input_dropout=settings["input_dropout"],
             shuffle_buffer_size=args.shuffle_buffer_size,
             max_decode_length=args.max_decode_length,
+            average_loss_in_time=args.onmt_loss == "tokens",
         )
         if args.onmt_variant == "defaults":
             spec["length_bucket_width"] = 2
@@ -593,6 +605,19 @@ def build_parser():
         choices=("defaults", "ours"),
         default="defaults",
         help="OpenNMT-tf model: its own defaults, or our settings copied.",
+    )
+    parser.add_argument(
+        "--onmt_loss",
+        choices=("tokens", "sentences"),
+        default="tokens",
+        help="OpenNMT-tf's training loss: summed token losses over target tokens "
+        "(average_loss_in_time, as our default), or over sentences (its default).",
+    )
+    parser.add_argument(
+        "--ours_buckets",
+        type=parse_buckets,
+        help="Ours: bin/train.py's --buckets (e.g. auto; default: "
+        "train_seq2seq.yml's).",
     )
     parser.add_argument(
         "--ours_variant",
