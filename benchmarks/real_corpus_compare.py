@@ -118,6 +118,17 @@ _OPENNMT_LOSS_SCALE = deep_merge(
 _SENTENCE_LOSS = {"loss.normalize_by": "sentences"}
 # Session 12's best: Keras initialisers, Luong feeding, unbiased attention.
 _LUONG = deep_merge(_INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS)
+# Luong's general score h^T W k: the query is not projected (OpenNMT-tf's
+# LuongAttention).
+_UNPROJECTED_QUERY = {"attention.params": {"project_query": False}}
+# Keras's GRU as OpenNMT-tf builds it: the reset gate applied after the
+# recurrent matmul, zero gate biases.
+_RESET_AFTER = {
+    side: {"rnn_cell": {"cell_params": {"reset_after": True}}}
+    for side in ("encoder.params", "decoder.params")
+}
+# Session 13's best: the sentence loss and OpenNMT-tf's dropout placement.
+_SESSION13 = deep_merge(_LUONG, _SENTENCE_LOSS, _OUTPUT_DROPOUT, _ATTENTIONAL_DROPOUT)
 AB_VARIANTS.update(
     {
         "init_scale_0_attentional": deep_merge(_INIT_SCALE_0, _ATTENTIONAL),
@@ -131,9 +142,9 @@ AB_VARIANTS.update(
         ),
         "luong_opennmt_loss_scale": deep_merge(_LUONG, _OPENNMT_LOSS_SCALE),
         "luong_sentence_loss": deep_merge(_LUONG, _SENTENCE_LOSS),
-        "luong_sentence_loss_opennmt_dropout": deep_merge(
-            _LUONG, _SENTENCE_LOSS, _OUTPUT_DROPOUT, _ATTENTIONAL_DROPOUT
-        ),
+        "luong_sentence_loss_opennmt_dropout": _SESSION13,
+        "session13_unprojected_query": deep_merge(_SESSION13, _UNPROJECTED_QUERY),
+        "session13_reset_after": deep_merge(_SESSION13, _RESET_AFTER),
         "luong_opennmt_epsilon": deep_merge(_LUONG, _OPENNMT_EPSILON),
     }
 )
