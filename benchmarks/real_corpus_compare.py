@@ -24,7 +24,9 @@ references with the standard `13a` tokenizer.
 - OpenNMT-tf 2.32: `opennmt_model.NMTSmallDefaults` (the same architecture
   with OpenNMT-tf's own defaults: Keras initialisers, Luong attention with
   input feeding, dropout 0.2 on embeddings and layer outputs) trained with
-  length buckets of width 2, same optimizer settings (Adam, the learning
+  length buckets of width 2 and its own training loss (the summed token
+  losses over the sentences; `--onmt_loss tokens` for the per-token loss of
+  earlier sessions), same optimizer settings (Adam, the learning
   rate, global norm clipping at 5) and batch size; `--onmt_variant ours`
   trains `NMTSmall` (our settings copied) without buckets instead.
 
@@ -621,9 +623,10 @@ def build_parser():
     parser.add_argument(
         "--onmt_loss",
         choices=("tokens", "sentences"),
-        default="tokens",
-        help="OpenNMT-tf's training loss: summed token losses over target tokens "
-        "(average_loss_in_time, as our default), or over sentences (its default).",
+        default="sentences",
+        help="OpenNMT-tf's training loss: the summed token losses over its "
+        "sentences (its default), or over its target tokens "
+        "(average_loss_in_time, as our default; before session 14).",
     )
     parser.add_argument(
         "--ours_buckets",
