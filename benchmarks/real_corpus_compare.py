@@ -201,6 +201,14 @@ def prepare(args, work_dir):
     return paths, manifest
 
 
+def onmt_loss(args):
+    """OpenNMT-tf's training loss: `--onmt_loss`, else its own default for
+    its defaults and ours (per token) for the model that copies ours."""
+    if args.onmt_loss:
+        return args.onmt_loss
+    return "sentences" if args.onmt_variant == "defaults" else "tokens"
+
+
 def train_spec(args, system, paths, seed, model_dir, tag):
     settings = compare_opennmt.nmt_small_settings()
     spec = {
@@ -230,7 +238,7 @@ def train_spec(args, system, paths, seed, model_dir, tag):
             input_dropout=settings["input_dropout"],
             shuffle_buffer_size=args.shuffle_buffer_size,
             max_decode_length=args.max_decode_length,
-            average_loss_in_time=args.onmt_loss == "tokens",
+            average_loss_in_time=onmt_loss(args) == "tokens",
         )
         if args.onmt_variant == "defaults":
             spec["length_bucket_width"] = 2
@@ -623,10 +631,10 @@ def build_parser():
     parser.add_argument(
         "--onmt_loss",
         choices=("tokens", "sentences"),
-        default="sentences",
         help="OpenNMT-tf's training loss: the summed token losses over its "
-        "sentences (its default), or over its target tokens "
-        "(average_loss_in_time, as our default; before session 14).",
+        "sentences (its default; the default for --onmt_variant defaults), or "
+        "over its target tokens (average_loss_in_time, as ours by default; "
+        "the default for --onmt_variant ours).",
     )
     parser.add_argument(
         "--ours_buckets",
