@@ -68,9 +68,9 @@ def build_model(spec, params=None):
         "source_sequence_controls": {"start": False, "end": True},
     }
     all_params = {
-        # Per-target-token loss for training, as ours (OpenNMT-tf's default
-        # divides the summed loss by the number of sentences).
-        "average_loss_in_time": True,
+        # Per-target-token loss for training, as ours, unless the spec asks
+        # for OpenNMT-tf's default (the summed loss over the sentences).
+        "average_loss_in_time": spec.get("average_loss_in_time", True),
         "maximum_decoding_length": spec.get("max_decode_length", 250),
         "length_penalty": 0.0,
     }

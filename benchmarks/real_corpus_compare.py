@@ -24,7 +24,9 @@ references with the standard `13a` tokenizer.
 - OpenNMT-tf 2.32: `opennmt_model.NMTSmallDefaults` (the same architecture
   with OpenNMT-tf's own defaults: Keras initialisers, Luong attention with
   input feeding, dropout 0.2 on embeddings and layer outputs) trained with
-  length buckets of width 2, same optimizer settings (Adam, the learning
+  length buckets of width 2 and its own training loss (the summed token
+  losses over the sentences; `--onmt_loss tokens` for the per-token loss of
+  earlier sessions), same optimizer settings (Adam, the learning
   rate, global norm clipping at 5) and batch size; `--onmt_variant ours`
   trains `NMTSmall` (our settings copied) without buckets instead.
 
@@ -118,6 +120,17 @@ _OPENNMT_LOSS_SCALE = deep_merge(
 _SENTENCE_LOSS = {"loss.normalize_by": "sentences"}
 # Session 12's best: Keras initialisers, Luong feeding, unbiased attention.
 _LUONG = deep_merge(_INIT_SCALE_0, _ATTENTIONAL, _NO_ATT_BIAS)
+# Luong's general score h^T W k: the query is not projected (OpenNMT-tf's
+# LuongAttention).
+_UNPROJECTED_QUERY = {"attention.params": {"project_query": False}}
+# Keras's GRU as OpenNMT-tf builds it: the reset gate applied after the
+# recurrent matmul, zero gate biases.
+_RESET_AFTER = {
+    side: {"rnn_cell": {"cell_params": {"reset_after": True}}}
+    for side in ("encoder.params", "decoder.params")
+}
+# Session 13's best: the sentence loss and OpenNMT-tf's dropout placement.
+_SESSION13 = deep_merge(_LUONG, _SENTENCE_LOSS, _OUTPUT_DROPOUT, _ATTENTIONAL_DROPOUT)
 AB_VARIANTS.update(
     {
         "init_scale_0_attentional": deep_merge(_INIT_SCALE_0, _ATTENTIONAL),
@@ -131,9 +144,10 @@ AB_VARIANTS.update(
         ),
         "luong_opennmt_loss_scale": deep_merge(_LUONG, _OPENNMT_LOSS_SCALE),
         "luong_sentence_loss": deep_merge(_LUONG, _SENTENCE_LOSS),
-        "luong_sentence_loss_opennmt_dropout": deep_merge(
-            _LUONG, _SENTENCE_LOSS, _OUTPUT_DROPOUT, _ATTENTIONAL_DROPOUT
-        ),
+        "luong_sentence_loss_opennmt_dropout": _SESSION13,
+        "session13_unprojected_query": deep_merge(_SESSION13, _UNPROJECTED_QUERY),
+        "session13_reset_after": deep_merge(_SESSION13, _RESET_AFTER),
+        "session13_no_embed_clip": deep_merge(_SESSION13, _NO_EMBED_CLIP),
         "luong_opennmt_epsilon": deep_merge(_LUONG, _OPENNMT_EPSILON),
     }
 )
@@ -153,6 +167,17 @@ def train_buckets():
     if isinstance(buckets, str):
         return [int(b) for b in buckets.split(",") if b.strip()]
     return list(buckets) if buckets else None
+
+
+def parse_buckets(text):
+    """`--ours_buckets`: `auto` or comma-separated lengths."""
+    from seq2seq.data import batching
+    from seq2seq.errors import ConfigError
+
+    try:
+        return batching.parse_buckets(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def prepare(args, work_dir):
@@ -176,6 +201,14 @@ def prepare(args, work_dir):
     return paths, manifest
 
 
+def onmt_loss(args):
+    """OpenNMT-tf's training loss: `--onmt_loss`, else its own default for
+    its defaults and ours (per token) for the model that copies ours."""
+    if args.onmt_loss:
+        return args.onmt_loss
+    return "sentences" if args.onmt_variant == "defaults" else "tokens"
+
+
 def train_spec(args, system, paths, seed, model_dir, tag):
     settings = compare_opennmt.nmt_small_settings()
     spec = {
@@ -193,7 +226,7 @@ def train_spec(args, system, paths, seed, model_dir, tag):
         spec.update(
             vocab_source=paths["vocab_source"],
             vocab_target=paths["vocab_target"],
-            buckets=train_buckets(),
+            buckets=args.ours_buckets or train_buckets(),
         )
     else:
         spec.update(
@@ -205,6 +238,7 @@ def train_spec(args, system, paths, seed, model_dir, tag):
             input_dropout=settings["input_dropout"],
             shuffle_buffer_size=args.shuffle_buffer_size,
             max_decode_length=args.max_decode_length,
+            average_loss_in_time=onmt_loss(args) == "tokens",
         )
         if args.onmt_variant == "defaults":
             spec["length_bucket_width"] = 2
@@ -593,6 +627,20 @@ def build_parser():
         choices=("defaults", "ours"),
         default="defaults",
         help="OpenNMT-tf model: its own defaults, or our settings copied.",
+    )
+    parser.add_argument(
+        "--onmt_loss",
+        choices=("tokens", "sentences"),
+        help="OpenNMT-tf's training loss: the summed token losses over its "
+        "sentences (its default; the default for --onmt_variant defaults), or "
+        "over its target tokens (average_loss_in_time, as ours by default; "
+        "the default for --onmt_variant ours).",
+    )
+    parser.add_argument(
+        "--ours_buckets",
+        type=parse_buckets,
+        help="Ours: bin/train.py's --buckets (e.g. auto; default: "
+        "train_seq2seq.yml's).",
     )
     parser.add_argument(
         "--ours_variant",

@@ -27,7 +27,11 @@ def _identity_projections(layer, key_depth, query_depth):
 
 
 def test_default_params_and_validation():
-    assert AttentionLayerDot.default_params() == {"num_units": 128, "use_bias": True}
+    assert AttentionLayerDot.default_params() == {
+        "num_units": 128,
+        "use_bias": True,
+        "project_query": True,
+    }
     layer = AttentionLayerBahdanau({}, "train")
     assert layer.num_units == 128
     with pytest.raises(ConfigError, match="num_units"):
@@ -79,6 +83,48 @@ def test_without_biases_a_zero_query_attends_evenly():
     )
     raw = np.array([1.0, 3.0, 4.0])
     np.testing.assert_allclose(scores[0], np.exp(raw) / np.exp(raw).sum(), rtol=1e-6)
+
+
+def test_unprojected_query_scores_luong_general():
+    """`project_query: false`: score = q . (W_k k), the raw query against the
+    projected keys; only the key projection has weights."""
+    layer = AttentionLayerDot(
+        {"num_units": 2, "use_bias": False, "project_query": False}, "infer"
+    )
+    assert layer.query_layer is None
+    layer.key_layer.build((None, None, 3))
+    kernel = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, -1.0]], np.float32)
+    layer.key_layer.kernel.assign(kernel)
+    assert len(layer.weights) == 1
+    keys = np.array([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]], np.float32)
+    values = tf.constant([[[1.0], [2.0], [4.0]]])
+    query = np.array([[0.5, -1.0]], np.float32)
+    scores, context = layer(
+        tf.constant(query),
+        layer.project_keys(tf.constant(keys)),
+        values,
+        tf.constant([3]),
+    )
+    # Projected keys are the kernel's rows: [1, 0], [0, 2], [1, -1].
+    raw = np.array([0.5, -2.0, 1.5])
+    expected = np.exp(raw) / np.exp(raw).sum()
+    np.testing.assert_allclose(scores[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(context[0], [expected @ [1.0, 2.0, 4.0]], rtol=1e-6)
+    # A sequence of queries is scored the same way, one row each.
+    scores, _ = layer(
+        tf.constant(query[:, None, :]),
+        layer.project_keys(tf.constant(keys)),
+        values,
+        tf.constant([3]),
+    )
+    np.testing.assert_allclose(scores[0, 0], expected, rtol=1e-6)
+
+
+def test_unprojected_query_must_match_num_units():
+    layer = AttentionLayerDot({"num_units": 4, "project_query": False}, "infer")
+    keys = tf.zeros([1, 2, 3])
+    with pytest.raises(ConfigError, match=r"num_units \(4\).*size \(5.*num_units: 5"):
+        layer(tf.zeros([1, 5]), layer.project_keys(keys), keys, tf.constant([2]))
 
 
 def test_bahdanau_scores_by_hand():

@@ -54,9 +54,11 @@ def _basic(cell_class="GRUCell", layers=1, mode="train", **params):
     return BasicDecoder(params, mode, VOCAB)
 
 
-def _attention(cell_class="GRUCell", layers=1, mode="train", **params):
+def _attention(
+    cell_class="GRUCell", layers=1, mode="train", attention_params=None, **params
+):
     params = {**_cell_params(cell_class, layers=layers), **params}
-    attention = AttentionLayerDot({"num_units": 7}, mode)
+    attention = AttentionLayerDot({"num_units": 7, **(attention_params or {})}, mode)
     return AttentionDecoder(params, mode, VOCAB, attention_layer=attention)
 
 
@@ -89,6 +91,23 @@ DECODERS = [
     pytest.param(
         lambda: _attention("BasicRNNCell", input_feeding_vector="attentional"),
         id="attention-simple-feed-attentional",
+    ),
+    # Luong's general score: the cell output (8 units) scored as it comes.
+    pytest.param(
+        lambda: _attention(
+            "GRUCell",
+            input_feeding_vector="attentional",
+            attention_params={"num_units": 8, "project_query": False},
+        ),
+        id="attention-gru-unprojected-query",
+    ),
+    pytest.param(
+        lambda: _attention(
+            "GRUCell",
+            input_feeding=False,
+            attention_params={"num_units": 8, "project_query": False},
+        ),
+        id="attention-gru-no-feed-unprojected-query",
     ),
 ]
 

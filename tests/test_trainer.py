@@ -45,8 +45,12 @@ def make_trainer(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("feed", ["context", "attentional"])
-def test_attention_model_learns_to_reverse(tmp_path, feed):
+@pytest.mark.parametrize(
+    "feed, project_query",
+    [("context", True), ("attentional", True), ("attentional", False)],
+    ids=["context", "attentional", "attentional-general-score"],
+)
+def test_attention_model_learns_to_reverse(tmp_path, feed, project_query):
     train = write_toy_corpus(
         str(tmp_path / "train"), num_examples=2000, seed=1, vocab_size=8, max_len=5
     )
@@ -63,6 +67,7 @@ def test_attention_model_learns_to_reverse(tmp_path, feed):
         params[side]["rnn_cell"]["cell_params"]["num_units"] = 64
     params["attention.params"]["num_units"] = 64
     params["decoder.params"]["input_feeding_vector"] = feed
+    params["attention.params"]["project_query"] = project_query
     trainer = make_trainer(
         data,
         str(tmp_path / "model"),

@@ -8,7 +8,8 @@ step-by-step decoding stays cheap:
 * `project_keys(keys)` maps the keys to `num_units` once per source
   sequence (the decoder does this in `prepare_memory`);
 * `call(query, projected_keys, values, values_length)` runs at every
-  decoding step: it projects the query, scores every position, masks the
+  decoding step: it projects the query (unless `project_query` is false),
+  scores every position, masks the
   positions past `values_length` and returns `(scores, context)`.
 
 Two scoring functions are provided, as in the original toolkit:
@@ -21,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from seq2seq.configurable import Configurable
+from seq2seq.errors import ConfigError
 
 # Score given to padded positions before the softmax. It is applied in
 # float32, so it is safe whatever the layer's compute dtype is.
@@ -37,15 +39,21 @@ def valid_positions(values_length, num_positions):
 class AttentionLayer(Configurable, keras.layers.Layer):
     """Base class of attention layers.
 
-    Subclasses implement `score_fn`. Both keys and query are projected by a
-    dense layer (no activation) to `num_units` before scoring.
+    Subclasses implement `score_fn`. The keys, and unless `project_query`
+    is false the query, are projected by a dense layer (no activation) to
+    `num_units` before scoring.
 
     Params:
       num_units: Size of the projected keys and query (default 128).
-      use_bias: Whether the two projections have biases (true, the
-        original's). With biases a dot score has a term `W_k k . b_q` that
-        favours some positions whatever the query; without them the dot
-        score is Luong's bilinear `q^T W_q^T W_k k`.
+      use_bias: Whether the projections have biases (true, the original's).
+        With biases a dot score has a term `W_k k . b_q` that favours some
+        positions whatever the query; without them the dot score is the
+        bilinear `q^T W_q^T W_k k`.
+      project_query: Whether the query is projected (true, the original's).
+        False scores the query as it comes against the projected keys,
+        `q^T W_k k` with a dot score: Luong's "general" score, as
+        OpenNMT-tf's and tensorflow/nmt's Luong attention. It needs
+        `num_units` equal to the query's size (the decoder cell's output).
 
     Args:
       params: Parameter overrides (dict).
@@ -59,13 +67,15 @@ class AttentionLayer(Configurable, keras.layers.Layer):
         units = self.params["num_units"]
         use_bias = bool(self.params["use_bias"])
         self.key_layer = keras.layers.Dense(units, use_bias=use_bias, name="att_keys")
-        self.query_layer = keras.layers.Dense(
-            units, use_bias=use_bias, name="att_query"
-        )
+        self.query_layer = None
+        if self.params["project_query"]:
+            self.query_layer = keras.layers.Dense(
+                units, use_bias=use_bias, name="att_query"
+            )
 
     @staticmethod
     def default_params():
-        return {"num_units": 128, "use_bias": True}
+        return {"num_units": 128, "use_bias": True, "project_query": True}
 
     @property
     def num_units(self):
@@ -119,7 +129,11 @@ class AttentionLayer(Configurable, keras.layers.Layer):
         single = query.shape.rank == 2
         # A rank-2 Dense is a plain matmul; on rank 3 Keras uses tensordot,
         # whose gradient inside a while loop XLA cannot compile.
-        projected_query = self.query_layer(query)
+        if self.query_layer is not None:
+            projected_query = self.query_layer(query)
+        else:
+            self._check_query_size(query)
+            projected_query = query
         if single:
             projected_query = projected_query[:, None, :]
         raw = tf.cast(self.score_fn(projected_keys, projected_query), tf.float32)
@@ -134,6 +148,16 @@ class AttentionLayer(Configurable, keras.layers.Layer):
         if single:
             return scores[:, 0, :], context[:, 0, :]
         return scores, context
+
+    def _check_query_size(self, query):
+        size = query.shape[-1]
+        if size is not None and size != self.num_units:
+            raise ConfigError(
+                f"attention.params: project_query: false scores the query as it "
+                f"comes, so num_units ({self.num_units}) must equal the query's "
+                f"size ({size}, the decoder cell's output); set num_units: {size} "
+                "or project_query: true."
+            )
 
 
 class AttentionLayerDot(AttentionLayer):
