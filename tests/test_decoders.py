@@ -422,6 +422,11 @@ def test_attentional_feeding_feeds_the_vector_the_logits_read():
     assert decoder.mix_layer.kernel.shape == (8 + VALUE_DEPTH, 8)
 
 
+def test_unprojected_query_of_another_size_is_a_config_error_when_built():
+    with pytest.raises(ConfigError, match=r"num_units \(7\).*size \(8,.*num_units: 8"):
+        _attention(attention_params={"project_query": False})
+
+
 def test_unknown_input_feeding_vector_is_a_config_error():
     with pytest.raises(ConfigError, match="input_feeding_vector.*'context'.*'h'"):
         _attention(input_feeding_vector="h")

@@ -132,7 +132,7 @@ class AttentionLayer(Configurable, keras.layers.Layer):
         if self.query_layer is not None:
             projected_query = self.query_layer(query)
         else:
-            self._check_query_size(query)
+            self.check_query_size(query.shape[-1])
             projected_query = query
         if single:
             projected_query = projected_query[:, None, :]
@@ -149,9 +149,11 @@ class AttentionLayer(Configurable, keras.layers.Layer):
             return scores[:, 0, :], context[:, 0, :]
         return scores, context
 
-    def _check_query_size(self, query):
-        size = query.shape[-1]
-        if size is not None and size != self.num_units:
+    def check_query_size(self, size):
+        """Raises a ConfigError when queries of `size` units cannot be scored
+        (`project_query: false` needs `size == num_units`); the decoder that
+        owns the layer calls it when it is built."""
+        if self.query_layer is None and size is not None and size != self.num_units:
             raise ConfigError(
                 f"attention.params: project_query: false scores the query as it "
                 f"comes, so num_units ({self.num_units}) must equal the query's "

@@ -98,6 +98,7 @@ class AttentionDecoder(RNNDecoder):
         if attention_layer is None:
             attention_layer = AttentionLayerBahdanau({"num_units": 128}, mode)
         self.attention = attention_layer
+        self.attention.check_query_size(self._cell_output_size())
         self.mix_layer = self._dense(
             self._cell_output_size(), "attention_mix", activation="tanh"
         )
