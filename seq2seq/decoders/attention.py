@@ -9,8 +9,8 @@ step-by-step decoding stays cheap:
   sequence (the decoder does this in `prepare_memory`);
 * `call(query, projected_keys, values, values_length)` runs at every
   decoding step: it projects the query (unless `project_query` is false),
-  scores every position, masks the
-  positions past `values_length` and returns `(scores, context)`.
+  scores every position, masks the positions past `values_length` and
+  returns `(scores, context)`.
 
 Two scoring functions are provided, as in the original toolkit:
 `AttentionLayerDot` (dot product of projected key and query) and
