@@ -148,6 +148,9 @@ AB_VARIANTS.update(
         "session13_unprojected_query": deep_merge(_SESSION13, _UNPROJECTED_QUERY),
         "session13_reset_after": deep_merge(_SESSION13, _RESET_AFTER),
         "session13_no_embed_clip": deep_merge(_SESSION13, _NO_EMBED_CLIP),
+        "session14_no_embed_clip": deep_merge(
+            _SESSION13, _UNPROJECTED_QUERY, _NO_EMBED_CLIP
+        ),
         "luong_opennmt_epsilon": deep_merge(_LUONG, _OPENNMT_EPSILON),
     }
 )
