@@ -54,6 +54,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import tempfile  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -444,6 +445,13 @@ def summarize(runs, beam_width):
         "tgt_tok_s": med([t["target_tokens"] / t["seconds"] for t in trains]),
         "cpu_s_step": med([t["cpu_seconds"] / t["steps"] for t in trains]),
         "peak_rss_mb": med([t["peak_rss_mb"] for t in trains]),
+        # Older results and other systems than Linux have no split.
+        "rss_anon_mb": med(
+            [t["rss_end_mb"]["anon"] for t in trains if t.get("rss_end_mb")]
+        ),
+        "rss_file_mb": med(
+            [t["rss_end_mb"]["file"] for t in trains if t.get("rss_end_mb")]
+        ),
         "train_loss": med([t["marks"][-1]["train_loss"] for t in trains]),
         "dev_loss": med([t["dev_loss"] for t in trains]),
         "build_s": med([t["build_s"] for t in trains]),
@@ -463,6 +471,8 @@ ROWS = (
     ("target tokens/s", "tgt_tok_s", "{:.0f}"),
     ("CPU-s per step", "cpu_s_step", "{:.3f}"),
     ("peak RSS, training (MB)", "peak_rss_mb", "{:.0f}"),
+    ("RSS at the end: allocated (MB)", "rss_anon_mb", "{:.0f}"),
+    ("RSS at the end: mapped files (MB)", "rss_file_mb", "{:.0f}"),
     ("train loss, last interval", "train_loss", "{:.3f}"),
     ("dev loss per target token", "dev_loss", "{:.3f}"),
     ("BLEU greedy (tokens)", "bleu_greedy", "{:.2f}"),
@@ -484,8 +494,10 @@ def summary_table(summaries, beam_width):
         key = key.replace("_beam", f"_beam{beam_width}")
         title = title.replace("beam", f"beam {beam_width}")
         ours, theirs = summaries["ours"][key], summaries["opennmt"][key]
-        ratio = f"{ours / theirs:.2f}x" if theirs else "-"
-        rows.append([title, fmt.format(ours), fmt.format(theirs), ratio])
+        known = theirs and not (math.isnan(ours) or math.isnan(theirs))
+        ratio = f"{ours / theirs:.2f}x" if known else "-"
+        cells = ["-" if math.isnan(v) else fmt.format(v) for v in (ours, theirs)]
+        rows.append([title, *cells, ratio])
     return common.format_table(rows)
 
 
