@@ -231,6 +231,7 @@ def train_spec(args, system, paths, seed, model_dir, tag):
             vocab_source=paths["vocab_source"],
             vocab_target=paths["vocab_target"],
             buckets=args.ours_buckets or train_buckets(),
+            pad_to_bucket=args.ours_pad_to_bucket,
         )
     else:
         spec.update(
@@ -656,6 +657,12 @@ def build_parser():
         type=parse_buckets,
         help="Ours: bin/train.py's --buckets (e.g. auto; default: "
         "train_seq2seq.yml's).",
+    )
+    parser.add_argument(
+        "--ours_pad_to_bucket",
+        action="store_true",
+        help="Ours: bin/train.py's --pad_to_bucket (each batch padded to its "
+        "bucket's bound: one batch shape per bucket).",
     )
     parser.add_argument(
         "--ours_variant",

@@ -329,3 +329,27 @@ def test_summary_table_shows_the_memory_split_and_dashes_without_it():
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()}
     cells = [c.strip() for c in rows["RSS at the end: allocated (MB)"].split("|")]
     assert cells[2:5] == ["800", "-", "-"]
+
+
+def test_train_spec_passes_our_bucket_flags_to_ours_only(tmp_path):
+    from benchmarks import real_corpus_compare as compare
+
+    args = compare.build_parser().parse_args(
+        ["--ours_buckets", "auto", "--ours_pad_to_bucket"]
+    )
+    paths = {
+        f"{split}_{side}": f"{split}.{side}"
+        for split in ("train", "dev")
+        for side in ("source", "target")
+    }
+    paths.update(
+        {f"{p}vocab_{s}": "v" for p in ("", "onmt_") for s in ("source", "target")}
+    )
+    ours = compare.train_spec(args, "ours", paths, 0, str(tmp_path / "a"), "t")
+    assert ours["buckets"] == "auto" and ours["pad_to_bucket"] is True
+    theirs = compare.train_spec(args, "opennmt", paths, 0, str(tmp_path / "b"), "t")
+    assert "pad_to_bucket" not in theirs and "buckets" not in theirs
+    default = compare.build_parser().parse_args([])
+    spec = compare.train_spec(default, "ours", paths, 0, str(tmp_path / "c"), "t")
+    assert spec["pad_to_bucket"] is False
+    assert spec["buckets"] == compare.train_buckets()
