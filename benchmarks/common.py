@@ -72,7 +72,7 @@ def resident_split_mb(status_path="/proc/self/status"):
     """
     split = {}
     try:
-        with open(status_path, encoding="ascii") as status:
+        with open(status_path, encoding="utf-8", errors="replace") as status:
             for line in status:
                 key, _, value = line.partition(":")
                 if key in ("RssAnon", "RssFile"):

@@ -31,7 +31,8 @@ references with the standard `13a` tokenizer.
   trains `NMTSmall` (our settings copied) without buckets instead.
 
 It prints per system the medians over seeds of: steps, target tokens/s,
-CPU-s per step, peak RSS, training loss at the end, dev loss per target
+CPU-s per step, peak RSS, the resident memory after the last step split
+into allocated and mapped files, training loss at the end, dev loss per target
 token, BLEU (greedy and beam), decode time of the whole process and of the
 decoding loop; then the ratios ours / OpenNMT-tf, and draws BLEU (greedy)
 against training time into `--plot` (PNG).
