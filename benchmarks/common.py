@@ -64,6 +64,24 @@ def peak_rss_mb(usage=None):
     return usage.ru_maxrss / scale
 
 
+def resident_split_mb(status_path="/proc/self/status"):
+    """This process's resident memory now, split by kind, in MiB: `anon`
+    (heap, arenas, tensors: what the program allocated) and `file` (mapped
+    files: mostly the shared libraries' code and data, TensorFlow's above
+    all). An empty dict where the kernel does not report them (not Linux).
+    """
+    split = {}
+    try:
+        with open(status_path, encoding="utf-8", errors="replace") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("RssAnon", "RssFile"):
+                    split[key[3:].lower()] = int(value.split()[0]) / 1024.0
+    except OSError:
+        return {}
+    return split
+
+
 def count_parameters(variables):
     """The number of weights in a list of variables."""
     total = 0
@@ -422,9 +440,10 @@ def budget_training_loop(spec, step, save):
 
     Returns:
       A dict: `steps`, `seconds`, `cpu_seconds` (of the steps), `target_tokens`,
-      `first_step_s`, `losses` (every step's training loss) and `marks` (one
+      `first_step_s`, `losses` (every step's training loss), `marks` (one
       dict per checkpoint: `index`, `seconds`, `step`, `checkpoint`,
-      `train_loss` averaged over the steps since the previous mark).
+      `train_loss` averaged over the steps since the previous mark) and
+      `rss_end_mb` (`resident_split_mb()` after the last step).
     """
     budget = spec.get("budget_s") or 0
     max_steps = spec.get("max_steps") or 0
@@ -481,4 +500,5 @@ def budget_training_loop(spec, step, save):
         "first_step_s": first_step_s,
         "losses": losses,
         "marks": marks,
+        "rss_end_mb": resident_split_mb(),
     }

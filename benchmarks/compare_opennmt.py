@@ -581,9 +581,10 @@ def _ours_train(spec):
 
 
 def _ours_train_budget(spec):
-    """Trains as `bin/train.py` would (its Trainer, input pipeline and
-    `buckets`) for `budget_s` seconds or `max_steps` steps, writing
-    checkpoints at `checkpoint_times` (see `common.budget_training_loop`).
+    """Trains as `bin/train.py` would (its Trainer, input pipeline,
+    `buckets` and `pad_to_bucket`) for `budget_s` seconds or `max_steps`
+    steps, writing checkpoints at `checkpoint_times` (see
+    `common.budget_training_loop`).
 
     The model is `config` (default nmt_small) pointed at `vocab_source` /
     `vocab_target`, with `overrides` merged into its parameters and
@@ -610,6 +611,7 @@ def _ours_train_budget(spec):
         output_dir=spec["model_dir"],
         batch_size=spec["batch_size"],
         buckets=spec.get("buckets"),
+        pad_to_bucket=bool(spec.get("pad_to_bucket")),
         tf_random_seed=spec["seed"],
         eval_every_n_steps=0,
     )

@@ -31,7 +31,8 @@ references with the standard `13a` tokenizer.
   trains `NMTSmall` (our settings copied) without buckets instead.
 
 It prints per system the medians over seeds of: steps, target tokens/s,
-CPU-s per step, peak RSS, training loss at the end, dev loss per target
+CPU-s per step, peak RSS, the resident memory after the last step split
+into allocated and mapped files, training loss at the end, dev loss per target
 token, BLEU (greedy and beam), decode time of the whole process and of the
 decoding loop; then the ratios ours / OpenNMT-tf, and draws BLEU (greedy)
 against training time into `--plot` (PNG).
@@ -54,6 +55,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import tempfile  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -230,6 +232,7 @@ def train_spec(args, system, paths, seed, model_dir, tag):
             vocab_source=paths["vocab_source"],
             vocab_target=paths["vocab_target"],
             buckets=args.ours_buckets or train_buckets(),
+            pad_to_bucket=args.ours_pad_to_bucket,
         )
     else:
         spec.update(
@@ -444,6 +447,13 @@ def summarize(runs, beam_width):
         "tgt_tok_s": med([t["target_tokens"] / t["seconds"] for t in trains]),
         "cpu_s_step": med([t["cpu_seconds"] / t["steps"] for t in trains]),
         "peak_rss_mb": med([t["peak_rss_mb"] for t in trains]),
+        # Older results and other systems than Linux have no split.
+        "rss_anon_mb": med(
+            [t["rss_end_mb"]["anon"] for t in trains if t.get("rss_end_mb")]
+        ),
+        "rss_file_mb": med(
+            [t["rss_end_mb"]["file"] for t in trains if t.get("rss_end_mb")]
+        ),
         "train_loss": med([t["marks"][-1]["train_loss"] for t in trains]),
         "dev_loss": med([t["dev_loss"] for t in trains]),
         "build_s": med([t["build_s"] for t in trains]),
@@ -463,6 +473,8 @@ ROWS = (
     ("target tokens/s", "tgt_tok_s", "{:.0f}"),
     ("CPU-s per step", "cpu_s_step", "{:.3f}"),
     ("peak RSS, training (MB)", "peak_rss_mb", "{:.0f}"),
+    ("RSS at the end: allocated (MB)", "rss_anon_mb", "{:.0f}"),
+    ("RSS at the end: mapped files (MB)", "rss_file_mb", "{:.0f}"),
     ("train loss, last interval", "train_loss", "{:.3f}"),
     ("dev loss per target token", "dev_loss", "{:.3f}"),
     ("BLEU greedy (tokens)", "bleu_greedy", "{:.2f}"),
@@ -484,8 +496,10 @@ def summary_table(summaries, beam_width):
         key = key.replace("_beam", f"_beam{beam_width}")
         title = title.replace("beam", f"beam {beam_width}")
         ours, theirs = summaries["ours"][key], summaries["opennmt"][key]
-        ratio = f"{ours / theirs:.2f}x" if theirs else "-"
-        rows.append([title, fmt.format(ours), fmt.format(theirs), ratio])
+        known = theirs and not (math.isnan(ours) or math.isnan(theirs))
+        ratio = f"{ours / theirs:.2f}x" if known else "-"
+        cells = ["-" if math.isnan(v) else fmt.format(v) for v in (ours, theirs)]
+        rows.append([title, *cells, ratio])
     return common.format_table(rows)
 
 
@@ -644,6 +658,12 @@ def build_parser():
         type=parse_buckets,
         help="Ours: bin/train.py's --buckets (e.g. auto; default: "
         "train_seq2seq.yml's).",
+    )
+    parser.add_argument(
+        "--ours_pad_to_bucket",
+        action="store_true",
+        help="Ours: bin/train.py's --pad_to_bucket (each batch padded to its "
+        "bucket's bound: one batch shape per bucket).",
     )
     parser.add_argument(
         "--ours_variant",

@@ -13,7 +13,8 @@ the machine's load falls on all of them; the figure per variant is the
 median over rounds of the process CPU time per timed step, which depends
 less on other processes than wall time does. Wall seconds per step and the
 mean training loss over the timed steps are printed beside it (the loss
-says whether a variant changed the model's maths beyond noise).
+says whether a variant changed the model's maths beyond noise), and the
+peak resident memory of the child process.
 
 A variant is a name of `VARIANTS`: changes to the `RunConfig` (the
 `bin/train.py` flags of the same names), e.g. `jit` is `--jit_compile`,
@@ -50,6 +51,9 @@ VARIANTS = {
     "keras_adam": {"buckets": TUTORIAL_BUCKETS, "fused_optimizer": False},
     "nobuckets": {"buckets": None},
     "auto": {"buckets": "auto"},
+    # Batches padded to their bucket's bound: one batch shape per bucket, so
+    # oneDNN compiles (and keeps) one primitive per bucket, not per length.
+    "auto_pad": {"buckets": "auto", "pad_to_bucket": True},
     "jit": {"buckets": TUTORIAL_BUCKETS, "jit_compile": True},
     "jit_auto": {"buckets": "auto", "jit_compile": True},
     # One compiled shape per bucket (needs the config's maximum lengths).
@@ -64,6 +68,7 @@ VARIANTS = {
     "auto_keras_adam": {"buckets": "auto", "fused_optimizer": False},
     # Environment variables of the child process instead of flags.
     "eigen": {"buckets": TUTORIAL_BUCKETS, "env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
+    "auto_eigen": {"buckets": "auto", "env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
     "one_interop": {
         "buckets": TUTORIAL_BUCKETS,
         "env": {"TF_NUM_INTEROP_THREADS": "1"},
@@ -196,11 +201,21 @@ def run(args):
             print(
                 f"  round {round_} {name}: {result['cpu_s_step']:.4f} CPU-s/step, "
                 f"{result['wall_s_step']:.4f} s/step, loss {result['mean_loss']:.3f}"
+                f", peak RSS {result['peak_rss_mb']:.0f} MB"
                 f", load {common.load_average():.2f}",
                 flush=True,
             )
     base = common.median([r["cpu_s_step"] for r in results[names[0]]])
-    rows = [["variant", "CPU-s/step", "s/step", "mean loss", f"vs {names[0]}"]]
+    rows = [
+        [
+            "variant",
+            "CPU-s/step",
+            "s/step",
+            "mean loss",
+            "peak RSS MB",
+            f"vs {names[0]}",
+        ]
+    ]
     for name in names:
         runs = results[name]
         cpu = common.median([r["cpu_s_step"] for r in runs])
@@ -210,6 +225,7 @@ def run(args):
                 f"{cpu:.4f}",
                 f"{common.median([r['wall_s_step'] for r in runs]):.4f}",
                 f"{common.median([r['mean_loss'] for r in runs]):.3f}",
+                f"{common.median([r['peak_rss_mb'] for r in runs]):.0f}",
                 f"{base / cpu:.2f}x",
             ]
         )

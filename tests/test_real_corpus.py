@@ -252,3 +252,104 @@ def test_budget_training_loop_one_mark_for_times_passed_together():
     # The first step passes all three times: one checkpoint, then the final.
     assert saved == [0, 1]
     assert [m["step"] for m in result["marks"]] == [1, 3]
+
+
+def test_resident_split_reads_anon_and_file_kib(tmp_path):
+    status = tmp_path / "status"
+    status.write_text(
+        "Name:\tpython\nVmRSS:\t  3072 kB\nRssAnon:\t  2048 kB\n"
+        "RssFile:\t   1536 kB\nRssShmem:\t  0 kB\n",
+        encoding="ascii",
+    )
+    assert common.resident_split_mb(str(status)) == {"anon": 2.0, "file": 1.5}
+    assert common.resident_split_mb(str(tmp_path / "missing")) == {}
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/proc/self/status"), reason="needs Linux's /proc"
+)
+def test_resident_split_sees_an_allocation_grow():
+    before = common.resident_split_mb()["anon"]
+    block = bytearray(64 * 1024 * 1024)  # zero-filled, so every page is touched
+    after = common.resident_split_mb()["anon"]
+    assert after - before > 60
+    del block
+
+
+def test_budget_training_loop_records_the_memory_split():
+    result = common.budget_training_loop(
+        {"max_steps": 1}, lambda: (1.0, 5), lambda index: f"ckpt-{index}"
+    )
+    split = result["rss_end_mb"]
+    if os.path.exists("/proc/self/status"):
+        assert set(split) == {"anon", "file"}
+        assert split["anon"] > 1 and split["file"] > 1
+    else:
+        assert split == {}
+
+
+def test_summary_table_shows_the_memory_split_and_dashes_without_it():
+    from benchmarks import real_corpus_compare as compare
+
+    def train(anon, file):
+        run = {
+            "steps": 100,
+            "seconds": 10.0,
+            "target_tokens": 1000,
+            "cpu_seconds": 20.0,
+            "peak_rss_mb": anon + file,
+            "marks": [{"train_loss": 2.0}],
+            "dev_loss": 3.0,
+            "build_s": 1.0,
+            "first_step_s": 1.0,
+        }
+        if anon is not None:
+            run["rss_end_mb"] = {"anon": anon, "file": file}
+        return run
+
+    decoder = {"bleu": 10.0, "bleu_13a": 11.0, "process_wall_s": 5.0}
+    decoder.update(seconds=1.0, peak_rss_mb=500.0)
+
+    def runs(*splits):
+        return [
+            {"train": train(*s), "decoders": {1: decoder, 5: decoder}} for s in splits
+        ]
+
+    ours = compare.summarize(runs((800.0, 400.0), (900.0, 400.0), (700.0, 420.0)), 5)
+    theirs = compare.summarize(runs((600.0, 200.0)), 5)
+    assert ours["rss_anon_mb"] == 800.0 and ours["rss_file_mb"] == 400.0
+    table = compare.summary_table({"ours": ours, "opennmt": theirs}, 5)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()}
+    assert "| 800 " in rows["RSS at the end: allocated (MB)"]
+    assert "1.33x" in rows["RSS at the end: allocated (MB)"]
+    assert "2.00x" in rows["RSS at the end: mapped files (MB)"]
+
+    old = dict(theirs, rss_anon_mb=float("nan"), rss_file_mb=float("nan"))
+    table = compare.summary_table({"ours": ours, "opennmt": old}, 5)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()}
+    cells = [c.strip() for c in rows["RSS at the end: allocated (MB)"].split("|")]
+    assert cells[2:5] == ["800", "-", "-"]
+
+
+def test_train_spec_passes_our_bucket_flags_to_ours_only(tmp_path):
+    from benchmarks import real_corpus_compare as compare
+
+    args = compare.build_parser().parse_args(
+        ["--ours_buckets", "auto", "--ours_pad_to_bucket"]
+    )
+    paths = {
+        f"{split}_{side}": f"{split}.{side}"
+        for split in ("train", "dev")
+        for side in ("source", "target")
+    }
+    paths.update(
+        {f"{p}vocab_{s}": "v" for p in ("", "onmt_") for s in ("source", "target")}
+    )
+    ours = compare.train_spec(args, "ours", paths, 0, str(tmp_path / "a"), "t")
+    assert ours["buckets"] == "auto" and ours["pad_to_bucket"] is True
+    theirs = compare.train_spec(args, "opennmt", paths, 0, str(tmp_path / "b"), "t")
+    assert "pad_to_bucket" not in theirs and "buckets" not in theirs
+    default = compare.build_parser().parse_args([])
+    spec = compare.train_spec(default, "ours", paths, 0, str(tmp_path / "c"), "t")
+    assert spec["pad_to_bucket"] is False
+    assert spec["buckets"] == compare.train_buckets()
