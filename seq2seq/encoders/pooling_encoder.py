@@ -158,7 +158,7 @@ class _PositionEmbeddingEncoder(Encoder):
             )
         table = tf.constant(position_encoding(num_positions, int(depth)))
         maxlen = tf.shape(inputs)[1]
-        tf.debugging.assert_less_equal(
+        check = tf.debugging.assert_less_equal(
             maxlen,
             num_positions,
             message=(
@@ -167,6 +167,10 @@ class _PositionEmbeddingEncoder(Encoder):
                 "or lower source.max_seq_len"
             ),
         )
+        # In a graph the check must run before the slice it guards, or the
+        # shape error of the product below may be raised first instead.
+        with tf.control_dependencies([check] if check is not None else []):
+            maxlen = tf.identity(maxlen)
         positions = tf.cast(table[None, :maxlen, :], inputs.dtype) * mask
         return self._combiner_fn(inputs, positions)
 
