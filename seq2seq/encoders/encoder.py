@@ -46,6 +46,13 @@ class Encoder(Configurable, keras.layers.Layer):
     def compute_mask(self, inputs, previous_mask=None):
         return None
 
+    def build(self, *args, **kwargs):
+        # Sub-layers build on first use. Without a `build`, Keras would first
+        # trace `call` in a scratch graph to create them: a second trace of
+        # the whole encoder at every start (0.3-0.4 s for nmt_small).
+        del args, kwargs
+        self.built = True
+
     @staticmethod
     def default_params():
         raise NotImplementedError

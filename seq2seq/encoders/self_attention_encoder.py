@@ -139,10 +139,6 @@ class SelfAttentionEncoder(Encoder):
         """`D`, the size of the outputs and of the final state."""
         return self.params["num_units"]
 
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
-
     def call(self, inputs, sequence_length=None, training=None):
         training = is_training(self, training)
         inputs = tf.convert_to_tensor(inputs)
