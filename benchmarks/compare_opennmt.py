@@ -185,7 +185,7 @@ def _pip_error_lines(log_path, limit=3):
 
 def _check_opennmt(python):
     """Imports OpenNMT-tf in the venv; returns (opennmt, tensorflow) versions."""
-    env = _opennmt_env()
+    env = opennmt_env()
     completed = subprocess.run(
         [
             python,
@@ -256,7 +256,9 @@ def ensure_opennmt_venv(venv_dir, base_python=None, reinstall=False):
     return python
 
 
-def _opennmt_env():
+def opennmt_env():
+    """The environment of a process in the OpenNMT-tf venv: none of this
+    one's Python paths, TensorFlow's and Python's warnings quiet."""
     env = dict(os.environ)
     for key in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
         env.pop(key, None)
@@ -426,7 +428,7 @@ def run_child(system, task, spec, work_dir, opennmt_python=None):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     else:
         command = [opennmt_python, RUNNER_PATH, task]
-        env = _opennmt_env()
+        env = opennmt_env()
     return common.run_child(
         command,
         spec,

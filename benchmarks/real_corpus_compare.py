@@ -10,9 +10,13 @@ fresh process for `--budget_s` seconds of training time (model building and
 checkpoint writing not counted), writing a checkpoint at `--num_marks`
 evenly spaced times; then every checkpoint decodes the test set with greedy
 search, and the last one also with beam search (`--beam_width`, 5), each
-final decoder in its own timed process. Outputs are scored with sacrebleu
-on the tokenized text (`tokenize="none"`) and, detokenized, against the raw
-references with the standard `13a` tokenizer.
+final decoder in its own timed process, and once more with each toolkit's
+own command line, as a user translates a file (`bin/infer.py`;
+`onmt-main ... infer` with the same model file and settings), timed as a
+whole process and its output checked against the first. Outputs are
+scored with sacrebleu on the tokenized text (`tokenize="none"`) and,
+detokenized, against the raw references with the standard `13a`
+tokenizer.
 
 - Ours: `example_configs/nmt_small.yml` with `train_seq2seq.yml`'s buckets,
   the learning rate `--learning_rate` (1e-3), batch `--batch_size` (32),
@@ -56,6 +60,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -328,11 +333,137 @@ def decode_final(
         decoder.update(
             process_wall_s=infer["process_wall_s"], peak_rss_mb=infer["peak_rss_mb"]
         )
+        print(f"  seed {seed}: the same with {COMMAND_LINES[system]}")
+        cli_out = f"{out}.cli.beam{beam}"
+        decoder["cli_process_wall_s"] = command_line_decode(
+            args,
+            paths,
+            system,
+            train,
+            final["checkpoint"],
+            beam,
+            cli_out,
+            work_dir,
+            opennmt_python,
+        )
+        decoder["cli_same_output"] = same_lines(f"{out}.beam{beam}", cli_out)
+        if not decoder["cli_same_output"]:
+            print(f"  warning: {cli_out} differs from {out}.beam{beam}")
         decoder["bleu"], decoder["bleu_13a"] = bleu_scores(
             f"{out}.beam{beam}", paths, lowercase
         )
         decoders[beam] = decoder
     return decoders
+
+
+COMMAND_LINES = {"ours": "bin/infer.py", "opennmt": "onmt-main infer"}
+
+
+def command_line_decode(
+    args, paths, system, train, checkpoint, beam, output, work_dir, opennmt_python
+):
+    """Decodes the test set with the toolkit's own command line, as a user
+    translates a file (`bin/infer.py`; OpenNMT-tf's `onmt-main ... infer`
+    with the same model definition file), with the same checkpoint, batch
+    size, beam width and length limit as the benchmark's decoding child;
+    returns the wall-clock seconds of that whole process."""
+    if system == "ours":
+        model_params = {
+            "inference.beam_search.beam_width": beam,
+            "inference.max_decode_length": args.max_decode_length,
+        }
+        command = [
+            sys.executable,
+            os.path.join(_REPO_ROOT, "bin", "infer.py"),
+            "--model_dir=" + train["model_dir"],
+            "--checkpoint_path=" + checkpoint,
+            f"--batch_size={args.batch_size}",
+            f"--sort_window={args.sort_window}",
+            "--progress=false",
+            "--model_params=" + json.dumps(model_params),
+            "--tasks="
+            + json.dumps([{"class": "DecodeText", "params": {"output": output}}]),
+            "--input_pipeline="
+            + json.dumps(
+                {
+                    "class": "ParallelTextInputPipeline",
+                    "params": {"source_files": [paths["test_source"]]},
+                }
+            ),
+        ]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    else:
+        model_file, config = opennmt_cli_files(args, paths, beam, work_dir)
+        command = [
+            opennmt_python,
+            "-m",
+            "opennmt.bin.main",
+            "--model=" + model_file,
+            "--config",
+            config,
+            "--checkpoint_path",
+            checkpoint,
+            "infer",
+            "--features_file",
+            paths["test_source"],
+            "--predictions_file",
+            output,
+        ]
+        env = compare_opennmt.opennmt_env()
+    log_path = output + ".log"
+    with open(log_path, "w", encoding="utf-8") as log:
+        clock = common.Stopwatch()
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        seconds = clock.seconds()
+    if code != 0:
+        raise BenchmarkError(
+            f"{COMMAND_LINES[system]} exited with {code}; see {log_path}."
+        )
+    return seconds
+
+
+def opennmt_cli_files(args, paths, beam, work_dir):
+    """The model definition file and the configuration that make `onmt-main`
+    decode as `opennmt_runner.py infer` does; returns their paths."""
+    model_file = os.path.join(work_dir, f"onmt_cli_model_{args.onmt_variant}.py")
+    model_class = {"defaults": "NMTSmallDefaults", "ours": "NMTSmall"}[
+        args.onmt_variant
+    ]
+    with open(model_file, "w", encoding="utf-8") as out:
+        out.write(
+            "import sys\n"
+            f"sys.path.insert(0, {_HERE!r})\n"
+            "import opennmt_model\n\n\n"
+            "def model():\n"
+            f"    return opennmt_model.{model_class}()\n"
+        )
+    infer = {"batch_size": args.batch_size}
+    if args.onmt_length_bucket_width:
+        infer["length_bucket_width"] = args.onmt_length_bucket_width
+    config = {
+        "model_dir": os.path.join(work_dir, "onmt_cli_model_dir"),
+        "data": {
+            "source_vocabulary": paths["onmt_vocab_source"],
+            "target_vocabulary": paths["onmt_vocab_target"],
+            "source_sequence_controls": {"start": False, "end": True},
+        },
+        "params": {
+            "beam_width": beam,
+            "maximum_decoding_length": args.max_decode_length,
+            "length_penalty": 0.0,
+        },
+        "infer": infer,
+    }
+    config_path = os.path.join(work_dir, f"onmt_cli_beam{beam}.json")
+    with open(config_path, "w", encoding="utf-8") as out:
+        json.dump(config, out, indent=2)
+    return model_file, config_path
+
+
+def same_lines(path_a, path_b):
+    """Whether two text files hold the same lines (trailing spaces aside)."""
+    with open(path_a, encoding="utf-8") as a, open(path_b, encoding="utf-8") as b:
+        return [line.rstrip() for line in a] == [line.rstrip() for line in b]
 
 
 def decode_only(args, paths, lowercase, work_dir, opennmt_python):
@@ -363,6 +494,7 @@ def decode_only(args, paths, lowercase, work_dir, opennmt_python):
         for title, key, fmt in (
             ("BLEU (tokens)", "bleu", "{:.2f}"),
             ("loop (s)", "seconds", "{:.2f}"),
+            ("command line (s)", "cli_process_wall_s", "{:.1f}"),
             ("process (s)", "process_wall_s", "{:.1f}"),
             ("peak RSS (MB)", "peak_rss_mb", "{:.0f}"),
         ):
@@ -463,6 +595,14 @@ def summarize(runs, beam_width):
         summary[f"bleu_{name}"] = decoder(beam, "bleu")
         summary[f"bleu13a_{name}"] = decoder(beam, "bleu_13a")
         summary[f"decode_process_s_{name}"] = decoder(beam, "process_wall_s")
+        # Results from before the command-line timing have none.
+        summary[f"decode_cli_s_{name}"] = med(
+            [
+                r["decoders"][beam]["cli_process_wall_s"]
+                for r in runs
+                if "cli_process_wall_s" in r["decoders"][beam]
+            ]
+        )
         summary[f"decode_loop_s_{name}"] = decoder(beam, "seconds")
         summary[f"decode_rss_mb_{name}"] = decoder(beam, "peak_rss_mb")
     return summary
@@ -481,8 +621,10 @@ ROWS = (
     ("BLEU beam (tokens)", "bleu_beam", "{:.2f}"),
     ("BLEU greedy (13a, detok.)", "bleu13a_greedy", "{:.2f}"),
     ("BLEU beam (13a, detok.)", "bleu13a_beam", "{:.2f}"),
+    ("decode greedy, command line (s)", "decode_cli_s_greedy", "{:.1f}"),
     ("decode greedy, process (s)", "decode_process_s_greedy", "{:.1f}"),
     ("decode greedy, loop (s)", "decode_loop_s_greedy", "{:.2f}"),
+    ("decode beam, command line (s)", "decode_cli_s_beam", "{:.1f}"),
     ("decode beam, process (s)", "decode_process_s_beam", "{:.1f}"),
     ("decode beam, loop (s)", "decode_loop_s_beam", "{:.2f}"),
     ("model+pipeline build (s)", "build_s", "{:.1f}"),

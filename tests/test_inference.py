@@ -79,3 +79,33 @@ def test_predictor_traces_once(corpus):
     # The first call, which creates the variables, traces twice; batches
     # of other sizes and widths reuse that trace.
     assert predictor._infer.experimental_get_tracing_count() == 2
+
+
+@pytest.mark.parametrize("project_query", [True, False])
+def test_variables_are_created_without_a_scratch_trace(
+    corpus, project_query, monkeypatch
+):
+    """`create_variables` builds every layer of an attention model on its
+    one eager step; Keras traces no layer's `call` a second time to find
+    unbuilt sub-layers (which costs bin/infer.py and training starts)."""
+    from keras.src import backend
+
+    real = backend.compute_output_spec
+    traced = []
+
+    def counting(fn, *args, **kwargs):
+        traced.append(getattr(fn, "__self__", fn))
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(backend, "compute_output_spec", counting)
+    params = tiny_model_params(corpus["vocab"])
+    params["attention.params"]["project_query"] = project_query
+    params["bridge.class"] = "InitialStateBridge"
+    model = inference.build_model(
+        TrainOptions(model_class="AttentionSeq2Seq", model_params=params)
+    )
+    inference.create_variables(model)
+    assert traced == []
+    names = {v.path.split("/")[-2] for v in model.trainable_variables}
+    assert "att_query" in names if project_query else "att_query" not in names
+    assert len(model.trainable_variables) > 10

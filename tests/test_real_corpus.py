@@ -329,6 +329,17 @@ def test_summary_table_shows_the_memory_split_and_dashes_without_it():
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()}
     cells = [c.strip() for c in rows["RSS at the end: allocated (MB)"].split("|")]
     assert cells[2:5] == ["800", "-", "-"]
+    # Decoders timed before the command-line runs have no such figure.
+    cells = [c.strip() for c in rows["decode greedy, command line (s)"].split("|")]
+    assert cells[2:5] == ["-", "-", "-"]
+    timed = dict(decoder, cli_process_wall_s=4.0)
+    ours = compare.summarize(
+        [{"train": train(1.0, 1.0), "decoders": {1: timed, 5: timed}}], 5
+    )
+    table = compare.summary_table({"ours": ours, "opennmt": theirs}, 5)
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines()}
+    cells = [c.strip() for c in rows["decode beam 5, command line (s)"].split("|")]
+    assert cells[2:5] == ["4.0", "-", "-"]
 
 
 def test_train_spec_passes_our_bucket_flags_to_ours_only(tmp_path):
@@ -353,3 +364,94 @@ def test_train_spec_passes_our_bucket_flags_to_ours_only(tmp_path):
     spec = compare.train_spec(default, "ours", paths, 0, str(tmp_path / "c"), "t")
     assert spec["pad_to_bucket"] is False
     assert spec["buckets"] == compare.train_buckets()
+
+
+def _decode_args(*flags):
+    from benchmarks import real_corpus_compare as compare
+
+    return compare.build_parser().parse_args(list(flags))
+
+
+def test_command_line_decode_runs_each_toolkits_own_command(tmp_path, monkeypatch):
+    from benchmarks import real_corpus_compare as compare
+
+    calls = []
+
+    def call(command, stdout, stderr, env):
+        calls.append((command, env))
+        return 0 if len(calls) < 3 else 1
+
+    monkeypatch.setattr(compare.subprocess, "call", call)
+    args = _decode_args("--max_decode_length", "40", "--onmt_length_bucket_width", "5")
+    paths = {
+        "test_source": "test.en",
+        "onmt_vocab_source": "vs",
+        "onmt_vocab_target": "vt",
+    }
+    train = {"model_dir": str(tmp_path / "run")}
+    out = str(tmp_path / "out")
+    seconds = compare.command_line_decode(
+        args, paths, "ours", train, "run/ckpt-9", 5, out, str(tmp_path), "onmt-python"
+    )
+    assert seconds >= 0
+    command, env = calls[0]
+    assert command[1].endswith(os.path.join("bin", "infer.py"))
+    flags = dict(arg[2:].split("=", 1) for arg in command[2:])
+    assert flags["model_dir"] == train["model_dir"]
+    assert flags["checkpoint_path"] == "run/ckpt-9"
+    assert flags["batch_size"] == "32" and flags["progress"] == "false"
+    assert json.loads(flags["model_params"]) == {
+        "inference.beam_search.beam_width": 5,
+        "inference.max_decode_length": 40,
+    }
+    assert json.loads(flags["tasks"]) == [
+        {"class": "DecodeText", "params": {"output": out}}
+    ]
+    assert json.loads(flags["input_pipeline"])["params"] == {
+        "source_files": ["test.en"]
+    }
+    assert env["TF_CPP_MIN_LOG_LEVEL"] == "2"
+
+    compare.command_line_decode(
+        args, paths, "opennmt", train, "m/mark-3", 1, out, str(tmp_path), "onmt-python"
+    )
+    command, env = calls[1]
+    assert command[:3] == ["onmt-python", "-m", "opennmt.bin.main"]
+    # onmt-main takes --checkpoint_path before its subcommand.
+    at = command.index("infer")
+    assert command[at - 2 : at] == ["--checkpoint_path", "m/mark-3"]
+    assert command[at + 1 :] == [
+        "--features_file",
+        "test.en",
+        "--predictions_file",
+        out,
+    ]
+    config = json.load(open(command[command.index("--config") + 1]))
+    assert config["params"] == {
+        "beam_width": 1,
+        "maximum_decoding_length": 40,
+        "length_penalty": 0.0,
+    }
+    assert config["infer"] == {"batch_size": 32, "length_bucket_width": 5}
+    assert config["data"]["source_sequence_controls"] == {"start": False, "end": True}
+    model_file = command[3].split("=", 1)[1]
+    source = open(model_file).read()
+    compile(source, model_file, "exec")
+    assert "opennmt_model.NMTSmallDefaults()" in source
+    assert "PYTHONPATH" not in env
+
+    with pytest.raises(common.BenchmarkError, match=r"out\.log"):
+        compare.command_line_decode(
+            args, paths, "ours", train, "c", 1, out, str(tmp_path), "onmt-python"
+        )
+
+
+def test_same_lines_ignores_trailing_spaces_only(tmp_path):
+    from benchmarks import real_corpus_compare as compare
+
+    a, b, c = (tmp_path / n for n in "abc")
+    a.write_text("le chat\nun chien\n", encoding="utf-8")
+    b.write_text("le chat \nun chien\n", encoding="utf-8")
+    c.write_text("le chat\nun chat\n", encoding="utf-8")
+    assert compare.same_lines(a, b)
+    assert not compare.same_lines(a, c)

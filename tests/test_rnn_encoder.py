@@ -256,3 +256,29 @@ def test_dynamic_shapes_in_tf_function():
         2,
         6,
     )
+
+
+@pytest.mark.parametrize("cls", ENCODERS)
+@pytest.mark.parametrize("in_graph", [False, True])
+def test_first_call_builds_without_a_scratch_trace(cls, in_graph, monkeypatch):
+    """An encoder builds its cells on its first call; Keras is not left to
+    trace `call` once more in a scratch graph to find their variables."""
+    from keras.src import backend
+
+    traced = []
+
+    def counting(fn, *args, **kwargs):
+        traced.append(fn)
+        return real(fn, *args, **kwargs)
+
+    real = backend.compute_output_spec
+    monkeypatch.setattr(backend, "compute_output_spec", counting)
+    encoder = cls(_params("GRUCell", layers=2), ModeKeys.INFER)
+    x, lengths = tf.constant(_inputs()), tf.constant(LENGTHS)
+    call = tf.function(lambda a, b: encoder(a, b).outputs) if in_graph else None
+    outputs = call(x, lengths) if in_graph else encoder(x, lengths).outputs
+    assert traced == []
+    assert encoder.built
+    layers = 2 if cls is UnidirectionalRNNEncoder else 4
+    assert len(encoder.trainable_weights) == layers * 3  # GRU: kernel, recurrent, bias
+    np.testing.assert_allclose(encoder(x, lengths).outputs, outputs, atol=1e-6)

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from seq2seq.configurable import Configurable
 from seq2seq.errors import ConfigError
+from seq2seq.layers.composite import CompositeLayer
 
 # Score given to padded positions before the softmax. It is applied in
 # float32, so it is safe whatever the layer's compute dtype is.
@@ -36,7 +37,7 @@ def valid_positions(values_length, num_positions):
     return tf.sequence_mask(values_length, maxlen=num_positions)[:, None, :]
 
 
-class AttentionLayer(Configurable, keras.layers.Layer):
+class AttentionLayer(Configurable, CompositeLayer):
     """Base class of attention layers.
 
     Subclasses implement `score_fn`. The keys, and unless `project_query`

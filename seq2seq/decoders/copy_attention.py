@@ -20,6 +20,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from seq2seq.layers.composite import CompositeLayer
+
 # Added to the mixed probabilities before the log, so that a probability
 # that underflows to 0 gives a finite log and gradient.
 _LOG_GUARD = 1e-20
@@ -55,7 +57,7 @@ def copy_distribution(attention, source_ids, size):
     return tf.reshape(copied, tf.concat([shape[:-1], [size]], axis=0))
 
 
-class CopyGenerator(keras.layers.Layer):
+class CopyGenerator(CompositeLayer):
     """The generation gate `p_gen` and the mixture of the module docstring.
 
     Args:

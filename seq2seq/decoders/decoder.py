@@ -45,6 +45,7 @@ import tensorflow as tf
 from seq2seq.configurable import Configurable
 from seq2seq.decoders import scheduled_sampling
 from seq2seq.decoders.samplers import get_sampler
+from seq2seq.layers.composite import CompositeLayer
 from seq2seq.rnn_cell import time_steps
 from seq2seq.tracing import tracing_for_xla
 
@@ -75,7 +76,7 @@ def is_scalar(value):
     return tf.is_tensor(value) and value.shape.rank == 0
 
 
-class Decoder(Configurable, keras.layers.Layer):
+class Decoder(Configurable, CompositeLayer):
     """Abstract base of every decoder; see the module docstring.
 
     Params:
@@ -142,10 +143,6 @@ class Decoder(Configurable, keras.layers.Layer):
         bridge builds for `initial_state`; None when the decoder takes
         none."""
         return None
-
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
 
     # ------------------------------------------------------- the contract
 

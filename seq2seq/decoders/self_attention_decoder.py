@@ -41,6 +41,7 @@ from absl import logging
 
 from seq2seq.decoders.decoder import Decoder, batch_size_of, is_scalar
 from seq2seq.errors import ConfigError
+from seq2seq.layers.composite import CompositeLayer
 from seq2seq.layers.transformer import (
     FeedForward,
     MultiHeadAttention,
@@ -56,7 +57,7 @@ from seq2seq.layers.transformer import (
 __all__ = ["SelfAttentionDecoder"]
 
 
-class _DecoderLayer(keras.layers.Layer):
+class _DecoderLayer(CompositeLayer):
     """One pre-norm decoder layer: causal self-attention, cross-attention
     over the memory, feed-forward."""
 
@@ -112,10 +113,6 @@ class _DecoderLayer(keras.layers.Layer):
         transformed = self.ffn(self.ffn_norm(inputs))
         outputs = inputs + dropout(transformed, self.dropout_rate, training)
         return outputs, weights, {"keys": keys, "values": values}
-
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
 
     def call(self, inputs):
         raise NotImplementedError("use run()")

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from seq2seq.configurable import Configurable
+from seq2seq.layers.composite import CompositeLayer
 
 EncoderOutput = collections.namedtuple(
     "EncoderOutput",
@@ -23,7 +24,7 @@ Fields:
 """
 
 
-class Encoder(Configurable, keras.layers.Layer):
+class Encoder(Configurable, CompositeLayer):
     """Base class of encoders: a configurable Keras layer.
 
     Subclasses implement `default_params()` and `call(inputs,

@@ -18,10 +18,10 @@ The building blocks (`MultiHeadAttention`, `FeedForward`,
 stay importable from here.
 """
 
-import keras
 import tensorflow as tf
 
 from seq2seq.encoders.encoder import Encoder, EncoderOutput
+from seq2seq.layers.composite import CompositeLayer
 from seq2seq.layers.transformer import (  # noqa: F401  (re-exported)
     MASKED_SCORE,
     POSITION_ENCODINGS,
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 
-class _EncoderLayer(keras.layers.Layer):
+class _EncoderLayer(CompositeLayer):
     """One pre-norm encoder layer: self-attention and feed-forward."""
 
     def __init__(self, params, name):
@@ -62,10 +62,6 @@ class _EncoderLayer(keras.layers.Layer):
         )
         self.ffn_norm = layer_norm("ffn_norm")
         self.ffn = FeedForward(units, ffn_units(params))
-
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
 
     def call(self, inputs, attention_mask, training=False):
         normed = self.attention_norm(inputs)
@@ -138,10 +134,6 @@ class SelfAttentionEncoder(Encoder):
     def output_size(self):
         """`D`, the size of the outputs and of the final state."""
         return self.params["num_units"]
-
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
 
     def call(self, inputs, sequence_length=None, training=None):
         training = is_training(self, training)

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.errors import ConfigError
+from seq2seq.layers.composite import CompositeLayer
 
 __all__ = [
     "FeedForward",
@@ -128,7 +129,7 @@ def sinusoidal_position_encoding(positions, depth, dtype=tf.float32):
     return tf.cast(encoding, dtype)
 
 
-class PositionEncoding(keras.layers.Layer):
+class PositionEncoding(CompositeLayer):
     """Position encodings, fixed (`sinusoidal`) or trained (`learned`).
 
     A learned table has `max_positions` rows; later positions reuse the last
@@ -160,10 +161,6 @@ class PositionEncoding(keras.layers.Layer):
             return tf.cast(tf.gather(self.table, positions), self.compute_dtype)
         return sinusoidal_position_encoding(positions, self.depth, self.compute_dtype)
 
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
-
     def call(self, positions):
         return self.encode(positions)
 
@@ -186,7 +183,7 @@ def position_wise(layer, inputs):
     return outputs
 
 
-class MultiHeadAttention(keras.layers.Layer):
+class MultiHeadAttention(CompositeLayer):
     """Scaled dot-product attention with `num_heads` heads.
 
     Keys and values are projected separately from the queries
@@ -257,16 +254,12 @@ class MultiHeadAttention(keras.layers.Layer):
         outputs = position_wise(self.output_dense, self.merge_heads(context))
         return outputs, weights
 
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
-
     def call(self, queries, memory, attention_mask, training=False):
         keys, values = self.project_key_values(memory)
         return self.attend(queries, keys, values, attention_mask, training)
 
 
-class FeedForward(keras.layers.Layer):
+class FeedForward(CompositeLayer):
     """Position-wise `Dense(D)(relu(Dense(F)(x)))`.
 
     Args:
@@ -280,10 +273,6 @@ class FeedForward(keras.layers.Layer):
         self.inner = keras.layers.Dense(inner_units, activation="relu", name="inner")
         self.outer = keras.layers.Dense(num_units, name="outer")
 
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
-
     def call(self, inputs):
         return position_wise(self.outer, position_wise(self.inner, inputs))
 
@@ -293,7 +282,7 @@ def layer_norm(name):
     return keras.layers.LayerNormalization(epsilon=1e-6, name=name)
 
 
-class TransformerInputs(keras.layers.Layer):
+class TransformerInputs(CompositeLayer):
     """Input projection (if needed), scaling and position encodings.
 
     Args:
@@ -315,10 +304,6 @@ class TransformerInputs(keras.layers.Layer):
             self.num_units,
             params["max_positions"],
         )
-
-    def build(self, *args, **kwargs):
-        del args, kwargs  # Sub-layers build on first use.
-        self.built = True
 
     def call(self, inputs, positions):
         """`inputs` [B, T, E] and `positions` [B or 1, T] -> [B, T, D]."""

@@ -29,6 +29,7 @@ import tensorflow as tf
 from seq2seq.configurable import Configurable, ModeKeys
 from seq2seq.encoders.encoder import EncoderOutput
 from seq2seq.errors import ConfigError
+from seq2seq.layers.composite import CompositeLayer
 from seq2seq.rnn import resolve_activation
 
 __all__ = ["Bridge", "InitialStateBridge", "PassThroughBridge", "ZeroBridge"]
@@ -86,7 +87,7 @@ def _structure(nest):
     return str(tf.nest.map_structure(describe, nest)).replace("'", "")
 
 
-class Bridge(Configurable, keras.layers.Layer):
+class Bridge(Configurable, CompositeLayer):
     """Base class of bridges.
 
     Subclasses implement `default_params()` and `_create(encoder_outputs,
