@@ -372,9 +372,12 @@ def command_line_decode(
             "inference.beam_search.beam_width": beam,
             "inference.max_decode_length": args.max_decode_length,
         }
+        # As a module from the repository root, so that this tree's code
+        # runs even where an editable install points at another checkout.
         command = [
             sys.executable,
-            os.path.join(_REPO_ROOT, "bin", "infer.py"),
+            "-m",
+            "bin.infer",
             "--model_dir=" + train["model_dir"],
             "--checkpoint_path=" + checkpoint,
             f"--batch_size={args.batch_size}",
@@ -413,7 +416,9 @@ def command_line_decode(
     log_path = output + ".log"
     with open(log_path, "w", encoding="utf-8") as log:
         clock = common.Stopwatch()
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        code = subprocess.call(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=_REPO_ROOT
+        )
         seconds = clock.seconds()
     if code != 0:
         raise BenchmarkError(

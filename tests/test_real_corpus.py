@@ -377,7 +377,8 @@ def test_command_line_decode_runs_each_toolkits_own_command(tmp_path, monkeypatc
 
     calls = []
 
-    def call(command, stdout, stderr, env):
+    def call(command, stdout, stderr, env, cwd):
+        assert os.path.isfile(os.path.join(cwd, "bin", "infer.py"))
         calls.append((command, env))
         return 0 if len(calls) < 3 else 1
 
@@ -395,8 +396,8 @@ def test_command_line_decode_runs_each_toolkits_own_command(tmp_path, monkeypatc
     )
     assert seconds >= 0
     command, env = calls[0]
-    assert command[1].endswith(os.path.join("bin", "infer.py"))
-    flags = dict(arg[2:].split("=", 1) for arg in command[2:])
+    assert command[1:3] == ["-m", "bin.infer"]
+    flags = dict(arg[2:].split("=", 1) for arg in command[3:])
     assert flags["model_dir"] == train["model_dir"]
     assert flags["checkpoint_path"] == "run/ckpt-9"
     assert flags["batch_size"] == "32" and flags["progress"] == "false"
