@@ -9,9 +9,9 @@ class CompositeLayer(keras.layers.Layer):
 
     Keras builds a layer that has no `build` and holds unbuilt sub-layers by
     tracing its `call` once more in a scratch graph before the real call, to
-    create their variables. That is a second trace of the whole layer at
-    every start (0.3-0.4 s for nmt_small's encoder); here each sub-layer
-    builds itself on its first call instead.
+    create their variables: a second trace of the whole layer at every
+    start (about 0.1 CPU-s for nmt_small's encoder in `bin/infer.py`).
+    Here each sub-layer builds itself on its first call instead.
     """
 
     def build(self, *args, **kwargs):
