@@ -46,6 +46,10 @@ own process, the systems alternating) with the final checkpoints of an
 earlier run kept in DIR, and prints the decoding figures alone: how a
 change to decoding compares on the same trained models.
 
+`--combine A.json,B.json` prints the same summary, the medians over every
+seed of several earlier runs' `--json` results (e.g. seeds 0-1 in one run
+and seed 2 in another), and draws their plot; it trains nothing.
+
 `--ab_steps N` runs the loss-per-step comparison instead: ours trained for
 N steps with each of several model variants (`--ab_variants`), OpenNMT-tf
 for N steps, the training loss averaged over the last `--ab_window` steps
@@ -532,7 +536,7 @@ def run_seed(args, paths, lowercase, seed, work_dir, opennmt_python):
             system, "train_budget", spec, work_dir, opennmt_python
         )
         train["model_dir"] = model_dir
-        results[system] = {"train": train, "decoders": {}, "curve": []}
+        results[system] = {"seed": seed, "train": train, "decoders": {}, "curve": []}
     for system in order:
         train = results[system]["train"]
         final = train["marks"][-1]
@@ -568,6 +572,83 @@ def run_seed(args, paths, lowercase, seed, work_dir, opennmt_python):
 
 
 # ------------------------------------------------------------ summary
+
+
+def report(all_runs, beam_width, plot, budget_s):
+    """Prints the medians over `all_runs` (one `{system: result}` per seed)
+    and each seed's BLEU curve, draws the plot; returns the JSON results."""
+    summaries = {
+        system: summarize([r[system] for r in all_runs], beam_width)
+        for system in SYSTEMS
+    }
+    print()
+    print(summary_table(summaries, beam_width))
+    print()
+    for system in SYSTEMS:
+        for index, run_ in enumerate(all_runs):
+            curve = ", ".join(
+                f"{s:.0f}s/{n} steps: {b:.2f}" for s, n, b in run_[system]["curve"]
+            )
+            # Results from before the seed was recorded: their position.
+            seed = run_[system].get("seed", f"#{index}")
+            print(f"{LABELS[system]} seed {seed} BLEU greedy: {curve}")
+    plot_curves(all_runs, plot, budget_s)
+    print(f"plot: {plot}")
+    return {"runs": all_runs, "summaries": summaries}
+
+
+def load_runs(path, beam_width):
+    """The per-seed results of one earlier run's `--json` file, with the
+    decoders keyed by beam width again (JSON made the keys strings)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            runs = json.load(handle).get("runs")
+    except (OSError, ValueError, AttributeError) as err:
+        raise BenchmarkError(
+            f"--combine: cannot read {path} ({err}); give the --json files of "
+            "earlier runs."
+        ) from None
+    if not runs or any(set(run_) != set(SYSTEMS) for run_ in runs):
+        raise BenchmarkError(
+            f"--combine: {path} holds no full run (an --ab_steps or "
+            "--decode_only result?); give the --json files of runs that trained "
+            "both systems."
+        )
+    for run_ in runs:
+        for system in SYSTEMS:
+            decoders = {int(b): d for b, d in run_[system]["decoders"].items()}
+            if set(decoders) != {1, beam_width}:
+                raise BenchmarkError(
+                    f"--combine: {path} was decoded with beams "
+                    f"{sorted(decoders)}, not 1 and {beam_width}; pass its "
+                    "--beam_width."
+                )
+            run_[system]["decoders"] = decoders
+    return runs
+
+
+def combine(args):
+    """`--combine`: the summary of several earlier runs taken together."""
+    paths = [p for p in args.combine.split(",") if p]
+    all_runs = [run_ for path in paths for run_ in load_runs(path, args.beam_width)]
+    budgets = sorted(
+        run_[system]["curve"][-1][0] for run_ in all_runs for system in SYSTEMS
+    )
+    # A run stops at the first step past its budget, a second or so late.
+    if budgets[-1] > 1.05 * budgets[0]:
+        raise BenchmarkError(
+            f"--combine: the runs trained for {budgets[0]:.0f} to "
+            f"{budgets[-1]:.0f} s; combine runs of the same --budget_s."
+        )
+    print(f"{len(all_runs)} seed(s) from {len(paths)} run(s): {', '.join(paths)}")
+    plot = args.plot or os.path.join(
+        os.path.dirname(os.path.abspath(paths[0])), "bleu_vs_time_combined.png"
+    )
+    results = report(all_runs, args.beam_width, plot, budgets[-1])
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(results, out, indent=1, default=str)
+    return 0
 
 
 def summarize(runs, beam_width):
@@ -828,6 +909,12 @@ def build_parser():
         action="store_true",
         help="Only decode again with the final checkpoints in --work_dir.",
     )
+    parser.add_argument(
+        "--combine",
+        help="Comma-separated --json files of earlier runs: print their "
+        "medians over all seeds together and draw their plot (--plot); "
+        "trains nothing.",
+    )
     parser.add_argument("--ab_steps", type=int, default=0)
     parser.add_argument("--ab_window", type=int, default=500)
     parser.add_argument(
@@ -856,6 +943,8 @@ def run(args):
     for flag in ("budget_s", "seeds", "num_marks", "batch_size", "beam_width"):
         if getattr(args, flag) <= 0:
             raise BenchmarkError(f"--{flag} must be positive.")
+    if args.combine:
+        return combine(args)
     if args.decode_only and not args.work_dir:
         raise BenchmarkError("--decode_only needs the --work_dir of a finished run.")
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="real_corpus_compare_")
@@ -882,23 +971,8 @@ def run(args):
             run_seed(args, paths, lowercase, seed, work_dir, opennmt_python)
             for seed in range(args.seed, args.seed + args.seeds)
         ]
-        summaries = {
-            system: summarize([r[system] for r in all_runs], args.beam_width)
-            for system in SYSTEMS
-        }
-        print()
-        print(summary_table(summaries, args.beam_width))
-        print()
-        for system in SYSTEMS:
-            for index, run_ in enumerate(all_runs):
-                curve = ", ".join(
-                    f"{s:.0f}s/{n} steps: {b:.2f}" for s, n, b in run_[system]["curve"]
-                )
-                print(f"{LABELS[system]} seed {args.seed + index} BLEU greedy: {curve}")
         plot = args.plot or os.path.join(work_dir, "bleu_vs_time.png")
-        plot_curves(all_runs, plot, args.budget_s)
-        print(f"plot: {plot}")
-        results = {"runs": all_runs, "summaries": summaries}
+        results = report(all_runs, args.beam_width, plot, args.budget_s)
     print(common.load_at_end())
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:

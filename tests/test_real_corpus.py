@@ -456,3 +456,95 @@ def test_same_lines_ignores_trailing_spaces_only(tmp_path):
     c.write_text("le chat\nun chat\n", encoding="utf-8")
     assert compare.same_lines(a, b)
     assert not compare.same_lines(a, c)
+
+
+def _full_run(seed, steps, bleu, seconds=600.0):
+    """One seed of a full run's `--json` result, as JSON stores it."""
+
+    def system(name, factor):
+        train = {
+            "steps": steps * factor,
+            "seconds": seconds,
+            "target_tokens": 10 * steps * factor,
+            "cpu_seconds": 0.1 * steps,
+            "peak_rss_mb": 1000.0,
+            "rss_end_mb": {"anon": 700.0, "file": 300.0},
+            "marks": [{"train_loss": 2.5}],
+            "dev_loss": 3.0,
+            "build_s": 1.0,
+            "first_step_s": 2.0,
+        }
+        decoder = {"bleu": bleu * factor, "bleu_13a": bleu, "process_wall_s": 9.0}
+        decoder.update(seconds=2.0, peak_rss_mb=700.0, cli_process_wall_s=8.0)
+        curve = [[seconds / 2, steps // 2, bleu / 3], [seconds, steps, bleu * factor]]
+        return {
+            "seed": seed,
+            "train": train,
+            "decoders": {"1": decoder, "5": dict(decoder, bleu=bleu + 2)},
+            "curve": curve,
+        }
+
+    return {"ours": system("ours", 1), "opennmt": system("opennmt", 2)}
+
+
+def test_combine_takes_the_medians_over_the_seeds_of_several_runs(
+    tmp_path, monkeypatch, capsys
+):
+    from benchmarks import compare_opennmt
+    from benchmarks import real_corpus_compare as compare
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("--combine must not build a venv or train")
+
+    monkeypatch.setattr(compare_opennmt, "ensure_opennmt_venv", no_training)
+    monkeypatch.setattr(compare_opennmt, "run_child", no_training)
+    first, second = tmp_path / "s01.json", tmp_path / "s2.json"
+    first.write_text(
+        json.dumps({"runs": [_full_run(0, 100, 10), _full_run(1, 300, 14)]})
+    )
+    second.write_text(json.dumps({"runs": [_full_run(2, 200, 6, seconds=601.0)]}))
+    plot, out = tmp_path / "bleu.png", tmp_path / "all.json"
+    argv = ["--combine", f"{first},{second}", "--plot", str(plot), "--json", str(out)]
+    assert compare.main(argv) == 0
+    printed = capsys.readouterr().out
+    rows = {
+        line.split("|")[1].strip(): line for line in printed.splitlines() if "|" in line
+    }
+    # Medians over seeds 0, 1, 2: steps 100 / 300 / 200 (OpenNMT-tf twice
+    # as many), greedy BLEU 10 / 14 / 6 (OpenNMT-tf twice as high).
+    cells = [c.strip() for c in rows["training steps"].split("|")]
+    assert cells[2:5] == ["200", "400", "0.50x"]
+    cells = [c.strip() for c in rows["BLEU greedy (tokens)"].split("|")]
+    assert cells[2:5] == ["10.00", "20.00", "0.50x"]
+    cells = [c.strip() for c in rows["BLEU beam 5 (tokens)"].split("|")]
+    assert cells[2:4] == ["12.00", "12.00"]
+    assert "ours seed 2 BLEU greedy: 300s/100 steps: 2.00, 601s/200 steps: 6.00" in (
+        printed
+    )
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    combined = json.loads(out.read_text())
+    assert [r["ours"]["seed"] for r in combined["runs"]] == [0, 1, 2]
+    assert combined["summaries"]["opennmt"]["steps"] == 400
+
+
+def test_combine_refuses_other_results_in_one_line(tmp_path, capsys):
+    from benchmarks import real_corpus_compare as compare
+
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps({"runs": [_full_run(0, 100, 10)]}))
+    ab = tmp_path / "ab.json"
+    ab.write_text(json.dumps({"ours:default": {"steps": 10}}))
+    longer = tmp_path / "longer.json"
+    longer.write_text(json.dumps({"runs": [_full_run(1, 100, 10, seconds=1200.0)]}))
+    cases = [
+        (f"{full},{tmp_path / 'missing.json'}", "cannot read"),
+        (f"{full},{ab}", "holds no full run"),
+        (f"{full},{longer}", "trained for 600 to 1200 s"),
+    ]
+    for paths, message in cases:
+        assert compare.main(["--combine", paths]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: --combine:") and message in err, err
+        assert len(err.splitlines()) == 1
+    assert compare.main(["--combine", str(full), "--beam_width", "4"]) == 2
+    assert "not 1 and 4; pass its --beam_width" in capsys.readouterr().err
