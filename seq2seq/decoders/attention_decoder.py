@@ -42,7 +42,11 @@ class AttentionDecoder(RNNDecoder):
         the original's) or `attentional` (the attentional vector `a`).
       attentional_keep_prob: Keep probability of dropout on `a` before the
         logits layer, in `train` mode only (1.0, none, the original's;
-        OpenNMT-tf drops 0.2 of it). The fed-back `a` is not dropped.
+        OpenNMT-tf drops 0.2 of it). This dropout does not reach the
+        fed-back `a`; the cell's input dropout
+        (`rnn_cell.dropout_input_keep_prob`) does, since it drops all of
+        `concat(x, f)`, as the original's cell wrapper did (OpenNMT-tf
+        drops only the embedding `x`).
     Copy attention (pointer-generator) is `CopyAttentionDecoder`.
 
     State: `{"cell": cell state (structure of cell_state_size),
