@@ -608,15 +608,21 @@ def load_runs(path, beam_width):
             f"--combine: cannot read {path} ({err}); give the --json files of "
             "earlier runs."
         ) from None
-    if not runs or any(set(run_) != set(SYSTEMS) for run_ in runs):
-        raise BenchmarkError(
-            f"--combine: {path} holds no full run (an --ab_steps or "
-            "--decode_only result?); give the --json files of runs that trained "
-            "both systems."
-        )
+    no_full_run = BenchmarkError(
+        f"--combine: {path} holds no full run (an --ab_steps or "
+        "--decode_only result?); give the --json files of runs that trained "
+        "both systems."
+    )
+    if not isinstance(runs, list) or not runs:
+        raise no_full_run
     for run_ in runs:
         for system in SYSTEMS:
-            decoders = {int(b): d for b, d in run_[system]["decoders"].items()}
+            try:
+                decoders = {int(b): d for b, d in run_[system]["decoders"].items()}
+                if not run_[system]["curve"] or "steps" not in run_[system]["train"]:
+                    raise no_full_run
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise no_full_run from None
             if set(decoders) != {1, beam_width}:
                 raise BenchmarkError(
                     f"--combine: {path} was decoded with beams "

@@ -536,9 +536,14 @@ def test_combine_refuses_other_results_in_one_line(tmp_path, capsys):
     ab.write_text(json.dumps({"ours:default": {"steps": 10}}))
     longer = tmp_path / "longer.json"
     longer.write_text(json.dumps({"runs": [_full_run(1, 100, 10, seconds=1200.0)]}))
+    broken = tmp_path / "broken.json"
+    run_ = _full_run(1, 100, 10)
+    del run_["opennmt"]["curve"]
+    broken.write_text(json.dumps({"runs": [run_]}))
     cases = [
         (f"{full},{tmp_path / 'missing.json'}", "cannot read"),
         (f"{full},{ab}", "holds no full run"),
+        (f"{full},{broken}", "holds no full run"),
         (f"{full},{longer}", "trained for 600 to 1200 s"),
     ]
     for paths, message in cases:
