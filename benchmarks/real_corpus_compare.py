@@ -619,10 +619,13 @@ def load_runs(path, beam_width):
         for system in SYSTEMS:
             try:
                 decoders = {int(b): d for b, d in run_[system]["decoders"].items()}
-                if not run_[system]["curve"] or "steps" not in run_[system]["train"]:
-                    raise no_full_run
+                complete = bool(run_[system]["curve"]) and "steps" in (
+                    run_[system]["train"]
+                )
             except (KeyError, TypeError, ValueError, AttributeError):
-                raise no_full_run from None
+                complete = False
+            if not complete:
+                raise no_full_run
             if set(decoders) != {1, beam_width}:
                 raise BenchmarkError(
                     f"--combine: {path} was decoded with beams "
@@ -634,7 +637,8 @@ def load_runs(path, beam_width):
 
 
 def combine(args):
-    """`--combine`: the summary of several earlier runs taken together."""
+    """`--combine`: the summary of several earlier runs taken together;
+    returns the JSON results."""
     paths = [p for p in args.combine.split(",") if p]
     all_runs = [run_ for path in paths for run_ in load_runs(path, args.beam_width)]
     budgets = sorted(
@@ -650,11 +654,7 @@ def combine(args):
     plot = args.plot or os.path.join(
         os.path.dirname(os.path.abspath(paths[0])), "bleu_vs_time_combined.png"
     )
-    results = report(all_runs, args.beam_width, plot, budgets[-1])
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as out:
-            json.dump(results, out, indent=1, default=str)
-    return 0
+    return report(all_runs, args.beam_width, plot, budgets[-1])
 
 
 def summarize(runs, beam_width):
@@ -950,7 +950,7 @@ def run(args):
         if getattr(args, flag) <= 0:
             raise BenchmarkError(f"--{flag} must be positive.")
     if args.combine:
-        return combine(args)
+        return write_results(args, combine(args))
     if args.decode_only and not args.work_dir:
         raise BenchmarkError("--decode_only needs the --work_dir of a finished run.")
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="real_corpus_compare_")
@@ -980,6 +980,11 @@ def run(args):
         plot = args.plot or os.path.join(work_dir, "bleu_vs_time.png")
         results = report(all_runs, args.beam_width, plot, args.budget_s)
     print(common.load_at_end())
+    return write_results(args, results)
+
+
+def write_results(args, results):
+    """Writes `results` to `--json` when given; returns the exit code 0."""
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             json.dump(results, out, indent=1, default=str)
