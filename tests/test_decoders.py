@@ -329,6 +329,39 @@ def test_training_flag_reaches_the_cell_dropout():
     assert not np.allclose(noisy.numpy(), quiet[0].numpy())
 
 
+@pytest.mark.parametrize("feed", ["context", "attentional"])
+def test_input_feeding_draws_its_dropout_masks_before_the_loop(feed):
+    """The teacher-forced input-feeding loop holds no random op: its steps'
+    dropout masks (fed vector, layer inputs and outputs) are drawn before
+    it, so a seed fixes them whatever order the iterations run in."""
+    from test_rnn_cell import _random_ops_in_loop_bodies
+
+    rnn_cell = {
+        **_cell_params(layers=2)["rnn_cell"],
+        "dropout_input_keep_prob": 0.5,
+        "dropout_output_keep_prob": 0.5,
+    }
+    decoder = _attention(rnn_cell=rnn_cell, input_feeding_vector=feed)
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    decoder(_inputs(), state, memory, training=True)  # builds
+
+    @tf.function
+    def features():
+        return decoder(_inputs(), state, memory, training=True)[0]
+
+    inside, outside = _random_ops_in_loop_bodies(features)
+    assert inside == 0
+    # Embeddings (whole sequence), fed vector, second layer input, two
+    # layer outputs.
+    assert outside == 5
+    # Each call draws new masks, and dropout does apply.
+    first = features().numpy()
+    assert not np.allclose(features().numpy(), first)
+    quiet = decoder(_inputs(), state, memory, training=False)[0].numpy()
+    assert not np.allclose(first, quiet)
+
+
 def test_teacher_forcing_compiles_with_xla():
     decoder = _attention("LSTMCell")
     encoder_output = _encoder_output()

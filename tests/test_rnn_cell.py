@@ -596,3 +596,75 @@ def test_old_import_path_reexports_the_package():
         assert getattr(rnn_cell, name) is getattr(rnn, name)
     cell = cell_from_spec("seq2seq.rnn_cell.LayerNormLSTMCell", {"num_units": 3})
     assert type(cell) is rnn.LayerNormLSTMCell
+
+
+def _random_ops_in_loop_bodies(function):
+    """Random ops inside the `While` bodies of a traced `tf.function`, and
+    outside them: `(inside, outside)` op type counts."""
+    graph = function.get_concrete_function().graph.as_graph_def()
+    library = {f.signature.name: f for f in graph.library.function}
+    bodies = set()
+    pending = [node for node in graph.node]
+    for f in library.values():
+        pending.extend(f.node_def)
+    for node in pending:
+        if node.op in ("While", "StatelessWhile"):
+            bodies.add(node.attr["body"].func.name)
+    inside = outside = 0
+    for name, f in library.items():
+        count = sum(node.op.startswith("RandomUniform") for node in f.node_def)
+        if name in bodies:
+            inside += count
+        else:
+            outside += count
+    outside += sum(node.op.startswith("RandomUniform") for node in graph.node)
+    return inside, outside
+
+
+def test_fused_recurrence_draws_every_step_mask_before_its_loop():
+    """A random op inside the loop would hand out its draws in the order the
+    loop's parallel iterations reach it, so that one seed could train
+    different weights; the masks are drawn before the loop instead."""
+    from seq2seq.rnn import FusedRecurrence
+
+    cell = get_rnn_cell(
+        "GRUCell",
+        {"num_units": 16},
+        num_layers=2,
+        dropout_input_keep_prob=0.5,
+        dropout_output_keep_prob=0.5,
+        mode="train",
+    )
+    fused = FusedRecurrence.create(cell)
+    inputs = tf.random.stateless_normal([8, 5, 3], seed=[1, 2])
+    initial = cell.get_initial_state(batch_size=8)
+    fused.build(inputs.shape)
+
+    @tf.function
+    def run():
+        return fused.run(inputs, initial, training=True)[0]
+
+    inside, outside = _random_ops_in_loop_bodies(run)
+    assert inside == 0
+    # First layer input (whole sequence), second layer input, two outputs.
+    assert outside == 4
+    outputs = run().numpy()
+    # Output dropout: about half of the outputs are zero, with a different
+    # pattern at each step (the masks are not shared between steps).
+    zeros = outputs == 0.0
+    assert 0.3 < zeros.mean() < 0.7
+    assert all(
+        (zeros[:, t] != zeros[:, t + 1]).any() for t in range(outputs.shape[1] - 1)
+    )
+    # Kept units are scaled by 1 / keep_prob: with output dropout only, the
+    # training outputs are those of a run without dropout, zeroed or doubled.
+    single = get_rnn_cell(
+        "GRUCell", {"num_units": 16}, dropout_output_keep_prob=0.5, mode="train"
+    )
+    fused = FusedRecurrence.create(single)
+    initial = single.get_initial_state(batch_size=8)
+    quiet = fused.run(inputs, initial, training=False)[0].numpy()
+    noisy = fused.run(inputs, initial, training=True)[0].numpy()
+    kept = noisy != 0.0
+    assert 0.3 < kept.mean() < 0.7
+    np.testing.assert_allclose(noisy[kept], 2.0 * quiet[kept], rtol=1e-6)

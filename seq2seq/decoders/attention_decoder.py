@@ -264,13 +264,17 @@ class AttentionDecoder(RNNDecoder):
         fused.build((None, embed_width + fed_width))
         projected = fused.project_inputs(inputs, training)
         prepared = fused.prepare(extra_rows=(embed_width, fed_width))
+        drawn = fused.draw_step_masks(
+            tf.shape(inputs)[0], tf.shape(inputs)[1], training, fed_width
+        )
 
-        def step_fn(step_projected, state):
+        def step_fn(step_projected, state, time):
+            masks = fused.step_masks(drawn, time)
             cell_input = step_projected + fused.project_extra(
-                state[key], prepared, training
+                state[key], prepared, training, masks
             )
             output, cell_state = fused.step(
-                cell_input, state["cell"], prepared, training
+                cell_input, state["cell"], prepared, training, masks
             )
             features, scores, fed = self._attended_features(output, memory)
             new_state = {
@@ -279,7 +283,7 @@ class AttentionDecoder(RNNDecoder):
             }
             return features, new_state, scores
 
-        return self._features_loop(projected, state, step_fn)
+        return self.run_steps(projected, state, step_fn, dtype=self.compute_dtype)
 
     def _project(self, features, training=None):
         attentional = features if self.feeds_attentional else self.mix_layer(features)

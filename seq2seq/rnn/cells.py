@@ -57,6 +57,19 @@ def apply_dropout(inputs, keep_prob):
     return tf.nn.dropout(inputs, rate=1.0 - keep_prob)
 
 
+def dropout_masks(shape, keep_prob, dtype):
+    """Masks that `inputs * mask` turns into `apply_dropout(inputs,
+    keep_prob)`: `1 / keep_prob` with probability `keep_prob`, else 0.
+
+    Args:
+      shape: The mask shape, e.g. [T, B, D] for every step of a loop.
+      keep_prob: Keep probability in (0, 1).
+      dtype: The masks' dtype (that of the inputs they multiply).
+    """
+    keep = tf.random.uniform(shape) >= 1.0 - keep_prob
+    return tf.cast(keep, dtype) * tf.cast(1.0 / keep_prob, dtype)
+
+
 def nested_lists(state):
     """A stack's state as lists of lists (tuples accepted on input)."""
     return [as_list(layer) for layer in as_list(state)]

@@ -22,6 +22,7 @@ from seq2seq.rnn.cells import (
     ExtendedMultiRNNCell,
     apply_dropout,
     as_list,
+    dropout_masks,
     is_training,
     nested_lists,
 )
@@ -220,7 +221,7 @@ class FusedRecurrence:
                 prepared.append((kernel, bias, recurrent, None))
         return prepared
 
-    def project_extra(self, extra, prepared, training):
+    def project_extra(self, extra, prepared, training, masks=None):
         """The per-step part of the first layer's input projection.
 
         Args:
@@ -228,12 +229,82 @@ class FusedRecurrence:
             `extra_rows` (e.g. the attention context fed back into the cell).
           prepared: The result of `prepare(extra_rows=...)`.
           training: Whether dropout is active.
+          masks: This step's dropout masks (`step_masks`), or None to draw
+            the input dropout here.
 
         Returns:
           [B, G] to add to the hoisted projection of the step.
         """
-        extra = tf.cast(self.input_dropout(extra, training), self.dtype)
+        if masks is not None:
+            extra = tf.cast(extra, self.dtype)
+            if masks["extra"] is not None:
+                extra = extra * masks["extra"]
+        else:
+            extra = tf.cast(self.input_dropout(extra, training), self.dtype)
         return tf.linalg.matmul(extra, prepared[0][0])
+
+    def draw_step_masks(self, batch_size, num_steps, training, extra_width=0):
+        """Draws the dropout masks of every step of a loop, before the loop.
+
+        A random op inside a `tf.while_loop` is called once per iteration,
+        and TensorFlow runs several iterations at once: which step receives
+        which draw would depend on thread timing, so two runs with the same
+        seed would train different weights. Drawn here, one op per dropout,
+        the masks depend only on the seed.
+
+        Args:
+          batch_size: B, a scalar.
+          num_steps: T, a scalar.
+          training: Whether dropout is active.
+          extra_width: E2, the width of the `project_extra` inputs (0: none).
+
+        Returns:
+          None when no dropout applies inside the loop; else a dict of
+          time-major `TensorArray`s of masks (None where a dropout is off):
+          "extra" [T, B, E2], and per layer "input" [T, B, H_{l-1}] (layers
+          after the first) and "output" [T, B, H_l]. Read one step with
+          `step_masks`.
+        """
+        if not self.dropout_active(training):
+            return None
+
+        def draw(keep_prob, width):
+            if keep_prob >= 1.0 or not width:
+                return None
+            masks = dropout_masks([num_steps, batch_size, width], keep_prob, self.dtype)
+            return tf.TensorArray(self.dtype, size=num_steps).unstack(masks)
+
+        drawn = {
+            "extra": draw(self.layers[0].input_keep_prob, extra_width),
+            "input": [None],
+            "output": [],
+        }
+        for index, layer in enumerate(self.layers):
+            if index > 0:
+                width = self.layers[index - 1].cell.units
+                drawn["input"].append(draw(layer.input_keep_prob, width))
+            drawn["output"].append(draw(layer.output_keep_prob, layer.cell.units))
+        if not any(
+            array is not None
+            for array in [drawn["extra"], *drawn["input"], *drawn["output"]]
+        ):
+            return None
+        return drawn
+
+    @staticmethod
+    def step_masks(drawn, time):
+        """Step `time`'s [B, D] masks from `draw_step_masks` (None: none)."""
+        if drawn is None:
+            return None
+
+        def read(array):
+            return None if array is None else array.read(time)
+
+        return {
+            "extra": read(drawn["extra"]),
+            "input": [read(array) for array in drawn["input"]],
+            "output": [read(array) for array in drawn["output"]],
+        }
 
     # ------------------------------------------------------------ recurrence
 
@@ -270,7 +341,7 @@ class FusedRecurrence:
         h = z * h_prev + (1.0 - z) * candidate
         return h, [h]
 
-    def step(self, projected, states, prepared, training):
+    def step(self, projected, states, prepared, training, masks=None):
         """One step of the whole stack.
 
         Args:
@@ -279,11 +350,14 @@ class FusedRecurrence:
           states: The cell state (one list of [B, size] tensors per layer).
           prepared: The result of `prepare`.
           training: Whether dropout is active.
+          masks: This step's dropout masks (`step_masks`), or None to draw
+            the dropout of the layers here (then a loop's steps receive
+            their draws in the order the loop happens to run them).
 
         Returns:
           `(output [B, H], new_states)` as the cell's `call` returns them.
         """
-        active = self.dropout_active(training)
+        active = self.dropout_active(training) and masks is None
         new_states = []
         output = None
         for index, (layer, state, weights) in enumerate(
@@ -293,6 +367,8 @@ class FusedRecurrence:
                 inputs = output
                 if active and layer.input_keep_prob < 1.0:
                     inputs = apply_dropout(inputs, layer.input_keep_prob)
+                elif masks is not None and masks["input"][index] is not None:
+                    inputs = inputs * masks["input"][index]
                 kernel, bias = weights[0], weights[1]
                 projected = tf.linalg.matmul(inputs, kernel)
                 if bias is not None:
@@ -302,6 +378,8 @@ class FusedRecurrence:
             )
             if active and layer.output_keep_prob < 1.0:
                 output = apply_dropout(output, layer.output_keep_prob)
+            elif masks is not None and masks["output"][index] is not None:
+                output = output * masks["output"][index]
             new_states.append(new_state)
         return output, new_states
 
@@ -378,14 +456,16 @@ def run_together(recurrences, inputs, initial_states, training, mask=None):
     if not looped:
         return outputs, states
 
+    batch_size = tf.shape(inputs[looped[0]])[0]
     num_steps = tf.shape(inputs[looped[0]])[1]
-    step_inputs, prepared, arrays, loop_states = [], [], [], []
+    step_inputs, prepared, masks, arrays, loop_states = [], [], [], [], []
     for index in looped:
         recurrence = recurrences[index]
         step_inputs.append(
             time_steps(recurrence.project_inputs(inputs[index], training))
         )
         prepared.append(recurrence.prepare())
+        masks.append(recurrence.draw_step_masks(batch_size, num_steps, training))
         arrays.append(tf.TensorArray(recurrence.dtype, size=num_steps))
         loop_states.append(
             tf.nest.map_structure(
@@ -402,8 +482,13 @@ def run_together(recurrences, inputs, initial_states, training, mask=None):
         new_states, new_arrays = [], []
         for position, index in enumerate(looped):
             state = loop_states[position]
-            output, new_state = recurrences[index].step(
-                step_inputs[position].read(time), state, prepared[position], training
+            recurrence = recurrences[index]
+            output, new_state = recurrence.step(
+                step_inputs[position].read(time),
+                state,
+                prepared[position],
+                training,
+                recurrence.step_masks(masks[position], time),
             )
             if valid is not None:
                 # The outputs are masked once after the loop.
