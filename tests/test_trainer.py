@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import text_pipeline, tiny_model_params, write_toy_corpus
+from conftest import text_pipeline, tiny_model_params, tiny_rnn_cell, write_toy_corpus
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.data.input_pipeline import make_input_pipeline_from_def
@@ -183,3 +183,42 @@ def test_restore_with_other_vocabulary_is_a_user_error(toy_data, tmp_path):
     )
     with pytest.raises(UserError, match="vocab"):
         trainer_lib.check_and_write_train_options(options, out)
+
+
+def test_a_seed_trains_the_same_weights_twice(toy_data, tmp_path):
+    """Two runs with one `tf_random_seed`, with dropout on every layer
+    input and output and the attentional vector fed back, end with the
+    same weights, bit for bit (docs/training.md, "Reproducible runs").
+    With the dropout drawn inside the loops, both runs of this test
+    differed."""
+    cell = {
+        **tiny_rnn_cell(units=64),
+        "dropout_input_keep_prob": 0.7,
+        "dropout_output_keep_prob": 0.7,
+    }
+    params = tiny_model_params(
+        toy_data["vocab"],
+        **{
+            "encoder.params": {"rnn_cell": cell},
+            "decoder.params": {
+                "rnn_cell": cell,
+                "input_feeding_vector": "attentional",
+                "attentional_keep_prob": 0.7,
+            },
+        },
+    )
+    weights = []
+    for run in range(2):
+        trainer = make_trainer(
+            toy_data,
+            str(tmp_path / f"run{run}"),
+            train_steps=40,
+            model_params=params,
+            with_dev=False,
+            save_checkpoints_steps=100,
+        )
+        assert trainer.train() == 40
+        weights.append([v.numpy() for v in trainer.model.trainable_variables])
+    assert len(weights[0]) == len(weights[1])
+    for first, second in zip(*weights):
+        np.testing.assert_array_equal(first, second)

@@ -59,7 +59,9 @@ class FusedRecurrence:
     layer's input and output dropout on its output, drawn independently for
     every element as the wrapper does, only in `train` mode with
     `training=True`. For the first layer the input dropout is applied to the
-    whole input sequence at once.
+    whole input sequence at once; the loops draw the masks of their other
+    dropouts for all steps before they start (`draw_step_masks`), so that a
+    seed fixes them.
 
     Use `FusedRecurrence.create(cell)`, which returns None for a cell it
     cannot run (other cell classes, Keras cell dropout, residual
