@@ -271,11 +271,9 @@ class AttentionDecoder(RNNDecoder):
         def step_fn(step_projected, state, time):
             masks = fused.step_masks(drawn, time)
             cell_input = step_projected + fused.project_extra(
-                state[key], prepared, training, masks
+                state[key], prepared, masks
             )
-            output, cell_state = fused.step(
-                cell_input, state["cell"], prepared, training, masks
-            )
+            output, cell_state = fused.step(cell_input, state["cell"], prepared, masks)
             features, scores, fed = self._attended_features(output, memory)
             new_state = {
                 "cell": self._pack_cell_state(cell_state),

@@ -223,26 +223,21 @@ class FusedRecurrence:
                 prepared.append((kernel, bias, recurrent, None))
         return prepared
 
-    def project_extra(self, extra, prepared, training, masks=None):
+    def project_extra(self, extra, prepared, masks=None):
         """The per-step part of the first layer's input projection.
 
         Args:
           extra: [B, E2] inputs at the kernel rows given to `prepare` as
             `extra_rows` (e.g. the attention context fed back into the cell).
           prepared: The result of `prepare(extra_rows=...)`.
-          training: Whether dropout is active.
-          masks: This step's dropout masks (`step_masks`), or None to draw
-            the input dropout here.
+          masks: This step's dropout masks (`step_masks`); None: no dropout.
 
         Returns:
           [B, G] to add to the hoisted projection of the step.
         """
-        if masks is not None:
-            extra = tf.cast(extra, self.dtype)
-            if masks["extra"] is not None:
-                extra = extra * masks["extra"]
-        else:
-            extra = tf.cast(self.input_dropout(extra, training), self.dtype)
+        extra = tf.cast(extra, self.dtype)
+        if masks is not None and masks["extra"] is not None:
+            extra = extra * masks["extra"]
         return tf.linalg.matmul(extra, prepared[0][0])
 
     def draw_step_masks(self, batch_size, num_steps, training, extra_width=0):
@@ -343,23 +338,22 @@ class FusedRecurrence:
         h = z * h_prev + (1.0 - z) * candidate
         return h, [h]
 
-    def step(self, projected, states, prepared, training, masks=None):
+    def step(self, projected, states, prepared, masks=None):
         """One step of the whole stack.
+
+        Dropout inside a loop comes only from masks drawn before it
+        (`draw_step_masks`), never from a random op in the step.
 
         Args:
           projected: [B, G] the first layer's projected input (bias and any
             `project_extra` part included).
           states: The cell state (one list of [B, size] tensors per layer).
           prepared: The result of `prepare`.
-          training: Whether dropout is active.
-          masks: This step's dropout masks (`step_masks`), or None to draw
-            the dropout of the layers here (then a loop's steps receive
-            their draws in the order the loop happens to run them).
+          masks: This step's dropout masks (`step_masks`); None: no dropout.
 
         Returns:
           `(output [B, H], new_states)` as the cell's `call` returns them.
         """
-        active = self.dropout_active(training) and masks is None
         new_states = []
         output = None
         for index, (layer, state, weights) in enumerate(
@@ -367,9 +361,7 @@ class FusedRecurrence:
         ):
             if index > 0:
                 inputs = output
-                if active and layer.input_keep_prob < 1.0:
-                    inputs = apply_dropout(inputs, layer.input_keep_prob)
-                elif masks is not None and masks["input"][index] is not None:
+                if masks is not None and masks["input"][index] is not None:
                     inputs = inputs * masks["input"][index]
                 kernel, bias = weights[0], weights[1]
                 projected = tf.linalg.matmul(inputs, kernel)
@@ -378,9 +370,7 @@ class FusedRecurrence:
             output, new_state = self._cell_step(
                 layer, projected, as_list(state), weights
             )
-            if active and layer.output_keep_prob < 1.0:
-                output = apply_dropout(output, layer.output_keep_prob)
-            elif masks is not None and masks["output"][index] is not None:
+            if masks is not None and masks["output"][index] is not None:
                 output = output * masks["output"][index]
             new_states.append(new_state)
         return output, new_states
@@ -489,7 +479,6 @@ def run_together(recurrences, inputs, initial_states, training, mask=None):
                 step_inputs[position].read(time),
                 state,
                 prepared[position],
-                training,
                 recurrence.step_masks(masks[position], time),
             )
             if valid is not None:
