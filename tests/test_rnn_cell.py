@@ -668,3 +668,31 @@ def test_fused_recurrence_draws_every_step_mask_before_its_loop():
     kept = noisy != 0.0
     assert 0.3 < kept.mean() < 0.7
     np.testing.assert_allclose(noisy[kept], 2.0 * quiet[kept], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cell_class, params",
+    [
+        ("BasicRNNCell", {}),
+        ("LSTMCell", {"num_layers": 2, "residual_connections": True}),
+    ],
+)
+def test_run_cell_equals_a_keras_rnn_with_padding(cell_class, params):
+    """`run_cell` gives a `keras.layers.RNN`'s outputs (zero at padding) and
+    final states (those of each sequence's last valid step)."""
+    from seq2seq.rnn import run_cell
+
+    cell = get_rnn_cell(cell_class, {"num_units": 5}, **params)
+    inputs = tf.random.stateless_normal([3, 6, 5], seed=[4, 4])
+    mask = tf.sequence_mask([6, 2, 4], 6)
+    rnn = keras.layers.RNN(
+        cell, return_sequences=True, return_state=True, zero_output_for_mask=True
+    )
+    expected, *expected_state = rnn(inputs, mask=mask)
+    initial = cell.get_initial_state(batch_size=3)
+    outputs, state = run_cell(cell, inputs, initial, training=False, mask=mask)
+    np.testing.assert_allclose(outputs.numpy(), expected.numpy(), atol=1e-6)
+    assert outputs.numpy()[1, 2:].max() == outputs.numpy()[1, 2:].min() == 0.0
+    assert len(tf.nest.flatten(state)) == len(tf.nest.flatten(expected_state))
+    for ours, theirs in zip(tf.nest.flatten(state), tf.nest.flatten(expected_state)):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-6)

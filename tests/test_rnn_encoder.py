@@ -212,6 +212,39 @@ def test_dropout_only_in_train_mode_with_training():
     assert np.all(a.numpy()[2, 1:] == 0.0)
 
 
+@pytest.mark.parametrize("cls", [UnidirectionalRNNEncoder, BidirectionalRNNEncoder])
+def test_stepped_cells_draw_no_stateful_random_op_in_their_loops(cls):
+    """A cell `FusedRecurrence` does not run (here a residual stack) is
+    stepped by `run_cell`, whose dropout a seed fixes: no stateful random
+    op inside the loops."""
+    from test_rnn_cell import _random_ops_in_loop_bodies
+
+    params = _params(
+        "GRUCell",
+        units=4,
+        layers=2,
+        residual_connections=True,
+        dropout_input_keep_prob=0.5,
+        dropout_output_keep_prob=0.5,
+    )
+    encoder = cls(params, ModeKeys.TRAIN)
+    inputs = _inputs(depth=4)
+    lengths = tf.constant([5, 2, 4])
+    quiet = encoder(inputs, lengths, training=False).outputs.numpy()
+
+    @tf.function
+    def outputs():
+        return encoder(inputs, lengths, training=True).outputs
+
+    inside, outside = _random_ops_in_loop_bodies(outputs)
+    assert inside == 0 and outside >= 1
+    first = outputs().numpy()
+    assert not np.allclose(first, quiet)
+    assert not np.allclose(outputs().numpy(), first)
+    # Padding stays zero.
+    assert np.abs(first[1, 2:]).max() == 0.0
+
+
 def test_param_errors():
     with pytest.raises(ConfigError, match="unknown parameter 'layers'"):
         UnidirectionalRNNEncoder({"rnn_cell": {"layers": 2}}, ModeKeys.TRAIN)

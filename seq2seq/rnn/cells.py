@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.errors import ConfigError
+from seq2seq.layers import loop_dropout
 from seq2seq.rnn.activations import resolve_activation
 
 __all__ = [
@@ -53,8 +54,9 @@ def check_keep_prob(name, value):
 
 
 def apply_dropout(inputs, keep_prob):
-    """Dropout keeping each element with probability `keep_prob`."""
-    return tf.nn.dropout(inputs, rate=1.0 - keep_prob)
+    """Dropout keeping each element with probability `keep_prob` (stateless
+    inside a loop body traced under `loop_dropout.seeded_step`)."""
+    return loop_dropout.dropout(inputs, rate=1.0 - keep_prob)
 
 
 def dropout_masks(shape, keep_prob, dtype):
