@@ -212,21 +212,33 @@ def test_dropout_only_in_train_mode_with_training():
     assert np.all(a.numpy()[2, 1:] == 0.0)
 
 
-@pytest.mark.parametrize("cls", [UnidirectionalRNNEncoder, BidirectionalRNNEncoder])
-def test_stepped_cells_draw_no_stateful_random_op_in_their_loops(cls):
-    """A cell `FusedRecurrence` does not run (here a residual stack) is
-    stepped by `run_cell`, whose dropout a seed fixes: no stateful random
-    op inside the loops."""
+_RESIDUAL = _params(
+    "GRUCell",
+    units=4,
+    layers=2,
+    residual_connections=True,
+    dropout_input_keep_prob=0.5,
+    dropout_output_keep_prob=0.5,
+)
+_LAYER_NORM = _params("LayerNormBasicLSTMCell", units=4, layers=1)
+_LAYER_NORM["rnn_cell"]["cell_params"]["dropout_keep_prob"] = 0.5
+
+
+@pytest.mark.parametrize(
+    "cls, params",
+    [
+        (UnidirectionalRNNEncoder, _RESIDUAL),
+        (BidirectionalRNNEncoder, _RESIDUAL),
+        (UnidirectionalRNNEncoder, _LAYER_NORM),
+    ],
+    ids=["uni-residual", "bi-residual", "uni-layer-norm"],
+)
+def test_stepped_cells_draw_no_stateful_random_op_in_their_loops(cls, params):
+    """A cell `FusedRecurrence` does not run (a residual stack; a layer-norm
+    LSTM with its own candidate dropout) is stepped by `run_cell`, whose
+    dropout a seed fixes: no stateful random op inside the loops."""
     from test_rnn_cell import _random_ops_in_loop_bodies
 
-    params = _params(
-        "GRUCell",
-        units=4,
-        layers=2,
-        residual_connections=True,
-        dropout_input_keep_prob=0.5,
-        dropout_output_keep_prob=0.5,
-    )
     encoder = cls(params, ModeKeys.TRAIN)
     inputs = _inputs(depth=4)
     lengths = tf.constant([5, 2, 4])

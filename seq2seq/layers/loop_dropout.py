@@ -49,12 +49,13 @@ def seeded_step(seed, time):
         _scope.step = previous
 
 
-def dropout(inputs, rate):
+def dropout(inputs, rate, seed=None):
     """Dropout of `inputs` with drop probability `rate` (kept values scaled
-    by `1 / (1 - rate)`), stateless inside `seeded_step`."""
+    by `1 / (1 - rate)`), stateless inside `seeded_step`; outside one it is
+    `tf.nn.dropout` with the op seed `seed`."""
     step = getattr(_scope, "step", None)
     if step is None:
-        return tf.nn.dropout(inputs, rate=rate)
-    seed = tf.random.experimental.stateless_fold_in(step["seed"], step["calls"])
+        return tf.nn.dropout(inputs, rate=rate, seed=seed)
+    key = tf.random.experimental.stateless_fold_in(step["seed"], step["calls"])
     step["calls"] += 1
-    return tf.nn.experimental.stateless_dropout(inputs, rate=rate, seed=seed)
+    return tf.nn.experimental.stateless_dropout(inputs, rate=rate, seed=key)

@@ -238,7 +238,9 @@ class LayerNormLSTMCell(keras.layers.Layer):
         i, f, g, o = tf.split(z, 4, axis=-1)
         g = self.activation(g)
         if training and self.dropout_keep_prob < 1.0:
-            g = tf.nn.dropout(g, rate=1.0 - self.dropout_keep_prob, seed=self.seed)
+            g = loop_dropout.dropout(
+                g, rate=1.0 - self.dropout_keep_prob, seed=self.seed
+            )
         c = c_prev * tf.sigmoid(f + self.forget_bias) + tf.sigmoid(i) * g
         if self.layer_norm:
             c = self._normalize(c, self.state_gamma, self.state_beta)
