@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import random_ops_in_loop_bodies
 
 import seq2seq.decoders
 from seq2seq.configurable import locate_class
@@ -334,8 +335,6 @@ def test_input_feeding_draws_its_dropout_masks_before_the_loop(feed):
     """The teacher-forced input-feeding loop holds no random op: its steps'
     dropout masks (fed vector, layer inputs and outputs) are drawn before
     it, so a seed fixes them whatever order the iterations run in."""
-    from test_rnn_cell import _random_ops_in_loop_bodies
-
     rnn_cell = {
         **_cell_params(layers=2)["rnn_cell"],
         "dropout_input_keep_prob": 0.5,
@@ -350,7 +349,7 @@ def test_input_feeding_draws_its_dropout_masks_before_the_loop(feed):
     def features():
         return decoder(_inputs(), state, memory, training=True)[0]
 
-    inside, outside = _random_ops_in_loop_bodies(features)
+    inside, outside = random_ops_in_loop_bodies(features)
     assert inside == 0
     # Embeddings (whole sequence), fed vector, second layer input, two
     # layer outputs.
@@ -402,8 +401,6 @@ def test_stepped_cells_draw_no_stateful_random_op_in_their_loops(make, sampled):
     """Where a decoder steps its cell in a loop, the cell's dropout draws
     stateless masks keyed by a seed drawn before the loop, so that a seed
     fixes them whatever order the iterations run in."""
-    from test_rnn_cell import _random_ops_in_loop_bodies
-
     decoder = make()
     memory = decoder.prepare_memory(_encoder_output())
     state = decoder.initial_state(memory, _random_cell_state(decoder))
@@ -421,7 +418,7 @@ def test_stepped_cells_draw_no_stateful_random_op_in_their_loops(make, sampled):
     def logits():
         return decoder(_inputs(), state, memory, training=True, **extra)[0]
 
-    inside, outside = _random_ops_in_loop_bodies(logits)
+    inside, outside = random_ops_in_loop_bodies(logits)
     assert inside == 0 and outside >= 1
     first = logits().numpy()
     assert not np.allclose(logits().numpy(), first)

@@ -3,7 +3,7 @@ fixes."""
 
 import numpy as np
 import tensorflow as tf
-from test_rnn_cell import _random_ops_in_loop_bodies
+from conftest import random_ops_in_loop_bodies
 
 from seq2seq.layers import loop_dropout
 
@@ -37,7 +37,7 @@ def _loop(rate=0.5):
 
 def test_seeded_steps_draw_no_stateful_op_in_the_loop_and_the_seed_fixes_them():
     run = _loop()
-    inside, outside = _random_ops_in_loop_bodies(run)
+    inside, outside = random_ops_in_loop_bodies(run)
     # The loop's seed is the only stateful draw, before the loop.
     assert (inside, outside) == (0, 1)
     # A function's random ops take their seeds from the global seed when

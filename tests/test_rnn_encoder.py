@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import random_ops_in_loop_bodies
 
 import seq2seq.encoders
 from seq2seq.configurable import ModeKeys, locate_class
@@ -237,8 +238,6 @@ def test_stepped_cells_draw_no_stateful_random_op_in_their_loops(cls, params):
     """A cell `FusedRecurrence` does not run (a residual stack; a layer-norm
     LSTM with its own candidate dropout) is stepped by `run_cell`, whose
     dropout a seed fixes: no stateful random op inside the loops."""
-    from test_rnn_cell import _random_ops_in_loop_bodies
-
     encoder = cls(params, ModeKeys.TRAIN)
     inputs = _inputs(depth=4)
     lengths = tf.constant([5, 2, 4])
@@ -248,7 +247,7 @@ def test_stepped_cells_draw_no_stateful_random_op_in_their_loops(cls, params):
     def outputs():
         return encoder(inputs, lengths, training=True).outputs
 
-    inside, outside = _random_ops_in_loop_bodies(outputs)
+    inside, outside = random_ops_in_loop_bodies(outputs)
     assert inside == 0 and outside >= 1
     first = outputs().numpy()
     assert not np.allclose(first, quiet)

@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import write_toy_corpus
+from conftest import random_ops_in_loop_bodies, write_toy_corpus
 from test_trainer import make_trainer
 
 from seq2seq.configurable import ModeKeys, locate_class
@@ -156,8 +156,6 @@ def test_scheduled_sampling_loop_draws_no_stateful_random_op():
     """Scheduled sampling steps the decoder in a loop: its dropout (residual
     and attention weights) draws stateless masks keyed by a seed drawn
     before the loop, so that a seed fixes them."""
-    from test_rnn_cell import _random_ops_in_loop_bodies
-
     decoder, memory, embedding = _setup(
         mode="train",
         dropout=0.5,
@@ -176,7 +174,7 @@ def test_scheduled_sampling_loop_draws_no_stateful_random_op():
     def logits(training=True):
         return decoder(inputs, state, memory, training=training, **sampling)[0]
 
-    inside, outside = _random_ops_in_loop_bodies(logits)
+    inside, outside = random_ops_in_loop_bodies(logits)
     assert inside == 0 and outside >= 1
     first = logits().numpy()
     assert not np.allclose(logits().numpy(), first)
