@@ -68,8 +68,8 @@ def _constraints(banned=None):
     return make_constraints(padded, [len(p) for p in PREFIXES], banned)
 
 
-def _decode(strategy, start, constraints=None, jit=False):
-    decoder = BigramDecoder(TABLE)
+def _decode(strategy, start, constraints=None, jit=False, table=TABLE):
+    decoder = BigramDecoder(table)
     start = tf.constant(start, tf.int32)
 
     @tf.function
@@ -326,41 +326,16 @@ def _runaway_table():
     return table
 
 
-def _decode_with(table, strategy, start, constraints, jit=False):
-    decoder = BigramDecoder(table)
-    start = tf.constant(start, tf.int32)
-
-    @tf.function
-    def run():
-        state = decoder.initial_state({}, batch_size=tf.shape(start)[0])
-        return dynamic_decode(
-            decoder,
-            strategy,
-            None,
-            lambda ids: ids,
-            start,
-            END,
-            state,
-            {},
-            max_length=MAX_LEN,
-            jit_compile=jit,
-            constraints=constraints,
-        )
-
-    return run()
-
-
 @pytest.mark.parametrize("jit", [False, True])
 def test_greedy_stops_each_sentence_at_its_length_limit(jit):
     table = _runaway_table()
     log_probs = table - np.log(np.exp(table).sum(axis=1, keepdims=True))
     starts = [START, 3, 6, 2]
     limits = [3, 1, 6, 40]  # the last is above MAX_LEN: MAX_LEN applies
-    free = _decode_with(table, GreedySearch(), starts, None, jit)
+    free = _decode(GreedySearch(), starts, None, jit, table=table)
     assert np.all(free.lengths.numpy() == MAX_LEN)  # all run away
-    limited = _decode_with(
-        table, GreedySearch(), starts, make_constraints(max_len=limits, end_id=END), jit
-    )
+    limits_only = make_constraints(max_len=limits, end_id=END)
+    limited = _decode(GreedySearch(), starts, limits_only, jit, table=table)
     ids, lengths = limited.ids.numpy(), limited.lengths.numpy()
     assert lengths.tolist() == [3, 1, 6, MAX_LEN]
     for row, limit in enumerate(limits):
@@ -378,11 +353,11 @@ def test_greedy_stops_each_sentence_at_its_length_limit(jit):
 
 def test_length_limits_end_the_loop_early_and_leave_room_for_prefixes():
     table = _runaway_table()
-    limited = _decode_with(
-        table,
+    limited = _decode(
         GreedySearch(),
         [START, START],
         make_constraints(max_len=[2, 4], end_id=END),
+        table=table,
     )
     # Four steps, not MAX_LEN: the loop stops once every sentence ended.
     assert limited.ids.shape[1] == 4
@@ -392,7 +367,7 @@ def test_length_limits_end_the_loop_early_and_leave_room_for_prefixes():
         [[5, 4, 7], [3, 0, 0]], [3, 1], max_len=[2, 2], end_id=END
     )
     assert constraints.max_len.numpy().tolist() == [4, 2]
-    result = _decode_with(table, GreedySearch(), [START, START], constraints)
+    result = _decode(GreedySearch(), [START, START], constraints, table=table)
     ids, lengths = result.ids.numpy(), result.lengths.numpy()
     assert ids[0, : lengths[0]].tolist() == [5, 4, 7, END]
     assert ids[1, : lengths[1]].tolist() == [3, END]
@@ -405,13 +380,13 @@ def test_beam_hypotheses_stop_at_their_sentences_length_limit(jit):
     table = _runaway_table()
     width = 3
     limits = [4, MAX_LEN + 5]
-    free = _decode_with(table, _beam(width), [START, 3], None, jit)
-    limited = _decode_with(
-        table,
+    free = _decode(_beam(width), [START, 3], None, jit, table=table)
+    limited = _decode(
         _beam(width),
         [START, 3],
         make_constraints(max_len=limits, end_id=END),
         jit,
+        table=table,
     )
     ids, lengths = limited.ids.numpy(), limited.lengths.numpy()
     # Every hypothesis of the first sentence ends with END at step 4.
