@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on built-in toy data: generate the toy reverse task, train a
 # small attention model (example_configs/nmt_small.yml) with bin/train.py,
-# translate the test set with beam search through bin/infer.py, and score it
-# with sacrebleu.
+# translate the test set with beam search through bin/infer.py from the
+# checkpoint with the best dev loss, and score it with sacrebleu.
 #
 # Environment: WORK_DIR (default ./toy_run), TRAIN_STEPS (default 1500),
 # BEAM_WIDTH (default 5), SEED (training's --tf_random_seed, default 1; the
@@ -48,10 +48,11 @@ echo "== Training for ${TRAIN_STEPS} steps into ${MODEL_DIR}"
   --save_checkpoints_steps 500 \
   --output_dir "${MODEL_DIR}"
 
-echo "== Translating the test set with beam width ${BEAM_WIDTH}"
+echo "== Translating the test set with beam width ${BEAM_WIDTH} (best checkpoint)"
 "${PYTHON}" -m bin.infer \
   --tasks "- class: DecodeText" \
   --model_dir "${MODEL_DIR}" \
+  --checkpoint_path best \
   --model_params "inference.beam_search.beam_width: ${BEAM_WIDTH}" \
   --input_pipeline "$(pipeline test)" \
   > "${WORK_DIR}/test.predictions.txt"

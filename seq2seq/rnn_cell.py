@@ -22,6 +22,7 @@ from seq2seq.rnn import (
     get_rnn_cell,
     known_cell_classes,
     resolve_activation,
+    run_cell,
     run_together,
     time_steps,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "get_rnn_cell",
     "known_cell_classes",
     "resolve_activation",
+    "run_cell",
     "run_together",
     "time_steps",
 ]

@@ -133,3 +133,28 @@ def toy_run_with_checkpoints(tmp_path_factory):
         data, model_dir, train_steps=30, save_checkpoints_steps=10, with_dev=False
     ).train()
     return {"model_dir": model_dir, "root": root, "dev": dev}
+
+
+def random_ops_in_loop_bodies(function):
+    """Stateful random ops inside the `While` bodies of a traced
+    `tf.function`, and outside them: `(inside, outside)` op counts. A
+    stateful draw inside a loop hands out its values in the order the
+    loop's parallel iterations reach it, so a seed would not fix them."""
+    graph = function.get_concrete_function().graph.as_graph_def()
+    library = {f.signature.name: f for f in graph.library.function}
+    bodies = set()
+    pending = [node for node in graph.node]
+    for f in library.values():
+        pending.extend(f.node_def)
+    for node in pending:
+        if node.op in ("While", "StatelessWhile"):
+            bodies.add(node.attr["body"].func.name)
+    inside = outside = 0
+    for name, f in library.items():
+        count = sum(node.op.startswith("RandomUniform") for node in f.node_def)
+        if name in bodies:
+            inside += count
+        else:
+            outside += count
+    outside += sum(node.op.startswith("RandomUniform") for node in graph.node)
+    return inside, outside

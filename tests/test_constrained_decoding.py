@@ -68,8 +68,8 @@ def _constraints(banned=None):
     return make_constraints(padded, [len(p) for p in PREFIXES], banned)
 
 
-def _decode(strategy, start, constraints=None, jit=False):
-    decoder = BigramDecoder(TABLE)
+def _decode(strategy, start, constraints=None, jit=False, table=TABLE):
+    decoder = BigramDecoder(table)
     start = tf.constant(start, tf.int32)
 
     @tf.function
@@ -313,3 +313,145 @@ def test_doc_example_runs():
     code = _doc_example()
     assert "make_constraints(" in code and "assert " in code
     exec(compile(code, "docs/inference.md", "exec"), {"__name__": "doc_example"})
+
+
+# ------------------------------------------------------- length limits
+
+
+def _runaway_table():
+    """A bigram table whose outputs never end by themselves."""
+    table = _table()
+    table[:, END] = -6.0
+    table[END, END] = 5.0
+    return table
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_greedy_stops_each_sentence_at_its_length_limit(jit):
+    table = _runaway_table()
+    log_probs = table - np.log(np.exp(table).sum(axis=1, keepdims=True))
+    starts = [START, 3, 6, 2]
+    limits = [3, 1, 6, 40]  # the last is above MAX_LEN: MAX_LEN applies
+    free = _decode(GreedySearch(), starts, None, jit, table=table)
+    assert np.all(free.lengths.numpy() == MAX_LEN)  # all run away
+    limits_only = make_constraints(max_len=limits, end_id=END)
+    limited = _decode(GreedySearch(), starts, limits_only, jit, table=table)
+    ids, lengths = limited.ids.numpy(), limited.lengths.numpy()
+    assert lengths.tolist() == [3, 1, 6, MAX_LEN]
+    for row, limit in enumerate(limits):
+        output = ids[row, : lengths[row]].tolist()
+        expected = free.ids.numpy()[row, : lengths[row]].tolist()
+        if limit < MAX_LEN:
+            # The free tokens up to the limit, then SEQUENCE_END forced.
+            assert output == expected[:-1] + [END]
+        else:
+            assert output == expected
+        previous = [starts[row]] + output[:-1]
+        score = sum(log_probs[p, t] for p, t in zip(previous, output))
+        assert limited.log_probs.numpy()[row] == pytest.approx(score, abs=1e-4)
+
+
+def test_length_limits_end_the_loop_early_and_leave_room_for_prefixes():
+    table = _runaway_table()
+    limited = _decode(
+        GreedySearch(),
+        [START, START],
+        make_constraints(max_len=[2, 4], end_id=END),
+        table=table,
+    )
+    # Four steps, not MAX_LEN: the loop stops once every sentence ended.
+    assert limited.ids.shape[1] == 4
+    assert limited.lengths.numpy().tolist() == [2, 4]
+    # A limit shorter than a forced prefix is raised to the prefix plus END.
+    constraints = make_constraints(
+        [[5, 4, 7], [3, 0, 0]], [3, 1], max_len=[2, 2], end_id=END
+    )
+    assert constraints.max_len.numpy().tolist() == [4, 2]
+    result = _decode(GreedySearch(), [START, START], constraints, table=table)
+    ids, lengths = result.ids.numpy(), result.lengths.numpy()
+    assert ids[0, : lengths[0]].tolist() == [5, 4, 7, END]
+    assert ids[1, : lengths[1]].tolist() == [3, END]
+    with pytest.raises(ValueError, match="end_id"):
+        make_constraints(max_len=[3])
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_beam_hypotheses_stop_at_their_sentences_length_limit(jit):
+    table = _runaway_table()
+    width = 3
+    limits = [4, MAX_LEN + 5]
+    free = _decode(_beam(width), [START, 3], None, jit, table=table)
+    limited = _decode(
+        _beam(width),
+        [START, 3],
+        make_constraints(max_len=limits, end_id=END),
+        jit,
+        table=table,
+    )
+    ids, lengths = limited.ids.numpy(), limited.lengths.numpy()
+    # Every hypothesis of the first sentence ends with END at step 4.
+    assert lengths[0].tolist() == [4] * width
+    assert all(ids[0, k, 3] == END for k in range(width))
+    hyps = {tuple(ids[0, k, :4]) for k in range(width)}
+    assert len(hyps) == width
+    # The second sentence's limit is above MAX_LEN: the free search.
+    np.testing.assert_array_equal(lengths[1], free.lengths.numpy()[1])
+    n = lengths[1, 0]
+    np.testing.assert_array_equal(ids[1, :, :n], free.ids.numpy()[1, :, :n])
+
+
+def test_model_limits_each_sentence_by_its_source_length(tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("a\nb\nc\n")
+    params = tiny_model_params(
+        str(vocab),
+        **{
+            "inference.max_decode_length_ratio": 0.5,
+            "inference.max_decode_length_offset": 1,
+        },
+    )
+    tf.keras.utils.set_random_seed(1)
+    model = AttentionSeq2Seq(params, ModeKeys.INFER)
+    # 16 sentences of 1-16 tokens: they end at different steps, so greedy
+    # and beam search step only the unfinished ones part of the time.
+    source_len = np.arange(1, 17)
+    features = {
+        "source_ids": tf.constant(np.tile(np.arange(16) % 3, (16, 1)), tf.int32),
+        "source_len": tf.constant(source_len, tf.int32),
+    }
+    limits = model.sentence_length_limits(features).numpy()
+    np.testing.assert_array_equal(limits, np.ceil(0.5 * source_len) + 1)
+    model.infer(features)  # builds
+    # The model never ends a sentence by itself: END's logit bias is -100.
+    end = model.target_vocab_info.special_vocab.SEQUENCE_END
+    bias = next(v for v in model.variables if v.path.endswith("logits/bias"))
+    bias.assign(tf.tensor_scatter_nd_update(bias, [[end]], [-100.0]))
+    for beam in (1, 3):
+        predictions = model.infer(features, beam_width=beam)
+        ids = predictions["predicted_ids"].numpy()
+        lengths = predictions["predicted_len"].numpy()
+        np.testing.assert_array_equal(lengths, limits)
+        assert all(ids[b, lengths[b] - 1] == end for b in range(16))
+        assert not (ids[:, 0] == end).any()
+    # Off (ratio 0): every sentence runs to max_decode_length (12).
+    model.params["inference.max_decode_length_ratio"] = 0.0
+    assert model.sentence_length_limits(features) is None
+    assert (model.infer(features)["predicted_len"].numpy() == 12).all()
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("inference.max_decode_length_ratio", -1.0, "must be >= 0, got -1.0"),
+        ("inference.max_decode_length_offset", -2, "must be >= 0, got -2"),
+        ("inference.max_decode_length_ratio", "two", "expected a value of type"),
+        ("inference.max_decode_length_offset", 2.5, "expected a value of type"),
+    ],
+)
+def test_bad_length_limit_params_are_config_errors(tmp_path, key, value, message):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("a\nb\nc\n")
+    params = tiny_model_params(str(vocab), **{key: value})
+    with pytest.raises(ConfigError, match=key) as error:
+        AttentionSeq2Seq(params, ModeKeys.INFER)
+    assert message in str(error.value)

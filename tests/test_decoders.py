@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import random_ops_in_loop_bodies
 
 import seq2seq.decoders
 from seq2seq.configurable import locate_class
@@ -334,8 +335,6 @@ def test_input_feeding_draws_its_dropout_masks_before_the_loop(feed):
     """The teacher-forced input-feeding loop holds no random op: its steps'
     dropout masks (fed vector, layer inputs and outputs) are drawn before
     it, so a seed fixes them whatever order the iterations run in."""
-    from test_rnn_cell import _random_ops_in_loop_bodies
-
     rnn_cell = {
         **_cell_params(layers=2)["rnn_cell"],
         "dropout_input_keep_prob": 0.5,
@@ -350,7 +349,7 @@ def test_input_feeding_draws_its_dropout_masks_before_the_loop(feed):
     def features():
         return decoder(_inputs(), state, memory, training=True)[0]
 
-    inside, outside = _random_ops_in_loop_bodies(features)
+    inside, outside = random_ops_in_loop_bodies(features)
     assert inside == 0
     # Embeddings (whole sequence), fed vector, second layer input, two
     # layer outputs.
@@ -359,6 +358,71 @@ def test_input_feeding_draws_its_dropout_masks_before_the_loop(feed):
     first = features().numpy()
     assert not np.allclose(features().numpy(), first)
     quiet = decoder(_inputs(), state, memory, training=False)[0].numpy()
+    assert not np.allclose(first, quiet)
+
+
+_DROPOUT = {"dropout_input_keep_prob": 0.5, "dropout_output_keep_prob": 0.5}
+
+
+def _stepped_cell(cell_class="GRUCell", layers=1, **extra):
+    return {
+        "rnn_cell": {
+            **_cell_params(cell_class, layers=layers)["rnn_cell"],
+            **_DROPOUT,
+            **extra,
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    "make, sampled",
+    [
+        # Cells FusedRecurrence does not run: the decoders step the cell.
+        (lambda: _basic(**_stepped_cell("BasicRNNCell")), False),
+        (lambda: _attention(**_stepped_cell("BasicRNNCell")), False),
+        (
+            lambda: _attention(
+                input_feeding=False,
+                **_stepped_cell("LSTMCell", 2, residual_connections=True),
+            ),
+            False,
+        ),
+        # Scheduled sampling steps even a fusable cell.
+        (
+            lambda: _attention(
+                **_stepped_cell(), **{"scheduled_sampling.type": "constant"}
+            ),
+            True,
+        ),
+    ],
+    ids=["basic-simple", "attention-simple", "attention-residual-no-feed", "sampled"],
+)
+def test_stepped_cells_draw_no_stateful_random_op_in_their_loops(make, sampled):
+    """Where a decoder steps its cell in a loop, the cell's dropout draws
+    stateless masks keyed by a seed drawn before the loop, so that a seed
+    fixes them whatever order the iterations run in."""
+    decoder = make()
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    table = tf.random.stateless_normal([VOCAB, EMBED], seed=[4, 0])
+    extra = {}
+    if sampled:
+        extra = {
+            "sampling_probability": 0.5,
+            "embedding_fn": lambda ids: tf.nn.embedding_lookup(table, ids),
+            "seed": tf.constant([1, 2]),
+        }
+    decoder(_inputs(), state, memory, training=True, **extra)  # builds
+
+    @tf.function
+    def logits():
+        return decoder(_inputs(), state, memory, training=True, **extra)[0]
+
+    inside, outside = random_ops_in_loop_bodies(logits)
+    assert inside == 0 and outside >= 1
+    first = logits().numpy()
+    assert not np.allclose(logits().numpy(), first)
+    quiet = decoder(_inputs(), state, memory, training=False, **extra)[0].numpy()
     assert not np.allclose(first, quiet)
 
 

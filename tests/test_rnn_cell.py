@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import random_ops_in_loop_bodies
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.errors import ConfigError
@@ -598,29 +599,6 @@ def test_old_import_path_reexports_the_package():
     assert type(cell) is rnn.LayerNormLSTMCell
 
 
-def _random_ops_in_loop_bodies(function):
-    """Random ops inside the `While` bodies of a traced `tf.function`, and
-    outside them: `(inside, outside)` op type counts."""
-    graph = function.get_concrete_function().graph.as_graph_def()
-    library = {f.signature.name: f for f in graph.library.function}
-    bodies = set()
-    pending = [node for node in graph.node]
-    for f in library.values():
-        pending.extend(f.node_def)
-    for node in pending:
-        if node.op in ("While", "StatelessWhile"):
-            bodies.add(node.attr["body"].func.name)
-    inside = outside = 0
-    for name, f in library.items():
-        count = sum(node.op.startswith("RandomUniform") for node in f.node_def)
-        if name in bodies:
-            inside += count
-        else:
-            outside += count
-    outside += sum(node.op.startswith("RandomUniform") for node in graph.node)
-    return inside, outside
-
-
 def test_fused_recurrence_draws_every_step_mask_before_its_loop():
     """A random op inside the loop would hand out its draws in the order the
     loop's parallel iterations reach it, so that one seed could train
@@ -644,7 +622,7 @@ def test_fused_recurrence_draws_every_step_mask_before_its_loop():
     def run():
         return fused.run(inputs, initial, training=True)[0]
 
-    inside, outside = _random_ops_in_loop_bodies(run)
+    inside, outside = random_ops_in_loop_bodies(run)
     assert inside == 0
     # First layer input (whole sequence), second layer input, two outputs.
     assert outside == 4
@@ -668,3 +646,31 @@ def test_fused_recurrence_draws_every_step_mask_before_its_loop():
     kept = noisy != 0.0
     assert 0.3 < kept.mean() < 0.7
     np.testing.assert_allclose(noisy[kept], 2.0 * quiet[kept], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "cell_class, params",
+    [
+        ("BasicRNNCell", {}),
+        ("LSTMCell", {"num_layers": 2, "residual_connections": True}),
+    ],
+)
+def test_run_cell_equals_a_keras_rnn_with_padding(cell_class, params):
+    """`run_cell` gives a `keras.layers.RNN`'s outputs (zero at padding) and
+    final states (those of each sequence's last valid step)."""
+    from seq2seq.rnn import run_cell
+
+    cell = get_rnn_cell(cell_class, {"num_units": 5}, **params)
+    inputs = tf.random.stateless_normal([3, 6, 5], seed=[4, 4])
+    mask = tf.sequence_mask([6, 2, 4], 6)
+    rnn = keras.layers.RNN(
+        cell, return_sequences=True, return_state=True, zero_output_for_mask=True
+    )
+    expected, *expected_state = rnn(inputs, mask=mask)
+    initial = cell.get_initial_state(batch_size=3)
+    outputs, state = run_cell(cell, inputs, initial, training=False, mask=mask)
+    np.testing.assert_allclose(outputs.numpy(), expected.numpy(), atol=1e-6)
+    assert outputs.numpy()[1, 2:].max() == outputs.numpy()[1, 2:].min() == 0.0
+    assert len(tf.nest.flatten(state)) == len(tf.nest.flatten(expected_state))
+    for ours, theirs in zip(tf.nest.flatten(state), tf.nest.flatten(expected_state)):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), atol=1e-6)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import random_ops_in_loop_bodies
 
 import seq2seq.encoders
 from seq2seq.configurable import ModeKeys, locate_class
@@ -210,6 +211,49 @@ def test_dropout_only_in_train_mode_with_training():
     np.testing.assert_allclose(infer(x, lengths, training=True).outputs, c, atol=1e-6)
     # Padded positions stay zero under dropout too.
     assert np.all(a.numpy()[2, 1:] == 0.0)
+
+
+_RESIDUAL = _params(
+    "GRUCell",
+    units=4,
+    layers=2,
+    residual_connections=True,
+    dropout_input_keep_prob=0.5,
+    dropout_output_keep_prob=0.5,
+)
+_LAYER_NORM = _params("LayerNormBasicLSTMCell", units=4, layers=1)
+_LAYER_NORM["rnn_cell"]["cell_params"]["dropout_keep_prob"] = 0.5
+
+
+@pytest.mark.parametrize(
+    "cls, params",
+    [
+        (UnidirectionalRNNEncoder, _RESIDUAL),
+        (BidirectionalRNNEncoder, _RESIDUAL),
+        (UnidirectionalRNNEncoder, _LAYER_NORM),
+    ],
+    ids=["uni-residual", "bi-residual", "uni-layer-norm"],
+)
+def test_stepped_cells_draw_no_stateful_random_op_in_their_loops(cls, params):
+    """A cell `FusedRecurrence` does not run (a residual stack; a layer-norm
+    LSTM with its own candidate dropout) is stepped by `run_cell`, whose
+    dropout a seed fixes: no stateful random op inside the loops."""
+    encoder = cls(params, ModeKeys.TRAIN)
+    inputs = _inputs(depth=4)
+    lengths = tf.constant([5, 2, 4])
+    quiet = encoder(inputs, lengths, training=False).outputs.numpy()
+
+    @tf.function
+    def outputs():
+        return encoder(inputs, lengths, training=True).outputs
+
+    inside, outside = random_ops_in_loop_bodies(outputs)
+    assert inside == 0 and outside >= 1
+    first = outputs().numpy()
+    assert not np.allclose(first, quiet)
+    assert not np.allclose(outputs().numpy(), first)
+    # Padding stays zero.
+    assert np.abs(first[1, 2:]).max() == 0.0
 
 
 def test_param_errors():

@@ -5,7 +5,7 @@ import logging
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import write_toy_corpus
+from conftest import random_ops_in_loop_bodies, write_toy_corpus
 from test_trainer import make_trainer
 
 from seq2seq.configurable import ModeKeys, locate_class
@@ -150,6 +150,35 @@ def test_dropout_only_in_train_mode_with_training_true():
 
 
 # ------------------------------------------------------------------ decoder
+
+
+def test_scheduled_sampling_loop_draws_no_stateful_random_op():
+    """Scheduled sampling steps the decoder in a loop: its dropout (residual
+    and attention weights) draws stateless masks keyed by a seed drawn
+    before the loop, so that a seed fixes them."""
+    decoder, memory, embedding = _setup(
+        mode="train",
+        dropout=0.5,
+        attention_dropout=0.5,
+        **{"scheduled_sampling.type": "constant"},
+    )
+    inputs = tf.random.stateless_normal([2, 5, EMBED], seed=[2, 2])
+    state = decoder.initial_state(memory)
+    sampling = {
+        "sampling_probability": 0.5,
+        "embedding_fn": _embed(embedding),
+        "seed": tf.constant([1, 2]),
+    }
+
+    @tf.function
+    def logits(training=True):
+        return decoder(inputs, state, memory, training=training, **sampling)[0]
+
+    inside, outside = random_ops_in_loop_bodies(logits)
+    assert inside == 0 and outside >= 1
+    first = logits().numpy()
+    assert not np.allclose(logits().numpy(), first)
+    assert not np.allclose(first, logits(training=False).numpy())
 
 
 @pytest.mark.parametrize("position_encoding", ["sinusoidal", "learned"])

@@ -6,7 +6,7 @@ from seq2seq.decoders.attention import AttentionLayerBahdanau, valid_positions
 from seq2seq.decoders.rnn_decoder import RNNDecoder
 from seq2seq.errors import ConfigError
 from seq2seq.rnn.cells import apply_dropout, check_keep_prob, is_training
-from seq2seq.rnn_cell import time_steps
+from seq2seq.rnn.recurrence import run_cell
 
 
 class AttentionDecoder(RNNDecoder):
@@ -236,23 +236,8 @@ class AttentionDecoder(RNNDecoder):
 
     def _cell_outputs(self, inputs, cell_state, training):
         """[B, T, H] outputs of the cell stepped over [B, T, E] inputs."""
-        num_steps = tf.shape(inputs)[1]
-        step_inputs = time_steps(inputs)
-        outputs = tf.TensorArray(self.cell.compute_dtype, size=num_steps)
-        dtype = self.cell.compute_dtype
-
-        def body(time, cell_state, outputs):
-            step_input = tf.cast(step_inputs.read(time), dtype)
-            output, cell_state = self._run_cell(step_input, cell_state, training)
-            return time + 1, cell_state, outputs.write(time, output)
-
-        _, cell_state, outputs = tf.while_loop(
-            lambda time, *_: time < num_steps,
-            body,
-            (tf.constant(0), cell_state, outputs),
-            maximum_iterations=num_steps,
-        )
-        return tf.transpose(outputs.stack(), [1, 0, 2])
+        outputs, _ = run_cell(self.cell, inputs, cell_state, training)
+        return outputs
 
     def _fused_input_feeding(self, fused, inputs, state, memory, training):
         """Teacher forcing with input feeding: the embedding part of the
@@ -271,11 +256,9 @@ class AttentionDecoder(RNNDecoder):
         def step_fn(step_projected, state, time):
             masks = fused.step_masks(drawn, time)
             cell_input = step_projected + fused.project_extra(
-                state[key], prepared, training, masks
+                state[key], prepared, masks
             )
-            output, cell_state = fused.step(
-                cell_input, state["cell"], prepared, training, masks
-            )
+            output, cell_state = fused.step(cell_input, state["cell"], prepared, masks)
             features, scores, fed = self._attended_features(output, memory)
             new_state = {
                 "cell": self._pack_cell_state(cell_state),

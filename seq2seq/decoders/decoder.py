@@ -45,7 +45,9 @@ import tensorflow as tf
 from seq2seq.configurable import Configurable
 from seq2seq.decoders import scheduled_sampling
 from seq2seq.decoders.samplers import get_sampler
+from seq2seq.layers import loop_dropout
 from seq2seq.layers.composite import CompositeLayer
+from seq2seq.rnn.cells import is_training
 from seq2seq.rnn_cell import time_steps
 from seq2seq.tracing import tracing_for_xla
 
@@ -216,6 +218,7 @@ class Decoder(Configurable, CompositeLayer):
             lambda step_input, state, time: self.step(
                 step_input, state, memory, training=training
             ),
+            training=training,
         )
 
     def project(self, features, training=None):
@@ -357,12 +360,21 @@ class Decoder(Configurable, CompositeLayer):
             return self.step(step_input, state, memory, training=training)
 
         start_logits = tf.zeros([batch_size, self.num_classes(memory)], tf.float32)
-        return self.run_steps(inputs, state, step_fn, feedback=start_logits)
+        return self.run_steps(
+            inputs, state, step_fn, feedback=start_logits, training=training
+        )
 
     # ------------------------------------------------------------- loops
 
-    def run_steps(self, inputs, state, step_fn, dtype=tf.float32, feedback=None):
+    def run_steps(
+        self, inputs, state, step_fn, dtype=tf.float32, feedback=None, training=None
+    ):
         """Runs `step_fn` over the time axis of `inputs` in a `tf.while_loop`.
+
+        With `training` in mode `train`, the body is traced under
+        `loop_dropout.seeded_step`: the dropout of the layers `step_fn` calls
+        draws stateless masks keyed by a seed drawn before the loop and the
+        step, so that a seed fixes them.
 
         Args:
           inputs: [B, T, X] per-step inputs of `step_fn`.
@@ -374,6 +386,7 @@ class Decoder(Configurable, CompositeLayer):
             the compute dtype for features).
           feedback: None, or the [B, F] `dtype` "previous outputs" given to
             the first step; each step's outputs go to the next.
+          training: Whether dropout is active.
 
         Returns:
           `(outputs [B, T, F] dtype, attention [B, T, S] float32 or None)`.
@@ -391,10 +404,15 @@ class Decoder(Configurable, CompositeLayer):
         if self.has_attention:
             arrays.append(tf.TensorArray(tf.float32, size=num_steps))
 
+        seed = None
+        if is_training(training, self.mode):
+            seed = loop_dropout.loop_seed()
+
         def body(time, state, arrays, *previous):
-            outputs, new_state, attention = step_fn(
-                step_inputs.read(time), state, time, *previous
-            )
+            with loop_dropout.seeded_step(seed, time):
+                outputs, new_state, attention = step_fn(
+                    step_inputs.read(time), state, time, *previous
+                )
             if (attention is not None) != self.has_attention:
                 raise ValueError(
                     f"{type(self).__name__}.has_attention is "

@@ -163,6 +163,7 @@ class RNNDecoder(Decoder):
             lambda step_input, state: self._step_features(
                 step_input, state, memory, training
             ),
+            training,
         )
 
     def project(self, features, training=None):
@@ -175,7 +176,7 @@ class RNNDecoder(Decoder):
         one it can run (then the cell itself is stepped)."""
         return FusedRecurrence.create(self.cell)
 
-    def _features_loop(self, inputs, state, step_fn):
+    def _features_loop(self, inputs, state, step_fn, training=None):
         """Runs `step_fn` over the time axis of `inputs` in a `tf.while_loop`.
 
         Args:
@@ -183,6 +184,7 @@ class RNNDecoder(Decoder):
           state: The initial decoder state.
           step_fn: `(step_input [B, X], state) -> (features [B, F], new_state,
             attention [B, S] or None)`.
+          training: Whether dropout is active (see `run_steps`).
 
         Returns:
           `(features [B, T, F] in the compute dtype, attention [B, T, S] or
@@ -193,6 +195,7 @@ class RNNDecoder(Decoder):
             state,
             lambda step_input, state, time: step_fn(step_input, state),
             dtype=self.compute_dtype,
+            training=training,
         )
 
     # --------------------------------------------------- subclass hooks

@@ -20,6 +20,7 @@ from seq2seq.rnn import (
     FusedRecurrence,
     default_rnn_cell_params,
     get_rnn_cell,
+    run_cell,
     run_together,
 )
 
@@ -116,13 +117,14 @@ class _RNNEncoderBase(Encoder):
             if backward:
                 outputs = _reverse(outputs, lengths)
             return outputs, state
-        outputs, *state = rnn(inputs, mask=mask, training=training)
+        # Stepped here rather than by the `keras.layers.RNN`, whose loop
+        # would draw the cell's dropout in whatever order its iterations run.
+        if not rnn.built:
+            rnn.build(inputs.shape)
+        initial = rnn.cell.get_initial_state(batch_size=tf.shape(inputs)[0])
+        outputs, state = run_cell(rnn.cell, inputs, initial, training, mask)
         if backward:
             outputs = _reverse(outputs, lengths)
-        else:
-            # A new tensor without the Keras mask the RNN attached: the
-            # lengths travel explicitly in the EncoderOutput.
-            outputs = tf.identity(outputs)
         return outputs, list(state)
 
     @classmethod

@@ -1,4 +1,5 @@
-"""Constrained decoding: a forced target prefix per sentence, banned tokens.
+"""Constrained decoding: a forced target prefix per sentence, banned tokens,
+a length limit per sentence.
 
 Both constraints act on the `[N, V]` scores of a step before a strategy
 chooses: a token that may not be produced gets `-inf`, and the scores of
@@ -13,6 +14,13 @@ the allowed tokens are left as they are.
   banned.
 - Banned tokens: never produced. `SEQUENCE_END` cannot be banned (a
   sequence must be able to end).
+- Length limit per sentence: sentence `b` produces at most `max_len[b]`
+  tokens, `SEQUENCE_END` included; at step `max_len[b] - 1` only
+  `SEQUENCE_END` is allowed. A model sets it from the source length
+  (`inference.max_decode_length_ratio`, see
+  `Seq2SeqModel.sentence_length_limits`), which stops a free-running
+  decoder that repeats itself on a long input early, instead of at the
+  batch's `max_decode_length`.
 
 Scores stay the model's: the log-probability recorded for a step is the
 model's full-vocabulary `log_softmax` of the chosen token, so a forced
@@ -44,7 +52,9 @@ SEQUENCE_END = "SEQUENCE_END"
 
 class DecodeConstraints(
     collections.namedtuple(
-        "DecodeConstraints", ["prefix_ids", "prefix_len", "banned_ids"]
+        "DecodeConstraints",
+        ["prefix_ids", "prefix_len", "banned_ids", "max_len", "end_id"],
+        defaults=(None, None),
     )
 ):
     """What a decoding may produce. Any field may be None (no constraint).
@@ -54,6 +64,9 @@ class DecodeConstraints(
         after `prefix_len` is never read).
       prefix_len: [N] int32 number of forced tokens of each row.
       banned_ids: [M] int32 ids that are never produced.
+      max_len: [N] int32 most tokens of each row, `SEQUENCE_END` included
+        (with `end_id`).
+      end_id: int32 scalar, the `SEQUENCE_END` id (with `max_len`).
     """
 
 
@@ -62,7 +75,9 @@ def default_params():
     return {"inference.banned_tokens": [], "inference.banned_tokens_file": ""}
 
 
-def make_constraints(prefix_ids=None, prefix_len=None, banned_ids=None):
+def make_constraints(
+    prefix_ids=None, prefix_len=None, banned_ids=None, max_len=None, end_id=None
+):
     """Builds the constraints of a batch, or None when there are none.
 
     Args:
@@ -70,6 +85,9 @@ def make_constraints(prefix_ids=None, prefix_len=None, banned_ids=None):
       prefix_len: [B] int number of forced tokens per sentence (with
         `prefix_ids`).
       banned_ids: Optional sequence of ints or [M] int tensor.
+      max_len: Optional [B] int most tokens per sentence, `SEQUENCE_END`
+        included; raised to `prefix_len + 1` where a prefix is longer.
+      end_id: The `SEQUENCE_END` id (with `max_len`).
 
     Returns:
       A `DecodeConstraints` for `dynamic_decode`, or None.
@@ -85,41 +103,57 @@ def make_constraints(prefix_ids=None, prefix_len=None, banned_ids=None):
             banned_ids = None
         else:
             banned_ids = tf.reshape(tf.cast(banned_ids, tf.int32), [-1])
-    if prefix_ids is None and banned_ids is None:
+    if max_len is not None:
+        if end_id is None:
+            raise ValueError("make_constraints: max_len needs end_id")
+        max_len = tf.maximum(tf.cast(max_len, tf.int32), 1)
+        if prefix_len is not None:
+            max_len = tf.maximum(max_len, prefix_len + 1)
+        end_id = tf.cast(end_id, tf.int32)
+    else:
+        end_id = None
+    if prefix_ids is None and banned_ids is None and max_len is None:
         return None
-    return DecodeConstraints(prefix_ids, prefix_len, banned_ids)
+    return DecodeConstraints(prefix_ids, prefix_len, banned_ids, max_len, end_id)
 
 
 def tile_constraints(constraints, multiplier):
     """Repeats the per-sentence fields for `multiplier` adjacent rows each.
 
     Beam search decodes `K` rows per sentence (see `tile_batch`); its
-    reordering keeps rows within their sentence, so the tiled prefixes stay
-    aligned with the rows.
+    reordering keeps rows within their sentence, so the tiled prefixes and
+    limits stay aligned with the rows.
 
     Args:
       constraints: A `DecodeConstraints` with [B, ...] fields, or None.
       multiplier: Python int, rows per sentence.
 
     Returns:
-      The constraints with [B * multiplier, ...] prefix fields, or None.
+      The constraints with [B * multiplier, ...] per-sentence fields, or
+      None.
     """
-    if constraints is None or constraints.prefix_ids is None or multiplier == 1:
+    if constraints is None or multiplier == 1:
         return constraints
-    return constraints._replace(
-        prefix_ids=tf.repeat(constraints.prefix_ids, multiplier, axis=0),
-        prefix_len=tf.repeat(constraints.prefix_len, multiplier, axis=0),
-    )
+    return _map_rows(lambda rows: tf.repeat(rows, multiplier, axis=0), constraints)
 
 
 def gather_constraints(constraints, rows):
     """The constraints of some rows: `rows` [A] int32 indices into the N rows
     of a `DecodeConstraints` (or None, returned as it is)."""
-    if constraints is None or constraints.prefix_ids is None:
+    if constraints is None:
         return constraints
+    return _map_rows(lambda values: tf.gather(values, rows), constraints)
+
+
+def _map_rows(fn, constraints):
+    """`fn` applied to the per-row fields (prefixes, limits) that are set."""
+    fields = ("prefix_ids", "prefix_len", "max_len")
     return constraints._replace(
-        prefix_ids=tf.gather(constraints.prefix_ids, rows),
-        prefix_len=tf.gather(constraints.prefix_len, rows),
+        **{
+            name: fn(getattr(constraints, name))
+            for name in fields
+            if getattr(constraints, name) is not None
+        }
     )
 
 
@@ -150,6 +184,12 @@ def constrain_scores(constraints, time, scores):
         )
         forcing = time < constraints.prefix_len
         constrained = tf.where(forcing[:, None], only_forced, constrained)
+    if constraints.max_len is not None:
+        only_end = tf.where(
+            tf.equal(token_ids[None, :], constraints.end_id), scores, neg_inf
+        )
+        at_limit = time >= constraints.max_len - 1
+        constrained = tf.where(at_limit[:, None], only_end, constrained)
     return constrained
 
 

@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.errors import ConfigError
+from seq2seq.layers import loop_dropout
 from seq2seq.layers.composite import CompositeLayer
 
 __all__ = [
@@ -93,9 +94,10 @@ def ffn_units(params):
 
 
 def dropout(inputs, rate, training):
-    """`tf.nn.dropout` when `training` (a Python bool) and `rate` > 0."""
+    """Dropout (`loop_dropout.dropout`) when `training` (a Python bool) and
+    `rate` > 0."""
     if training and rate > 0:
-        return tf.nn.dropout(inputs, rate=rate)
+        return loop_dropout.dropout(inputs, rate=rate)
     return inputs
 
 

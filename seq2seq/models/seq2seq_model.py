@@ -78,6 +78,8 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 "inference.beam_search.choose_successors_fn": "choose_top_k",
                 "inference.beam_search.early_stopping": True,
                 "inference.max_decode_length": 0,
+                "inference.max_decode_length_ratio": 0.0,
+                "inference.max_decode_length_offset": 5,
                 "inference.strategy": "",
                 "optimizer.clip_embed_gradients": 0.1,
                 "vocab_source": "",
@@ -142,6 +144,18 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         sampler = self.sampler()
         if strategies.strategy_name(self.params) == "beam_search":
             self.decoding_strategy().check_sampler(sampler)
+        for key in (
+            "inference.max_decode_length_ratio",
+            "inference.max_decode_length_offset",
+        ):
+            value = self.params[key]
+            if value < 0:
+                raise ConfigError(
+                    f"model_params: {key} must be >= 0, got {value!r}; "
+                    "e.g. inference.max_decode_length_ratio: 2 with "
+                    "inference.max_decode_length_offset: 5 lets a sentence of "
+                    "S source tokens decode at most 2 S + 5 (0 turns it off)."
+                )
         # Not a Keras-tracked attribute: it adds nothing to checkpoints.
         object.__setattr__(
             self,
@@ -605,14 +619,30 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
         """The `Sampler` of `inference.sampler` / `inference.sampling.*`."""
         return samplers.sampler_from_params(self.params)
 
+    def sentence_length_limits(self, features):
+        """[B] int32 most tokens (`SEQUENCE_END` included) each sentence may
+        decode, `ceil(ratio * source_len) + offset` by
+        `inference.max_decode_length_ratio` / `_offset`; None when the ratio
+        is 0 (off). `source_len` counts the tokens the encoder reads. The
+        batch's `max_decode_length` still applies on top."""
+        ratio = float(self.params["inference.max_decode_length_ratio"])
+        if ratio <= 0 or "source_len" not in features:
+            return None
+        source_len = tf.cast(features["source_len"], tf.float32)
+        offset = int(self.params["inference.max_decode_length_offset"])
+        return tf.cast(tf.math.ceil(ratio * source_len), tf.int32) + offset
+
     def decode_constraints(self, features):
         """The `DecodeConstraints` of a batch: the forced prefixes of
         `target_prefix_ids` [B, P] / `target_prefix_len` [B] when the
-        features have them, and `inference.banned_tokens*`; None if none."""
+        features have them, `inference.banned_tokens*` and the length
+        limits of `sentence_length_limits`; None if none."""
         return constraints.make_constraints(
             features.get("target_prefix_ids"),
             features.get("target_prefix_len"),
             self._banned_token_ids,
+            max_len=self.sentence_length_limits(features),
+            end_id=self.target_vocab_info.special_vocab.SEQUENCE_END,
         )
 
     def infer(

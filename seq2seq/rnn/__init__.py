@@ -9,7 +9,8 @@
   and parameters) -> Keras cells: `get_rnn_cell`, `cell_from_spec`.
 * `seq2seq.rnn.activations`: activation names -> callables.
 * `seq2seq.rnn.recurrence`: `FusedRecurrence` and `run_together`, the loops
-  that run a GRU / LSTM stack over whole sequences.
+  that run a GRU / LSTM stack over whole sequences; `run_cell` for any
+  other cell.
 * `seq2seq.rnn.cudnn`: cuDNN's kernels for those runs on a GPU (the only
   module that uses Keras internals).
 """
@@ -30,6 +31,7 @@ from seq2seq.rnn.factory import (
 from seq2seq.rnn.recurrence import (
     FusedRecurrence,
     cudnn_allowed,
+    run_cell,
     run_together,
     time_steps,
 )
@@ -56,6 +58,7 @@ __all__ = [
     "get_rnn_cell",
     "known_cell_classes",
     "resolve_activation",
+    "run_cell",
     "run_together",
     "time_steps",
 ]

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.errors import ConfigError
+from seq2seq.layers import loop_dropout
 from seq2seq.rnn.activations import resolve_activation
 
 __all__ = [
@@ -53,8 +54,9 @@ def check_keep_prob(name, value):
 
 
 def apply_dropout(inputs, keep_prob):
-    """Dropout keeping each element with probability `keep_prob`."""
-    return tf.nn.dropout(inputs, rate=1.0 - keep_prob)
+    """Dropout keeping each element with probability `keep_prob` (stateless
+    inside a loop body traced under `loop_dropout.seeded_step`)."""
+    return loop_dropout.dropout(inputs, rate=1.0 - keep_prob)
 
 
 def dropout_masks(shape, keep_prob, dtype):
@@ -236,7 +238,9 @@ class LayerNormLSTMCell(keras.layers.Layer):
         i, f, g, o = tf.split(z, 4, axis=-1)
         g = self.activation(g)
         if training and self.dropout_keep_prob < 1.0:
-            g = tf.nn.dropout(g, rate=1.0 - self.dropout_keep_prob, seed=self.seed)
+            g = loop_dropout.dropout(
+                g, rate=1.0 - self.dropout_keep_prob, seed=self.seed
+            )
         c = c_prev * tf.sigmoid(f + self.forget_bias) + tf.sigmoid(i) * g
         if self.layer_norm:
             c = self._normalize(c, self.state_gamma, self.state_beta)

@@ -5,6 +5,8 @@ work that does not depend on the previous step taken out of the loop.
   builds from Keras `GRUCell`s or `LSTMCell`s (on a GPU through cuDNN's
   kernels, see `seq2seq.rnn.cudnn`).
 * `run_together`: independent recurrences in one `tf.while_loop`.
+* `run_cell`: any other Keras cell stepped over whole sequences, with its
+  dropout fixed by the seed.
 * `time_steps`: [B, T, ...] values as a `TensorArray` of T steps.
 * `cudnn_allowed`: sets `use_cudnn` on every stack of a model, e.g. while
   a function is traced for XLA.
@@ -16,6 +18,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from seq2seq.configurable import ModeKeys
+from seq2seq.layers import loop_dropout
 from seq2seq.rnn import cudnn
 from seq2seq.rnn.cells import (
     DropoutWrapper,
@@ -27,7 +31,13 @@ from seq2seq.rnn.cells import (
     nested_lists,
 )
 
-__all__ = ["FusedRecurrence", "cudnn_allowed", "run_together", "time_steps"]
+__all__ = [
+    "FusedRecurrence",
+    "cudnn_allowed",
+    "run_cell",
+    "run_together",
+    "time_steps",
+]
 
 
 def _fusable_layer(layer):
@@ -223,26 +233,21 @@ class FusedRecurrence:
                 prepared.append((kernel, bias, recurrent, None))
         return prepared
 
-    def project_extra(self, extra, prepared, training, masks=None):
+    def project_extra(self, extra, prepared, masks=None):
         """The per-step part of the first layer's input projection.
 
         Args:
           extra: [B, E2] inputs at the kernel rows given to `prepare` as
             `extra_rows` (e.g. the attention context fed back into the cell).
           prepared: The result of `prepare(extra_rows=...)`.
-          training: Whether dropout is active.
-          masks: This step's dropout masks (`step_masks`), or None to draw
-            the input dropout here.
+          masks: This step's dropout masks (`step_masks`); None: no dropout.
 
         Returns:
           [B, G] to add to the hoisted projection of the step.
         """
-        if masks is not None:
-            extra = tf.cast(extra, self.dtype)
-            if masks["extra"] is not None:
-                extra = extra * masks["extra"]
-        else:
-            extra = tf.cast(self.input_dropout(extra, training), self.dtype)
+        extra = tf.cast(extra, self.dtype)
+        if masks is not None and masks["extra"] is not None:
+            extra = extra * masks["extra"]
         return tf.linalg.matmul(extra, prepared[0][0])
 
     def draw_step_masks(self, batch_size, num_steps, training, extra_width=0):
@@ -343,23 +348,22 @@ class FusedRecurrence:
         h = z * h_prev + (1.0 - z) * candidate
         return h, [h]
 
-    def step(self, projected, states, prepared, training, masks=None):
+    def step(self, projected, states, prepared, masks=None):
         """One step of the whole stack.
+
+        Dropout inside a loop comes only from masks drawn before it
+        (`draw_step_masks`), never from a random op in the step.
 
         Args:
           projected: [B, G] the first layer's projected input (bias and any
             `project_extra` part included).
           states: The cell state (one list of [B, size] tensors per layer).
           prepared: The result of `prepare`.
-          training: Whether dropout is active.
-          masks: This step's dropout masks (`step_masks`), or None to draw
-            the dropout of the layers here (then a loop's steps receive
-            their draws in the order the loop happens to run them).
+          masks: This step's dropout masks (`step_masks`); None: no dropout.
 
         Returns:
           `(output [B, H], new_states)` as the cell's `call` returns them.
         """
-        active = self.dropout_active(training) and masks is None
         new_states = []
         output = None
         for index, (layer, state, weights) in enumerate(
@@ -367,9 +371,7 @@ class FusedRecurrence:
         ):
             if index > 0:
                 inputs = output
-                if active and layer.input_keep_prob < 1.0:
-                    inputs = apply_dropout(inputs, layer.input_keep_prob)
-                elif masks is not None and masks["input"][index] is not None:
+                if masks is not None and masks["input"][index] is not None:
                     inputs = inputs * masks["input"][index]
                 kernel, bias = weights[0], weights[1]
                 projected = tf.linalg.matmul(inputs, kernel)
@@ -378,9 +380,7 @@ class FusedRecurrence:
             output, new_state = self._cell_step(
                 layer, projected, as_list(state), weights
             )
-            if active and layer.output_keep_prob < 1.0:
-                output = apply_dropout(output, layer.output_keep_prob)
-            elif masks is not None and masks["output"][index] is not None:
+            if masks is not None and masks["output"][index] is not None:
                 output = output * masks["output"][index]
             new_states.append(new_state)
         return output, new_states
@@ -489,7 +489,6 @@ def run_together(recurrences, inputs, initial_states, training, mask=None):
                 step_inputs[position].read(time),
                 state,
                 prepared[position],
-                training,
                 recurrence.step_masks(masks[position], time),
             )
             if valid is not None:
@@ -516,6 +515,59 @@ def run_together(recurrences, inputs, initial_states, training, mask=None):
         outputs[index] = values
         states[index] = loop_states[position]
     return outputs, states
+
+
+def run_cell(cell, inputs, initial_state, training, mask=None):
+    """Steps a Keras RNN cell over whole sequences in a `tf.while_loop`, for
+    cells `FusedRecurrence` cannot run; the same numbers as a
+    `keras.layers.RNN(cell, return_sequences=True, return_state=True,
+    zero_output_for_mask=True)`.
+
+    Unlike Keras's loop, the body is traced under `loop_dropout.seeded_step`
+    when dropout is active, so that the dropout the cell draws at each step
+    (e.g. a `DropoutWrapper`'s) is fixed by the seed, whatever order the
+    loop runs its iterations in.
+
+    Args:
+      cell: A built Keras RNN cell: `call(inputs, states, training)`.
+      inputs: [B, T, E] inputs (cast to the cell's compute dtype).
+      initial_state: The cell state before the first step.
+      training: Whether dropout is active (in the cell's mode).
+      mask: Optional [B, T] bool; at masked positions the output is zero
+        and the state is carried over unchanged.
+
+    Returns:
+      `(outputs [B, T, H], final_state)`, the state in the structure of
+      `initial_state`.
+    """
+    dtype = cell.compute_dtype
+    inputs = tf.cast(inputs, dtype)
+    num_steps = tf.shape(inputs)[1]
+    step_inputs = time_steps(inputs)
+    step_mask = None if mask is None else time_steps(tf.cast(mask, tf.bool))
+    seed = None
+    if is_training(training, getattr(cell, "mode", ModeKeys.TRAIN)):
+        seed = loop_dropout.loop_seed()
+
+    def body(time, state, outputs):
+        with loop_dropout.seeded_step(seed, time):
+            output, new_state = cell(step_inputs.read(time), state, training=training)
+        new_state = tf.nest.pack_sequence_as(state, tf.nest.flatten(new_state))
+        if step_mask is not None:
+            valid = step_mask.read(time)[:, None]
+            output = tf.where(valid, output, tf.zeros_like(output))
+            new_state = tf.nest.map_structure(
+                lambda new, old: tf.where(valid, new, old), new_state, state
+            )
+        return time + 1, new_state, outputs.write(time, tf.cast(output, dtype))
+
+    _, state, outputs = tf.while_loop(
+        lambda time, *_: time < num_steps,
+        body,
+        (tf.constant(0), initial_state, tf.TensorArray(dtype, size=num_steps)),
+        maximum_iterations=num_steps,
+    )
+    return tf.transpose(outputs.stack(), [1, 0, 2]), state
 
 
 @contextlib.contextmanager

@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Per-sentence decode length limits on trained models: BLEU, runaways, time.
+
+Decodes the real corpus's test (or `--split dev`) set (`real_corpus.py`,
+en-fr; choose a ratio on dev, report it on test) with each
+model of `--model_dirs` (`bin/train.py` output directories, e.g. the
+`ours_model_s{seed}` directories that `real_corpus_compare.py` leaves in its
+work directory) through `bin/infer.py`, as a user translates a file, once
+per beam width of `--beams` and per ratio of `--ratios`
+(`inference.max_decode_length_ratio`, with
+`inference.max_decode_length_offset` = `--offset`; ratio 0 is the plain
+`--max_decode_length` limit). For each run it prints the BLEU on tokens
+(sacrebleu, tokenize none, as `real_corpus_compare.py` scores), the
+output / reference length ratio, the output tokens, the outputs that ran to
+`--max_decode_length` ("runaways") and the wall-clock seconds of the whole
+process (median of `--repeats`); then the medians over the models.
+
+    python benchmarks/decode_length_limits.py \\
+        --model_dirs W/ours_model_s0,W/ours_model_s1,W/ours_model_s2 \\
+        --ratios 0,1.5,2 --beams 1,5
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCHMARKS)
+sys.path.insert(0, BENCHMARKS)
+
+import real_corpus  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--model_dirs", required=True, help="comma-separated trained model dirs"
+    )
+    parser.add_argument(
+        "--corpus_dir",
+        default=os.path.join(real_corpus.default_cache_dir(), "en-fr"),
+        help="the real corpus (built by real_corpus.py)",
+    )
+    parser.add_argument("--split", default="test", choices=["dev", "test"])
+    parser.add_argument("--ratios", default="0,1.5,2", help="comma-separated")
+    parser.add_argument("--offset", type=int, default=5)
+    parser.add_argument("--beams", default="1,5", help="comma-separated widths")
+    parser.add_argument("--max_decode_length", type=int, default=100)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=1, help="timed runs each")
+    parser.add_argument(
+        "--work_dir", default="decode_length_limits", help="where outputs go"
+    )
+    return parser.parse_args(argv)
+
+
+def final_checkpoint(model_dir):
+    """The newest checkpoint of `model_dir`: the `checkpoint` state file's,
+    else the highest `mark-N` (as `real_corpus_compare.py` names them)."""
+    state = os.path.join(model_dir, "checkpoint")
+    if os.path.isfile(state):
+        return None  # bin/infer.py takes the latest itself
+    marks = [
+        int(match.group(1))
+        for name in os.listdir(model_dir)
+        if (match := re.fullmatch(r"mark-(\d+)\.index", name))
+    ]
+    if not marks:
+        raise SystemExit(f"error: {model_dir} has no checkpoint; train it first.")
+    return os.path.join(model_dir, f"mark-{max(marks)}")
+
+
+def decode(args, model_dir, checkpoint, beam, ratio, output):
+    """Runs `bin/infer.py` once; returns its wall-clock seconds."""
+    params = {
+        "inference.beam_search.beam_width": beam,
+        "inference.max_decode_length": args.max_decode_length,
+        "inference.max_decode_length_ratio": ratio,
+        "inference.max_decode_length_offset": args.offset,
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "bin.infer",
+        f"--model_dir={model_dir}",
+        f"--batch_size={args.batch_size}",
+        "--progress=false",
+        "--model_params=" + json.dumps(params),
+        "--tasks="
+        + json.dumps([{"class": "DecodeText", "params": {"output": output}}]),
+        "--input_pipeline="
+        + json.dumps(
+            {
+                "class": "ParallelTextInputPipeline",
+                "params": {
+                    "source_files": [os.path.join(args.corpus_dir, f"{args.split}.en")]
+                },
+            }
+        ),
+    ]
+    if checkpoint:
+        command.append(f"--checkpoint_path={checkpoint}")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"error: bin/infer.py failed:\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def score(output, references, max_length):
+    import sacrebleu
+
+    with open(output, encoding="utf-8") as handle:
+        hyps = [line.rstrip("\n") for line in handle]
+    bleu = sacrebleu.corpus_bleu(hyps, [references], tokenize="none", force=True)
+    lengths = [len(h.split()) for h in hyps]
+    return {
+        "bleu": bleu.score,
+        "length_ratio": bleu.sys_len / bleu.ref_len,
+        "tokens": sum(lengths),
+        # Output tokens exclude SEQUENCE_END: max_length - 1 or more means
+        # the limit cut the sentence.
+        "runaways": sum(n >= max_length - 1 for n in lengths),
+    }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    os.makedirs(args.work_dir, exist_ok=True)
+    references_path = os.path.join(args.corpus_dir, f"{args.split}.fr")
+    with open(references_path, encoding="utf-8") as handle:
+        references = [line.rstrip("\n") for line in handle]
+    ratios = [float(r) for r in args.ratios.split(",")]
+    beams = [int(b) for b in args.beams.split(",")]
+    rows = []
+    for index, model_dir in enumerate(args.model_dirs.split(",")):
+        checkpoint = final_checkpoint(model_dir)
+        for beam in beams:
+            for ratio in ratios:
+                output = os.path.join(
+                    args.work_dir, f"{args.split}_m{index}_beam{beam}_r{ratio}"
+                )
+                seconds = statistics.median(
+                    decode(args, model_dir, checkpoint, beam, ratio, output)
+                    for _ in range(args.repeats)
+                )
+                row = dict(model=index, beam=beam, ratio=ratio, seconds=seconds)
+                row.update(score(output, references, args.max_decode_length))
+                rows.append(row)
+                print(
+                    f"model {index} beam {beam} ratio {ratio:g}: BLEU "
+                    f"{row['bleu']:.2f}, length ratio {row['length_ratio']:.3f}, "
+                    f"{row['tokens']} tokens, {row['runaways']} runaways, "
+                    f"{seconds:.1f} s",
+                    flush=True,
+                )
+    print(
+        f"\n{args.split} set, medians over {index + 1} models (offset {args.offset}, "
+        f"max_decode_length {args.max_decode_length}):"
+    )
+    print("| beam | ratio | BLEU | length ratio | tokens | runaways | seconds |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for beam in beams:
+        for ratio in ratios:
+            runs = [r for r in rows if r["beam"] == beam and r["ratio"] == ratio]
+
+            def med(key, runs=runs):
+                return statistics.median(r[key] for r in runs)
+
+            label = "off" if ratio == 0 else f"{ratio:g}"
+            print(
+                f"| {beam} | {label} | {med('bleu'):.2f} | "
+                f"{med('length_ratio'):.3f} | {med('tokens'):.0f} | "
+                f"{med('runaways'):.0f} | {med('seconds'):.1f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
