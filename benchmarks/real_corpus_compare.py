@@ -282,6 +282,10 @@ def infer_spec(args, system, paths, train, seed, tag, checkpoints, outputs, beam
         )
     else:
         spec["sort_window"] = args.sort_window
+        if args.ours_max_decode_length_ratio:
+            spec["model_params"] = {
+                "inference.max_decode_length_ratio": args.ours_max_decode_length_ratio
+            }
     return spec
 
 
@@ -376,6 +380,9 @@ def command_line_decode(
             "inference.beam_search.beam_width": beam,
             "inference.max_decode_length": args.max_decode_length,
         }
+        if args.ours_max_decode_length_ratio:
+            ratio = args.ours_max_decode_length_ratio
+            model_params["inference.max_decode_length_ratio"] = ratio
         # As a module from the repository root, so that this tree's code
         # runs even where an editable install points at another checkout.
         command = [
@@ -905,6 +912,14 @@ def build_parser():
         default="default",
         help="Ours: nmt_small with this variant's model parameters (AB_VARIANTS).",
     )
+    parser.add_argument(
+        "--ours_max_decode_length_ratio",
+        type=float,
+        default=0.0,
+        help="Ours' decoding: inference.max_decode_length_ratio (a length limit "
+        "per sentence, ceil(ratio * source length) + 5; 0: off, the default). "
+        "OpenNMT-tf has no such limit.",
+    )
     parser.add_argument("--work_dir", help="Keep runs here (default: temporary).")
     parser.add_argument(
         "--plot", help="PNG of BLEU against time (default: in work_dir)."
@@ -949,6 +964,8 @@ def run(args):
     for flag in ("budget_s", "seeds", "num_marks", "batch_size", "beam_width"):
         if getattr(args, flag) <= 0:
             raise BenchmarkError(f"--{flag} must be positive.")
+    if args.ours_max_decode_length_ratio < 0:
+        raise BenchmarkError("--ours_max_decode_length_ratio must be >= 0 (0: off).")
     if args.combine:
         return write_results(args, combine(args))
     if args.decode_only and not args.work_dir:
@@ -962,6 +979,11 @@ def run(args):
     print(real_corpus.describe(manifest))
     print(common.load_at_start())
     lowercase = manifest["settings"]["lowercase"]
+    if args.ours_max_decode_length_ratio:
+        print(
+            "ours decodes with inference.max_decode_length_ratio "
+            f"{args.ours_max_decode_length_ratio:g}"
+        )
     if args.decode_only:
         results = decode_only(args, paths, lowercase, work_dir, opennmt_python)
     elif args.ab_steps:

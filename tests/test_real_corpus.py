@@ -447,6 +447,46 @@ def test_command_line_decode_runs_each_toolkits_own_command(tmp_path, monkeypatc
         )
 
 
+def test_ours_length_ratio_reaches_both_of_ours_decoders_only(
+    tmp_path, monkeypatch, capsys
+):
+    from benchmarks import real_corpus_compare as compare
+
+    args = _decode_args("--ours_max_decode_length_ratio", "1.5")
+    paths = {
+        "test_source": "test.en",
+        "onmt_vocab_source": "vs",
+        "onmt_vocab_target": "vt",
+    }
+    train = {"model_dir": str(tmp_path / "run")}
+    ours = compare.infer_spec(args, "ours", paths, train, 0, "t", ["c"], ["o"], [1])
+    assert ours["model_params"] == {"inference.max_decode_length_ratio": 1.5}
+    theirs = compare.infer_spec(
+        args, "opennmt", paths, train, 0, "t", ["c"], ["o"], [1]
+    )
+    assert "model_params" not in theirs
+    default = compare.infer_spec(
+        _decode_args(), "ours", paths, train, 0, "t", ["c"], ["o"], [1]
+    )
+    assert "model_params" not in default
+
+    calls = []
+    monkeypatch.setattr(
+        compare.subprocess,
+        "call",
+        lambda command, **kwargs: calls.append(command) or 0,
+    )
+    compare.command_line_decode(
+        args, paths, "ours", train, "c", 1, str(tmp_path / "out"), str(tmp_path), "p"
+    )
+    flags = dict(arg[2:].split("=", 1) for arg in calls[0][3:])
+    assert json.loads(flags["model_params"])["inference.max_decode_length_ratio"] == 1.5
+
+    assert compare.main(["--ours_max_decode_length_ratio", "-1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --ours_max_decode_length_ratio must be >= 0 (0: off)."]
+
+
 def test_same_lines_ignores_trailing_spaces_only(tmp_path):
     from benchmarks import real_corpus_compare as compare
 
