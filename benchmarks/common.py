@@ -325,6 +325,45 @@ def compiled_train_step(trainer):
 # -------------------------------------------------------- child processes
 
 
+def infer_command(
+    model_dir, source, output, model_params, batch_size, checkpoint=None, window=None
+):
+    """`bin/infer.py` decoding the file `source` into `output` as a user
+    runs it (a module of this repository, for `subprocess` with `cwd` at
+    `REPO_ROOT`, so that this tree's code runs even where an editable
+    install points at another checkout); returns `(argv, env)`.
+
+    Args:
+      model_dir: The trained model's directory.
+      source: A file of tokenized sentences.
+      output: The file `DecodeText` writes.
+      model_params: Dict of `--model_params` overrides.
+      batch_size: `--batch_size`.
+      checkpoint: `--checkpoint_path`; None: the latest.
+      window: `--sort_window`; None: its default.
+    """
+    command = [sys.executable, "-m", "bin.infer", "--model_dir=" + model_dir]
+    if checkpoint:
+        command.append("--checkpoint_path=" + checkpoint)
+    command.append(f"--batch_size={batch_size}")
+    if window is not None:
+        command.append(f"--sort_window={window}")
+    command += [
+        "--progress=false",
+        "--model_params=" + json.dumps(model_params),
+        "--tasks="
+        + json.dumps([{"class": "DecodeText", "params": {"output": output}}]),
+        "--input_pipeline="
+        + json.dumps(
+            {
+                "class": "ParallelTextInputPipeline",
+                "params": {"source_files": [source]},
+            }
+        ),
+    ]
+    return command, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+
 def run_child(command, spec, work_dir, tag, description, env=None, log_tail=25):
     """Runs one measurement in a fresh process; returns its result dict
     (needs Python 3.9+, unlike the rest of this module).

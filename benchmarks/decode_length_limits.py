@@ -21,7 +21,6 @@ process (median of `--repeats`); then the medians over the models.
 """
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -30,9 +29,9 @@ import sys
 import time
 
 BENCHMARKS = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(BENCHMARKS)
 sys.path.insert(0, BENCHMARKS)
 
+import common  # noqa: E402
 import real_corpus  # noqa: E402
 
 
@@ -83,31 +82,14 @@ def decode(args, model_dir, checkpoint, beam, ratio, output):
         "inference.max_decode_length_ratio": ratio,
         "inference.max_decode_length_offset": args.offset,
     }
-    command = [
-        sys.executable,
-        "-m",
-        "bin.infer",
-        f"--model_dir={model_dir}",
-        f"--batch_size={args.batch_size}",
-        "--progress=false",
-        "--model_params=" + json.dumps(params),
-        "--tasks="
-        + json.dumps([{"class": "DecodeText", "params": {"output": output}}]),
-        "--input_pipeline="
-        + json.dumps(
-            {
-                "class": "ParallelTextInputPipeline",
-                "params": {
-                    "source_files": [os.path.join(args.corpus_dir, f"{args.split}.en")]
-                },
-            }
-        ),
-    ]
-    if checkpoint:
-        command.append(f"--checkpoint_path={checkpoint}")
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    source = os.path.join(args.corpus_dir, f"{args.split}.en")
+    command, env = common.infer_command(
+        model_dir, source, output, params, args.batch_size, checkpoint=checkpoint
+    )
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        command, cwd=common.REPO_ROOT, env=env, capture_output=True, text=True
+    )
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"error: bin/infer.py failed:\n{done.stderr[-2000:]}")

@@ -383,29 +383,15 @@ def command_line_decode(
         if args.ours_max_decode_length_ratio:
             ratio = args.ours_max_decode_length_ratio
             model_params["inference.max_decode_length_ratio"] = ratio
-        # As a module from the repository root, so that this tree's code
-        # runs even where an editable install points at another checkout.
-        command = [
-            sys.executable,
-            "-m",
-            "bin.infer",
-            "--model_dir=" + train["model_dir"],
-            "--checkpoint_path=" + checkpoint,
-            f"--batch_size={args.batch_size}",
-            f"--sort_window={args.sort_window}",
-            "--progress=false",
-            "--model_params=" + json.dumps(model_params),
-            "--tasks="
-            + json.dumps([{"class": "DecodeText", "params": {"output": output}}]),
-            "--input_pipeline="
-            + json.dumps(
-                {
-                    "class": "ParallelTextInputPipeline",
-                    "params": {"source_files": [paths["test_source"]]},
-                }
-            ),
-        ]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        command, env = common.infer_command(
+            train["model_dir"],
+            paths["test_source"],
+            output,
+            model_params,
+            args.batch_size,
+            checkpoint=checkpoint,
+            window=args.sort_window,
+        )
     else:
         model_file, config = opennmt_cli_files(args, paths, beam, work_dir)
         command = [
