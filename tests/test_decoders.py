@@ -330,17 +330,27 @@ def test_training_flag_reaches_the_cell_dropout():
     assert not np.allclose(noisy.numpy(), quiet[0].numpy())
 
 
+_DROPOUT = {"dropout_input_keep_prob": 0.5, "dropout_output_keep_prob": 0.5}
+
+
+def _stepped_cell(cell_class="GRUCell", layers=1, **extra):
+    """The `rnn_cell` params of `_cell_params` with dropout 0.5 on every
+    layer input and output."""
+    return {
+        "rnn_cell": {
+            **_cell_params(cell_class, layers=layers)["rnn_cell"],
+            **_DROPOUT,
+            **extra,
+        }
+    }
+
+
 @pytest.mark.parametrize("feed", ["context", "attentional"])
 def test_input_feeding_draws_its_dropout_masks_before_the_loop(feed):
     """The teacher-forced input-feeding loop holds no random op: its steps'
     dropout masks (fed vector, layer inputs and outputs) are drawn before
     it, so a seed fixes them whatever order the iterations run in."""
-    rnn_cell = {
-        **_cell_params(layers=2)["rnn_cell"],
-        "dropout_input_keep_prob": 0.5,
-        "dropout_output_keep_prob": 0.5,
-    }
-    decoder = _attention(rnn_cell=rnn_cell, input_feeding_vector=feed)
+    decoder = _attention(**_stepped_cell(layers=2), input_feeding_vector=feed)
     memory = decoder.prepare_memory(_encoder_output())
     state = decoder.initial_state(memory, _random_cell_state(decoder))
     decoder(_inputs(), state, memory, training=True)  # builds
@@ -359,19 +369,6 @@ def test_input_feeding_draws_its_dropout_masks_before_the_loop(feed):
     assert not np.allclose(features().numpy(), first)
     quiet = decoder(_inputs(), state, memory, training=False)[0].numpy()
     assert not np.allclose(first, quiet)
-
-
-_DROPOUT = {"dropout_input_keep_prob": 0.5, "dropout_output_keep_prob": 0.5}
-
-
-def _stepped_cell(cell_class="GRUCell", layers=1, **extra):
-    return {
-        "rnn_cell": {
-            **_cell_params(cell_class, layers=layers)["rnn_cell"],
-            **_DROPOUT,
-            **extra,
-        }
-    }
 
 
 @pytest.mark.parametrize(
