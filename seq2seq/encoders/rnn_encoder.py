@@ -114,18 +114,18 @@ class _RNNEncoderBase(Encoder):
             (outputs,), (state,) = cls._run_fused(
                 [rnn], [fused], [inputs], mask, training
             )
-            if backward:
-                outputs = _reverse(outputs, lengths)
-            return outputs, state
-        # Stepped here rather than by the `keras.layers.RNN`, whose loop
-        # would draw the cell's dropout in whatever order its iterations run.
-        if not rnn.built:
-            rnn.build(inputs.shape)
-        initial = rnn.cell.get_initial_state(batch_size=tf.shape(inputs)[0])
-        outputs, state = run_cell(rnn.cell, inputs, initial, training, mask)
+        else:
+            # Stepped here rather than by the `keras.layers.RNN`, whose loop
+            # would draw the cell's dropout in whatever order its iterations
+            # run.
+            if not rnn.built:
+                rnn.build(inputs.shape)
+            initial = rnn.cell.get_initial_state(batch_size=tf.shape(inputs)[0])
+            outputs, state = run_cell(rnn.cell, inputs, initial, training, mask)
+            state = list(state)
         if backward:
             outputs = _reverse(outputs, lengths)
-        return outputs, list(state)
+        return outputs, state
 
     @classmethod
     def _run_both(cls, rnn_fw, rnn_bw, inputs, mask, training, lengths):
