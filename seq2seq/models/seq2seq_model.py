@@ -575,9 +575,10 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             label_smoothing=label_smoothing,
         )
 
-    def max_decode_length(self, source_len=None):
-        """The decode length limit: `inference.max_decode_length` if set, else
-        the decoder's `max_decode_length`."""
+    def max_decode_length(self):
+        """The batch's decode length limit: `inference.max_decode_length` if
+        set, else the decoder's `max_decode_length` (per-sentence limits:
+        `sentence_length_limits`)."""
         limit = self.params["inference.max_decode_length"]
         if limit and limit > 0:
             return limit
