@@ -60,7 +60,16 @@ def parse_args(argv=None):
 
 def final_checkpoint(model_dir):
     """The newest checkpoint of `model_dir`: the `checkpoint` state file's,
-    else the highest `mark-N` (as `real_corpus_compare.py` names them)."""
+    else the highest `mark-N` (as `real_corpus_compare.py` names them).
+
+    Raises:
+      BenchmarkError: `model_dir` is not a directory or has no checkpoint.
+    """
+    if not os.path.isdir(model_dir):
+        raise common.BenchmarkError(
+            f"--model_dirs: {model_dir} is not a directory; give bin/train.py "
+            "output directories."
+        )
     state = os.path.join(model_dir, "checkpoint")
     if os.path.isfile(state):
         return None  # bin/infer.py takes the latest itself
@@ -70,7 +79,9 @@ def final_checkpoint(model_dir):
         if (match := re.fullmatch(r"mark-(\d+)\.index", name))
     ]
     if not marks:
-        raise SystemExit(f"error: {model_dir} has no checkpoint; train it first.")
+        raise common.BenchmarkError(
+            f"--model_dirs: {model_dir} has no checkpoint; train it first."
+        )
     return os.path.join(model_dir, f"mark-{max(marks)}")
 
 
@@ -92,7 +103,11 @@ def decode(args, model_dir, checkpoint, beam, ratio, output):
     )
     seconds = time.perf_counter() - start
     if done.returncode:
-        raise SystemExit(f"error: bin/infer.py failed:\n{done.stderr[-2000:]}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise common.ChildFailed(
+            f"bin/infer.py exited with {done.returncode} on {model_dir}: {last}",
+            done.returncode,
+        )
     return seconds
 
 
@@ -115,15 +130,37 @@ def score(output, references, max_length):
 
 def main(argv=None):
     args = parse_args(argv)
-    os.makedirs(args.work_dir, exist_ok=True)
+    try:
+        run(args)
+    except common.BenchmarkError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def run(args):
+    ratios = common.number_list(
+        args.ratios, "ratios", float, 0, "ratios >= 0 like 0,1.5,2"
+    )
+    beams = common.number_list(args.beams, "beams")
+    for flag in ("max_decode_length", "batch_size", "repeats"):
+        if getattr(args, flag) < 1:
+            raise common.BenchmarkError(f"--{flag} must be positive.")
+    if args.offset < 0:
+        raise common.BenchmarkError("--offset must be >= 0.")
     references_path = os.path.join(args.corpus_dir, f"{args.split}.fr")
+    if not os.path.isfile(references_path):
+        raise common.BenchmarkError(
+            f"{references_path} does not exist; build the corpus with "
+            "benchmarks/real_corpus.py or give --corpus_dir."
+        )
     with open(references_path, encoding="utf-8") as handle:
         references = [line.rstrip("\n") for line in handle]
-    ratios = [float(r) for r in args.ratios.split(",")]
-    beams = [int(b) for b in args.beams.split(",")]
+    model_dirs = args.model_dirs.split(",")
+    checkpoints = [final_checkpoint(model_dir) for model_dir in model_dirs]
+    os.makedirs(args.work_dir, exist_ok=True)
     rows = []
-    for index, model_dir in enumerate(args.model_dirs.split(",")):
-        checkpoint = final_checkpoint(model_dir)
+    for index, (model_dir, checkpoint) in enumerate(zip(model_dirs, checkpoints)):
         for beam in beams:
             for ratio in ratios:
                 output = os.path.join(
@@ -165,4 +202,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

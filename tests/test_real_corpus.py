@@ -593,3 +593,31 @@ def test_combine_refuses_other_results_in_one_line(tmp_path, capsys):
         assert len(err.splitlines()) == 1
     assert compare.main(["--combine", str(full), "--beam_width", "4"]) == 2
     assert "not 1 and 4; pass its --beam_width" in capsys.readouterr().err
+
+
+def test_decode_length_limits_refuses_bad_input_in_one_line(tmp_path, capsys):
+    from benchmarks import decode_length_limits
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "test.fr").write_text("a b\n")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    work = tmp_path / "work"
+    base = ["--corpus_dir", str(corpus), "--work_dir", str(work)]
+    for flags, message in (
+        (["--model_dirs", str(tmp_path / "nope")], "is not a directory"),
+        (["--model_dirs", str(empty)], "has no checkpoint"),
+        (["--model_dirs", str(empty), "--ratios", "x"], "--ratios takes"),
+        (["--model_dirs", str(empty), "--ratios", "-1"], "--ratios takes"),
+        (["--model_dirs", str(empty), "--beams", "0"], "--beams takes"),
+        (["--model_dirs", str(empty), "--offset", "-1"], "--offset must be"),
+        (["--model_dirs", str(empty), "--split", "dev"], "dev.fr does not exist"),
+    ):
+        assert decode_length_limits.main(flags + base) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: ") and message in err[0]
+    assert not work.exists()  # nothing written before the checks
+    (empty / "mark-3.index").write_text("")
+    (empty / "mark-12.index").write_text("")
+    assert decode_length_limits.final_checkpoint(str(empty)).endswith("mark-12")
