@@ -252,3 +252,50 @@ def test_precomputed_valid_mask_gives_the_same_result():
     np.testing.assert_allclose(context, want_context, rtol=1e-6)
     np.testing.assert_array_equal(scores[1, 2:], 0.0)
     np.testing.assert_array_equal(scores[2], 0.0)
+
+
+@pytest.mark.parametrize("cls", [AttentionLayerDot, AttentionLayerBahdanau])
+def test_one_query_equals_a_sequence_of_queries(cls):
+    """A decoding step's query is scored element-wise (`score_single`), a
+    sequence of queries by batched matmuls (`score_fn`): the same scores,
+    contexts and gradients, padding included."""
+    layer = cls({"num_units": 4}, "train")
+    rng = np.random.default_rng(7)
+    keys = tf.constant(rng.normal(size=(3, 5, 6)), tf.float32)
+    values = tf.constant(rng.normal(size=(3, 5, 2)), tf.float32)
+    queries = tf.constant(rng.normal(size=(3, 2, 4)), tf.float32)
+    lengths = tf.constant([5, 2, 0])
+    layer(queries[:, 0], layer.project_keys(keys), values, lengths)
+
+    def run(single):
+        with tf.GradientTape() as tape:
+            tape.watch([keys, values, queries])
+            projected = layer.project_keys(keys)
+            if single:
+                steps = [
+                    layer(queries[:, t], projected, values, lengths) for t in (0, 1)
+                ]
+                scores = tf.stack([s for s, _ in steps], axis=1)
+                context = tf.stack([c for _, c in steps], axis=1)
+            else:
+                scores, context = layer(queries, projected, values, lengths)
+            # Weighted, so that every output position has its own gradient.
+            loss = tf.reduce_sum(scores * tf.range(1.0, 6.0)) + tf.reduce_sum(
+                context * [[[1.0, -2.0]]]
+            )
+        grads = tape.gradient(loss, [keys, values, queries] + layer.trainable_weights)
+        return scores, context, grads
+
+    scores, context, grads = run(single=True)
+    want_scores, want_context, want_grads = run(single=False)
+    assert scores.shape == (3, 2, 5) and context.shape == (3, 2, 2)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(context, want_context, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(scores[1, :, 2:], 0.0)
+    np.testing.assert_array_equal(context[2], 0.0)
+    assert len(grads) == len(want_grads) >= 5
+    # The keys, values and queries all get gradients (a dot score's key bias
+    # does not: it shifts every position's score alike).
+    assert all(float(tf.reduce_max(tf.abs(g))) > 1e-2 for g in want_grads[:3])
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -95,17 +95,28 @@ class AttentionLayer(Configurable, CompositeLayer):
         return self.key_layer(keys)
 
     def score_fn(self, projected_keys, projected_query):
-        """Unnormalized scores of a batch of queries.
+        """Unnormalized scores of a batch of query sequences.
 
         Args:
           projected_keys: [B, S, U].
-          projected_query: [B, Tq, U] (Tq queries per sequence; 1 when
-            decoding step by step).
+          projected_query: [B, Tq, U] (Tq queries per sequence).
 
         Returns:
           [B, Tq, S] scores.
         """
         raise NotImplementedError
+
+    def score_single(self, projected_keys, projected_query):
+        """Unnormalized scores of one query per sequence (a decoding step).
+
+        Args:
+          projected_keys: [B, S, U].
+          projected_query: [B, U].
+
+        Returns:
+          [B, S] scores.
+        """
+        return self.score_fn(projected_keys, projected_query[:, None, :])[:, 0, :]
 
     def call(self, query, projected_keys, values, values_length, valid=None):
         """Attends over `values` with one query, or a sequence of queries.
@@ -136,19 +147,27 @@ class AttentionLayer(Configurable, CompositeLayer):
             self.check_query_size(query.shape[-1])
             projected_query = query
         if single:
-            projected_query = projected_query[:, None, :]
-        raw = tf.cast(self.score_fn(projected_keys, projected_query), tf.float32)
+            raw = self.score_single(projected_keys, projected_query)
+        else:
+            raw = self.score_fn(projected_keys, projected_query)
+        raw = tf.cast(raw, tf.float32)
         if valid is None:
             valid = valid_positions(values_length, tf.shape(raw)[-1])
+        if single:
+            valid = valid[:, 0, :]
         # Softmax in float32 whatever the compute dtype (mixed precision).
         masked = tf.where(valid, raw, tf.constant(MASKED_SCORE, tf.float32))
         scores = tf.where(valid, tf.nn.softmax(masked, axis=-1), 0.0)
+        weights = tf.cast(scores, values.dtype)
+        if single:
+            # [B, S, 1] * [B, S, Dv] summed over S. A decoding step's batched
+            # matmuls are B products of one row each; with their gradients
+            # they cost about twice these element-wise ops on the CPU
+            # (docs/performance.md).
+            return scores, tf.reduce_sum(weights[:, :, None] * values, axis=1)
         # Batched matmuls rather than einsum: with their gradients they cost
         # about half as much on CPU (docs/performance.md).
-        context = tf.linalg.matmul(tf.cast(scores, values.dtype), values)
-        if single:
-            return scores[:, 0, :], context[:, 0, :]
-        return scores, context
+        return scores, tf.linalg.matmul(weights, values)
 
     def check_query_size(self, size):
         """Raises a ConfigError when queries of `size` units cannot be scored
@@ -169,6 +188,10 @@ class AttentionLayerDot(AttentionLayer):
 
     def score_fn(self, projected_keys, projected_query):
         return tf.linalg.matmul(projected_query, projected_keys, transpose_b=True)
+
+    def score_single(self, projected_keys, projected_query):
+        # Element-wise, not a batched matmul of B single rows (see `call`).
+        return tf.reduce_sum(projected_keys * projected_query[:, None, :], axis=-1)
 
 
 class AttentionLayerBahdanau(AttentionLayer):
