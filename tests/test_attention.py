@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from seq2seq.configurable import locate_class
+from seq2seq.decoders import attention
 from seq2seq.decoders.attention import (
     AttentionLayerBahdanau,
     AttentionLayerDot,
@@ -254,18 +255,59 @@ def test_precomputed_valid_mask_gives_the_same_result():
     np.testing.assert_array_equal(scores[2], 0.0)
 
 
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
+@pytest.mark.parametrize("length", [5, 50], ids=["elementwise", "matmul"])
+def test_one_row_products_by_hand(length, graph):
+    """`dot_scores` and `weighted_sum` against numpy, on [3, S, 700]
+    operands below (S 5) and above (S 50) `ELEMENTWISE_MAX_ELEMENTS`, with
+    static shapes and in a graph whose shapes are unknown (`tf.cond`)."""
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=(3, 700)).astype(np.float32)
+    keys = rng.normal(size=(3, length, 700)).astype(np.float32)
+    weights = rng.normal(size=(3, length)).astype(np.float32)
+    small = keys.size <= attention.ELEMENTWISE_MAX_ELEMENTS
+    assert small == (length == 5)
+    dot_scores, weighted_sum = attention.dot_scores, attention.weighted_sum
+    if graph:
+        spec = tf.TensorSpec([None, None, None])
+        dot_scores = tf.function(
+            dot_scores, input_signature=[tf.TensorSpec([None, None]), spec]
+        )
+        weighted_sum = tf.function(
+            weighted_sum, input_signature=[tf.TensorSpec([None, None]), spec]
+        )
+    np.testing.assert_allclose(
+        dot_scores(tf.constant(query), tf.constant(keys)),
+        np.einsum("bu,bsu->bs", query, keys),
+        rtol=1e-4,
+        atol=1e-3,
+    )
+    np.testing.assert_allclose(
+        weighted_sum(tf.constant(weights), tf.constant(keys)),
+        np.einsum("bs,bsd->bd", weights, keys),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("length", [5, 9000], ids=["elementwise", "matmul"])
 @pytest.mark.parametrize("cls", [AttentionLayerDot, AttentionLayerBahdanau])
-def test_one_query_equals_a_sequence_of_queries(cls):
-    """A decoding step's query is scored element-wise (`score_single`), a
-    sequence of queries by batched matmuls (`score_fn`): the same scores,
-    contexts and gradients, padding included."""
+def test_one_query_equals_a_sequence_of_queries(cls, length):
+    """A decoding step's query is scored by `score_single` (element-wise
+    for small batches), a sequence of queries by `score_fn` (batched
+    matmuls): the same scores, contexts and gradients, padding included."""
     layer = cls({"num_units": 4}, "train")
     rng = np.random.default_rng(7)
-    keys = tf.constant(rng.normal(size=(3, 5, 6)), tf.float32)
-    values = tf.constant(rng.normal(size=(3, 5, 2)), tf.float32)
+    keys = tf.constant(rng.normal(size=(3, length, 6)), tf.float32)
+    values = tf.constant(rng.normal(size=(3, length, 12)), tf.float32)
     queries = tf.constant(rng.normal(size=(3, 2, 4)), tf.float32)
-    lengths = tf.constant([5, 2, 0])
+    lengths = tf.constant([length, 2, 0])
     layer(queries[:, 0], layer.project_keys(keys), values, lengths)
+    # [3, S, 4] projected keys and [3, S, 12] values: both products of a
+    # step take the same way.
+    small = 3 * length * 4 <= attention.ELEMENTWISE_MAX_ELEMENTS
+    assert small == (3 * length * 12 <= attention.ELEMENTWISE_MAX_ELEMENTS)
+    assert small == (length == 5)
 
     def run(single):
         with tf.GradientTape() as tape:
@@ -280,15 +322,15 @@ def test_one_query_equals_a_sequence_of_queries(cls):
             else:
                 scores, context = layer(queries, projected, values, lengths)
             # Weighted, so that every output position has its own gradient.
-            loss = tf.reduce_sum(scores * tf.range(1.0, 6.0)) + tf.reduce_sum(
-                context * [[[1.0, -2.0]]]
+            loss = tf.reduce_sum(scores * tf.range(1.0, length + 1.0)) + tf.reduce_sum(
+                context * tf.range(-6.0, 6.0)
             )
         grads = tape.gradient(loss, [keys, values, queries] + layer.trainable_weights)
         return scores, context, grads
 
     scores, context, grads = run(single=True)
     want_scores, want_context, want_grads = run(single=False)
-    assert scores.shape == (3, 2, 5) and context.shape == (3, 2, 2)
+    assert scores.shape == (3, 2, length) and context.shape == (3, 2, 12)
     np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(context, want_context, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(scores[1, :, 2:], 0.0)
@@ -297,5 +339,8 @@ def test_one_query_equals_a_sequence_of_queries(cls):
     # The keys, values and queries all get gradients (a dot score's key bias
     # does not: it shifts every position's score alike).
     assert all(float(tf.reduce_max(tf.abs(g))) > 1e-2 for g in want_grads[:3])
+    # Absolute error relative to the largest gradient: a dot score's key-bias
+    # gradient is zero up to rounding of sums over every position.
+    scale = max(float(tf.reduce_max(tf.abs(g))) for g in want_grads)
     for got, want in zip(grads, want_grads):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * scale)

@@ -29,6 +29,43 @@ from seq2seq.layers.composite import CompositeLayer
 # float32, so it is safe whatever the layer's compute dtype is.
 MASKED_SCORE = -1e9
 
+# A decoding step multiplies each of B rows by its own [S, D] matrix. Up to
+# this many elements in the [B, S, D] matrices, element-wise products and
+# sums cost less CPU time than a batched matmul of single rows (10 steps
+# forward and backward at B 32, D 128: 1.1 against 3.2 ms at S 8, 3.4
+# against 3.8 at S 24); from about 100k elements on the matmul wins (5.7
+# against 4.4 ms at S 32). docs/performance.md, "Session 20".
+ELEMENTWISE_MAX_ELEMENTS = 96 * 1024
+
+
+def _one_row_products(matrices, elementwise, batched):
+    """`elementwise()` while the [B, S, D] `matrices` hold at most
+    `ELEMENTWISE_MAX_ELEMENTS` elements, else `batched()`: two ways to
+    compute the same products of one row per matrix. The choice is made
+    when the graph is built if the shape is static, else per call."""
+    size = matrices.shape.num_elements()
+    if size is not None:
+        return elementwise() if size <= ELEMENTWISE_MAX_ELEMENTS else batched()
+    return tf.cond(tf.size(matrices) <= ELEMENTWISE_MAX_ELEMENTS, elementwise, batched)
+
+
+def dot_scores(query, keys):
+    """[B, U] queries dotted with [B, S, U] keys: [B, S]."""
+    return _one_row_products(
+        keys,
+        lambda: tf.reduce_sum(keys * query[:, None, :], axis=-1),
+        lambda: tf.linalg.matmul(query[:, None, :], keys, transpose_b=True)[:, 0],
+    )
+
+
+def weighted_sum(weights, values):
+    """[B, S] weights times [B, S, D] values, summed over S: [B, D]."""
+    return _one_row_products(
+        values,
+        lambda: tf.reduce_sum(weights[:, :, None] * values, axis=1),
+        lambda: tf.linalg.matmul(weights[:, None, :], values)[:, 0],
+    )
+
 
 def valid_positions(values_length, num_positions):
     """[B, 1, S] bool: which of `num_positions` positions each sequence of
@@ -160,11 +197,7 @@ class AttentionLayer(Configurable, CompositeLayer):
         scores = tf.where(valid, tf.nn.softmax(masked, axis=-1), 0.0)
         weights = tf.cast(scores, values.dtype)
         if single:
-            # [B, S, 1] * [B, S, Dv] summed over S. A decoding step's batched
-            # matmuls are B products of one row each; with their gradients
-            # they cost about twice these element-wise ops on the CPU
-            # (docs/performance.md).
-            return scores, tf.reduce_sum(weights[:, :, None] * values, axis=1)
+            return scores, weighted_sum(weights, values)
         # Batched matmuls rather than einsum: with their gradients they cost
         # about half as much on CPU (docs/performance.md).
         return scores, tf.linalg.matmul(weights, values)
@@ -190,8 +223,7 @@ class AttentionLayerDot(AttentionLayer):
         return tf.linalg.matmul(projected_query, projected_keys, transpose_b=True)
 
     def score_single(self, projected_keys, projected_query):
-        # Element-wise, not a batched matmul of B single rows (see `call`).
-        return tf.reduce_sum(projected_keys * projected_query[:, None, :], axis=-1)
+        return dot_scores(projected_query, projected_keys)
 
 
 class AttentionLayerBahdanau(AttentionLayer):
