@@ -31,10 +31,10 @@ MASKED_SCORE = -1e9
 
 # A decoding step multiplies each of B rows by its own [S, D] matrix. Up to
 # this many elements in the [B, S, D] matrices, element-wise products and
-# sums cost less CPU time than a batched matmul of single rows (10 steps
-# forward and backward at B 32, D 128: 1.1 against 3.2 ms at S 8, 3.4
-# against 3.8 at S 24); from about 100k elements on the matmul wins (5.7
-# against 4.4 ms at S 32). docs/performance.md, "Session 20".
+# sums cost less CPU time than a batched matmul of single rows, or about the
+# same near the limit (10 steps forward and backward, B 32: 1.7 against 2.8
+# ms at S 8, D 128; 3.3 against 3.3 at S 24); above it the matmul wins (5.9
+# against 3.8 ms at S 32). benchmarks/attention_step.py measures them.
 ELEMENTWISE_MAX_ELEMENTS = 96 * 1024
 
 
