@@ -77,9 +77,11 @@ def valid_positions(values_length, num_positions):
 class AttentionLayer(Configurable, CompositeLayer):
     """Base class of attention layers.
 
-    Subclasses implement `score_fn`. The keys, and unless `project_query`
-    is false the query, are projected by a dense layer (no activation) to
-    `num_units` before scoring.
+    Subclasses implement `score_fn` (a sequence of queries per sentence)
+    and may override `score_single` (one query per sentence, a decoding
+    step; by default `score_fn` on a sequence of one). The keys, and unless
+    `project_query` is false the query, are projected by a dense layer (no
+    activation) to `num_units` before scoring.
 
     Params:
       num_units: Size of the projected keys and query (default 128).
