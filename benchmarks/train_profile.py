@@ -46,7 +46,6 @@ if _REPO_ROOT not in sys.path:
 from benchmarks import common, real_corpus  # noqa: E402
 from benchmarks.common import BenchmarkError  # noqa: E402
 
-CONFIG = "nmt_small"
 TUTORIAL_BUCKETS = [10, 20, 30, 40]
 DEFAULT_VARIANT = "session14_no_embed_clip"
 
@@ -128,11 +127,8 @@ def profile(args):
 
     import tensorflow as tf
 
-    from benchmarks import real_corpus_compare
-    from seq2seq.configurable import ModeKeys, deep_merge
-    from seq2seq.training import trainer as trainer_lib
+    from benchmarks import real_corpus_compare, train_levers
     from seq2seq.training.hooks import TrainingHook
-    from seq2seq.training.utils import TrainOptions
 
     if args.model_variant not in real_corpus_compare.AB_VARIANTS:
         raise BenchmarkError(
@@ -143,29 +139,18 @@ def profile(args):
         if getattr(args, flag) <= 0:
             raise BenchmarkError(f"--{flag} must be positive.")
     real_corpus.ensure_corpus(args.data_dir)
-    paths = real_corpus.corpus_paths(args.data_dir)
     work_dir = tempfile.mkdtemp(prefix="train_profile_")
-    model_class, params = common.load_model_config(
-        CONFIG, paths["vocab_source"], vocab_target=paths["vocab_target"]
-    )
-    params = deep_merge(params, real_corpus_compare.AB_VARIANTS[args.model_variant])
-    params["optimizer.learning_rate"] = 1e-3
-    options = TrainOptions.from_model(model_class, params)
-    trainer_lib.check_and_write_train_options(options, work_dir)
-    pipeline = common.text_pipeline(
-        paths["train_source"], paths["train_target"], ModeKeys.TRAIN
-    )
     warmup, steps = args.warmup, args.steps
-    config = trainer_lib.RunConfig(
-        output_dir=work_dir,
+    trainer = train_levers.real_corpus_trainer(
+        real_corpus.corpus_paths(args.data_dir),
+        work_dir,
+        learning_rate=1e-3,
         batch_size=32,
-        tf_random_seed=args.seed,
-        eval_every_n_steps=0,
+        seed=args.seed,
         train_steps=warmup + steps,
-        save_checkpoints_steps=10**9,
+        params=real_corpus_compare.AB_VARIANTS[args.model_variant],
         buckets=TUTORIAL_BUCKETS,
     )
-    trainer = trainer_lib.Trainer(options, pipeline, None, config)
     trace_dir = os.path.join(work_dir, "trace")
 
     class Tracer(TrainingHook):
