@@ -21,7 +21,7 @@ Two scoring functions are provided, as in the original toolkit:
 import keras
 import tensorflow as tf
 
-from seq2seq.configurable import Configurable
+from seq2seq.configurable import Configurable, ModeKeys
 from seq2seq.errors import ConfigError
 from seq2seq.layers.composite import CompositeLayer
 
@@ -38,32 +38,55 @@ MASKED_SCORE = -1e9
 ELEMENTWISE_MAX_ELEMENTS = 96 * 1024
 
 
-def _one_row_products(matrices, elementwise, batched):
-    """`elementwise()` while the [B, S, D] `matrices` hold at most
-    `ELEMENTWISE_MAX_ELEMENTS` elements, else `batched()`: two ways to
-    compute the same products of one row per matrix. The choice is made
-    when the graph is built if the shape is static, else per call."""
+def _in_xla_context():
+    """Whether the graph being built is compiled with XLA (a
+    `tf.function(jit_compile=True)` or inside one)."""
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph()
+    )
+
+
+def _one_row_products(matrices, elementwise, batched, by_size):
+    """Two ways to compute the same products of one row per [B, S, D]
+    matrix: `elementwise()` while `by_size` and `matrices` hold at most
+    `ELEMENTWISE_MAX_ELEMENTS` elements, else `batched()`.
+
+    The choice is made when the graph is built if the shape is static, else
+    per call with a `tf.cond`; not under XLA, which cannot compile that
+    cond's gradient inside a while loop (it fuses the element-wise ops
+    anyway), where shapes unknown at tracing take `batched()`.
+    """
+    if not by_size:
+        return batched()
     size = matrices.shape.num_elements()
     if size is not None:
         return elementwise() if size <= ELEMENTWISE_MAX_ELEMENTS else batched()
+    if _in_xla_context():
+        return batched()
     return tf.cond(tf.size(matrices) <= ELEMENTWISE_MAX_ELEMENTS, elementwise, batched)
 
 
-def dot_scores(query, keys):
-    """[B, U] queries dotted with [B, S, U] keys: [B, S]."""
+def dot_scores(query, keys, by_size=True):
+    """[B, U] queries dotted with [B, S, U] keys: [B, S]. `by_size` false
+    always takes batched matmuls (see `_one_row_products`)."""
     return _one_row_products(
         keys,
         lambda: tf.reduce_sum(keys * query[:, None, :], axis=-1),
         lambda: tf.linalg.matmul(query[:, None, :], keys, transpose_b=True)[:, 0],
+        by_size,
     )
 
 
-def weighted_sum(weights, values):
-    """[B, S] weights times [B, S, D] values, summed over S: [B, D]."""
+def weighted_sum(weights, values, by_size=True):
+    """[B, S] weights times [B, S, D] values, summed over S: [B, D].
+    `by_size` false always takes batched matmuls."""
     return _one_row_products(
         values,
         lambda: tf.reduce_sum(weights[:, :, None] * values, axis=1),
         lambda: tf.linalg.matmul(weights[:, None, :], values)[:, 0],
+        by_size,
     )
 
 
@@ -121,6 +144,15 @@ class AttentionLayer(Configurable, CompositeLayer):
     def num_units(self):
         """Size of the projected keys and query."""
         return self.params["num_units"]
+
+    @property
+    def products_by_size(self):
+        """Whether a decoding step's products may be element-wise: in
+        training, where the backward pass makes the batched matmuls of single
+        rows costly. Evaluation and inference, forward only, gain little from
+        them and keep the batched matmuls, so that decoding a trained model
+        computes what it computed before the element-wise way existed."""
+        return self.mode == ModeKeys.TRAIN
 
     def project_keys(self, keys):
         """Projects the keys; call once per source sequence.
@@ -199,7 +231,7 @@ class AttentionLayer(Configurable, CompositeLayer):
         scores = tf.where(valid, tf.nn.softmax(masked, axis=-1), 0.0)
         weights = tf.cast(scores, values.dtype)
         if single:
-            return scores, weighted_sum(weights, values)
+            return scores, weighted_sum(weights, values, self.products_by_size)
         # Batched matmuls rather than einsum: with their gradients they cost
         # about half as much on CPU (docs/performance.md).
         return scores, tf.linalg.matmul(weights, values)
@@ -225,7 +257,7 @@ class AttentionLayerDot(AttentionLayer):
         return tf.linalg.matmul(projected_query, projected_keys, transpose_b=True)
 
     def score_single(self, projected_keys, projected_query):
-        return dot_scores(projected_query, projected_keys)
+        return dot_scores(projected_query, projected_keys, self.products_by_size)
 
 
 class AttentionLayerBahdanau(AttentionLayer):
