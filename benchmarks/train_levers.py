@@ -80,37 +80,68 @@ VARIANTS = {
 }
 
 
+def real_corpus_trainer(
+    paths, model_dir, learning_rate, batch_size, seed, train_steps, params=None, **run
+):
+    """A `Trainer` of `example_configs/nmt_small.yml` on the real corpus, as
+    `bin/train.py` runs it, without evaluation or checkpoints.
+
+    Args:
+      paths: `real_corpus.corpus_paths` of the corpus.
+      model_dir: Where the run writes its options and summaries.
+      learning_rate: Adam's learning rate.
+      batch_size: Sentences per batch.
+      seed: `--tf_random_seed`.
+      train_steps: Steps to train.
+      params: Model parameters merged into nmt_small's (default none).
+      **run: Other `RunConfig` fields (`bin/train.py` flags), e.g.
+        `buckets="10,20,30,40"` or `jit_compile=True`.
+    """
+    from seq2seq.configurable import ModeKeys, deep_merge
+    from seq2seq.data import batching
+    from seq2seq.training import trainer as trainer_lib
+    from seq2seq.training.utils import TrainOptions
+
+    model_class, model_params = common.load_model_config(
+        CONFIG, paths["vocab_source"], vocab_target=paths["vocab_target"]
+    )
+    model_params = deep_merge(model_params, params or {})
+    model_params["optimizer.learning_rate"] = learning_rate
+    options = TrainOptions.from_model(model_class, model_params)
+    trainer_lib.check_and_write_train_options(options, model_dir)
+    pipeline = common.text_pipeline(
+        paths["train_source"], paths["train_target"], ModeKeys.TRAIN
+    )
+    if isinstance(run.get("buckets"), str):
+        run["buckets"] = batching.parse_buckets(run["buckets"])
+    config = trainer_lib.RunConfig(
+        output_dir=model_dir,
+        batch_size=batch_size,
+        tf_random_seed=seed,
+        eval_every_n_steps=0,
+        train_steps=train_steps,
+        save_checkpoints_steps=10**9,
+        **run,
+    )
+    return trainer_lib.Trainer(options, pipeline, None, config)
+
+
 def child_train(spec):
     """Trains one variant; returns the timing of the steps after warmup."""
     import tensorflow as tf
 
-    from seq2seq.configurable import ModeKeys
-    from seq2seq.data import batching
-    from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.hooks import TrainingHook
-    from seq2seq.training.utils import TrainOptions
 
-    model_class, params = common.load_model_config(
-        CONFIG, spec["vocab_source"], vocab_target=spec["vocab_target"]
-    )
-    params["optimizer.learning_rate"] = spec["learning_rate"]
-    options = TrainOptions.from_model(model_class, params)
-    trainer_lib.check_and_write_train_options(options, spec["model_dir"])
-    changes = dict(spec["changes"])
-    pipeline = common.text_pipeline(spec["source"], spec["target"], ModeKeys.TRAIN)
-    if "buckets" in changes:
-        changes["buckets"] = batching.parse_buckets(changes["buckets"])
     warmup, steps = spec["warmup"], spec["steps"]
-    config = trainer_lib.RunConfig(
-        output_dir=spec["model_dir"],
-        batch_size=spec["batch_size"],
-        tf_random_seed=spec["seed"],
-        eval_every_n_steps=0,
-        train_steps=warmup + steps,
-        save_checkpoints_steps=10**9,
-        **changes,
+    trainer = real_corpus_trainer(
+        spec["paths"],
+        spec["model_dir"],
+        spec["learning_rate"],
+        spec["batch_size"],
+        spec["seed"],
+        warmup + steps,
+        **spec["changes"],
     )
-    trainer = trainer_lib.Trainer(options, pipeline, None, config)
 
     class Clock(TrainingHook):
         def __init__(self):
@@ -132,7 +163,7 @@ def child_train(spec):
         "cpu_s_step": (cpu1 - cpu0) / steps,
         "wall_s_step": (wall1 - wall0) / steps,
         "mean_loss": sum(losses) / max(len(losses), 1),
-        "buckets": config.buckets,
+        "buckets": trainer.config.buckets,
         "tf_version": tf.__version__,
     }
 
@@ -179,10 +210,7 @@ def run(args):
             spec = {
                 "changes": changes,
                 "model_dir": os.path.join(work_dir, tag),
-                "source": paths["train_source"],
-                "target": paths["train_target"],
-                "vocab_source": paths["vocab_source"],
-                "vocab_target": paths["vocab_target"],
+                "paths": paths,
                 "batch_size": args.batch_size,
                 "learning_rate": args.learning_rate,
                 "seed": args.seed,

@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from seq2seq.configurable import locate_class
+from seq2seq.decoders import attention
 from seq2seq.decoders.attention import (
     AttentionLayerBahdanau,
     AttentionLayerDot,
@@ -252,3 +253,147 @@ def test_precomputed_valid_mask_gives_the_same_result():
     np.testing.assert_allclose(context, want_context, rtol=1e-6)
     np.testing.assert_array_equal(scores[1, 2:], 0.0)
     np.testing.assert_array_equal(scores[2], 0.0)
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
+@pytest.mark.parametrize("length", [5, 50], ids=["elementwise", "matmul"])
+def test_one_row_products_by_hand(length, graph):
+    """`dot_scores` and `weighted_sum` against numpy, on [3, S, 700]
+    operands below (S 5) and above (S 50) `ELEMENTWISE_MAX_ELEMENTS`, with
+    static shapes and in a graph whose shapes are unknown (`tf.cond`)."""
+    rng = np.random.default_rng(3)
+    query = rng.normal(size=(3, 700)).astype(np.float32)
+    keys = rng.normal(size=(3, length, 700)).astype(np.float32)
+    weights = rng.normal(size=(3, length)).astype(np.float32)
+    small = keys.size <= attention.ELEMENTWISE_MAX_ELEMENTS
+    assert small == (length == 5)
+    dot_scores, weighted_sum = attention.dot_scores, attention.weighted_sum
+    if graph:
+        spec = tf.TensorSpec([None, None, None])
+        dot_scores = tf.function(
+            dot_scores, input_signature=[tf.TensorSpec([None, None]), spec]
+        )
+        weighted_sum = tf.function(
+            weighted_sum, input_signature=[tf.TensorSpec([None, None]), spec]
+        )
+    np.testing.assert_allclose(
+        dot_scores(tf.constant(query), tf.constant(keys)),
+        np.einsum("bu,bsu->bs", query, keys),
+        rtol=1e-4,
+        atol=1e-3,
+    )
+    np.testing.assert_allclose(
+        weighted_sum(tf.constant(weights), tf.constant(keys)),
+        np.einsum("bs,bsd->bd", weights, keys),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+@pytest.mark.parametrize(
+    "length,units", [(5, 4), (600, 64)], ids=["elementwise", "matmul"]
+)
+@pytest.mark.parametrize("cls", [AttentionLayerDot, AttentionLayerBahdanau])
+def test_one_query_equals_a_sequence_of_queries(cls, length, units):
+    """A training step's query is scored by `score_single` (element-wise
+    for small batches), a sequence of queries by `score_fn` (batched
+    matmuls): the same scores, contexts and gradients, padding included."""
+    layer = cls({"num_units": units}, "train")
+    rng = np.random.default_rng(7)
+    keys = tf.constant(rng.normal(size=(3, length, 6)), tf.float32)
+    values = tf.constant(rng.normal(size=(3, length, 2 * units)), tf.float32)
+    queries = tf.constant(rng.normal(size=(3, 2, 4)), tf.float32)
+    lengths = tf.constant([length, 2, 0])
+    layer(queries[:, 0], layer.project_keys(keys), values, lengths)
+    # [3, S, U] projected keys and [3, S, 2U] values: both products of a
+    # step take the same way.
+    small = 3 * length * units <= attention.ELEMENTWISE_MAX_ELEMENTS
+    assert small == (3 * length * 2 * units <= attention.ELEMENTWISE_MAX_ELEMENTS)
+    assert small == (length == 5)
+
+    def run(single):
+        with tf.GradientTape() as tape:
+            tape.watch([keys, values, queries])
+            projected = layer.project_keys(keys)
+            if single:
+                steps = [
+                    layer(queries[:, t], projected, values, lengths) for t in (0, 1)
+                ]
+                scores = tf.stack([s for s, _ in steps], axis=1)
+                context = tf.stack([c for _, c in steps], axis=1)
+            else:
+                scores, context = layer(queries, projected, values, lengths)
+            # Weighted, so that every output position has its own gradient.
+            loss = tf.reduce_sum(scores * tf.range(1.0, length + 1.0)) + tf.reduce_sum(
+                context * tf.range(-units, units, dtype=tf.float32)
+            )
+        grads = tape.gradient(loss, [keys, values, queries] + layer.trainable_weights)
+        return scores, context, grads
+
+    scores, context, grads = run(single=True)
+    want_scores, want_context, want_grads = run(single=False)
+    assert scores.shape == (3, 2, length) and context.shape == (3, 2, 2 * units)
+    np.testing.assert_allclose(scores, want_scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(context, want_context, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(scores[1, :, 2:], 0.0)
+    np.testing.assert_array_equal(context[2], 0.0)
+    assert len(grads) == len(want_grads) >= 5
+    # The keys, values and queries all get gradients (a dot score's key bias
+    # does not: it shifts every position's score alike).
+    assert all(float(tf.reduce_max(tf.abs(g))) > 1e-2 for g in want_grads[:3])
+    # Absolute error relative to the largest gradient: a dot score's key-bias
+    # gradient is zero up to rounding of sums over every position.
+    scale = max(float(tf.reduce_max(tf.abs(g))) for g in want_grads)
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale)
+
+
+def _op_types(fn, *specs):
+    """Op types of `fn` traced with `specs`, nested functions included."""
+    graph = tf.function(fn, input_signature=list(specs)).get_concrete_function().graph
+    types = {op.type for op in graph.get_operations()}
+    for function in graph._functions.values():  # cond branches
+        types |= {node.op for node in function.definition.node_def}
+    return types
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "infer"])
+def test_only_training_steps_use_elementwise_products(mode):
+    """Evaluation and inference keep batched matmuls (a sentence's scores
+    do not depend on its batch); training picks by size, at run time when
+    the shapes are unknown."""
+    layer = AttentionLayerDot({"num_units": 4}, mode)
+    values = tf.zeros([2, 3, 5])
+    keys = layer.project_keys(tf.zeros([2, 3, 6]))
+    layer(tf.zeros([2, 4]), keys, values, tf.constant([3, 1]))
+
+    def step(query, keys, values):
+        return layer(query, keys, values, tf.fill(tf.shape(query)[:1], 2))
+
+    types = _op_types(
+        step,
+        tf.TensorSpec([None, 4]),
+        tf.TensorSpec([None, None, 4]),
+        tf.TensorSpec([None, None, 5]),
+    )
+    assert "BatchMatMulV2" in types
+    assert ("If" in types or "StatelessIf" in types) == (mode == "train")
+
+
+def test_xla_steps_with_unknown_shapes_take_batched_matmuls():
+    """XLA cannot compile the size test's cond under a loop's gradient: with
+    shapes unknown when tracing, XLA steps use batched matmuls."""
+    keys = tf.TensorSpec([None, None, 4])
+    spec = [tf.TensorSpec([None, 4]), keys]
+    plain = _op_types(attention.dot_scores, *spec)
+    assert "If" in plain or "StatelessIf" in plain
+
+    def compiled(query, keys):
+        return tf.function(attention.dot_scores, jit_compile=True)(query, keys)
+
+    graph = tf.function(compiled, input_signature=spec).get_concrete_function().graph
+    inner = [f for f in graph._functions.values() if b"dot_scores" in f.name]
+    assert inner
+    types = {node.op for f in inner for node in f.definition.node_def}
+    assert "BatchMatMulV2" in types
+    assert not types & {"If", "StatelessIf", "Mul"}

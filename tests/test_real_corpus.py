@@ -621,3 +621,60 @@ def test_decode_length_limits_refuses_bad_input_in_one_line(tmp_path, capsys):
     (empty / "mark-3.index").write_text("")
     (empty / "mark-12.index").write_text("")
     assert decode_length_limits.final_checkpoint(str(empty)).endswith("mark-12")
+
+
+def test_train_profile_self_times_subtract_nested_events():
+    from benchmarks import train_profile
+
+    # (start, duration, name): "Process" holds a MatMul and an Add; a later
+    # ParallelFor stands alone.
+    events = [
+        (10, 5, "while/Add:AddV2"),
+        (0, 20, "ExecutorState::Process"),
+        (2, 6, "while/MatMul:_MklMatMul"),
+        (30, 4, "ParallelFor"),
+    ]
+    assert dict(train_profile.self_times(events)) == {
+        "ExecutorState::Process": 9,
+        "while/MatMul:_MklMatMul": 6,
+        "while/Add:AddV2": 5,
+        "ParallelFor": 4,
+    }
+
+
+def test_train_profile_parts_follow_the_op_scopes():
+    from benchmarks.train_profile import part_of
+
+    loss = "gradient_tape/projected_sequence_loss/logits/MatMul/MatMul:_MklMatMul"
+    assert part_of(loss) == "output layer and loss"
+    assert part_of("projected_sequence_loss/Softmax:_MklSoftmax") == (
+        "output layer and loss"
+    )
+    decoder_grad = "gradient_tape/while/while_grad/body/_633/gradient_tape/x:Mul"
+    assert part_of(decoder_grad) == "decoder loop, backward"
+    assert part_of("while/body/_331/while/MatMul:_MklMatMul") == (
+        "decoder loop, forward"
+    )
+    encoder_grad = (
+        "gradient_tape/bidi_rnn_encoder/while/bidi_rnn_encoder/while_grad/body/"
+        "_1/x/MatMul:_MklMatMul"
+    )
+    assert part_of(encoder_grad) == "encoder loops, backward"
+    assert part_of("bidi_rnn_encoder/while/body/_2/x/MatMul:_MklMatMul") == (
+        "encoder loops, forward"
+    )
+    assert part_of("cond/then/_10/cond/ResourceApplyAdam:ResourceApplyAdam") == (
+        "update (clip, Adam)"
+    )
+    assert part_of("multiply_add_fusion.1") == "update (clip, Adam)"
+    assert part_of("gradient_tape/att_keys/MatMul:_MklMatMul") == "other backward"
+    assert part_of("att_keys/MatMul:_MklMatMul") == "other forward"
+    assert part_of("ExecutorState::Process") == "executor and thread pool"
+
+
+def test_train_profile_refuses_an_unknown_variant_in_one_line(capsys):
+    from benchmarks import train_profile
+
+    assert train_profile.main(["--model_variant", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --model_variant")

@@ -21,13 +21,73 @@ Two scoring functions are provided, as in the original toolkit:
 import keras
 import tensorflow as tf
 
-from seq2seq.configurable import Configurable
+from seq2seq.configurable import Configurable, ModeKeys
 from seq2seq.errors import ConfigError
 from seq2seq.layers.composite import CompositeLayer
 
 # Score given to padded positions before the softmax. It is applied in
 # float32, so it is safe whatever the layer's compute dtype is.
 MASKED_SCORE = -1e9
+
+# A decoding step multiplies each of B rows by its own [S, D] matrix. Up to
+# this many elements in the [B, S, D] matrices, element-wise products and
+# sums cost less CPU time than a batched matmul of single rows, or about the
+# same near the limit (10 steps forward and backward, B 32: 1.7 against 2.8
+# ms at S 8, D 128; 3.3 against 3.3 at S 24); above it the matmul wins (5.9
+# against 3.8 ms at S 32). benchmarks/attention_step.py measures them.
+ELEMENTWISE_MAX_ELEMENTS = 96 * 1024
+
+
+def _in_xla_context():
+    """Whether the graph being built is compiled with XLA (a
+    `tf.function(jit_compile=True)` or inside one)."""
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph()
+    )
+
+
+def _one_row_products(matrices, elementwise, batched, by_size):
+    """Two ways to compute the same products of one row per [B, S, D]
+    matrix: `elementwise()` while `by_size` and `matrices` hold at most
+    `ELEMENTWISE_MAX_ELEMENTS` elements, else `batched()`.
+
+    The choice is made when the graph is built if the shape is static, else
+    per call with a `tf.cond`; not under XLA, which cannot compile that
+    cond's gradient inside a while loop (it fuses the element-wise ops
+    anyway), where shapes unknown at tracing take `batched()`.
+    """
+    if not by_size:
+        return batched()
+    size = matrices.shape.num_elements()
+    if size is not None:
+        return elementwise() if size <= ELEMENTWISE_MAX_ELEMENTS else batched()
+    if _in_xla_context():
+        return batched()
+    return tf.cond(tf.size(matrices) <= ELEMENTWISE_MAX_ELEMENTS, elementwise, batched)
+
+
+def dot_scores(query, keys, by_size=True):
+    """[B, U] queries dotted with [B, S, U] keys: [B, S]. `by_size` false
+    always takes batched matmuls (see `_one_row_products`)."""
+    return _one_row_products(
+        keys,
+        lambda: tf.reduce_sum(keys * query[:, None, :], axis=-1),
+        lambda: tf.linalg.matmul(query[:, None, :], keys, transpose_b=True)[:, 0],
+        by_size,
+    )
+
+
+def weighted_sum(weights, values, by_size=True):
+    """[B, S] weights times [B, S, D] values, summed over S: [B, D].
+    `by_size` false always takes batched matmuls."""
+    return _one_row_products(
+        values,
+        lambda: tf.reduce_sum(weights[:, :, None] * values, axis=1),
+        lambda: tf.linalg.matmul(weights[:, None, :], values)[:, 0],
+        by_size,
+    )
 
 
 def valid_positions(values_length, num_positions):
@@ -40,9 +100,11 @@ def valid_positions(values_length, num_positions):
 class AttentionLayer(Configurable, CompositeLayer):
     """Base class of attention layers.
 
-    Subclasses implement `score_fn`. The keys, and unless `project_query`
-    is false the query, are projected by a dense layer (no activation) to
-    `num_units` before scoring.
+    Subclasses implement `score_fn` (a sequence of queries per sentence)
+    and may override `score_single` (one query per sentence, a decoding
+    step; by default `score_fn` on a sequence of one). The keys, and unless
+    `project_query` is false the query, are projected by a dense layer (no
+    activation) to `num_units` before scoring.
 
     Params:
       num_units: Size of the projected keys and query (default 128).
@@ -83,6 +145,15 @@ class AttentionLayer(Configurable, CompositeLayer):
         """Size of the projected keys and query."""
         return self.params["num_units"]
 
+    @property
+    def products_by_size(self):
+        """Whether a decoding step's products may be element-wise: in
+        training, where the backward pass makes the batched matmuls of single
+        rows costly. Evaluation and inference, forward only, gain little from
+        them and keep the batched matmuls, so that decoding a trained model
+        computes what it computed before the element-wise way existed."""
+        return self.mode == ModeKeys.TRAIN
+
     def project_keys(self, keys):
         """Projects the keys; call once per source sequence.
 
@@ -95,17 +166,28 @@ class AttentionLayer(Configurable, CompositeLayer):
         return self.key_layer(keys)
 
     def score_fn(self, projected_keys, projected_query):
-        """Unnormalized scores of a batch of queries.
+        """Unnormalized scores of a batch of query sequences.
 
         Args:
           projected_keys: [B, S, U].
-          projected_query: [B, Tq, U] (Tq queries per sequence; 1 when
-            decoding step by step).
+          projected_query: [B, Tq, U] (Tq queries per sequence).
 
         Returns:
           [B, Tq, S] scores.
         """
         raise NotImplementedError
+
+    def score_single(self, projected_keys, projected_query):
+        """Unnormalized scores of one query per sequence (a decoding step).
+
+        Args:
+          projected_keys: [B, S, U].
+          projected_query: [B, U].
+
+        Returns:
+          [B, S] scores.
+        """
+        return self.score_fn(projected_keys, projected_query[:, None, :])[:, 0, :]
 
     def call(self, query, projected_keys, values, values_length, valid=None):
         """Attends over `values` with one query, or a sequence of queries.
@@ -136,19 +218,23 @@ class AttentionLayer(Configurable, CompositeLayer):
             self.check_query_size(query.shape[-1])
             projected_query = query
         if single:
-            projected_query = projected_query[:, None, :]
-        raw = tf.cast(self.score_fn(projected_keys, projected_query), tf.float32)
+            raw = self.score_single(projected_keys, projected_query)
+        else:
+            raw = self.score_fn(projected_keys, projected_query)
+        raw = tf.cast(raw, tf.float32)
         if valid is None:
             valid = valid_positions(values_length, tf.shape(raw)[-1])
+        if single:
+            valid = valid[:, 0, :]
         # Softmax in float32 whatever the compute dtype (mixed precision).
         masked = tf.where(valid, raw, tf.constant(MASKED_SCORE, tf.float32))
         scores = tf.where(valid, tf.nn.softmax(masked, axis=-1), 0.0)
+        weights = tf.cast(scores, values.dtype)
+        if single:
+            return scores, weighted_sum(weights, values, self.products_by_size)
         # Batched matmuls rather than einsum: with their gradients they cost
         # about half as much on CPU (docs/performance.md).
-        context = tf.linalg.matmul(tf.cast(scores, values.dtype), values)
-        if single:
-            return scores[:, 0, :], context[:, 0, :]
-        return scores, context
+        return scores, tf.linalg.matmul(weights, values)
 
     def check_query_size(self, size):
         """Raises a ConfigError when queries of `size` units cannot be scored
@@ -169,6 +255,9 @@ class AttentionLayerDot(AttentionLayer):
 
     def score_fn(self, projected_keys, projected_query):
         return tf.linalg.matmul(projected_query, projected_keys, transpose_b=True)
+
+    def score_single(self, projected_keys, projected_query):
+        return dot_scores(projected_query, projected_keys, self.products_by_size)
 
 
 class AttentionLayerBahdanau(AttentionLayer):
