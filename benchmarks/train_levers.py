@@ -30,7 +30,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPO_ROOT = os.path.dirname(_HERE)
@@ -126,11 +125,42 @@ def real_corpus_trainer(
     return trainer_lib.Trainer(options, pipeline, None, config)
 
 
+def step_clock(warmup, steps, on_start=None, on_stop=None):
+    """A `TrainingHook` timing steps `warmup + 1` .. `warmup + steps`.
+
+    After training, `clock.cpu_s_step` and `clock.wall_s_step` are the
+    process CPU-seconds and wall seconds per timed step (a `common.Stopwatch`
+    started after step `warmup`), and `clock.losses` the training losses of
+    the timed steps. `on_start()` runs just before the clock starts,
+    `on_stop()` just after it stops (e.g. to trace those steps).
+    """
+    from seq2seq.training.hooks import TrainingHook
+
+    class StepClock(TrainingHook):
+        def __init__(self):
+            self.losses = []
+            self.watch = None
+            self.cpu_s_step = self.wall_s_step = None
+
+        def after_step(self, step, features, outputs):
+            if warmup < step <= warmup + steps:
+                self.losses.append(float(outputs["loss"]))
+            if step == warmup:
+                if on_start:
+                    on_start()
+                self.watch = common.Stopwatch()
+            elif step == warmup + steps:
+                self.cpu_s_step = self.watch.cpu_seconds() / steps
+                self.wall_s_step = self.watch.seconds() / steps
+                if on_stop:
+                    on_stop()
+
+    return StepClock()
+
+
 def child_train(spec):
     """Trains one variant; returns the timing of the steps after warmup."""
     import tensorflow as tf
-
-    from seq2seq.training.hooks import TrainingHook
 
     warmup, steps = spec["warmup"], spec["steps"]
     trainer = real_corpus_trainer(
@@ -142,27 +172,13 @@ def child_train(spec):
         warmup + steps,
         **spec["changes"],
     )
-
-    class Clock(TrainingHook):
-        def __init__(self):
-            self.losses = []
-            self.marks = {}
-
-        def after_step(self, step, features, outputs):
-            if step >= warmup:
-                self.losses.append(float(outputs["loss"]))
-            if step in (warmup, warmup + steps):
-                self.marks[step] = (time.process_time(), time.perf_counter())
-
-    clock = Clock()
+    clock = step_clock(warmup, steps)
     trainer.hooks.append(clock)
     trainer.train()
-    (cpu0, wall0), (cpu1, wall1) = clock.marks[warmup], clock.marks[warmup + steps]
-    losses = clock.losses[1:]
     return {
-        "cpu_s_step": (cpu1 - cpu0) / steps,
-        "wall_s_step": (wall1 - wall0) / steps,
-        "mean_loss": sum(losses) / max(len(losses), 1),
+        "cpu_s_step": clock.cpu_s_step,
+        "wall_s_step": clock.wall_s_step,
+        "mean_loss": sum(clock.losses) / max(len(clock.losses), 1),
         "buckets": trainer.config.buckets,
         "tf_version": tf.__version__,
     }

@@ -123,12 +123,9 @@ def summarize(trace_dir, steps):
 
 
 def profile(args):
-    import time
-
     import tensorflow as tf
 
     from benchmarks import real_corpus_compare, train_levers
-    from seq2seq.training.hooks import TrainingHook
 
     if args.model_variant not in real_corpus_compare.AB_VARIANTS:
         raise BenchmarkError(
@@ -152,31 +149,20 @@ def profile(args):
         buckets=TUTORIAL_BUCKETS,
     )
     trace_dir = os.path.join(work_dir, "trace")
-
-    class Tracer(TrainingHook):
-        """Starts the profiler after step `warmup`, stops it after the last."""
-
-        def __init__(self):
-            self.marks = {}
-
-        def after_step(self, step, features, outputs):
-            if step == warmup:
-                tf.profiler.experimental.start(trace_dir)
-            if step in (warmup, warmup + steps):
-                self.marks[step] = (time.process_time(), time.perf_counter())
-            if step == warmup + steps:
-                tf.profiler.experimental.stop()
-
-    tracer = Tracer()
-    trainer.hooks.append(tracer)
+    clock = train_levers.step_clock(
+        warmup,
+        steps,
+        on_start=lambda: tf.profiler.experimental.start(trace_dir),
+        on_stop=tf.profiler.experimental.stop,
+    )
+    trainer.hooks.append(clock)
     print(common.load_at_start(), flush=True)
     trainer.train()
-    (cpu0, wall0), (cpu1, wall1) = tracer.marks[warmup], tracer.marks[warmup + steps]
     parts, ops = summarize(trace_dir, steps)
     total = sum(parts.values())
     print(
         f"{args.model_variant}, steps {warmup + 1}-{warmup + steps} traced: "
-        f"{(cpu1 - cpu0) / steps:.4f} CPU-s and {(wall1 - wall0) / steps:.4f} s "
+        f"{clock.cpu_s_step:.4f} CPU-s and {clock.wall_s_step:.4f} s "
         f"per step (the process); compute threads {total:.1f} CPU-ms per step:"
     )
     rows = [["part", "CPU-ms per step", "share"]]
