@@ -60,7 +60,7 @@ def test_traces_steps_and_writes_tables(model_dir, tmp_path):
         "--warmup_steps",
         "1",
         "--top",
-        "4",
+        "8",
         module=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -81,7 +81,10 @@ def test_traces_steps_and_writes_tables(model_dir, tmp_path):
         "us",
         "share",
     ]
-    assert 1 <= len(ops) - 1 <= 4
+    assert 1 <= len(ops) - 1 <= 8
+    # Which op types lead two steps of this tiny model is timing noise
+    # (oneDNN builds its kernels for each new shape); matmuls are among the
+    # first few, not always the first 4.
     assert any("MatMul" in line for line in ops[1:]), ops
     # The model directory itself is left as it was.
     assert sorted(os.listdir(model_dir)) == ["train_options.json"]
