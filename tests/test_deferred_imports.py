@@ -1,0 +1,51 @@
+"""seq2seq.deferred_imports: pyplot is not loaded until it is used."""
+
+import subprocess
+import sys
+import textwrap
+
+
+def run_python(code):
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.split()
+
+
+def test_tensorflow_import_leaves_pyplot_unloaded_until_used():
+    out = run_python("""
+        import sys, types
+        import seq2seq
+        import tensorflow
+        from keras.src.visualization import plot_image_gallery
+
+        stand_in = sys.modules["matplotlib.pyplot"]
+        print(type(stand_in).__name__, plot_image_gallery.plt is stand_in)
+        print("matplotlib.backend_bases" in sys.modules)
+        figure = plot_image_gallery.plt.figure
+        real = sys.modules["matplotlib.pyplot"]
+        print(type(real) is types.ModuleType, figure is real.figure)
+        print(type(figure()).__name__, hasattr(real, "subplots"))
+        """)
+    assert out == ["DeferredModule", "True", "False", "True", "True", "Figure", "True"]
+
+
+def test_stand_in_imports_the_real_module_once():
+    out = run_python("""
+        import sys
+        from seq2seq.deferred_imports import DeferredModule, defer_pyplot
+
+        # Importing seq2seq deferred pyplot already: nothing more to do.
+        print(defer_pyplot())
+        sys.modules["wave"] = stand_in = DeferredModule("wave")
+        import wave
+        print(wave is stand_in, "_deferred_real" in vars(stand_in))
+        print(wave.Error.__module__, sys.modules["wave"] is not stand_in)
+        print(stand_in.open is sys.modules["wave"].open)
+        """)
+    assert out == ["False", "True", "False", "wave", "True", "True"]
