@@ -49,3 +49,37 @@ def test_stand_in_imports_the_real_module_once():
         print(stand_in.open is sys.modules["wave"].open)
         """)
     assert out == ["False", "True", "False", "wave", "True", "True"]
+
+
+def test_startup_benchmark_reports_medians_against_tensorflow_alone():
+    from benchmarks import startup_time
+
+    times = {
+        "tensorflow": [(4.0, 3.0), (5.0, 3.5), (9.0, 2.5)],
+        "seq2seq, tensorflow": [(3.5, 2.0), (4.5, 2.5), (3.0, 3.0)],
+        "seq2seq, tensorflow, pyplot used": [(5.0, 3.5)],
+    }
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in startup_time.report(times).splitlines()[2:]
+    ]
+    assert rows == [
+        ["tensorflow", "5.00", "3.00", "+0.00 s", "+0.00 s (1.00x)"],
+        ["seq2seq, tensorflow", "3.50", "2.50", "-1.50 s", "-0.50 s (1.20x)"],
+        [
+            "seq2seq, tensorflow, pyplot used",
+            "5.00",
+            "3.50",
+            "+0.00 s",
+            "+0.50 s (0.86x)",
+        ],
+    ]
+
+
+def test_startup_benchmark_refuses_bad_rounds_in_one_line(capsys):
+    from benchmarks import startup_time
+
+    assert startup_time.main(["--rounds", "0"]) == 2
+    assert (
+        capsys.readouterr().err.strip() == "error: --rounds must be at least 1, got 0."
+    )
