@@ -9,6 +9,7 @@ stand-in into `sys.modules` that imports the real module on first use.
 """
 
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -20,10 +21,23 @@ class DeferredModule(types.ModuleType):
     """Stands in `sys.modules` for a module until one of its attributes is read.
 
     Any attribute that is not the stand-in's own (`__name__`, `__spec__`,
-    ...) imports the real module, which then replaces the stand-in in
-    `sys.modules`, and is read from it; the stand-in keeps forwarding for
-    whoever imported it earlier.
+    `__file__`, ...) imports the real module, which then replaces the
+    stand-in in `sys.modules`, and is read from it; the stand-in keeps
+    forwarding for whoever imported it earlier. Its `__spec__` and
+    `__file__` are the real module's, so that code which scans
+    `sys.modules` for a file (AutoGraph, `inspect.getmodule`) does not load
+    it.
+
+    Args:
+      spec: The real module's `ModuleSpec`.
     """
+
+    def __init__(self, spec):
+        super().__init__(spec.name)
+        self.__spec__ = spec
+        self.__loader__ = spec.loader
+        if spec.has_location:
+            self.__file__ = spec.origin
 
     def __getattr__(self, attr):
         real = self.__dict__.get("_deferred_real")
@@ -42,7 +56,16 @@ def defer_pyplot():
     installed. Returns whether a stand-in was put in place.
     """
     name = "matplotlib.pyplot"
-    if name in sys.modules or importlib.util.find_spec("matplotlib") is None:
+    if name in sys.modules:
         return False
-    sys.modules[name] = DeferredModule(name)
+    # Found without importing matplotlib itself.
+    package = importlib.util.find_spec("matplotlib")
+    if package is None or not package.submodule_search_locations:
+        return False
+    spec = importlib.machinery.PathFinder.find_spec(
+        name, package.submodule_search_locations
+    )
+    if spec is None:
+        return False
+    sys.modules[name] = DeferredModule(spec)
     return True
