@@ -95,30 +95,21 @@ def self_times(events):
 
 def summarize(trace_dir, steps):
     """`(parts, ops)`: CPU-ms per step by part and by op, from the compute
-    threads of the profiler's XSpace in `trace_dir`."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    threads of the profiler's traces in `trace_dir`."""
+    from bin.tools.profile import host_threads
 
     paths = glob.glob(os.path.join(trace_dir, "**", "*.xplane.pb"), recursive=True)
     if not paths:
         raise BenchmarkError(f"no profiler trace was written under {trace_dir}.")
-    space = xplane_pb2.XSpace()
-    with open(paths[0], "rb") as handle:
-        space.ParseFromString(handle.read())
     parts, ops = collections.Counter(), collections.Counter()
-    for plane in space.planes:
-        names = plane.event_metadata
-        for line in plane.lines:
-            if not line.name.startswith("tf_Compute"):
-                continue
-            events = [
-                (e.offset_ps, e.duration_ps, names[e.metadata_id].name)
-                for e in line.events
-            ]
-            for name, picoseconds in self_times(events):
-                ms = picoseconds / 1e9 / steps
-                parts[part_of(name)] += ms
-                # Loop bodies number their scopes (body/_633/...); drop that.
-                ops[re.sub(r"/_\d+/", "/", name)] += ms
+    for thread, events in host_threads(paths):
+        if not thread.startswith("tf_Compute"):
+            continue
+        for name, picoseconds in self_times(events):
+            ms = picoseconds / 1e9 / steps
+            parts[part_of(name)] += ms
+            # Loop bodies number their scopes (body/_633/...); drop that.
+            ops[re.sub(r"/_\d+/", "/", name)] += ms
     return parts, ops
 
 

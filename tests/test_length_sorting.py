@@ -97,3 +97,42 @@ def test_stack_rows_pads_text_and_numbers():
     np.testing.assert_array_equal(
         batch["n"], [[[1.0, 0.0], [0.0, 0.0]], [[2.0, 3.0], [4.0, 5.0]]]
     )
+
+
+def test_sorted_inference_batches_need_no_autograph_conversion(tmp_path, monkeypatch):
+    """AutoGraph's conversion of the functions given to tf.data only costs
+    start-up (they hold no Python control flow on tensors)."""
+    from conftest import text_pipeline, tiny_model_params, write_toy_corpus
+    from tensorflow.python.autograph.impl import api
+
+    from seq2seq.configurable import ModeKeys
+    from seq2seq.data.input_pipeline import make_input_pipeline_from_def
+    from seq2seq.inference import inference
+    from seq2seq.models import AttentionSeq2Seq
+
+    converted = []
+    convert = api._convert_actual
+
+    def spy(entity, program_ctx):
+        converted.append(getattr(entity, "__name__", entity))
+        return convert(entity, program_ctx)
+
+    monkeypatch.setattr(api, "_convert_actual", spy)
+
+    def plus_one(x):
+        return x + 1
+
+    tf.data.Dataset.range(2).map(plus_one)
+    assert converted == ["plus_one"]  # the spy sees a conversion
+    converted.clear()
+
+    data = write_toy_corpus(str(tmp_path), num_examples=10, seed=1)
+    model = AttentionSeq2Seq(tiny_model_params(data["vocab"]), ModeKeys.INFER)
+    pipeline = make_input_pipeline_from_def(
+        text_pipeline(data, with_targets=False), ModeKeys.INFER
+    )
+    dataset = inference.make_sorted_dataset(model, pipeline, 4, sort_window=8)
+    features, positions = next(iter(dataset))
+    lengths = features["source_len"].numpy().tolist()
+    assert lengths == sorted(lengths) and len(set(positions.numpy())) == 4
+    assert converted == []

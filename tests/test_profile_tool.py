@@ -106,3 +106,61 @@ def test_bad_flags_are_one_error_line(model_dir):
         run_profile("--model_dir", str(model_dir), "--steps", "0"), "--steps"
     )
     assert_one_error_line(run_profile(), "--model_dir")
+
+
+def write_trace(path, planes):
+    """An XSpace file of `{plane: {thread: [(start_ps, ps, name)]}}`."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    space = xplane_pb2.XSpace()
+    for plane_name, threads in planes.items():
+        plane = space.planes.add(name=plane_name)
+        ids = {}
+        for thread, events in threads.items():
+            line = plane.lines.add(name=thread)
+            for start, duration, name in events:
+                if name not in ids:
+                    ids[name] = len(ids) + 1
+                    plane.event_metadata[ids[name]].name = name
+                line.events.add(
+                    metadata_id=ids[name], offset_ps=start, duration_ps=duration
+                )
+    path.write_bytes(space.SerializeToString())
+    return str(path)
+
+
+def test_op_table_and_train_profile_read_the_same_host_events(tmp_path):
+    from benchmarks import train_profile
+    from bin.tools.profile import op_table
+
+    trace_dir = tmp_path / "plugins" / "profile" / "run"
+    trace_dir.mkdir(parents=True)
+    ms = 10**9  # picoseconds
+    write_trace(
+        trace_dir / "host.xplane.pb",
+        {
+            "/host:CPU": {
+                "tf_Compute": [
+                    (0, 10 * ms, "ExecutorState::Process"),
+                    (1 * ms, 4 * ms, "while/attention/MatMul:MatMul"),
+                    (6 * ms, 2 * ms, "projected_sequence_loss/MatMul_1:MatMul"),
+                ],
+                "tf_Compute_1": [(0, 3 * ms, "gradient_tape/while/add:AddV2")],
+                "python": [(0, 50 * ms, "train_step:Python")],
+            },
+            # Device planes are not the host's CPU time.
+            "/device:GPU:0": {"stream": [(0, 99 * ms, "kernel:MatMul")]},
+        },
+    )
+    rows, total_ps = op_table(glob.glob(str(trace_dir / "*.xplane.pb")), top=2)
+    assert rows == [("Python", 1, 50 * ms), ("MatMul", 2, 6 * ms)]
+    assert total_ps == 59 * ms
+    # train_profile: self time of the compute threads only, per step.
+    parts, ops = train_profile.summarize(str(tmp_path), steps=2)
+    assert parts == {
+        "executor and thread pool": 2.0,
+        "decoder loop, forward": 2.0,
+        "output layer and loss": 1.0,
+        "decoder loop, backward": 1.5,
+    }
+    assert ops["while/attention/MatMul:MatMul"] == 2.0

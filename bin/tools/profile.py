@@ -100,6 +100,34 @@ def parse_args(argv):
     return args
 
 
+def host_threads(xplane_paths):
+    """The events of each host thread in the given trace files.
+
+    Args:
+      xplane_paths: `*.xplane.pb` files written by `tf.profiler`.
+
+    Yields:
+      `(thread_name, events)` for each line of each `/host:` plane, where
+      `events` is a list of `(start_ps, duration_ps, event_name)`; a
+      TensorFlow op's event is named `<op name>:<op type>`.
+    """
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    for path in xplane_paths:
+        space = xplane_pb2.XSpace()
+        with open(path, "rb") as handle:
+            space.ParseFromString(handle.read())
+        for plane in space.planes:
+            if not plane.name.startswith("/host:"):
+                continue
+            names = plane.event_metadata
+            for line in plane.lines:
+                yield line.name, [
+                    (event.offset_ps, event.duration_ps, names[event.metadata_id].name)
+                    for event in line.events
+                ]
+
+
 def op_table(xplane_paths, top):
     """Host time per TensorFlow op type in the given trace files.
 
@@ -111,24 +139,14 @@ def op_table(xplane_paths, top):
       `(rows, total_ps)`: up to `top` `(op_type, count, picoseconds)` rows,
       most expensive first, and the time of all op events.
     """
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
     time_ps = collections.Counter()
     count = collections.Counter()
-    for path in xplane_paths:
-        space = xplane_pb2.XSpace()
-        with open(path, "rb") as handle:
-            space.ParseFromString(handle.read())
-        for plane in space.planes:
-            if not plane.name.startswith("/host:"):
-                continue
-            for line in plane.lines:
-                for event in line.events:
-                    name = plane.event_metadata[event.metadata_id].name
-                    match = _OP_EVENT.match(name)
-                    if match:
-                        time_ps[match.group(2)] += event.duration_ps
-                        count[match.group(2)] += 1
+    for _, events in host_threads(xplane_paths):
+        for _, duration_ps, name in events:
+            match = _OP_EVENT.match(name)
+            if match:
+                time_ps[match.group(2)] += duration_ps
+                count[match.group(2)] += 1
     rows = [(op, count[op], ps) for op, ps in time_ps.most_common(top)]
     return rows, sum(time_ps.values())
 

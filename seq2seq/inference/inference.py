@@ -305,6 +305,7 @@ def make_sorted_dataset(model, pipeline, batch_size, sort_window):
         model, length_sorting.sort_windows(examples, sort_window), batch_size
     )
 
+    @tf.autograph.experimental.do_not_convert
     def split(features):
         features = dict(features)
         return features, features.pop(length_sorting.INDEX_KEY)
@@ -333,8 +334,9 @@ def _batched(model, source, batch_size):
 def _preprocessed(model, batches):
     """Maps `model.preprocess` over `batches` (of features, or of
     `(features, extra)` pairs whose `extra` passes through)."""
-    preprocess = tf.autograph.experimental.do_not_convert(model.preprocess)
+    preprocess = model.preprocess
 
+    @tf.autograph.experimental.do_not_convert
     def apply(features, *extra):
         return (preprocess(features), *extra) if extra else preprocess(features)
 

@@ -43,9 +43,11 @@ def sort_windows(examples, window):
         order = tf.argsort(batch["source_len"], stable=True)
         return {key: tf.gather(value, order) for key, value in batch.items()}
 
-    dataset = examples.enumerate().map(add_index)
+    # Plain TensorFlow code: AutoGraph's conversion would only cost start-up.
+    plain = tf.autograph.experimental.do_not_convert
+    dataset = examples.enumerate().map(plain(add_index))
     # Ragged, so that unbatching gives each example back at its own length.
-    dataset = dataset.ragged_batch(window).map(sort)
+    dataset = dataset.ragged_batch(window).map(plain(sort))
     return dataset.unbatch()
 
 
