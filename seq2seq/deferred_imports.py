@@ -3,9 +3,10 @@
 Keras 3 imports `matplotlib.pyplot` when it is imported (for its image
 gallery plots) whenever matplotlib is installed, and matplotlib is one of
 this package's dependencies (`DumpAttention` and the evaluation summaries
-draw on matplotlib's Agg canvas, without pyplot). Loading pyplot costs about
-half a second of every process's start-up, so `defer_pyplot` puts a
-stand-in into `sys.modules` that imports the real module on first use.
+draw on matplotlib's Agg canvas, without pyplot). Loading pyplot took 0.2-0.5
+CPU-seconds of each process's start-up on a 2-core machine
+(`benchmarks/startup_time.py`), so `defer_pyplot` puts a stand-in into
+`sys.modules` that imports the real module on first use.
 """
 
 import importlib

@@ -334,11 +334,11 @@ def _batched(model, source, batch_size):
 def _preprocessed(model, batches):
     """Maps `model.preprocess` over `batches` (of features, or of
     `(features, extra)` pairs whose `extra` passes through)."""
-    preprocess = model.preprocess
 
     @tf.autograph.experimental.do_not_convert
     def apply(features, *extra):
-        return (preprocess(features), *extra) if extra else preprocess(features)
+        features = model.preprocess(features)
+        return (features, *extra) if extra else features
 
     dataset = batches.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
