@@ -10,7 +10,8 @@ its own matrix twice: the query by its [S, U] keys (the dot scores) and the
 [S] weights by its [S, D] values (the context). `seq2seq.decoders.attention`
 computes them with element-wise products and sums while the [B, S, D]
 operand holds at most `ELEMENTWISE_MAX_ELEMENTS` elements, and with batched
-matmuls above. This script measures both ways inside a `tf.while_loop` of
+matmuls above. This script measures both ways (the module's own
+`ONE_ROW_PRODUCTS`) inside a `tf.while_loop` of
 `--steps` steps, forward and backward (as in training), for each length S
 and depth D, and prints the median process CPU-milliseconds per loop over
 `--repeats` timings, with the operand's size and the way the threshold
@@ -31,21 +32,6 @@ if _REPO_ROOT not in sys.path:
 
 from benchmarks import common  # noqa: E402
 from benchmarks.common import BenchmarkError  # noqa: E402
-
-
-def products(tf):
-    """`{(product, way): fn}`: the two products, each computed both ways;
-    `fn(rows [B, K], matrices [B, S, D]) -> [B, S] or [B, D]`."""
-    return {
-        ("scores", "element-wise"): lambda q, k: tf.reduce_sum(k * q[:, None, :], -1),
-        ("scores", "batched matmul"): lambda q, k: tf.linalg.matmul(
-            q[:, None, :], k, transpose_b=True
-        )[:, 0],
-        ("context", "element-wise"): lambda w, v: tf.reduce_sum(w[:, :, None] * v, 1),
-        ("context", "batched matmul"): lambda w, v: tf.linalg.matmul(w[:, None, :], v)[
-            :, 0
-        ],
-    }
 
 
 def loop_cpu_ms(tf, product, fn, batch, length, depth, steps, repeats):
@@ -85,7 +71,7 @@ def loop_cpu_ms(tf, product, fn, batch, length, depth, steps, repeats):
 def measure(args):
     import tensorflow as tf
 
-    from seq2seq.decoders.attention import ELEMENTWISE_MAX_ELEMENTS
+    from seq2seq.decoders.attention import ELEMENTWISE_MAX_ELEMENTS, ONE_ROW_PRODUCTS
 
     lengths = common.number_list(args.lengths, "lengths")
     depths = common.number_list(args.depths, "depths")
@@ -93,7 +79,6 @@ def measure(args):
         if getattr(args, flag) <= 0:
             raise BenchmarkError(f"--{flag} must be positive.")
     print(common.load_at_start(), flush=True)
-    fns = products(tf)
     rows = [
         [
             "product",
@@ -112,7 +97,7 @@ def measure(args):
                     way: loop_cpu_ms(
                         tf,
                         product,
-                        fns[(product, way)],
+                        ONE_ROW_PRODUCTS[(product, way)],
                         args.batch,
                         length,
                         depth,

@@ -68,13 +68,41 @@ def _one_row_products(matrices, elementwise, batched, by_size):
     return tf.cond(tf.size(matrices) <= ELEMENTWISE_MAX_ELEMENTS, elementwise, batched)
 
 
+def _scores_elementwise(query, keys):
+    return tf.reduce_sum(keys * query[:, None, :], axis=-1)
+
+
+def _scores_batched(query, keys):
+    return tf.linalg.matmul(query[:, None, :], keys, transpose_b=True)[:, 0]
+
+
+def _context_elementwise(weights, values):
+    return tf.reduce_sum(weights[:, :, None] * values, axis=1)
+
+
+def _context_batched(weights, values):
+    return tf.linalg.matmul(weights[:, None, :], values)[:, 0]
+
+
+# Both ways of each product, `{(product, way): fn(rows [B, K], matrices
+# [B, S, D])}`: the scores ([B, U] query, [B, S, U] keys -> [B, S]) and the
+# context ([B, S] weights, [B, S, D] values -> [B, D]).
+# benchmarks/attention_step.py times these.
+ONE_ROW_PRODUCTS = {
+    ("scores", "element-wise"): _scores_elementwise,
+    ("scores", "batched matmul"): _scores_batched,
+    ("context", "element-wise"): _context_elementwise,
+    ("context", "batched matmul"): _context_batched,
+}
+
+
 def dot_scores(query, keys, by_size=True):
     """[B, U] queries dotted with [B, S, U] keys: [B, S]. `by_size` false
     always takes batched matmuls (see `_one_row_products`)."""
     return _one_row_products(
         keys,
-        lambda: tf.reduce_sum(keys * query[:, None, :], axis=-1),
-        lambda: tf.linalg.matmul(query[:, None, :], keys, transpose_b=True)[:, 0],
+        lambda: _scores_elementwise(query, keys),
+        lambda: _scores_batched(query, keys),
         by_size,
     )
 
@@ -84,8 +112,8 @@ def weighted_sum(weights, values, by_size=True):
     `by_size` false always takes batched matmuls."""
     return _one_row_products(
         values,
-        lambda: tf.reduce_sum(weights[:, :, None] * values, axis=1),
-        lambda: tf.linalg.matmul(weights[:, None, :], values)[:, 0],
+        lambda: _context_elementwise(weights, values),
+        lambda: _context_batched(weights, values),
         by_size,
     )
 
