@@ -584,8 +584,8 @@ def _ours_train(spec):
 
 def _ours_train_budget(spec):
     """Trains as `bin/train.py` would (its Trainer, input pipeline,
-    `buckets` and `pad_to_bucket`) for `budget_s` seconds or `max_steps`
-    steps, writing checkpoints at `checkpoint_times` (see
+    `buckets`, `pad_to_bucket`, `mixed_precision`) for `budget_s` seconds or
+    `max_steps` steps, writing checkpoints at `checkpoint_times` (see
     `common.budget_training_loop`).
 
     The model is `config` (default nmt_small) pointed at `vocab_source` /
@@ -614,6 +614,7 @@ def _ours_train_budget(spec):
         batch_size=spec["batch_size"],
         buckets=spec.get("buckets"),
         pad_to_bucket=bool(spec.get("pad_to_bucket")),
+        mixed_precision=spec.get("mixed_precision", ""),
         tf_random_seed=spec["seed"],
         eval_every_n_steps=0,
     )

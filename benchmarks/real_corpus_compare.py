@@ -242,6 +242,7 @@ def train_spec(args, system, paths, seed, model_dir, tag):
             vocab_target=paths["vocab_target"],
             buckets=args.ours_buckets or train_buckets(),
             pad_to_bucket=args.ours_pad_to_bucket,
+            mixed_precision=args.ours_mixed_precision,
         )
     else:
         spec.update(
@@ -891,6 +892,12 @@ def build_parser():
         action="store_true",
         help="Ours: bin/train.py's --pad_to_bucket (each batch padded to its "
         "bucket's bound: one batch shape per bucket).",
+    )
+    parser.add_argument(
+        "--ours_mixed_precision",
+        default="",
+        help="Ours: bin/train.py's --mixed_precision (e.g. bfloat16_logits; "
+        "default float32).",
     )
     parser.add_argument(
         "--ours_variant",

@@ -64,6 +64,8 @@ VARIANTS = {
     "jit_pad_auto": {"buckets": "auto", "pad_to_bucket": True, "jit_compile": True},
     "bf16": {"buckets": TUTORIAL_BUCKETS, "mixed_precision": "bfloat16"},
     "auto_bf16": {"buckets": "auto", "mixed_precision": "bfloat16"},
+    # Only the output layer's product in bfloat16, while training.
+    "bf16_logits": {"buckets": TUTORIAL_BUCKETS, "mixed_precision": "bfloat16_logits"},
     "auto_keras_adam": {"buckets": "auto", "fused_optimizer": False},
     # Environment variables of the child process instead of flags.
     "eigen": {"buckets": TUTORIAL_BUCKETS, "env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},

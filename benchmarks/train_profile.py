@@ -3,7 +3,7 @@
 corpus.
 
     python benchmarks/train_profile.py [--model_variant session14_no_embed_clip]
-        [--warmup 60] [--steps 40] [--top 15]
+        [--warmup 60] [--steps 40] [--top 15] [--mixed_precision bfloat16_logits]
 
 Trains `example_configs/nmt_small.yml` (learning rate 1e-3, batch 32, the
 tutorial's buckets `10,20,30,40`) merged with a model variant of
@@ -45,6 +45,7 @@ if _REPO_ROOT not in sys.path:
 
 from benchmarks import common, real_corpus  # noqa: E402
 from benchmarks.common import BenchmarkError  # noqa: E402
+from seq2seq.errors import UserError  # noqa: E402
 
 TUTORIAL_BUCKETS = [10, 20, 30, 40]
 DEFAULT_VARIANT = "session14_no_embed_clip"
@@ -138,6 +139,7 @@ def profile(args):
         train_steps=warmup + steps,
         params=real_corpus_compare.AB_VARIANTS[args.model_variant],
         buckets=TUTORIAL_BUCKETS,
+        mixed_precision=args.mixed_precision,
     )
     trace_dir = os.path.join(work_dir, "trace")
     clock = train_levers.step_clock(
@@ -152,7 +154,8 @@ def profile(args):
     parts, ops = summarize(trace_dir, steps)
     total = sum(parts.values())
     print(
-        f"{args.model_variant}, steps {warmup + 1}-{warmup + steps} traced: "
+        f"{args.model_variant} ({args.mixed_precision or 'float32'}), "
+        f"steps {warmup + 1}-{warmup + steps} traced: "
         f"{clock.cpu_s_step:.4f} CPU-s and {clock.wall_s_step:.4f} s "
         f"per step (the process); compute threads {total:.1f} CPU-ms per step:"
     )
@@ -178,6 +181,11 @@ def build_parser():
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--mixed_precision",
+        default="",
+        help="bin/train.py's --mixed_precision (default float32).",
+    )
     return parser
 
 
@@ -185,7 +193,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return profile(args)
-    except (BenchmarkError, real_corpus.CorpusError) as err:
+    except (BenchmarkError, real_corpus.CorpusError, UserError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -211,9 +211,10 @@ flags.DEFINE_string(
     "mixed_precision",
     "",
     "float16 (with dynamic loss scaling) or bfloat16: compute in that type "
-    "with float32 weights, softmax and loss; auto: bfloat16 on a CPU with "
-    "native bfloat16 (avx512_bf16 / amx_bf16 flags) and no GPU, else float32. "
-    "Unset: float32.",
+    "with float32 weights, softmax and loss; bfloat16_logits: float32 but for "
+    "the output layer's matrix product in training; auto: bfloat16_logits on "
+    "a CPU with native bfloat16 (avx512_bf16 / amx_bf16 flags) and no GPU, "
+    "else float32. Unset: float32.",
 )
 flags.DEFINE_boolean(
     "jit_compile",
@@ -376,11 +377,12 @@ def main(argv):
             "--mixed_precision=auto: %s.", values["mixed_precision"] or "float32"
         )
     if values["mixed_precision"] and (
-        values["mixed_precision"] not in trainer_lib.MIXED_PRECISION_POLICIES
+        values["mixed_precision"] not in trainer_lib.MIXED_PRECISION_MODES
     ):
         raise ConfigError(
             f"--mixed_precision={values['mixed_precision']} is not supported; use "
-            "float16, bfloat16 or auto, or leave it unset for float32."
+            f"{', '.join(trainer_lib.MIXED_PRECISION_MODES)} or auto, or leave it "
+            "unset for float32."
         )
     # Before any TensorFlow op: multi-worker collectives are set up at start.
     strategy = distribution.create_strategy(values["distribution_strategy"])

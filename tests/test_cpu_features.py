@@ -42,8 +42,9 @@ def test_host_detection_reads_a_file(tmp_path):
 
 def test_resolve_auto():
     resolve = cpu_features.resolve_mixed_precision
-    assert resolve("auto", has_gpu=False, native_bfloat16=True) == "bfloat16"
+    assert resolve("auto", has_gpu=False, native_bfloat16=True) == "bfloat16_logits"
     assert resolve("auto", has_gpu=False, native_bfloat16=False) == ""
     assert resolve("auto", has_gpu=True, native_bfloat16=True) == ""
     assert resolve("float16", has_gpu=False, native_bfloat16=True) == "float16"
     assert resolve("", has_gpu=False, native_bfloat16=True) == ""
+    assert resolve("bfloat16", has_gpu=False, native_bfloat16=True) == "bfloat16"

@@ -193,7 +193,7 @@ def test_dynamic_loss_scale_halves_on_overflow_and_grows_after_good_steps():
     assert float(scale.scale.numpy()) == 8.0 and int(scale.good_steps.numpy()) == 0
 
 
-@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+@pytest.mark.parametrize("precision", ["bfloat16", "float16", "bfloat16_logits"])
 def test_mixed_precision_trains_with_float32_weights(toy_data, tmp_path, precision):
     try:
         trainer = make_trainer(
@@ -203,7 +203,11 @@ def test_mixed_precision_trains_with_float32_weights(toy_data, tmp_path, precisi
             with_dev=False,
             mixed_precision=precision,
         )
-        assert trainer.model.compute_dtype == precision
+        logits_only = precision == "bfloat16_logits"
+        compute_dtype = "float32" if logits_only else precision
+        assert trainer.model.compute_dtype == compute_dtype
+        logits_layer = trainer.model.decoder.logits_layer
+        assert logits_layer.training_dtype == ("bfloat16" if logits_only else None)
         assert all(v.dtype == tf.float32 for v in trainer.model.trainable_variables)
         assert (trainer.loss_scale is not None) == (precision == "float16")
         before = [v.numpy().copy() for v in trainer.model.trainable_variables]

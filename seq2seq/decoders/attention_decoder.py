@@ -5,6 +5,7 @@ import tensorflow as tf
 from seq2seq.decoders.attention import AttentionLayerBahdanau, valid_positions
 from seq2seq.decoders.rnn_decoder import RNNDecoder
 from seq2seq.errors import ConfigError
+from seq2seq.layers.output_projection import OutputProjection
 from seq2seq.rnn.cells import apply_dropout, check_keep_prob, is_training
 from seq2seq.rnn.recurrence import run_cell
 
@@ -106,7 +107,9 @@ class AttentionDecoder(RNNDecoder):
         self.mix_layer = self._dense(
             self._cell_output_size(), "attention_mix", activation="tanh"
         )
-        self.logits_layer = self._dense(self.vocab_size, "logits", dtype="float32")
+        self.logits_layer = self._dense(
+            self.vocab_size, "logits", layer_class=OutputProjection
+        )
 
     @staticmethod
     def default_params():
@@ -273,4 +276,4 @@ class AttentionDecoder(RNNDecoder):
         keep_prob = self.params["attentional_keep_prob"]
         if keep_prob < 1.0 and is_training(training, self.mode):
             attentional = apply_dropout(attentional, keep_prob)
-        return self.logits_layer(attentional)
+        return self.logits_layer(attentional, training=is_training(training, self.mode))

@@ -3,6 +3,8 @@
 import tensorflow as tf
 
 from seq2seq.decoders.rnn_decoder import RNNDecoder
+from seq2seq.layers.output_projection import OutputProjection
+from seq2seq.rnn.cells import is_training
 
 
 class BasicDecoder(RNNDecoder):
@@ -24,7 +26,9 @@ class BasicDecoder(RNNDecoder):
 
     def __init__(self, params, mode, vocab_size, name="basic_decoder", cell=None):
         super().__init__(params, mode, vocab_size, name=name, cell=cell)
-        self.logits_layer = self._dense(self.vocab_size, "logits", dtype="float32")
+        self.logits_layer = self._dense(
+            self.vocab_size, "logits", layer_class=OutputProjection
+        )
 
     def prepare_memory(self, encoder_output):
         lengths = getattr(encoder_output, "attention_values_length", None)
@@ -52,5 +56,4 @@ class BasicDecoder(RNNDecoder):
         return tf.cast(outputs, self.compute_dtype), None
 
     def _project(self, features, training=None):
-        del training
-        return self.logits_layer(features)
+        return self.logits_layer(features, training=is_training(training, self.mode))

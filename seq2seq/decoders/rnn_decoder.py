@@ -84,12 +84,12 @@ class RNNDecoder(Decoder):
             return keras.initializers.RandomUniform(-scale, scale)
         return None
 
-    def _dense(self, units, name, **kwargs):
-        """A Dense layer initialized according to `init_scale`."""
+    def _dense(self, units, name, layer_class=keras.layers.Dense, **kwargs):
+        """A Dense layer (or subclass) initialized according to `init_scale`."""
         initializer = self._initializer()
         if initializer is not None:
             kwargs["kernel_initializer"] = initializer
-        return keras.layers.Dense(units, name=name, **kwargs)
+        return layer_class(units, name=name, **kwargs)
 
     def _create_cell(self):
         cell_config = dict(self.params["rnn_cell"])

@@ -35,13 +35,13 @@ position mask, and the self-attention of a step masks the positions after
 its own.
 """
 
-import keras
 import tensorflow as tf
 from absl import logging
 
 from seq2seq.decoders.decoder import Decoder, batch_size_of, is_scalar
 from seq2seq.errors import ConfigError
 from seq2seq.layers.composite import CompositeLayer
+from seq2seq.layers.output_projection import OutputProjection
 from seq2seq.layers.transformer import (
     FeedForward,
     MultiHeadAttention,
@@ -195,9 +195,7 @@ class SelfAttentionDecoder(Decoder):
                 self, f"layer_{index}", _DecoderLayer(self.params, f"layer_{index}")
             )
         self.final_norm = layer_norm("final_norm")
-        self.logits_layer = keras.layers.Dense(
-            self.vocab_size, name="logits", dtype="float32"
-        )
+        self.logits_layer = OutputProjection(self.vocab_size, name="logits")
 
     @staticmethod
     def default_params():
@@ -363,8 +361,7 @@ class SelfAttentionDecoder(Decoder):
 
     def project(self, features, training=None):
         """The output layer: [..., D] features -> [..., V] float32 logits."""
-        del training
-        return self.logits_layer(features)
+        return self.logits_layer(features, training=is_training(self, training))
 
     def sampling_state(self, state, memory, num_steps):
         """A fresh cache as long as the target, for scheduled sampling."""

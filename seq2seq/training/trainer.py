@@ -87,7 +87,13 @@ _ID_KEYS = ID_KEYS
 
 __all__ = ["RunConfig", "Trainer", "TrainingDivergedError", "apply_gradients_if"]
 
-MIXED_PRECISION_POLICIES = {"float16": "mixed_float16", "bfloat16": "mixed_bfloat16"}
+# --mixed_precision: (Keras's global dtype policy, the dtype of the output
+# layer's product in training; see `seq2seq.layers.output_projection`).
+MIXED_PRECISION_MODES = {
+    "float16": ("mixed_float16", None),
+    "bfloat16": ("mixed_bfloat16", None),
+    "bfloat16_logits": ("float32", "bfloat16"),
+}
 
 
 # Where the short names of --metrics and --hooks are looked up, and the base
@@ -677,30 +683,33 @@ class Trainer:
 
 
 def set_mixed_precision(name):
-    """Sets Keras's global dtype policy for `--mixed_precision`.
+    """Sets Keras's global dtype policy, and the output layer's product dtype
+    in training, for `--mixed_precision`.
 
     Args:
       name: "" or None (float32 everywhere), "float16" or "bfloat16" (layers
         compute in that type and keep float32 weights; the model keeps its
-        softmax and loss in float32), or "auto" (see
-        `cpu_features.resolve_mixed_precision`).
+        output layer, softmax and loss in float32), "bfloat16_logits"
+        (float32 everywhere but the output layer's product in training), or
+        "auto" (see `cpu_features.resolve_mixed_precision`).
 
     Raises:
       UserError: Another value.
     """
     import keras
 
+    from seq2seq.layers import output_projection
+
     name = cpu_features.resolve_mixed_precision(name)
-    if not name:
-        keras.mixed_precision.set_global_policy("float32")
-        return
-    policy = MIXED_PRECISION_POLICIES.get(name)
-    if policy is None:
+    mode = MIXED_PRECISION_MODES.get(name) if name else ("float32", None)
+    if mode is None:
         raise UserError(
-            f"--mixed_precision={name} is not supported; use float16 or "
-            "bfloat16, or leave it unset for float32."
+            f"--mixed_precision={name} is not supported; use "
+            f"{', '.join(MIXED_PRECISION_MODES)}, or leave it unset for float32."
         )
+    policy, logits_dtype = mode
     keras.mixed_precision.set_global_policy(policy)
+    output_projection.set_training_dtype(logits_dtype)
 
 
 def check_component_classes(metrics, hooks):
