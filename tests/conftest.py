@@ -158,3 +158,42 @@ def random_ops_in_loop_bodies(function):
             outside += count
     outside += sum(node.op.startswith("RandomUniform") for node in graph.node)
     return inside, outside
+
+
+def check_bfloat16_logits(make_model, features_of):
+    """Checks `--mixed_precision bfloat16_logits` on a model: the same
+    variables as float32's, logits rounded like a bfloat16 product when
+    training, and float32's own logits outside training.
+
+    Args:
+      make_model: Builds the model in train mode.
+      features_of: Preprocessed features of a small batch, given a model.
+    """
+    import numpy as np
+
+    from seq2seq.layers import output_projection
+
+    reference = make_model()
+    features = features_of(reference)
+    want_train = reference.forward(features, training=True).logits.numpy()
+    want_eval = reference.forward(features, training=False).logits.numpy()
+    output_projection.set_training_dtype("bfloat16")
+    try:
+        model = make_model()
+    finally:
+        output_projection.set_training_dtype(None)
+    model.forward(features, training=False)  # builds the variables
+    # The same variables, so the same checkpoints.
+    assert [v.shape for v in model.weights] == [v.shape for v in reference.weights]
+    assert model.decoder.logits_layer.name == "logits"
+    assert model.decoder.logits_layer.training_dtype == "bfloat16"
+    for variable, value in zip(model.weights, reference.weights):
+        variable.assign(value)
+    got_train = model.forward(features, training=True).logits.numpy()
+    assert not np.array_equal(got_train, want_train)
+    # Rounding the inputs to 8 significant bits moves a sum of products by
+    # a few parts in 2^8 of their scale.
+    scale = np.abs(want_train).max()
+    np.testing.assert_allclose(got_train, want_train, rtol=0, atol=2**-5 * scale)
+    got_eval = model.forward(features, training=False).logits.numpy()
+    np.testing.assert_array_equal(got_eval, want_eval)

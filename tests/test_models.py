@@ -10,7 +10,7 @@ from checkpoint_layout import (
     checkpoint_keys,
     weight_paths,
 )
-from conftest import tiny_model_params, tiny_rnn_cell
+from conftest import check_bfloat16_logits, tiny_model_params, tiny_rnn_cell
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.errors import ConfigError
@@ -377,34 +377,12 @@ def test_forward_under_mixed_bfloat16_is_close_to_float32(vocab_file):
 
 @pytest.mark.parametrize("model_class", [AttentionSeq2Seq, BasicSeq2Seq])
 def test_bfloat16_logits_round_only_the_training_product(vocab_file, model_class):
-    from seq2seq.layers import output_projection
-
     params = tiny_model_params(vocab_file)
     if model_class is BasicSeq2Seq:
         del params["attention.params"]
-    reference = model_class(params, ModeKeys.TRAIN)
-    features = reference.preprocess(
-        _batch([["a", "b", "c"], ["c", "d"]], [["b", "a"], ["a", "d", "c"]])
+    check_bfloat16_logits(
+        lambda: model_class(params, ModeKeys.TRAIN),
+        lambda model: model.preprocess(
+            _batch([["a", "b", "c"], ["c", "d"]], [["b", "a"], ["a", "d", "c"]])
+        ),
     )
-    want_train = reference.forward(features, training=True).logits.numpy()
-    want_eval = reference.forward(features, training=False).logits.numpy()
-    output_projection.set_training_dtype("bfloat16")
-    try:
-        model = model_class(params, ModeKeys.TRAIN)
-    finally:
-        output_projection.set_training_dtype(None)
-    model.forward(features, training=False)  # builds the variables
-    # The same variables, so the same checkpoints.
-    assert [v.shape for v in model.weights] == [v.shape for v in reference.weights]
-    assert model.decoder.logits_layer.name == "logits"
-    for variable, value in zip(model.weights, reference.weights):
-        variable.assign(value)
-    assert model.decoder.logits_layer.training_dtype == "bfloat16"
-    got_train = model.forward(features, training=True).logits.numpy()
-    assert not np.array_equal(got_train, want_train)
-    # Rounding the inputs to 8 significant bits moves a sum of products by
-    # a few parts in 2^8 of their scale.
-    scale = np.abs(want_train).max()
-    np.testing.assert_allclose(got_train, want_train, rtol=0, atol=2**-5 * scale)
-    got_eval = model.forward(features, training=False).logits.numpy()
-    np.testing.assert_array_equal(got_eval, want_eval)

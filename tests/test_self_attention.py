@@ -5,7 +5,11 @@ import logging
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_ops_in_loop_bodies, write_toy_corpus
+from conftest import (
+    check_bfloat16_logits,
+    random_ops_in_loop_bodies,
+    write_toy_corpus,
+)
 from test_trainer import make_trainer
 
 from seq2seq.configurable import ModeKeys, locate_class
@@ -480,29 +484,10 @@ def test_checkpoint_round_trip(vocab_file, tmp_path):
 
 
 def test_bfloat16_logits_round_only_the_training_product(vocab_file):
-    from seq2seq.layers import output_projection
-
     tf.keras.utils.set_random_seed(3)
-    reference = Transformer(_model_params(vocab_file), ModeKeys.TRAIN)
-    features = _features(reference)
-    want_train = reference.forward(features, training=True).logits.numpy()
-    want_eval = reference.forward(features, training=False).logits.numpy()
-    output_projection.set_training_dtype("bfloat16")
-    try:
-        model = Transformer(_model_params(vocab_file), ModeKeys.TRAIN)
-    finally:
-        output_projection.set_training_dtype(None)
-    model.forward(features, training=False)  # builds the variables
-    for variable, value in zip(model.weights, reference.weights):
-        variable.assign(value)
-    got_train = model.forward(features, training=True).logits.numpy()
-    assert not np.array_equal(got_train, want_train)
-    # Rounding the inputs to 8 significant bits moves a sum of products by
-    # a few parts in 2^8 of their scale.
-    scale = np.abs(want_train).max()
-    np.testing.assert_allclose(got_train, want_train, rtol=0, atol=2**-5 * scale)
-    got_eval = model.forward(features, training=False).logits.numpy()
-    np.testing.assert_array_equal(got_eval, want_eval)
+    check_bfloat16_logits(
+        lambda: Transformer(_model_params(vocab_file), ModeKeys.TRAIN), _features
+    )
 
 
 # ----------------------------------------------------------------- training
