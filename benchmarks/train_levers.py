@@ -78,6 +78,11 @@ VARIANTS = {
         "buckets": TUTORIAL_BUCKETS,
         "env": {"TF_NUM_INTRAOP_THREADS": "1"},
     },
+    "bf16_logits_one_intraop": {
+        "buckets": TUTORIAL_BUCKETS,
+        "mixed_precision": "bfloat16_logits",
+        "env": {"TF_NUM_INTRAOP_THREADS": "1"},
+    },
 }
 
 
