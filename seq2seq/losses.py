@@ -217,7 +217,7 @@ def sequence_loss_batch_major(logits, targets, sequence_length, label_smoothing=
 
 
 def projected_sequence_loss(
-    features, project_fn, targets, sequence_length, label_smoothing=0.0
+    features, project_fn, targets, sequence_length, label_smoothing=0.0, row_multiple=1
 ):
     """`sequence_loss_batch_major` of `project_fn(features)`, projecting only
     the positions inside the sequence lengths.
@@ -238,6 +238,9 @@ def projected_sequence_loss(
       sequence_length: [B] number of valid steps of each sequence.
       label_smoothing: A Python float in [0, 1), as in
         `sequence_loss_batch_major`.
+      row_multiple: `project_fn` sees N rounded up to a multiple of this
+        (zero rows, left out of the loss), so that it meets fewer shapes
+        (see `Decoder.projection_row_multiple`).
 
     Returns:
       `(loss_sum, num_tokens)`, float32 scalars.
@@ -249,10 +252,17 @@ def projected_sequence_loss(
         positions = tf.where(mask)
         rows = tf.gather_nd(features, positions)
         labels = tf.cast(tf.gather_nd(targets, positions), tf.int32)
+        num_rows = tf.shape(rows)[0]
+        if row_multiple > 1:
+            extra = -num_rows % row_multiple
+            rows = tf.pad(rows, [[0, extra], [0, 0]])
+            labels = tf.pad(labels, [[0, extra]])
         logits = tf.cast(project_fn(rows), tf.float32)
         losses = _token_losses(logits, labels, label_smoothing)
+        if row_multiple > 1:
+            losses = losses[:num_rows]
         loss_sum = tf.reduce_sum(losses)
-        num_tokens = tf.cast(tf.shape(positions)[0], tf.float32)
+        num_tokens = tf.cast(num_rows, tf.float32)
         return loss_sum, num_tokens
 
 

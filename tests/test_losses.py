@@ -137,9 +137,11 @@ def test_label_smoothing_out_of_range_rejected():
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_projected_loss_equals_the_loss_over_all_positions(smoothing):
+@pytest.mark.parametrize("row_multiple", [1, 4])
+def test_projected_loss_equals_the_loss_over_all_positions(smoothing, row_multiple):
     """Projecting only the unpadded positions gives the loss, token count
-    and gradients of projecting the whole [B, T] grid and masking after."""
+    and gradients of projecting the whole [B, T] grid and masking after;
+    rows added to reach a multiple of `row_multiple` change nothing."""
     rng = np.random.default_rng(3)
     batch, time, depth, vocab = 4, 6, 5, 9
     features = tf.constant(rng.normal(size=(batch, time, depth)), tf.float32)
@@ -149,8 +151,13 @@ def test_projected_loss_equals_the_loss_over_all_positions(smoothing):
     lengths = tf.constant([6, 0, 3, 1])
     targets = tf.where(tf.sequence_mask(lengths, time), targets % vocab, targets)
 
+    rows_seen = []
+
     def project(x):
-        return tf.linalg.matmul(x, kernel) if x.shape.rank == 2 else x @ kernel
+        if x.shape.rank == 2:
+            rows_seen.append(x.shape[0])
+            return tf.linalg.matmul(x, kernel)
+        return x @ kernel
 
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(features)
@@ -158,8 +165,15 @@ def test_projected_loss_equals_the_loss_over_all_positions(smoothing):
             project(features), targets, lengths, label_smoothing=smoothing
         )
         projected = losses.projected_sequence_loss(
-            features, project, targets, lengths, label_smoothing=smoothing
+            features,
+            project,
+            targets,
+            lengths,
+            label_smoothing=smoothing,
+            row_multiple=row_multiple,
         )
+    # 10 unpadded positions, rounded up to a multiple.
+    assert rows_seen == [10 if row_multiple == 1 else 12]
     np.testing.assert_allclose(projected[0], full[0], rtol=1e-6)
     assert projected[1].numpy() == full[1].numpy() == 10.0
     assert projected[0].dtype == projected[1].dtype == tf.float32
@@ -175,13 +189,15 @@ def test_projected_loss_equals_the_loss_over_all_positions(smoothing):
     assert np.all(grad[1] == 0.0) and np.all(grad[2, 3:] == 0.0)
 
 
-def test_projected_loss_of_an_empty_batch_is_zero():
+@pytest.mark.parametrize("row_multiple", [1, 16])
+def test_projected_loss_of_an_empty_batch_is_zero(row_multiple):
     features = tf.zeros([2, 3, 4])
     loss_sum, num_tokens = losses.projected_sequence_loss(
         features,
         lambda x: tf.linalg.matmul(x, tf.ones([4, 5])),
         tf.zeros([2, 3], tf.int32),
         tf.constant([0, 0]),
+        row_multiple=row_multiple,
     )
     assert loss_sum.numpy() == 0.0 and num_tokens.numpy() == 0.0
 

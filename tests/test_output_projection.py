@@ -30,6 +30,11 @@ def features():
     return tf.constant(np.random.default_rng(1).normal(size=(B, T, F)), tf.float32)
 
 
+def test_only_a_lower_precision_product_asks_for_padded_rows():
+    assert make_layer("bfloat16").row_multiple == output_projection.ROW_MULTIPLE > 1
+    assert make_layer(None).row_multiple == 1
+
+
 def test_outside_training_it_is_a_float32_dense():
     layer = make_layer("bfloat16")
     dense = keras.layers.Dense(V, dtype="float32")
