@@ -224,8 +224,8 @@ class Decoder(Configurable, CompositeLayer):
     @property
     def projection_row_multiple(self):
         """The training loss pads `project`'s [N, F] rows to a multiple of
-        this (1: not at all): a bfloat16 output layer keeps a compiled
-        kernel for every row count it meets (`seq2seq.layers.output_projection`)."""
+        this (1: not at all): a bfloat16 output layer keeps memory for
+        every row count it meets (`seq2seq.layers.output_projection`)."""
         return getattr(getattr(self, "logits_layer", None), "row_multiple", 1)
 
     def project(self, features, training=None):

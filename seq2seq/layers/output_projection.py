@@ -14,10 +14,10 @@ faster there (docs/performance.md).
 The variables, their gradients as the optimizer sees them, evaluation and
 decoding stay float32: outside training the layer is a plain `Dense`.
 
-TensorFlow's oneDNN kernels keep a compiled bfloat16 product for every row
-count N they meet, about 0.8 MB each, and the rows of a training loss
-(the target tokens of a batch) take hundreds of counts: 120 MB more after
-360 steps of nmt_small. Such a layer asks the loss for rows padded to a
+TensorFlow's bfloat16 product on a CPU keeps about 0.8 MB for every row
+count N it meets (its float32 product keeps nothing), and the rows of a
+training loss (the target tokens of a batch) take hundreds of counts: 120
+MB more after 360 steps of nmt_small. Such a layer asks the loss for rows padded to a
 multiple of `ROW_MULTIPLE` (`row_multiple`), which kept it below float32's
 peak, at the same speed (docs/performance.md).
 """
