@@ -62,6 +62,20 @@ VARIANTS = {
         "jit_compile": True,
     },
     "jit_pad_auto": {"buckets": "auto", "pad_to_bucket": True, "jit_compile": True},
+    # XLA's CPU backend with its oneDNN matmuls, or without the thunk runtime
+    # (a compiled program per computation instead of a sequence of thunks).
+    "jit_pad_onednn": {
+        "buckets": TUTORIAL_BUCKETS,
+        "pad_to_bucket": True,
+        "jit_compile": True,
+        "env": {"XLA_FLAGS": "--xla_cpu_use_onednn=true"},
+    },
+    "jit_pad_no_thunks": {
+        "buckets": TUTORIAL_BUCKETS,
+        "pad_to_bucket": True,
+        "jit_compile": True,
+        "env": {"XLA_FLAGS": "--xla_cpu_use_thunk_runtime=false"},
+    },
     "bf16": {"buckets": TUTORIAL_BUCKETS, "mixed_precision": "bfloat16"},
     "auto_bf16": {"buckets": "auto", "mixed_precision": "bfloat16"},
     # Only the output layer's product in bfloat16, while training.
