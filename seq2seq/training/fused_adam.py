@@ -6,7 +6,7 @@ add, divide, subtract), each reading and writing the full embedding or
 output matrix; on short sentences that memory traffic is a large share of a
 train step. `apply_gradients` here computes exactly Keras's update, with
 the same variables (so checkpoints do not change), in one kernel per
-variable, or three for an embedding:
+variable:
 
 * a dense gradient goes to TensorFlow's `ResourceApplyAdam`, whose update
   is Keras's (`m += (g - m)(1 - b1)`, `v += (g^2 - v)(1 - b2)`,
@@ -15,9 +15,8 @@ variable, or three for an embedding:
 * an embedding gradient (`tf.IndexedSlices`, one row per token occurrence)
   is handled as Keras handles it: the first moment reads the summed rows,
   the second moment the summed *squares* of the rows (Keras squares the
-  slices before densifying them). The gradient is never made dense: one
-  XLA-compiled pass decays both moments, the rows' shares are
-  scatter-added at their ids, and a second pass updates the weights.
+  slices before densifying them), and the three assignments run as one
+  XLA-compiled loop over the dense matrix.
 
 Only a plain `keras.optimizers.Adam` qualifies (no AMSGrad, weight decay,
 EMA, gradient accumulation or Keras-side clipping; see `supports`); other
@@ -49,43 +48,17 @@ def _tf_variable(variable):
 
 
 @tf.function(jit_compile=True, autograph=False)
-def _decay_moments(m, v, beta_1, beta_2):
-    """`m -= m (1 - b1)`, `v -= v (1 - b2)`: Keras's moment updates of the
-    rows whose gradient is zero, in one pass over [V, D] `m` and `v`."""
-    m.assign_sub(m * (1.0 - beta_1))
-    v.assign_sub(v * (1.0 - beta_2))
-
-
-@tf.function(jit_compile=True, autograph=False)
-def _apply_moments(var, m, v, alpha, eps):
-    """`var -= alpha m / (sqrt(v) + eps)` over [V, D] variables."""
-    var.assign_sub((m * alpha) / (tf.sqrt(v) + eps))
-
-
-def _sparse_adam(var, m, v, values, ids, alpha, beta_1, beta_2, eps):
-    """Keras's Adam assignments for an `IndexedSlices` gradient.
-
-    Keras densifies the gradient `g` (the rows summed per id) and the
-    squared rows `s`, then sets `m += (g - m)(1 - b1)` and
-    `v += (s - v)(1 - b2)` on every row. Here each moment is decayed as a
-    whole (the update of a row whose gradient is zero) and the rows'
-    shares, `(1 - b1) g` and `(1 - b2) s`, are scatter-added in place, which
-    is the same sum without the two dense [V, D] gradients. The two
-    whole-matrix passes are compiled with XLA; the scatters, whose row
-    count K changes with every batch, are not (XLA would compile once per
-    K).
+def _adam_from_moments(var, m, v, grad, grad_square, alpha, beta_1, beta_2, eps):
+    """Keras's Adam assignments with the second moment fed `grad_square`.
 
     Args:
-      var, m, v: [V, D] float32 `tf.Variable`s (weights, first and second
-        moment).
-      values: [K, D] float32 gradient rows, one per token occurrence.
-      ids: [K] int row ids of `values` (repeats allowed).
+      var, m, v: [N, D] float32 variables (weights, first and second moment).
+      grad, grad_square: [N, D] dense gradient and summed squared slices.
       alpha, beta_1, beta_2, eps: float32 scalars.
     """
-    _decay_moments(m, v, beta_1, beta_2)
-    m.scatter_add(tf.IndexedSlices(values * (1.0 - beta_1), ids))
-    v.scatter_add(tf.IndexedSlices(tf.square(values) * (1.0 - beta_2), ids))
-    _apply_moments(var, m, v, alpha, eps)
+    m.assign_add((grad - m) * (1.0 - beta_1))
+    v.assign_add((grad_square - v) * (1.0 - beta_2))
+    var.assign_sub((m * alpha) / (tf.sqrt(v) + eps))
 
 
 def apply_gradients(optimizer, gradients, variables):
@@ -116,17 +89,18 @@ def apply_gradients(optimizer, gradients, variables):
         beta_1_power = tf.pow(beta_1, step)
         beta_2_power = tf.pow(beta_2, step)
         if isinstance(gradient, tf.IndexedSlices):
+            values = tf.cast(gradient.values, dtype)
+            dense = tf.convert_to_tensor(
+                tf.IndexedSlices(values, gradient.indices, gradient.dense_shape)
+            )
+            squares = tf.convert_to_tensor(
+                tf.IndexedSlices(
+                    tf.square(values), gradient.indices, gradient.dense_shape
+                )
+            )
             alpha = lr * tf.sqrt(1.0 - beta_2_power) / (1.0 - beta_1_power)
-            _sparse_adam(
-                var,
-                m,
-                v,
-                tf.cast(gradient.values, dtype),
-                gradient.indices,
-                alpha,
-                beta_1,
-                beta_2,
-                epsilon,
+            _adam_from_moments(
+                var, m, v, dense, squares, alpha, beta_1, beta_2, epsilon
             )
         else:
             tf.raw_ops.ResourceApplyAdam(
