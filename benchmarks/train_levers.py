@@ -92,6 +92,11 @@ VARIANTS = {
         "buckets": TUTORIAL_BUCKETS,
         "env": {"TF_NUM_INTRAOP_THREADS": "1"},
     },
+    # oneDNN computes float32 matmuls with bfloat16 inputs (AMX, AVX512-BF16).
+    "fpmath_bf16": {
+        "buckets": TUTORIAL_BUCKETS,
+        "env": {"TF_SET_ONEDNN_FPMATH_MODE": "BF16"},
+    },
     "bf16_logits_one_intraop": {
         "buckets": TUTORIAL_BUCKETS,
         "mixed_precision": "bfloat16_logits",

@@ -140,6 +140,11 @@ def main(argv):
     from seq2seq.data import input_pipeline, tokenizers
     from seq2seq.inference import inference
 
+    if values["batch_size"] < 1:
+        raise ConfigError(
+            f"--batch_size={values['batch_size']} must be >= 1 (sentences per "
+            "batch, e.g. 32)."
+        )
     sort_window = values["sort_window"]
     if (
         isinstance(sort_window, bool)

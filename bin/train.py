@@ -376,14 +376,7 @@ def main(argv):
         logging.info(
             "--mixed_precision=auto: %s.", values["mixed_precision"] or "float32"
         )
-    if values["mixed_precision"] and (
-        values["mixed_precision"] not in trainer_lib.MIXED_PRECISION_MODES
-    ):
-        raise ConfigError(
-            f"--mixed_precision={values['mixed_precision']} is not supported; use "
-            f"{', '.join(trainer_lib.MIXED_PRECISION_MODES)} or auto, or leave it "
-            "unset for float32."
-        )
+    trainer_lib.check_mixed_precision(values["mixed_precision"])
     # Before any TensorFlow op: multi-worker collectives are set up at start.
     strategy = distribution.create_strategy(values["distribution_strategy"])
     is_chief = distribution.is_chief_from_env() or (

@@ -34,6 +34,19 @@ class ModeKeys:
     ALL = (TRAIN, EVAL, INFER)
 
 
+def is_training(training, mode):
+    """Whether dropout is active: a layer built in mode `train`, called with
+    a true `training` (a bool, or a tensor whose value is known when the
+    function is traced)."""
+    if mode != ModeKeys.TRAIN:
+        return False
+    if hasattr(training, "dtype"):  # a tensor
+        import tensorflow as tf
+
+        training = tf.get_static_value(training)
+    return bool(training)
+
+
 def load_yaml(text, source="YAML string"):
     """Parses a YAML document with `yaml.safe_load`.
 

@@ -188,8 +188,9 @@ def check_bfloat16_logits(make_model, features_of):
     assert model.decoder.logits_layer.name == "logits"
     assert model.decoder.logits_layer.training_dtype == "bfloat16"
     # The loss pads the rows for a bfloat16 product only.
-    assert model.decoder.projection_row_multiple == output_projection.ROW_MULTIPLE
-    assert reference.decoder.projection_row_multiple == 1
+    assert model.decoder.projection_row_multiple(True) == output_projection.ROW_MULTIPLE
+    assert model.decoder.projection_row_multiple(False) == 1
+    assert reference.decoder.projection_row_multiple(True) == 1
     for variable, value in zip(model.weights, reference.weights):
         variable.assign(value)
     got_train = model.forward(features, training=True).logits.numpy()

@@ -393,11 +393,14 @@ def test_length_sorted_batches_give_the_same_outputs_in_input_order(trained, tmp
         np.testing.assert_allclose(att7[name], att0[name], atol=1e-5)
 
 
-def test_sort_window_must_be_a_count(trained):
+@pytest.mark.parametrize(
+    "flag", ["--sort_window=-3", "--batch_size=0", "--batch_size=-2"]
+)
+def test_counting_flags_must_be_counts(trained, flag):
     result = run_infer(
         "--model_dir",
         trained["model_dir"],
-        "--sort_window=-3",
+        flag,
         input_files=[trained["data"]["dev"]["sources"]],
     )
-    assert_user_error(result, "--sort_window=-3")
+    assert_user_error(result, flag)

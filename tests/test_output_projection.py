@@ -31,8 +31,11 @@ def features():
 
 
 def test_only_a_lower_precision_product_asks_for_padded_rows():
-    assert make_layer("bfloat16").row_multiple == output_projection.ROW_MULTIPLE > 1
-    assert make_layer(None).row_multiple == 1
+    assert (
+        make_layer("bfloat16").row_multiple(True) == output_projection.ROW_MULTIPLE > 1
+    )
+    assert make_layer("bfloat16").row_multiple(False) == 1
+    assert make_layer(None).row_multiple(True) == 1
 
 
 def test_outside_training_it_is_a_float32_dense():

@@ -2,11 +2,12 @@
 
 import tensorflow as tf
 
+from seq2seq.configurable import is_training
 from seq2seq.decoders.attention import AttentionLayerBahdanau, valid_positions
 from seq2seq.decoders.rnn_decoder import RNNDecoder
 from seq2seq.errors import ConfigError
 from seq2seq.layers.output_projection import OutputProjection
-from seq2seq.rnn.cells import apply_dropout, check_keep_prob, is_training
+from seq2seq.rnn.cells import apply_dropout, check_keep_prob
 from seq2seq.rnn.recurrence import run_cell
 
 
@@ -273,7 +274,8 @@ class AttentionDecoder(RNNDecoder):
 
     def _project(self, features, training=None):
         attentional = features if self.feeds_attentional else self.mix_layer(features)
+        training = is_training(training, self.mode)
         keep_prob = self.params["attentional_keep_prob"]
-        if keep_prob < 1.0 and is_training(training, self.mode):
+        if keep_prob < 1.0 and training:
             attentional = apply_dropout(attentional, keep_prob)
-        return self.logits_layer(attentional, training=is_training(training, self.mode))
+        return self.logits_layer(attentional, training=training)

@@ -2,9 +2,9 @@
 
 import tensorflow as tf
 
+from seq2seq.configurable import is_training
 from seq2seq.decoders.rnn_decoder import RNNDecoder
 from seq2seq.layers.output_projection import OutputProjection
-from seq2seq.rnn.cells import is_training
 
 
 class BasicDecoder(RNNDecoder):

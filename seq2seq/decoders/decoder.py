@@ -42,12 +42,11 @@ when tests show it gives the logits of stepping.
 import keras
 import tensorflow as tf
 
-from seq2seq.configurable import Configurable
+from seq2seq.configurable import Configurable, is_training
 from seq2seq.decoders import scheduled_sampling
 from seq2seq.decoders.samplers import get_sampler
 from seq2seq.layers import loop_dropout
 from seq2seq.layers.composite import CompositeLayer
-from seq2seq.rnn.cells import is_training
 from seq2seq.rnn_cell import time_steps
 from seq2seq.tracing import tracing_for_xla
 
@@ -221,12 +220,13 @@ class Decoder(Configurable, CompositeLayer):
             training=training,
         )
 
-    @property
-    def projection_row_multiple(self):
-        """The training loss pads `project`'s [N, F] rows to a multiple of
-        this (1: not at all): a bfloat16 output layer keeps memory for
-        every row count it meets (`seq2seq.layers.output_projection`)."""
-        return getattr(getattr(self, "logits_layer", None), "row_multiple", 1)
+    def projection_row_multiple(self, training):
+        """A loss pads the [N, F] rows it gives `project(..., training)` to a
+        multiple of this (1: not at all): a bfloat16 output layer keeps
+        memory for every row count it meets
+        (`seq2seq.layers.output_projection`)."""
+        layer = getattr(self, "logits_layer", None)
+        return layer.row_multiple(training) if hasattr(layer, "row_multiple") else 1
 
     def project(self, features, training=None):
         """Output layers: [..., F] features -> [..., V] logits (float32).

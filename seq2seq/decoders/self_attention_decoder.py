@@ -38,6 +38,7 @@ its own.
 import tensorflow as tf
 from absl import logging
 
+from seq2seq.configurable import is_training
 from seq2seq.decoders.decoder import Decoder, batch_size_of, is_scalar
 from seq2seq.errors import ConfigError
 from seq2seq.layers.composite import CompositeLayer
@@ -49,7 +50,6 @@ from seq2seq.layers.transformer import (
     check_transformer_params,
     dropout,
     ffn_units,
-    is_training,
     layer_norm,
     transformer_params,
 )
@@ -285,7 +285,7 @@ class SelfAttentionDecoder(Decoder):
           the attention being the last layer's cross-attention averaged over
           the heads.
         """
-        training = is_training(self, training)
+        training = is_training(training, self.mode)
         position = state["step"]  # [B]
         outputs = self.inputs_layer(
             tf.convert_to_tensor(inputs)[:, None, :], position[:, None]
@@ -340,7 +340,7 @@ class SelfAttentionDecoder(Decoder):
           averaged over the heads.
         """
         del state
-        training = is_training(self, training)
+        training = is_training(training, self.mode)
         inputs = tf.convert_to_tensor(inputs)
         steps = tf.shape(inputs)[1]
         positions = tf.range(steps)
@@ -361,7 +361,7 @@ class SelfAttentionDecoder(Decoder):
 
     def project(self, features, training=None):
         """The output layer: [..., D] features -> [..., V] float32 logits."""
-        return self.logits_layer(features, training=is_training(self, training))
+        return self.logits_layer(features, training=is_training(training, self.mode))
 
     def sampling_state(self, state, memory, num_steps):
         """A fresh cache as long as the target, for scheduled sampling."""

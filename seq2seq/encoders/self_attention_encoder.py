@@ -20,6 +20,7 @@ stay importable from here.
 
 import tensorflow as tf
 
+from seq2seq.configurable import is_training
 from seq2seq.encoders.encoder import Encoder, EncoderOutput
 from seq2seq.layers.composite import CompositeLayer
 from seq2seq.layers.transformer import (  # noqa: F401  (re-exported)
@@ -32,7 +33,6 @@ from seq2seq.layers.transformer import (  # noqa: F401  (re-exported)
     check_transformer_params,
     dropout,
     ffn_units,
-    is_training,
     layer_norm,
     position_wise,
     sinusoidal_position_encoding,
@@ -136,7 +136,7 @@ class SelfAttentionEncoder(Encoder):
         return self.params["num_units"]
 
     def call(self, inputs, sequence_length=None, training=None):
-        training = is_training(self, training)
+        training = is_training(training, self.mode)
         inputs = tf.convert_to_tensor(inputs)
         steps = tf.shape(inputs)[1]
         if sequence_length is None:

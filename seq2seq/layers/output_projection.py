@@ -69,11 +69,11 @@ class OutputProjection(keras.layers.Dense):
             training_dtype = _TRAINING_DTYPE[0]
         self.training_dtype = training_dtype
 
-    @property
-    def row_multiple(self):
-        """What the training loss should pad N, the rows it projects, to a
-        multiple of: `ROW_MULTIPLE` for a lower-precision product, else 1."""
-        return 1 if self.training_dtype is None else ROW_MULTIPLE
+    def row_multiple(self, training):
+        """What a loss should pad N, the rows it projects, to a multiple of:
+        `ROW_MULTIPLE` where `call(..., training)` takes the lower-precision
+        product, else 1."""
+        return ROW_MULTIPLE if training and self.training_dtype is not None else 1
 
     def call(self, inputs, training=None):
         """[..., F] features -> [..., V] float32 logits."""

@@ -15,7 +15,6 @@ import math
 import keras
 import tensorflow as tf
 
-from seq2seq.configurable import ModeKeys
 from seq2seq.errors import ConfigError
 from seq2seq.layers import loop_dropout
 from seq2seq.layers.composite import CompositeLayer
@@ -99,13 +98,6 @@ def dropout(inputs, rate, training):
     if training and rate > 0:
         return loop_dropout.dropout(inputs, rate=rate)
     return inputs
-
-
-def is_training(layer, training):
-    """Whether dropout is active: a `train`-mode layer called for training."""
-    if tf.is_tensor(training):
-        training = tf.get_static_value(training)
-    return bool(training) and layer.mode == ModeKeys.TRAIN
 
 
 def sinusoidal_position_encoding(positions, depth, dtype=tf.float32):

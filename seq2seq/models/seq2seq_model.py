@@ -528,7 +528,7 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
                 features["target_ids"][:, 1:],
                 features["target_len"] - 1,
                 label_smoothing=smoothing,
-                row_multiple=decoder.projection_row_multiple if training else 1,
+                row_multiple=decoder.projection_row_multiple(training),
             )
             loss = loss_sum / tf.maximum(num_tokens, 1.0)
             return ForwardOutput(

@@ -16,7 +16,7 @@ tensors.
 import keras
 import tensorflow as tf
 
-from seq2seq.configurable import ModeKeys
+from seq2seq.configurable import ModeKeys, is_training
 from seq2seq.errors import ConfigError
 from seq2seq.layers import loop_dropout
 from seq2seq.rnn.activations import resolve_activation
@@ -37,11 +37,6 @@ def as_list(value):
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
-
-
-def is_training(training, mode):
-    """Dropout is active only for mode `train` and a true `training` flag."""
-    return mode == ModeKeys.TRAIN and bool(training)
 
 
 def check_keep_prob(name, value):

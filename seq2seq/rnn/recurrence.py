@@ -18,7 +18,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from seq2seq.configurable import ModeKeys
+from seq2seq.configurable import ModeKeys, is_training
 from seq2seq.layers import loop_dropout
 from seq2seq.rnn import cudnn
 from seq2seq.rnn.cells import (
@@ -27,7 +27,6 @@ from seq2seq.rnn.cells import (
     apply_dropout,
     as_list,
     dropout_masks,
-    is_training,
     nested_lists,
 )
 

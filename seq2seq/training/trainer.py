@@ -51,7 +51,7 @@ from seq2seq.configurable import (
     maybe_load_yaml,
 )
 from seq2seq.data import batching
-from seq2seq.errors import Interrupted, UserError
+from seq2seq.errors import ConfigError, Interrupted, UserError
 from seq2seq.metrics import MetricSpec, metric_specs
 from seq2seq.models import ModelBase
 from seq2seq.run_dir import (  # noqa: F401  (re-exported)
@@ -682,6 +682,22 @@ class Trainer:
         return time.time() - last_save_time >= secs
 
 
+def check_mixed_precision(name):
+    """Returns `--mixed_precision`'s value `name` ("" or None: float32) if
+    it is a mode of `MIXED_PRECISION_MODES`, with `auto` already resolved.
+
+    Raises:
+      ConfigError: Another value.
+    """
+    if name and name not in MIXED_PRECISION_MODES:
+        raise ConfigError(
+            f"--mixed_precision={name} is not supported; use "
+            f"{', '.join(MIXED_PRECISION_MODES)} or auto, or leave it unset for "
+            "float32."
+        )
+    return name
+
+
 def set_mixed_precision(name):
     """Sets Keras's global dtype policy, and the output layer's product dtype
     in training, for `--mixed_precision`.
@@ -694,20 +710,14 @@ def set_mixed_precision(name):
         "auto" (see `cpu_features.resolve_mixed_precision`).
 
     Raises:
-      UserError: Another value.
+      ConfigError: Another value.
     """
     import keras
 
     from seq2seq.layers import output_projection
 
-    name = cpu_features.resolve_mixed_precision(name)
-    mode = MIXED_PRECISION_MODES.get(name) if name else ("float32", None)
-    if mode is None:
-        raise UserError(
-            f"--mixed_precision={name} is not supported; use "
-            f"{', '.join(MIXED_PRECISION_MODES)}, or leave it unset for float32."
-        )
-    policy, logits_dtype = mode
+    name = check_mixed_precision(cpu_features.resolve_mixed_precision(name))
+    policy, logits_dtype = MIXED_PRECISION_MODES[name] if name else ("float32", None)
     keras.mixed_precision.set_global_policy(policy)
     output_projection.set_training_dtype(logits_dtype)
 
