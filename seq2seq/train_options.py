@@ -13,7 +13,7 @@ import os
 import tensorflow as tf
 
 from seq2seq.data.vocab import file_checksum
-from seq2seq.errors import UserError
+from seq2seq.errors import DataError, UserError
 
 TRAIN_OPTIONS_FILENAME = "train_options.json"
 
@@ -162,11 +162,22 @@ class TrainOptions:
           DataError: A vocabulary file named in `model_params` is missing.
         """
         model_params = dict(model_params or {})
-        paths = [model_params.get(key) for key in VOCAB_PARAMS]
+        paths = []
+        for key in VOCAB_PARAMS:
+            path = model_params.get(key)
+            if not isinstance(path, str) or not path:
+                continue
+            if not tf.io.gfile.exists(path):
+                raise DataError(
+                    f"model_params: {key}: file not found: {path}; give the path "
+                    "of an existing vocabulary file (bin/tools/generate_vocab.py "
+                    "writes one)."
+                )
+            paths.append(path)
         return cls(
             model_class,
             model_params,
-            vocab_checksums=vocab_checksums(p for p in paths if isinstance(p, str)),
+            vocab_checksums=vocab_checksums(paths),
             resolved_config=resolved_config,
             **extra,
         )

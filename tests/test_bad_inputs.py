@@ -184,7 +184,7 @@ ROWS = [
         TRAIN
         + ["--model_params", "vocab_source: <missing>/vocab.txt"]
         + ["--output_dir", "<fresh>"],
-        ("<missing>/vocab.txt",),
+        ("vocab_source", "<missing>/vocab.txt", "generate_vocab.py"),
     ),
     Row(
         "train-mismatched-parallel-files",
