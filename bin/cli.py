@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging  # noqa: E402
 
-from seq2seq.errors import Interrupted, UserError  # noqa: E402
+from seq2seq.errors import ConfigError, Interrupted, UserError  # noqa: E402
 
 
 class _QuietTensorFlowInfo:
@@ -107,6 +107,34 @@ def _parse_flags(argv):
             flush=True,
         )
         sys.exit(2)
+
+
+def config_value(flag, value):
+    """A config file's value for a number or boolean flag, parsed as the same
+    value on the command line would be (so `train_steps: abc` is an error)."""
+    if value is None or flag.flag_type() not in ("int", "float", "bool"):
+        return value
+    try:
+        return flag.parser.parse(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"config key '{flag.name}': {value!r} is not a valid "
+            f"{flag.flag_type()} for --{flag.name}."
+        ) from None
+
+
+def check_counts(values, at_least):
+    """Rejects counting flags below their smallest valid value, before
+    anything is written.
+
+    Args:
+      values: Flag name -> final value (None: unset, not checked).
+      at_least: Flag name -> smallest valid value.
+    """
+    for name, least in at_least.items():
+        value = values[name]
+        if value is not None and value < least:
+            raise ConfigError(f"--{name}={value} must be >= {least}.")
 
 
 def configure_devices(allow_growth=False, memory_fraction=1.0, log_placement=False):

@@ -89,6 +89,10 @@ flags.DEFINE_boolean("log_device_placement", False, "Log the device of every op.
 _YAML_FLAGS = ("tasks", "model_params", "input_pipeline")
 
 
+# Smallest valid value of the counting flags (--sort_window 0: no sorting).
+_AT_LEAST = {"batch_size": 1, "sort_window": 0}
+
+
 def resolve_flags(flag_values):
     """Applies `--config_path` under the command line; parses YAML flags."""
     values = {name: flag_values[name].value for name in flag_values}
@@ -102,7 +106,7 @@ def resolve_flags(flag_values):
             if key not in values:
                 logging.warning("Ignoring config key '%s': it is not a flag.", key)
             elif not flag_values[key].present:
-                values[key] = value
+                values[key] = cli.config_value(flag_values[key], value)
     for name in _YAML_FLAGS:
         source = f"--{name}"
         if values[name] is None:
@@ -121,6 +125,7 @@ def resolve_flags(flag_values):
         config_params = load_yaml_file(values["config_path"]).get("model_params")
         if isinstance(config_params, dict):
             values["model_params"] = deep_merge(config_params, values["model_params"])
+    cli.check_counts(values, _AT_LEAST)
     return values
 
 
@@ -140,21 +145,6 @@ def main(argv):
     from seq2seq.data import input_pipeline, tokenizers
     from seq2seq.inference import inference
 
-    if values["batch_size"] < 1:
-        raise ConfigError(
-            f"--batch_size={values['batch_size']} must be >= 1 (sentences per "
-            "batch, e.g. 32)."
-        )
-    sort_window = values["sort_window"]
-    if (
-        isinstance(sort_window, bool)
-        or not isinstance(sort_window, int)
-        or (sort_window < 0)
-    ):
-        raise ConfigError(
-            f"--sort_window={sort_window} is not a number of sentences; give 0 "
-            "(no sorting) or a window such as 2048."
-        )
     task_defs = values["tasks"] or []
     if isinstance(task_defs, dict):
         task_defs = [task_defs]
@@ -226,7 +216,7 @@ def main(argv):
         progress=values["progress"],
         jit_compile=bool(values["jit_compile"]),
         protected_paths=[values["config_path"]],
-        sort_window=sort_window,
+        sort_window=values["sort_window"],
     )
     logging.info("Decoded %d sentences with %s", count, checkpoint)
     return 0

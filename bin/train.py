@@ -288,23 +288,9 @@ def resolve_flags(flag_values):
         elif key in _YAML_FLAGS and not given:
             values[key] = value
         elif not given:
-            values[key] = _config_value(flag_values[key], value)
-    _check_counts(values)
+            values[key] = cli.config_value(flag_values[key], value)
+    cli.check_counts(values, _AT_LEAST)
     return values
-
-
-def _config_value(flag, value):
-    """A config file's value for a number or boolean flag, parsed as the same
-    value on the command line would be (so `train_steps: abc` is an error)."""
-    if value is None or flag.flag_type() not in ("int", "float", "bool"):
-        return value
-    try:
-        return flag.parser.parse(value)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"config key '{flag.name}': {value!r} is not a valid "
-            f"{flag.flag_type()} for --{flag.name}."
-        ) from None
 
 
 # Smallest valid value of the counting flags (0 means "never" or "all" where
@@ -324,15 +310,6 @@ _AT_LEAST = {
     "continuous_eval_throttle_secs": 0,
     "continuous_eval_timeout_secs": 0,
 }
-
-
-def _check_counts(values):
-    """Rejects negative (or zero, where it means nothing) step and size flags
-    before anything is written."""
-    for name, least in _AT_LEAST.items():
-        value = values[name]
-        if value is not None and value < least:
-            raise ConfigError(f"--{name}={value} must be >= {least}.")
 
 
 def main(argv):

@@ -248,6 +248,17 @@ ROWS = [
         INFER_TEXT + ["--model_dir", "<model>", "--batch_size", "1.5"],
         ("--batch_size=1.5",),
     ),
+    Row(
+        "infer-config-int-flag-not-int",
+        INFER_TEXT + ["--model_dir", "<model>", "--config_path", "<batch_abc_yaml>"],
+        ("batch_size", "'abc'", "int"),
+    ),
+    Row(
+        "infer-config-negative-sort-window",
+        INFER_TEXT
+        + ["--model_dir", "<model>", "--config_path", "<sort_window_negative_yaml>"],
+        ("--sort_window=-1", ">= 0"),
+    ),
     Row("infer-no-model-dir", INFER_TEXT, ("--model_dir is not set",)),
     Row(
         "infer-missing-model-dir",
@@ -476,6 +487,8 @@ def paths(tmp_path_factory):
         "tab_yaml": _write(configs / "tab.yml", "model_params:\n\tembedding.dim: 8\n"),
         "list_yaml": _write(configs / "list.yml", "- model\n- AttentionSeq2Seq\n"),
         "steps_abc_yaml": _write(configs / "steps.yml", "train_steps: abc\n"),
+        "batch_abc_yaml": _write(configs / "batch.yml", "batch_size: abc\n"),
+        "sort_window_negative_yaml": _write(configs / "sort.yml", "sort_window: -1\n"),
         "train_pipeline": yaml.safe_dump(text_pipeline(data)),
         "infer_pipeline": yaml.safe_dump(text_pipeline(data, with_targets=False)),
         "empty": _write(root / "data" / "empty.txt", ""),
