@@ -16,6 +16,10 @@ setup(
     packages=find_packages(include=["seq2seq", "seq2seq.*", "bin", "bin.*"]),
     install_requires=[
         "tensorflow>=2.16",
+        # ml_dtypes 0.7.0 (TensorFlow's bfloat16 and float8 types) spends about
+        # 1 s of every process start registering its NumPy ufunc loops; 0.6.0
+        # takes milliseconds (benchmarks/startup_time.py, docs/performance.md).
+        "ml_dtypes>=0.5.1,<0.7",
         "numpy",
         "sacrebleu>=2.0",
         "pyyaml",

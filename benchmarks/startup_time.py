@@ -15,7 +15,14 @@ times each:
   every `bin/` command does);
 - `seq2seq, tensorflow, pyplot used`: the same, then a pyplot attribute
   read, which loads the real module (what deferring moves, not saves, for
-  a process that draws with pyplot).
+  a process that draws with pyplot);
+- `numpy, ml_dtypes`: the NumPy types TensorFlow imports first (bfloat16,
+  float8); ml_dtypes 0.7.0 spends about a second here registering its
+  ufunc loops, which is why setup.py keeps it below 0.7.
+
+To compare versions of a dependency, run the script twice, once with
+`PYTHONPATH` naming a folder that holds the other version (`pip install
+--no-deps --target DIR ml_dtypes==0.7.0`): the processes inherit it.
 
 It prints the median wall seconds and CPU seconds of each process
 (interpreter start and exit included) and the ratios to the first.
@@ -44,7 +51,10 @@ VARIANTS = {
     "seq2seq, tensorflow, pyplot used": (
         "import seq2seq, tensorflow, matplotlib.pyplot as plt; plt.figure"
     ),
+    "numpy, ml_dtypes": "import numpy, ml_dtypes",
 }
+
+_VERSIONED = ("tensorflow", "keras", "numpy", "ml_dtypes")
 
 
 def time_process(code):
@@ -77,6 +87,23 @@ def measure(rounds):
     return times
 
 
+def versions():
+    """`name version, ...` of the packages whose import the variants time, as
+    the processes see them (`PYTHONPATH` first)."""
+    code = (
+        "import importlib.metadata as m\n"
+        f"for name in {_VERSIONED!r}:\n"
+        "    try:\n"
+        "        print(name, m.version(name))\n"
+        "    except m.PackageNotFoundError:\n"
+        "        print(name, 'absent')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=_REPO_ROOT
+    )
+    return ", ".join(result.stdout.split("\n")[:-1])
+
+
 def report(times):
     """The table of medians and ratios, as text."""
     base_wall = common.median([w for w, _ in times["tensorflow"]])
@@ -105,6 +132,7 @@ def main(argv=None):
         if args.rounds < 1:
             raise BenchmarkError(f"--rounds must be at least 1, got {args.rounds}.")
         print(f"{args.rounds} rounds; {common.load_at_start()}")
+        print(f"versions: {versions()}")
         print(report(measure(args.rounds)))
         print(common.load_at_end())
     except BenchmarkError as err:

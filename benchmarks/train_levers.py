@@ -92,6 +92,18 @@ VARIANTS = {
         "buckets": TUTORIAL_BUCKETS,
         "env": {"TF_NUM_INTRAOP_THREADS": "1"},
     },
+    # Large CPU tensors from glibc's malloc instead of TensorFlow's oneDNN
+    # pool, glibc tuned to give them back: blocks from 16 MB mapped alone,
+    # the heap trimmed past 16 MB, two arenas (docs/training.md, "Memory").
+    "system_allocator": {
+        "buckets": TUTORIAL_BUCKETS,
+        "env": {
+            "TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "1",
+            "MALLOC_MMAP_THRESHOLD_": str(16 << 20),
+            "MALLOC_TRIM_THRESHOLD_": str(16 << 20),
+            "MALLOC_ARENA_MAX": "2",
+        },
+    },
     # oneDNN computes float32 matmuls with bfloat16 inputs (AMX, AVX512-BF16).
     "fpmath_bf16": {
         "buckets": TUTORIAL_BUCKETS,

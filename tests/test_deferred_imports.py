@@ -100,3 +100,14 @@ def test_startup_benchmark_refuses_bad_rounds_in_one_line(capsys):
     assert (
         capsys.readouterr().err.strip() == "error: --rounds must be at least 1, got 0."
     )
+
+
+def test_startup_benchmark_names_the_versions_the_processes_import():
+    import importlib.metadata
+
+    from benchmarks import startup_time
+
+    named = dict(item.split(" ") for item in startup_time.versions().split(", "))
+    assert list(named) == ["tensorflow", "keras", "numpy", "ml_dtypes"]
+    for name, version in named.items():
+        assert version == importlib.metadata.version(name)
