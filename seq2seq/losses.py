@@ -76,34 +76,160 @@ def softmax_cross_entropy(logits, labels, label_smoothing=0.0):
 
     @tf.custom_gradient
     def cross_entropy(logits):
-        probs = tf.nn.softmax(logits)
-        target_logits = tf.gather(logits, labels, batch_dims=1)
-        target_probs = tf.gather(probs, labels, batch_dims=1)
-        log_norm = tf.cond(
-            tf.reduce_all(target_probs >= _MIN_TARGET_PROB),
-            lambda: target_logits - tf.math.log(target_probs),
-            lambda: tf.reduce_logsumexp(logits, axis=-1),
-        )
-        if smoothing:
-            losses = (
-                log_norm
-                - (1.0 - smoothing) * target_logits
-                - smoothing * tf.reduce_mean(logits, axis=-1)
-            )
-        else:
-            losses = log_norm - target_logits
+        losses, probs = _losses_and_probs(logits, labels, smoothing)
 
         def grad(upstream):
             """[N] upstream gradient -> [N, V] gradient of the logits."""
-            grads = probs * upstream[:, None]
-            if smoothing:
-                vocab_size = tf.cast(tf.shape(probs)[-1], probs.dtype)
-                grads -= (smoothing / vocab_size) * upstream[:, None]
-            return _subtract_at_labels(grads, labels, (1.0 - smoothing) * upstream)
+            return _logit_gradient(probs, labels, smoothing, upstream)
 
         return losses, grad
 
     return cross_entropy(logits)
+
+
+def _losses_and_probs(logits, labels, smoothing):
+    """`([N] losses, [N, V] softmax)` of [N, V] float32 logits (see
+    `softmax_cross_entropy`)."""
+    probs = tf.nn.softmax(logits)
+    target_logits = tf.gather(logits, labels, batch_dims=1)
+    target_probs = tf.gather(probs, labels, batch_dims=1)
+    log_norm = tf.cond(
+        tf.reduce_all(target_probs >= _MIN_TARGET_PROB),
+        lambda: target_logits - tf.math.log(target_probs),
+        lambda: tf.reduce_logsumexp(logits, axis=-1),
+    )
+    if smoothing:
+        losses = (
+            log_norm
+            - (1.0 - smoothing) * target_logits
+            - smoothing * tf.reduce_mean(logits, axis=-1)
+        )
+    else:
+        losses = log_norm - target_logits
+    return losses, probs
+
+
+def _logit_gradient(probs, labels, smoothing, upstream=None):
+    """[N, V] gradient of the logits of `_losses_and_probs`, for [N] upstream
+    gradients of the losses (all ones when None: `probs` itself is then
+    overwritten, so nothing else may read it afterwards)."""
+    if upstream is None:
+        grads = probs
+        upstream = tf.ones_like(labels, dtype=probs.dtype)
+    else:
+        grads = probs * upstream[:, None]
+    if smoothing:
+        vocab_size = tf.cast(tf.shape(probs)[-1], probs.dtype)
+        grads -= (smoothing / vocab_size) * upstream[:, None]
+    return _subtract_at_labels(grads, labels, (1.0 - smoothing) * upstream)
+
+
+# `linear_cross_entropy_sum` takes the output layer's product this many rows
+# at a time: a [512, V] block of logits, 27 MB at V = 13.2k, where the
+# longest batches of a real corpus hold 1,600 rows (86 MB per [N, V]).
+LINEAR_CHUNK_ROWS = 512
+
+
+def linear_cross_entropy_sum(
+    rows, kernel, bias, labels, label_smoothing=0.0, chunk_rows=LINEAR_CHUNK_ROWS
+):
+    """The summed (smoothed) cross-entropy of `rows @ kernel + bias`, whose
+    gradients are computed on the way forward, `chunk_rows` rows at a time.
+
+    The loss is a plain sum of per-row losses, so the gradient of each
+    row's logits does not depend on what comes after it:
+    `p - (1 - e) * one_hot(label) - e / V` times the one upstream scalar.
+    Each chunk of rows therefore computes its logits, losses and logit
+    gradients and turns them into its share of the gradients of `rows`,
+    `kernel` and `bias` at once, and only these ([N, F], [F, V], [V]) are
+    kept for the backward pass. No more than [chunk_rows, V] logits exist at
+    a time, where the unfused loss keeps the [N, V] softmax from the forward
+    pass to the backward pass and makes an [N, V] gradient from it; the
+    products are the same three. For a loss whose gradient nobody asks for
+    (evaluation), the two gradient products are wasted: use
+    `projected_sequence_loss` without `output_layer` there.
+
+    Args:
+      rows: [N, F] float32 features.
+      kernel: [F, V] float32 weights.
+      bias: [V] float32 biases, or None.
+      labels: [N] int32 class ids, all in `[0, V)`.
+      label_smoothing: A Python float in `[0, 1)`.
+      chunk_rows: Rows per chunk (a Python int).
+
+    Returns:
+      A float32 scalar; gradients flow to `rows`, `kernel` and `bias`.
+    """
+    smoothing = _check_smoothing(label_smoothing)
+    labels = tf.cast(labels, tf.int32)
+    with_bias = bias is not None
+    if not with_bias:
+        bias = tf.zeros([tf.shape(kernel)[1]], kernel.dtype)
+
+    def chunk(rows, start, size, kernel, bias):
+        """Loss sum and gradient shares of rows [start, start + size)."""
+        features = rows[start : start + size]
+        logits = tf.nn.bias_add(tf.matmul(features, kernel), bias)
+        losses, probs = _losses_and_probs(
+            logits, labels[start : start + size], smoothing
+        )
+        with tf.control_dependencies([losses]):
+            grads = _logit_gradient(probs, labels[start : start + size], smoothing)
+        return (
+            tf.reduce_sum(losses),
+            tf.matmul(grads, kernel, transpose_b=True),
+            tf.matmul(features, grads, transpose_a=True),
+            tf.reduce_sum(grads, axis=0),
+        )
+
+    def forward(rows, kernel, bias):
+        """The loss sum and the gradients of rows, kernel and bias."""
+        num_rows = tf.shape(rows)[0]
+        loss_sum, d_rows, d_kernel, d_bias = chunk(
+            rows, 0, tf.minimum(chunk_rows, num_rows), kernel, bias
+        )
+        num_chunks = (num_rows + chunk_rows - 1) // chunk_rows
+        later_rows = tf.TensorArray(
+            rows.dtype,
+            size=tf.maximum(num_chunks - 1, 0),
+            infer_shape=False,
+            element_shape=tf.TensorShape([None, rows.shape[1]]),
+        )
+
+        def body(index, loss_sum, later_rows, d_kernel, d_bias):
+            start = index * chunk_rows
+            part = chunk(
+                rows, start, tf.minimum(chunk_rows, num_rows - start), kernel, bias
+            )
+            return (
+                index + 1,
+                loss_sum + part[0],
+                later_rows.write(index - 1, part[1]),
+                d_kernel + part[2],
+                d_bias + part[3],
+            )
+
+        _, loss_sum, later_rows, d_kernel, d_bias = tf.while_loop(
+            lambda index, *_: index < num_chunks,
+            body,
+            (tf.constant(1), loss_sum, later_rows, d_kernel, d_bias),
+        )
+        d_rows = tf.cond(
+            num_chunks > 1,
+            lambda: tf.concat([d_rows, later_rows.concat()], 0),
+            lambda: d_rows,
+        )
+        return loss_sum, (d_rows, d_kernel, d_bias)
+
+    inputs = (rows, kernel, bias) if with_bias else (rows, kernel)
+    # Nothing of the forward pass is taped: its gradients are computed.
+    loss_sum, grads = forward(*(tf.stop_gradient(x) for x in (rows, kernel, bias)))
+    # `linear - stop_gradient(linear)` is exactly 0 and has the gradients
+    # `grads` (times the upstream scalar) with respect to `inputs`.
+    linear = tf.add_n(
+        [tf.reduce_sum(x * tf.stop_gradient(g)) for x, g in zip(inputs, grads)]
+    )
+    return tf.stop_gradient(loss_sum) + (linear - tf.stop_gradient(linear))
 
 
 def _subtract_at_labels(values, labels, amounts):
@@ -217,7 +343,13 @@ def sequence_loss_batch_major(logits, targets, sequence_length, label_smoothing=
 
 
 def projected_sequence_loss(
-    features, project_fn, targets, sequence_length, label_smoothing=0.0, row_multiple=1
+    features,
+    project_fn,
+    targets,
+    sequence_length,
+    label_smoothing=0.0,
+    row_multiple=1,
+    output_layer=None,
 ):
     """`sequence_loss_batch_major` of `project_fn(features)`, projecting only
     the positions inside the sequence lengths.
@@ -241,6 +373,11 @@ def projected_sequence_loss(
       row_multiple: `project_fn` sees N rounded up to a multiple of this
         (zero rows, left out of the loss), so that it meets fewer shapes
         (see `Decoder.projection_row_multiple`).
+      output_layer: None, or the last output layer, an affine float32
+        `OutputProjection` (see `Decoder.fused_output`): then `project_fn`
+        gives its [N, H] inputs, and its product is taken with the
+        cross-entropy, in chunks, gradients included
+        (`linear_cross_entropy_sum`; for training only).
 
     Returns:
       `(loss_sum, num_tokens)`, float32 scalars.
@@ -253,6 +390,26 @@ def projected_sequence_loss(
         rows = tf.gather_nd(features, positions)
         labels = tf.cast(tf.gather_nd(targets, positions), tf.int32)
         num_rows = tf.shape(rows)[0]
+        if output_layer is not None and tracing_for_xla():
+            # XLA wants static slices; its product and loss are unchunked.
+            hidden_fn, layer = project_fn, output_layer
+            project_fn, output_layer = (lambda x: layer(hidden_fn(x))), None
+        if output_layer is not None:
+            hidden = tf.cast(project_fn(rows), tf.float32)
+            if not output_layer.built:
+                output_layer(hidden[:0])
+            loss_sum = linear_cross_entropy_sum(
+                hidden,
+                tf.convert_to_tensor(output_layer.kernel),
+                (
+                    tf.convert_to_tensor(output_layer.bias)
+                    if output_layer.use_bias
+                    else None
+                ),
+                labels,
+                label_smoothing,
+            )
+            return loss_sum, tf.cast(num_rows, tf.float32)
         if row_multiple > 1:
             extra = -num_rows % row_multiple
             rows = tf.pad(rows, [[0, extra], [0, 0]])

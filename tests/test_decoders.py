@@ -657,3 +657,38 @@ def test_no_input_feeding_with_scheduled_sampling_falls_back_to_stepping():
     assert always.shape == forced.shape
     np.testing.assert_allclose(always[:, 0], forced[:, 0], rtol=1e-5, atol=1e-6)
     assert not np.allclose(always[:, 1:], forced[:, 1:])
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda mode: _basic("GRUCell", mode=mode), id="basic"),
+        pytest.param(lambda mode: _attention("GRUCell", mode=mode), id="attention"),
+        pytest.param(
+            lambda mode: _attention(
+                "GRUCell", mode=mode, input_feeding_vector="attentional"
+            ),
+            id="attention-attentional",
+        ),
+    ],
+)
+def test_fused_output_splits_project_at_the_logits_layer(make):
+    """In training the output layers split into `hidden_fn` and the last,
+    affine layer, whose composition is `project`; outside training, or with
+    a bfloat16 product, there is nothing to fuse."""
+    decoder = make("train")
+    memory = decoder.prepare_memory(_encoder_output())
+    state = decoder.initial_state(memory, _random_cell_state(decoder))
+    features, _ = decoder.teacher_forced_features(_inputs(), state, memory)
+    hidden_fn, layer = decoder.fused_output(training=True)
+    assert layer is decoder.logits_layer
+    np.testing.assert_allclose(
+        layer(hidden_fn(features)),
+        decoder.project(features, training=True),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    assert decoder.fused_output(training=False) is None
+    assert make("eval").fused_output() is None
+    decoder.logits_layer.training_dtype = "bfloat16"
+    assert decoder.fused_output(training=True) is None

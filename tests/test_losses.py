@@ -282,3 +282,117 @@ def test_softmax_cross_entropy_gradient_can_be_taken_twice(compiled):
     np.testing.assert_array_equal(first, second)
     expected = tf.nn.softmax(logits) - tf.one_hot(labels, 6)
     np.testing.assert_allclose(first, expected, atol=1e-6)
+
+
+def _linear_case(rows, smoothing, with_bias, seed=11, depth=6, vocab=13):
+    rng = np.random.default_rng(seed)
+    features = tf.constant(rng.normal(size=(rows, depth)), tf.float32)
+    kernel = tf.Variable(rng.normal(size=(depth, vocab)) * 0.5, dtype=tf.float32)
+    bias = tf.Variable(rng.normal(size=(vocab,)), dtype=tf.float32)
+    labels = tf.constant(rng.integers(0, vocab, size=rows), tf.int32)
+    return features, kernel, bias if with_bias else None, labels
+
+
+@pytest.mark.parametrize(
+    "rows, chunk_rows", [(7, 512), (12, 4), (13, 4), (3, 4), (0, 4), (1, 1)]
+)
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("compiled", [False, True])
+def test_linear_cross_entropy_sum_matches_the_unfused_loss(
+    rows, chunk_rows, smoothing, with_bias, compiled
+):
+    """One chunk, whole chunks, a partial last chunk, fewer rows than a
+    chunk and no rows: the same sum and the same gradients of the rows,
+    the kernel and the bias as the product followed by the loss, scaled by
+    whatever comes after the sum."""
+    features, kernel, bias, labels = _linear_case(rows, smoothing, with_bias)
+
+    def unfused():
+        logits = features @ kernel + (0.0 if bias is None else bias)
+        return tf.reduce_sum(losses.softmax_cross_entropy(logits, labels, smoothing))
+
+    def fused():
+        return losses.linear_cross_entropy_sum(
+            features,
+            tf.convert_to_tensor(kernel),
+            None if bias is None else tf.convert_to_tensor(bias),
+            labels,
+            smoothing,
+            chunk_rows=chunk_rows,
+        )
+
+    if compiled:
+        fused = tf.function(fused)
+    sources = [features, kernel] + ([] if bias is None else [bias])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(features)
+        expected = 2.5 * unfused()
+        got = 2.5 * fused()
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    for source in sources:
+        want = tape.gradient(expected, source)
+        have = tape.gradient(got, source)
+        np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6)
+    if rows:
+        # Hand check of one row's loss.
+        logits = (features @ kernel).numpy()[0]
+        if bias is not None:
+            logits = logits + bias.numpy()
+        by_hand = _ce(logits, int(labels[0]))
+        single = losses.linear_cross_entropy_sum(
+            features[:1],
+            tf.convert_to_tensor(kernel),
+            None if bias is None else tf.convert_to_tensor(bias),
+            labels[:1],
+        )
+        np.testing.assert_allclose(single, by_hand, rtol=1e-5)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_projected_loss_with_the_output_layer_fused_equals_the_unfused(smoothing):
+    """`output_layer`: `project_fn` gives the layer's inputs and the loss
+    takes the layer's product itself, with the same loss, count and
+    gradients (the layer's variables included) as projecting through it."""
+    from seq2seq.layers.output_projection import OutputProjection
+
+    rng = np.random.default_rng(5)
+    batch, time, depth, hidden, vocab = 3, 5, 4, 6, 11
+    features = tf.constant(rng.normal(size=(batch, time, depth)), tf.float32)
+    mix = tf.Variable(rng.normal(size=(depth, hidden)), dtype=tf.float32)
+    layer = OutputProjection(vocab, training_dtype=None)
+    targets = tf.constant(rng.integers(0, vocab, size=(batch, time)), tf.int32)
+    lengths = tf.constant([5, 2, 0])
+
+    def hidden_fn(x):
+        return tf.tanh(tf.linalg.matmul(x, mix))
+
+    assert layer.is_affine(training=True)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(features)
+        fused = losses.projected_sequence_loss(
+            features, hidden_fn, targets, lengths, smoothing, output_layer=layer
+        )
+        unfused = losses.projected_sequence_loss(
+            features, lambda x: layer(hidden_fn(x)), targets, lengths, smoothing
+        )
+    assert fused[1].numpy() == unfused[1].numpy() == 7.0
+    np.testing.assert_allclose(fused[0], unfused[0], rtol=1e-6)
+    for source in [features, mix] + layer.trainable_variables:
+        np.testing.assert_allclose(
+            tape.gradient(fused[0], source),
+            tape.gradient(unfused[0], source),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+def test_only_an_affine_float32_output_layer_is_fused():
+    from seq2seq.layers.output_projection import OutputProjection
+
+    assert OutputProjection(5, training_dtype=None).is_affine(training=True)
+    low = OutputProjection(5, training_dtype="bfloat16")
+    assert not low.is_affine(training=True) and low.is_affine(training=False)
+    assert not OutputProjection(5, training_dtype=None, activation="softmax").is_affine(
+        training=False
+    )

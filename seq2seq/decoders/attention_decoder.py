@@ -273,9 +273,13 @@ class AttentionDecoder(RNNDecoder):
         return self.run_steps(projected, state, step_fn, dtype=self.compute_dtype)
 
     def _project(self, features, training=None):
-        attentional = features if self.feeds_attentional else self.mix_layer(features)
         training = is_training(training, self.mode)
+        return self.logits_layer(self._hidden(features, training), training=training)
+
+    def _hidden(self, features, training=None):
+        """The attentional vector, dropout applied: [..., H]."""
+        attentional = features if self.feeds_attentional else self.mix_layer(features)
         keep_prob = self.params["attentional_keep_prob"]
-        if keep_prob < 1.0 and training:
+        if keep_prob < 1.0 and is_training(training, self.mode):
             attentional = apply_dropout(attentional, keep_prob)
-        return self.logits_layer(attentional, training=training)
+        return attentional

@@ -228,6 +228,15 @@ class Decoder(Configurable, CompositeLayer):
         layer = getattr(self, "logits_layer", None)
         return layer.row_multiple(training) if hasattr(layer, "row_multiple") else 1
 
+    def fused_output(self, training=None):
+        """`(hidden_fn, layer)` such that `project(x, training) ==
+        layer(hidden_fn(x))`, where `layer` is an `OutputProjection` whose
+        float32 `rows @ kernel + bias` a training loss may compute itself,
+        with its cross-entropy (`losses.linear_cross_entropy_sum`); None
+        when the output layers are not of that form, or not training."""
+        del training
+        return None
+
     def project(self, features, training=None):
         """Output layers: [..., F] features -> [..., V] logits (float32).
         The identity unless `teacher_forced_features` is overridden;

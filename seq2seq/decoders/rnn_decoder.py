@@ -14,6 +14,7 @@ tests check those against stepping.
 import keras
 import tensorflow as tf
 
+from seq2seq.configurable import is_training
 from seq2seq.decoders.decoder import Decoder, batch_size_of, is_scalar
 from seq2seq.rnn_cell import FusedRecurrence, default_rnn_cell_params, get_rnn_cell
 
@@ -171,6 +172,12 @@ class RNNDecoder(Decoder):
         `training` says whether their dropout (if any) is active."""
         return self._project(features, training)
 
+    def fused_output(self, training=None):
+        layer = self.logits_layer
+        if not is_training(training, self.mode) or not layer.is_affine(training):
+            return None
+        return (lambda features: self._hidden(features, training)), layer
+
     def _fused_cell(self):
         """A `FusedRecurrence` over the cell, or None when the cell is not
         one it can run (then the cell itself is stepped)."""
@@ -215,6 +222,11 @@ class RNNDecoder(Decoder):
 
     def _project(self, features, training=None):
         """Output layers: [..., F] features -> [..., V] logits (float32)."""
+        raise NotImplementedError
+
+    def _hidden(self, features, training=None):
+        """The output layers before `logits_layer`: [..., F] -> [..., H], so
+        that `_project(x) == logits_layer(_hidden(x))`."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ helpers

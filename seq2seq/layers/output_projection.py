@@ -75,6 +75,13 @@ class OutputProjection(keras.layers.Dense):
         product, else 1."""
         return ROW_MULTIPLE if training and self.training_dtype is not None else 1
 
+    def is_affine(self, training):
+        """Whether `call(x, training)` is the float32 `x @ kernel + bias`
+        alone (no lower-precision product, no activation)."""
+        lower = training and self.training_dtype is not None
+        linear = self.activation in (None, keras.activations.linear)
+        return not lower and linear
+
     def call(self, inputs, training=None):
         """[..., F] features -> [..., V] float32 logits."""
         if not training or self.training_dtype is None:

@@ -522,13 +522,22 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             decoder_features, attention = decoder.teacher_forced_features(
                 inputs, state, memory, training=training
             )
+            fused = decoder.fused_output(training)
+            if fused is None:
+                project_fn, output_layer = (
+                    functools.partial(decoder.project, training=training),
+                    None,
+                )
+            else:
+                project_fn, output_layer = fused
             loss_sum, num_tokens = seq2seq_losses.projected_sequence_loss(
                 decoder_features,
-                functools.partial(decoder.project, training=training),
+                project_fn,
                 features["target_ids"][:, 1:],
                 features["target_len"] - 1,
                 label_smoothing=smoothing,
                 row_multiple=decoder.projection_row_multiple(training),
+                output_layer=output_layer,
             )
             loss = loss_sum / tf.maximum(num_tokens, 1.0)
             return ForwardOutput(
