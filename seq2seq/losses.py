@@ -169,12 +169,11 @@ def linear_cross_entropy_sum(
     def chunk(rows, start, size, kernel, bias):
         """Loss sum and gradient shares of rows [start, start + size)."""
         features = rows[start : start + size]
+        part_labels = labels[start : start + size]
         logits = tf.nn.bias_add(tf.matmul(features, kernel), bias)
-        losses, probs = _losses_and_probs(
-            logits, labels[start : start + size], smoothing
-        )
+        losses, probs = _losses_and_probs(logits, part_labels, smoothing)
         with tf.control_dependencies([losses]):
-            grads = _logit_gradient(probs, labels[start : start + size], smoothing)
+            grads = _logit_gradient(probs, part_labels, smoothing)
         return (
             tf.reduce_sum(losses),
             tf.matmul(grads, kernel, transpose_b=True),

@@ -276,10 +276,10 @@ class AttentionDecoder(RNNDecoder):
         training = is_training(training, self.mode)
         return self.logits_layer(self._hidden(features, training), training=training)
 
-    def _hidden(self, features, training=None):
+    def _hidden(self, features, training):
         """The attentional vector, dropout applied: [..., H]."""
         attentional = features if self.feeds_attentional else self.mix_layer(features)
         keep_prob = self.params["attentional_keep_prob"]
-        if keep_prob < 1.0 and is_training(training, self.mode):
+        if keep_prob < 1.0 and training:
             attentional = apply_dropout(attentional, keep_prob)
         return attentional

@@ -58,6 +58,6 @@ class BasicDecoder(RNNDecoder):
     def _project(self, features, training=None):
         return self.logits_layer(features, training=is_training(training, self.mode))
 
-    def _hidden(self, features, training=None):
+    def _hidden(self, features, training):
         del training
         return features

@@ -11,6 +11,8 @@ and the model can project only the unpadded positions
 tests check those against stepping.
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -173,10 +175,11 @@ class RNNDecoder(Decoder):
         return self._project(features, training)
 
     def fused_output(self, training=None):
-        layer = self.logits_layer
-        if not is_training(training, self.mode) or not layer.is_affine(training):
+        if not is_training(training, self.mode):
             return None
-        return (lambda features: self._hidden(features, training)), layer
+        if not self.logits_layer.is_affine(training=True):
+            return None
+        return functools.partial(self._hidden, training=True), self.logits_layer
 
     def _fused_cell(self):
         """A `FusedRecurrence` over the cell, or None when the cell is not
@@ -224,9 +227,10 @@ class RNNDecoder(Decoder):
         """Output layers: [..., F] features -> [..., V] logits (float32)."""
         raise NotImplementedError
 
-    def _hidden(self, features, training=None):
+    def _hidden(self, features, training):
         """The output layers before `logits_layer`: [..., F] -> [..., H], so
-        that `_project(x) == logits_layer(_hidden(x))`."""
+        that `_project(x) == logits_layer(_hidden(x))`; `training` is a
+        Python bool (`is_training` already applied)."""
         raise NotImplementedError
 
     # ------------------------------------------------------------ helpers

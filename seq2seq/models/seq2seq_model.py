@@ -522,14 +522,10 @@ class Seq2SeqModel(ModelBase, keras.layers.Layer):
             decoder_features, attention = decoder.teacher_forced_features(
                 inputs, state, memory, training=training
             )
-            fused = decoder.fused_output(training)
-            if fused is None:
-                project_fn, output_layer = (
-                    functools.partial(decoder.project, training=training),
-                    None,
-                )
-            else:
-                project_fn, output_layer = fused
+            project_fn, output_layer = decoder.fused_output(training) or (
+                functools.partial(decoder.project, training=training),
+                None,
+            )
             loss_sum, num_tokens = seq2seq_losses.projected_sequence_loss(
                 decoder_features,
                 project_fn,
