@@ -490,6 +490,56 @@ def test_bfloat16_logits_round_only_the_training_product(vocab_file):
     )
 
 
+def test_training_loss_fuses_the_output_layer(vocab_file, monkeypatch):
+    """In training the loss computes the float32 output layer's product
+    itself (`losses.linear_cross_entropy_sum`); the loss and every gradient
+    equal those of the plain projection, and evaluation keeps the plain one."""
+    from seq2seq import losses
+
+    tf.keras.utils.set_random_seed(9)
+    model = Transformer(_model_params(vocab_file), ModeKeys.TRAIN)
+    features = _features(model)
+    decoder = model.decoder
+    calls = []
+    fused_loss = losses.linear_cross_entropy_sum
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return fused_loss(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "linear_cross_entropy_sum", counted)
+
+    def loss_and_grads():
+        with tf.GradientTape() as tape:
+            loss = model.forward(features, training=True).loss
+        return loss.numpy(), tape.gradient(loss, model.trainable_variables)
+
+    want_eval = model.forward(features, training=False).loss.numpy()
+    assert not calls
+    fused = loss_and_grads()
+    assert len(calls) == 1
+    hidden_fn, layer = decoder.fused_output(training=True)
+    assert layer is decoder.logits_layer
+    rows = tf.random.normal([3, 8])
+    np.testing.assert_array_equal(hidden_fn(rows).numpy(), rows.numpy())
+    assert decoder.fused_output(training=False) is None
+    # A bfloat16 product is the layer's own, so nothing is fused then.
+    decoder.logits_layer.training_dtype = "bfloat16"
+    assert decoder.fused_output(training=True) is None
+    decoder.logits_layer.training_dtype = None
+    monkeypatch.setattr(decoder, "fused_output", lambda training=None: None)
+    plain = loss_and_grads()
+    assert len(calls) == 1
+    np.testing.assert_allclose(fused[0], plain[0], rtol=1e-6)
+    assert all(grad is not None for grad in fused[1])
+    for got, want in zip(fused[1], plain[1]):
+        np.testing.assert_allclose(
+            tf.convert_to_tensor(got), tf.convert_to_tensor(want), rtol=1e-4, atol=1e-6
+        )
+    # Without dropout, training and evaluation losses are the same number.
+    np.testing.assert_allclose(want_eval, plain[0], rtol=1e-6)
+
+
 # ----------------------------------------------------------------- training
 
 

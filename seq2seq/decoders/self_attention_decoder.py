@@ -363,6 +363,16 @@ class SelfAttentionDecoder(Decoder):
         """The output layer: [..., D] features -> [..., V] float32 logits."""
         return self.logits_layer(features, training=is_training(training, self.mode))
 
+    def fused_output(self, training=None):
+        """`(identity, logits_layer)` in training with a float32 product: the
+        training loss then computes the output layer's product itself, in
+        chunks (`losses.linear_cross_entropy_sum`)."""
+        if not is_training(training, self.mode):
+            return None
+        if not self.logits_layer.is_affine(training=True):
+            return None
+        return _identity, self.logits_layer
+
     def sampling_state(self, state, memory, num_steps):
         """A fresh cache as long as the target, for scheduled sampling."""
         del state
@@ -381,3 +391,8 @@ class SelfAttentionDecoder(Decoder):
         layer_memory = dict(memory[f"layer_{index}"])
         layer_memory["mask"] = mask
         return layer_memory
+
+
+def _identity(features):
+    """[..., D] -> the same tensor: no output layers before the logits."""
+    return features
