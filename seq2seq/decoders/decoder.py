@@ -237,6 +237,17 @@ class Decoder(Configurable, CompositeLayer):
         del training
         return None
 
+    def _fused_logits_layer(self, hidden_fn, training):
+        """What `fused_output` returns for a decoder whose `project(x,
+        training)` is `self.logits_layer(hidden_fn(x))` in training:
+        `(hidden_fn, self.logits_layer)` when training with a float32
+        product, else None."""
+        if not is_training(training, self.mode):
+            return None
+        if not self.logits_layer.is_affine(training=True):
+            return None
+        return hidden_fn, self.logits_layer
+
     def project(self, features, training=None):
         """Output layers: [..., F] features -> [..., V] logits (float32).
         The identity unless `teacher_forced_features` is overridden;

@@ -16,7 +16,6 @@ import functools
 import keras
 import tensorflow as tf
 
-from seq2seq.configurable import is_training
 from seq2seq.decoders.decoder import Decoder, batch_size_of, is_scalar
 from seq2seq.rnn_cell import FusedRecurrence, default_rnn_cell_params, get_rnn_cell
 
@@ -175,11 +174,8 @@ class RNNDecoder(Decoder):
         return self._project(features, training)
 
     def fused_output(self, training=None):
-        if not is_training(training, self.mode):
-            return None
-        if not self.logits_layer.is_affine(training=True):
-            return None
-        return functools.partial(self._hidden, training=True), self.logits_layer
+        hidden_fn = functools.partial(self._hidden, training=True)
+        return self._fused_logits_layer(hidden_fn, training)
 
     def _fused_cell(self):
         """A `FusedRecurrence` over the cell, or None when the cell is not

@@ -367,11 +367,7 @@ class SelfAttentionDecoder(Decoder):
         """`(identity, logits_layer)` in training with a float32 product: the
         training loss then computes the output layer's product itself, in
         chunks (`losses.linear_cross_entropy_sum`)."""
-        if not is_training(training, self.mode):
-            return None
-        if not self.logits_layer.is_affine(training=True):
-            return None
-        return _identity, self.logits_layer
+        return self._fused_logits_layer(_identity, training)
 
     def sampling_state(self, state, memory, num_steps):
         """A fresh cache as long as the target, for scheduled sampling."""
