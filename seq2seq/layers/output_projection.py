@@ -76,11 +76,15 @@ class OutputProjection(keras.layers.Dense):
         return ROW_MULTIPLE if training and self.training_dtype is not None else 1
 
     def is_affine(self, training):
-        """Whether `call(x, training)` is the float32 `x @ kernel + bias`
-        alone (no lower-precision product, no activation)."""
-        lower = training and self.training_dtype is not None
-        linear = self.activation in (None, keras.activations.linear)
-        return not lower and linear
+        """Whether `call(x, training)` is `x @ kernel + bias` alone (no
+        activation), its product in `product_dtype(training)`."""
+        del training
+        return self.activation in (None, keras.activations.linear)
+
+    def product_dtype(self, training):
+        """The dtype of `call(x, training)`'s product: `training_dtype`
+        while training, else None (float32)."""
+        return self.training_dtype if training else None
 
     def call(self, inputs, training=None):
         """[..., F] features -> [..., V] float32 logits."""
