@@ -184,6 +184,7 @@ def linear_cross_entropy_sum(
             f"row_multiple {row_multiple} does not divide chunk_rows {chunk_rows}"
         )
     labels = tf.cast(labels, tf.int32)
+    num_valid = tf.shape(rows)[0]  # before any padding
     with_bias = bias is not None
     if not with_bias:
         bias = tf.zeros([tf.shape(kernel)[1]], kernel.dtype)
@@ -267,7 +268,6 @@ def linear_cross_entropy_sum(
     inputs = (rows, kernel, bias) if with_bias else (rows, kernel)
     padded = tf.stop_gradient(rows)
     if row_multiple > 1:
-        num_valid = tf.shape(rows)[0]
         extra = -num_valid % row_multiple
         padded = tf.pad(padded, [[0, extra], [0, 0]])
         labels = tf.pad(labels, [[0, extra]])
@@ -444,7 +444,11 @@ def projected_sequence_loss(
         if output_layer is not None and tracing_for_xla():
             # XLA wants static slices; its product and loss are unchunked.
             hidden_fn, layer = project_fn, output_layer
-            project_fn, output_layer = (lambda x: layer(hidden_fn(x))), None
+
+            def project_fn(x):
+                return layer(hidden_fn(x), training=True)
+
+            output_layer = None
         if output_layer is not None:
             hidden = tf.cast(project_fn(rows), tf.float32)
             if not output_layer.built:

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from seq2seq import losses
+from seq2seq.tracing import xla_tracing
 
 
 def _ce(logits_row, target):
@@ -399,6 +400,18 @@ def test_projected_loss_with_the_output_layer_fused_equals_the_unfused(
         )
     assert fused[1].numpy() == unfused[1].numpy() == 7.0
     np.testing.assert_allclose(fused[0], unfused[0], rtol=1e-6)
+    # Traced for XLA the loss is unchunked, in the layer's training dtype.
+    with xla_tracing():
+        compiled = losses.projected_sequence_loss(
+            features,
+            hidden_fn,
+            targets,
+            lengths,
+            smoothing,
+            row_multiple=multiple,
+            output_layer=layer,
+        )
+    np.testing.assert_allclose(compiled[0], unfused[0], rtol=1e-6)
     tolerance = 1e-5 if training_dtype is None else 1e-2
     for source in [features, mix] + layer.trainable_variables:
         np.testing.assert_allclose(
