@@ -131,7 +131,14 @@ LINEAR_CHUNK_ROWS = 512
 
 
 def linear_cross_entropy_sum(
-    rows, kernel, bias, labels, label_smoothing=0.0, chunk_rows=LINEAR_CHUNK_ROWS
+    rows,
+    kernel,
+    bias,
+    labels,
+    label_smoothing=0.0,
+    chunk_rows=LINEAR_CHUNK_ROWS,
+    product_dtype=None,
+    row_multiple=1,
 ):
     """The summed (smoothed) cross-entropy of `rows @ kernel + bias`, whose
     gradients are computed on the way forward, `chunk_rows` rows at a time.
@@ -149,6 +156,12 @@ def linear_cross_entropy_sum(
     (evaluation), the two gradient products are wasted: use
     `projected_sequence_loss` without `output_layer` there.
 
+    With `product_dtype` "bfloat16" the three products take bfloat16
+    operands (the rows, the kernel and the logit gradients rounded) and
+    round their results to bfloat16, as `OutputProjection`'s lower-precision
+    training product and its autodiff gradients do; the bias, the softmax,
+    the loss and the sums over chunks stay float32.
+
     Args:
       rows: [N, F] float32 features.
       kernel: [F, V] float32 weights.
@@ -156,40 +169,72 @@ def linear_cross_entropy_sum(
       labels: [N] int32 class ids, all in `[0, V)`.
       label_smoothing: A Python float in `[0, 1)`.
       chunk_rows: Rows per chunk (a Python int).
+      product_dtype: None (float32) or "bfloat16": the products' dtype.
+      row_multiple: The products see N rounded up to a multiple of this
+        (a Python int dividing `chunk_rows`): zero rows, whose losses and
+        gradients are left out, so that they meet fewer shapes (a bfloat16
+        product keeps memory for every row count it meets).
 
     Returns:
       A float32 scalar; gradients flow to `rows`, `kernel` and `bias`.
     """
     smoothing = _check_smoothing(label_smoothing)
+    if chunk_rows % row_multiple:
+        raise ValueError(
+            f"row_multiple {row_multiple} does not divide chunk_rows {chunk_rows}"
+        )
     labels = tf.cast(labels, tf.int32)
+    num_valid = tf.shape(rows)[0]  # before any padding
     with_bias = bias is not None
     if not with_bias:
         bias = tf.zeros([tf.shape(kernel)[1]], kernel.dtype)
+    low = None if product_dtype is None else tf.as_dtype(product_dtype)
+
+    def product(a, b, **kwargs):
+        """float32 `a @ b`, its operands and result rounded to `low` if set."""
+        if low is None:
+            return tf.matmul(a, b, **kwargs)
+        a, b = tf.cast(a, low), tf.cast(b, low)
+        return tf.cast(tf.matmul(a, b, **kwargs), tf.float32)
 
     def chunk(rows, start, size, kernel, bias):
-        """Loss sum and gradient shares of rows [start, start + size)."""
+        """Loss sum and gradient shares of rows [start, start + size).
+        Rows at or past `num_valid` are padding (zero rows, so their share
+        of the kernel's gradient is zero): their losses and their share of
+        the bias' gradient are left out."""
         features = rows[start : start + size]
         part_labels = labels[start : start + size]
-        logits = tf.nn.bias_add(tf.matmul(features, kernel), bias)
+        logits = tf.nn.bias_add(product(features, kernel), bias)
         losses, probs = _losses_and_probs(logits, part_labels, smoothing)
+        if row_multiple > 1:
+            valid = tf.cast(tf.range(start, start + size) < num_valid, tf.float32)
+            losses = losses * valid
         with tf.control_dependencies([losses]):
             grads = _logit_gradient(probs, part_labels, smoothing)
+        low_grads = grads if low is None else tf.cast(grads, low)
+        if row_multiple > 1:
+            d_bias = tf.linalg.matvec(grads, valid, transpose_a=True)
+        else:
+            d_bias = tf.reduce_sum(grads, axis=0)
         return (
             tf.reduce_sum(losses),
-            tf.matmul(grads, kernel, transpose_b=True),
-            tf.matmul(features, grads, transpose_a=True),
-            tf.reduce_sum(grads, axis=0),
+            product(low_grads, kernel, transpose_b=True),
+            product(features, low_grads, transpose_a=True),
+            d_bias,
         )
 
     def forward(rows, kernel, bias):
         """The loss sum and the gradients of rows, kernel and bias."""
+        if low is not None:
+            # Rounded once here rather than in every chunk's products.
+            rows, kernel = tf.cast(rows, low), tf.cast(kernel, low)
         num_rows = tf.shape(rows)[0]
         loss_sum, d_rows, d_kernel, d_bias = chunk(
             rows, 0, tf.minimum(chunk_rows, num_rows), kernel, bias
         )
         num_chunks = (num_rows + chunk_rows - 1) // chunk_rows
         later_rows = tf.TensorArray(
-            rows.dtype,
+            tf.float32,
             size=tf.maximum(num_chunks - 1, 0),
             infer_shape=False,
             element_shape=tf.TensorShape([None, rows.shape[1]]),
@@ -221,8 +266,15 @@ def linear_cross_entropy_sum(
         return loss_sum, (d_rows, d_kernel, d_bias)
 
     inputs = (rows, kernel, bias) if with_bias else (rows, kernel)
+    padded = tf.stop_gradient(rows)
+    if row_multiple > 1:
+        extra = -num_valid % row_multiple
+        padded = tf.pad(padded, [[0, extra], [0, 0]])
+        labels = tf.pad(labels, [[0, extra]])
     # Nothing of the forward pass is taped: its gradients are computed.
-    loss_sum, grads = forward(*(tf.stop_gradient(x) for x in (rows, kernel, bias)))
+    loss_sum, grads = forward(padded, tf.stop_gradient(kernel), tf.stop_gradient(bias))
+    if row_multiple > 1:
+        grads = (grads[0][:num_valid],) + grads[1:]
     # `linear - stop_gradient(linear)` is exactly 0 and has the gradients
     # `grads` (times the upstream scalar) with respect to `inputs`.
     linear = tf.add_n(
@@ -372,11 +424,11 @@ def projected_sequence_loss(
       row_multiple: `project_fn` sees N rounded up to a multiple of this
         (zero rows, left out of the loss), so that it meets fewer shapes
         (see `Decoder.projection_row_multiple`).
-      output_layer: None, or the last output layer, an affine float32
+      output_layer: None, or the last output layer, an affine
         `OutputProjection` (see `Decoder.fused_output`): then `project_fn`
-        gives its [N, H] inputs, and its product is taken with the
-        cross-entropy, in chunks, gradients included
-        (`linear_cross_entropy_sum`; for training only).
+        gives its [N, H] inputs, and its product (in the layer's training
+        `product_dtype`) is taken with the cross-entropy, in chunks,
+        gradients included (`linear_cross_entropy_sum`; for training only).
 
     Returns:
       `(loss_sum, num_tokens)`, float32 scalars.
@@ -392,7 +444,11 @@ def projected_sequence_loss(
         if output_layer is not None and tracing_for_xla():
             # XLA wants static slices; its product and loss are unchunked.
             hidden_fn, layer = project_fn, output_layer
-            project_fn, output_layer = (lambda x: layer(hidden_fn(x))), None
+
+            def project_fn(x):
+                return layer(hidden_fn(x), training=True)
+
+            output_layer = None
         if output_layer is not None:
             hidden = tf.cast(project_fn(rows), tf.float32)
             if not output_layer.built:
@@ -407,6 +463,8 @@ def projected_sequence_loss(
                 ),
                 labels,
                 label_smoothing,
+                product_dtype=output_layer.product_dtype(training=True),
+                row_multiple=row_multiple,
             )
             return loss_sum, tf.cast(num_rows, tf.float32)
         if row_multiple > 1:

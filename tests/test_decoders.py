@@ -674,8 +674,8 @@ def test_no_input_feeding_with_scheduled_sampling_falls_back_to_stepping():
 )
 def test_fused_output_splits_project_at_the_logits_layer(make):
     """In training the output layers split into `hidden_fn` and the last,
-    affine layer, whose composition is `project`; outside training, or with
-    a bfloat16 product, there is nothing to fuse."""
+    affine layer, whose composition is `project` (its product in bfloat16
+    too); outside training there is nothing to fuse."""
     decoder = make("train")
     memory = decoder.prepare_memory(_encoder_output())
     state = decoder.initial_state(memory, _random_cell_state(decoder))
@@ -691,4 +691,5 @@ def test_fused_output_splits_project_at_the_logits_layer(make):
     assert decoder.fused_output(training=False) is None
     assert make("eval").fused_output() is None
     decoder.logits_layer.training_dtype = "bfloat16"
-    assert decoder.fused_output(training=True) is None
+    assert decoder.fused_output(training=True)[1] is decoder.logits_layer
+    assert decoder.logits_layer.product_dtype(training=True) == "bfloat16"

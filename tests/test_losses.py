@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from seq2seq import losses
+from seq2seq.tracing import xla_tracing
 
 
 def _ce(logits_row, target):
@@ -349,50 +350,161 @@ def test_linear_cross_entropy_sum_matches_the_unfused_loss(
         np.testing.assert_allclose(single, by_hand, rtol=1e-5)
 
 
-@pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_projected_loss_with_the_output_layer_fused_equals_the_unfused(smoothing):
+@pytest.mark.parametrize(
+    "smoothing, training_dtype",
+    [(0.0, None), (0.1, None), (0.0, "bfloat16"), (0.1, "bfloat16")],
+)
+def test_projected_loss_with_the_output_layer_fused_equals_the_unfused(
+    smoothing, training_dtype
+):
     """`output_layer`: `project_fn` gives the layer's inputs and the loss
     takes the layer's product itself, with the same loss, count and
-    gradients (the layer's variables included) as projecting through it."""
+    gradients (the layer's variables included) as projecting through it,
+    its training product in bfloat16 too (then up to bfloat16's rounding
+    of the gradient products, summed in another order)."""
     from seq2seq.layers.output_projection import OutputProjection
 
     rng = np.random.default_rng(5)
     batch, time, depth, hidden, vocab = 3, 5, 4, 6, 11
     features = tf.constant(rng.normal(size=(batch, time, depth)), tf.float32)
     mix = tf.Variable(rng.normal(size=(depth, hidden)), dtype=tf.float32)
-    layer = OutputProjection(vocab, training_dtype=None)
+    layer = OutputProjection(vocab, training_dtype=training_dtype)
     targets = tf.constant(rng.integers(0, vocab, size=(batch, time)), tf.int32)
     lengths = tf.constant([5, 2, 0])
+    multiple = layer.row_multiple(training=True)
+    assert multiple == (1 if training_dtype is None else 16)
 
     def hidden_fn(x):
         return tf.tanh(tf.linalg.matmul(x, mix))
 
     assert layer.is_affine(training=True)
+    assert layer.product_dtype(training=True) == training_dtype
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(features)
         fused = losses.projected_sequence_loss(
-            features, hidden_fn, targets, lengths, smoothing, output_layer=layer
+            features,
+            hidden_fn,
+            targets,
+            lengths,
+            smoothing,
+            row_multiple=multiple,
+            output_layer=layer,
         )
         unfused = losses.projected_sequence_loss(
-            features, lambda x: layer(hidden_fn(x)), targets, lengths, smoothing
+            features,
+            lambda x: layer(hidden_fn(x), training=True),
+            targets,
+            lengths,
+            smoothing,
+            row_multiple=multiple,
         )
     assert fused[1].numpy() == unfused[1].numpy() == 7.0
     np.testing.assert_allclose(fused[0], unfused[0], rtol=1e-6)
+    # Traced for XLA the loss is unchunked, in the layer's training dtype.
+    with xla_tracing():
+        compiled = losses.projected_sequence_loss(
+            features,
+            hidden_fn,
+            targets,
+            lengths,
+            smoothing,
+            row_multiple=multiple,
+            output_layer=layer,
+        )
+    np.testing.assert_allclose(compiled[0], unfused[0], rtol=1e-6)
+    tolerance = 1e-5 if training_dtype is None else 1e-2
     for source in [features, mix] + layer.trainable_variables:
         np.testing.assert_allclose(
             tape.gradient(fused[0], source),
             tape.gradient(unfused[0], source),
-            rtol=1e-5,
-            atol=1e-6,
+            rtol=tolerance,
+            atol=tolerance / 10,
         )
 
 
-def test_only_an_affine_float32_output_layer_is_fused():
+def test_a_linear_output_layer_is_fused_in_its_training_product_dtype():
     from seq2seq.layers.output_projection import OutputProjection
 
-    assert OutputProjection(5, training_dtype=None).is_affine(training=True)
+    plain = OutputProjection(5, training_dtype=None)
+    assert plain.is_affine(training=True) and plain.product_dtype(True) is None
     low = OutputProjection(5, training_dtype="bfloat16")
-    assert not low.is_affine(training=True) and low.is_affine(training=False)
+    assert low.is_affine(training=True) and low.is_affine(training=False)
+    assert low.product_dtype(training=True) == "bfloat16"
+    assert low.product_dtype(training=False) is None
     assert not OutputProjection(5, training_dtype=None, activation="softmax").is_affine(
         training=False
     )
+
+
+@pytest.mark.parametrize("rows", [0, 5, 12, 13])
+@pytest.mark.parametrize("row_multiple", [4, 16])
+def test_linear_cross_entropy_sum_pads_its_products_rows(
+    rows, row_multiple, monkeypatch
+):
+    """`row_multiple` (a divisor of `chunk_rows`): every product sees a
+    multiple of it rows (zero rows added), and the loss and the gradients
+    are those without padding."""
+    features, kernel, bias, labels = _linear_case(rows, 0.2, True)
+    sources = [features, kernel, bias]
+
+    def loss_and_grads(**kwargs):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            loss = 1.5 * losses.linear_cross_entropy_sum(
+                features,
+                kernel,
+                bias,
+                labels,
+                0.2,
+                chunk_rows=2 * row_multiple,
+                **kwargs,
+            )
+        return loss, tape.gradient(loss, sources)
+
+    want_loss, want_grads = loss_and_grads()
+    seen = []
+    matmul = tf.matmul
+
+    def spy(a, b, **kwargs):
+        seen.append(a.shape[0])  # the rows, whether transposed or not
+        return matmul(a, b, **kwargs)
+
+    monkeypatch.setattr(tf, "matmul", spy)
+    got_loss, got_grads = loss_and_grads(row_multiple=row_multiple)
+    monkeypatch.undo()
+    padded = -(-rows // row_multiple) * row_multiple
+    assert seen and all(n % row_multiple == 0 for n in seen)
+    assert sum(seen) == 3 * padded  # each row in one chunk's three products
+    np.testing.assert_allclose(got_loss, want_loss, rtol=1e-6)
+    assert got_grads[0].shape == (rows, 6)
+    for got, want in zip(got_grads, want_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_linear_cross_entropy_sum_in_bfloat16_rounds_the_products():
+    """`product_dtype="bfloat16"`: the loss is that of logits from the
+    bfloat16-rounded rows and kernel (the product rounded to bfloat16), and
+    the gradients are within bfloat16's rounding of float32's."""
+    features, kernel, bias, labels = _linear_case(40, 0.0, True, depth=16, vocab=50)
+    sources = [features, kernel, bias]
+
+    def loss_and_grads(dtype):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            loss = losses.linear_cross_entropy_sum(
+                features, kernel, bias, labels, chunk_rows=16, product_dtype=dtype
+            )
+        return loss, tape.gradient(loss, sources)
+
+    low_loss, low_grads = loss_and_grads("bfloat16")
+    f32_loss, f32_grads = loss_and_grads(None)
+
+    def rounded(x):
+        return tf.cast(tf.cast(x, tf.bfloat16), tf.float32)
+
+    logits = rounded(rounded(features) @ rounded(kernel)) + bias
+    by_hand = sum(_ce(row, int(label)) for row, label in zip(logits.numpy(), labels))
+    np.testing.assert_allclose(low_loss, by_hand, rtol=1e-5)
+    assert abs(float(low_loss) - float(f32_loss)) > 1e-4  # it did round
+    for low, full in zip(low_grads, f32_grads):
+        np.testing.assert_allclose(low, full, rtol=0.05, atol=0.02)

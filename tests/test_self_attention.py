@@ -523,9 +523,9 @@ def test_training_loss_fuses_the_output_layer(vocab_file, monkeypatch):
     rows = tf.random.normal([3, 8])
     np.testing.assert_array_equal(hidden_fn(rows).numpy(), rows.numpy())
     assert decoder.fused_output(training=False) is None
-    # A bfloat16 product is the layer's own, so nothing is fused then.
+    # A bfloat16 product is fused too: the loss takes it in bfloat16.
     decoder.logits_layer.training_dtype = "bfloat16"
-    assert decoder.fused_output(training=True) is None
+    assert decoder.fused_output(training=True)[1] is decoder.logits_layer
     decoder.logits_layer.training_dtype = None
     monkeypatch.setattr(decoder, "fused_output", lambda training=None: None)
     plain = loss_and_grads()

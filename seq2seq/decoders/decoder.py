@@ -231,17 +231,18 @@ class Decoder(Configurable, CompositeLayer):
     def fused_output(self, training=None):
         """`(hidden_fn, layer)` such that `project(x, training) ==
         layer(hidden_fn(x))`, where `layer` is an `OutputProjection` whose
-        float32 `rows @ kernel + bias` a training loss may compute itself,
-        with its cross-entropy (`losses.linear_cross_entropy_sum`); None
-        when the output layers are not of that form, or not training."""
+        `rows @ kernel + bias` (its product in `layer.product_dtype`) a
+        training loss may compute itself, with its cross-entropy
+        (`losses.linear_cross_entropy_sum`); None when the output layers are
+        not of that form, or not training."""
         del training
         return None
 
     def _fused_logits_layer(self, hidden_fn, training):
         """What `fused_output` returns for a decoder whose `project(x,
         training)` is `self.logits_layer(hidden_fn(x))` in training:
-        `(hidden_fn, self.logits_layer)` when training with a float32
-        product, else None."""
+        `(hidden_fn, self.logits_layer)` when training with an affine
+        logits layer, else None."""
         if not is_training(training, self.mode):
             return None
         if not self.logits_layer.is_affine(training=True):

@@ -364,9 +364,9 @@ class SelfAttentionDecoder(Decoder):
         return self.logits_layer(features, training=is_training(training, self.mode))
 
     def fused_output(self, training=None):
-        """`(identity, logits_layer)` in training with a float32 product: the
-        training loss then computes the output layer's product itself, in
-        chunks (`losses.linear_cross_entropy_sum`)."""
+        """`(identity, logits_layer)` in training: the training loss then
+        computes the output layer's product itself, in chunks
+        (`losses.linear_cross_entropy_sum`)."""
         return self._fused_logits_layer(_identity, training)
 
     def sampling_state(self, state, memory, num_steps):

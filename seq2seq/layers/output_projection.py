@@ -12,10 +12,13 @@ arithmetic in the recurrences (Keras's `mixed_bfloat16` policy) is no
 faster there (docs/performance.md).
 
 The variables, their gradients as the optimizer sees them, evaluation and
-decoding stay float32: outside training the layer is a plain `Dense`.
+decoding stay float32: outside training the layer is a plain `Dense`. A
+decoder's training loss usually takes the product itself, in chunks, with
+its gradients (`losses.linear_cross_entropy_sum`, told the dtype by
+`product_dtype`), rounding the same operands and results as `call`.
 
 TensorFlow's bfloat16 product on a CPU keeps about 0.8 MB for every row
-count N it meets (its float32 product keeps nothing), and the rows of a
+count N it meets (its float32 product little), and the rows of a
 training loss (the target tokens of a batch) take hundreds of counts: 120
 MB more after 360 steps of nmt_small. Such a layer asks the loss for rows padded to a
 multiple of `ROW_MULTIPLE` (`row_multiple`), which kept it below float32's
@@ -76,11 +79,15 @@ class OutputProjection(keras.layers.Dense):
         return ROW_MULTIPLE if training and self.training_dtype is not None else 1
 
     def is_affine(self, training):
-        """Whether `call(x, training)` is the float32 `x @ kernel + bias`
-        alone (no lower-precision product, no activation)."""
-        lower = training and self.training_dtype is not None
-        linear = self.activation in (None, keras.activations.linear)
-        return not lower and linear
+        """Whether `call(x, training)` is `x @ kernel + bias` alone (no
+        activation), its product in `product_dtype(training)`."""
+        del training
+        return self.activation in (None, keras.activations.linear)
+
+    def product_dtype(self, training):
+        """The dtype of `call(x, training)`'s product: `training_dtype`
+        while training, else None (float32)."""
+        return self.training_dtype if training else None
 
     def call(self, inputs, training=None):
         """[..., F] features -> [..., V] float32 logits."""
