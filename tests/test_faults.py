@@ -70,14 +70,14 @@ class Run:
     def steps(self):
         return [int(s) for s in STEP_LINE.findall(self.text())]
 
-    def wait_for(self, predicate, timeout=240):
+    def wait_for(self, predicate, timeout=240, interval=0.05):
         deadline = time.time() + timeout
         while time.time() < deadline:
             if predicate():
                 return
             if self.process.poll() is not None:
                 raise AssertionError(f"exited early:\n{self.text()[-3000:]}")
-            time.sleep(0.05)
+            time.sleep(interval)
         raise AssertionError(f"timed out:\n{self.text()[-3000:]}")
 
     def finish(self, timeout=240):
@@ -145,7 +145,9 @@ def test_sigterm_sigint_and_kill_during_save_then_resume(toy_data, tmp_path):
     run = Run(args, tmp_path / "3.log")
     run.wait_for(lambda: len(run.steps()) >= 2)
     temp = re.compile(r"^ckpt-\d+_temp$")
-    run.wait_for(lambda: any(temp.match(n) for n in os.listdir(out)))
+    # A save's temp dir lives for about 35-55 ms (measured on a 2-core
+    # machine): polled every 50 ms, the six saves left could all slip by.
+    run.wait_for(lambda: any(temp.match(n) for n in os.listdir(out)), interval=0.001)
     run.process.kill()
     assert run.finish() == -signal.SIGKILL
     assert _restored(run.text()) == stopped
