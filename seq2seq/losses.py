@@ -191,10 +191,10 @@ def linear_cross_entropy_sum(
     low = None if product_dtype is None else tf.as_dtype(product_dtype)
 
     def product(a, b, **kwargs):
-        """float32 `a @ b`, its operands and result rounded to `low` if set."""
+        """float32 `a @ b` of operands already in `low` (if set), the result
+        rounded to `low` first."""
         if low is None:
             return tf.matmul(a, b, **kwargs)
-        a, b = tf.cast(a, low), tf.cast(b, low)
         return tf.cast(tf.matmul(a, b, **kwargs), tf.float32)
 
     def chunk(rows, start, size, kernel, bias):
@@ -266,11 +266,7 @@ def linear_cross_entropy_sum(
         return loss_sum, (d_rows, d_kernel, d_bias)
 
     inputs = (rows, kernel, bias) if with_bias else (rows, kernel)
-    padded = tf.stop_gradient(rows)
-    if row_multiple > 1:
-        extra = -num_valid % row_multiple
-        padded = tf.pad(padded, [[0, extra], [0, 0]])
-        labels = tf.pad(labels, [[0, extra]])
+    padded, labels = _pad_rows(tf.stop_gradient(rows), labels, row_multiple)
     # Nothing of the forward pass is taped: its gradients are computed.
     loss_sum, grads = forward(padded, tf.stop_gradient(kernel), tf.stop_gradient(bias))
     if row_multiple > 1:
@@ -281,6 +277,15 @@ def linear_cross_entropy_sum(
         [tf.reduce_sum(x * tf.stop_gradient(g)) for x, g in zip(inputs, grads)]
     )
     return tf.stop_gradient(loss_sum) + (linear - tf.stop_gradient(linear))
+
+
+def _pad_rows(rows, labels, multiple):
+    """[N, F] rows and [N] labels with zero rows (label 0) appended up to
+    the next multiple of `multiple` (a Python int; 1: unchanged)."""
+    if multiple <= 1:
+        return rows, labels
+    extra = -tf.shape(rows)[0] % multiple
+    return tf.pad(rows, [[0, extra], [0, 0]]), tf.pad(labels, [[0, extra]])
 
 
 def _subtract_at_labels(values, labels, amounts):
@@ -467,10 +472,7 @@ def projected_sequence_loss(
                 row_multiple=row_multiple,
             )
             return loss_sum, tf.cast(num_rows, tf.float32)
-        if row_multiple > 1:
-            extra = -num_rows % row_multiple
-            rows = tf.pad(rows, [[0, extra], [0, 0]])
-            labels = tf.pad(labels, [[0, extra]])
+        rows, labels = _pad_rows(rows, labels, row_multiple)
         logits = tf.cast(project_fn(rows), tf.float32)
         losses = _token_losses(logits, labels, label_smoothing)
         if row_multiple > 1:

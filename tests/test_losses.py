@@ -377,11 +377,8 @@ def test_projected_loss_with_the_output_layer_fused_equals_the_unfused(
     def hidden_fn(x):
         return tf.tanh(tf.linalg.matmul(x, mix))
 
-    assert layer.is_affine(training=True)
-    assert layer.product_dtype(training=True) == training_dtype
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(features)
-        fused = losses.projected_sequence_loss(
+    def fused_loss():
+        return losses.projected_sequence_loss(
             features,
             hidden_fn,
             targets,
@@ -390,6 +387,12 @@ def test_projected_loss_with_the_output_layer_fused_equals_the_unfused(
             row_multiple=multiple,
             output_layer=layer,
         )
+
+    assert layer.is_affine(training=True)
+    assert layer.product_dtype(training=True) == training_dtype
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(features)
+        fused = fused_loss()
         unfused = losses.projected_sequence_loss(
             features,
             lambda x: layer(hidden_fn(x), training=True),
@@ -402,15 +405,7 @@ def test_projected_loss_with_the_output_layer_fused_equals_the_unfused(
     np.testing.assert_allclose(fused[0], unfused[0], rtol=1e-6)
     # Traced for XLA the loss is unchunked, in the layer's training dtype.
     with xla_tracing():
-        compiled = losses.projected_sequence_loss(
-            features,
-            hidden_fn,
-            targets,
-            lengths,
-            smoothing,
-            row_multiple=multiple,
-            output_layer=layer,
-        )
+        compiled = fused_loss()
     np.testing.assert_allclose(compiled[0], unfused[0], rtol=1e-6)
     tolerance = 1e-5 if training_dtype is None else 1e-2
     for source in [features, mix] + layer.trainable_variables:
