@@ -350,3 +350,58 @@ def test_fused_adam_is_the_default_and_trains_like_keras_adam(toy_data, tmp_path
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
         moved = max(moved, float(np.abs(a.numpy() - start).max()))
     assert moved > 1e-3
+
+
+def test_full_batches_run_an_update_traced_with_their_size(toy_data, tmp_path):
+    fixed = make_trainer(toy_data, str(tmp_path / "fixed"), 10, with_dev=False)
+    free = make_trainer(toy_data, str(tmp_path / "free"), 10, with_dev=False)
+    size = fixed.config.batch_size
+    batches = [next(fixed._iterator) for _ in range(3)]
+    assert all(b["source_ids"].shape[0] == size for b in batches)
+    # The last batch of a bucket or an epoch is shorter.
+    batches.append({key: value[: size - 3] for key, value in batches[0].items()})
+    fixed._build(batches[0])
+    free._build(batches[0])
+    _copy_weights(fixed, free)
+    spec = fixed.train_dataset.element_spec
+    static = fixed._make_train_step(spec)
+    assert static.step.batch_size == size
+    dynamic = TrainStep(
+        free.model,
+        free.optimizer,
+        spec,
+        seed=fixed.config.tf_random_seed,
+        fused_optimizer=static.step.fused_optimizer,
+    )
+    assert dynamic.batch_size is None and dynamic.update_full is None
+    for batch in batches:
+        got, want = static(batch), dynamic(batch)
+        np.testing.assert_allclose(float(got["loss"]), float(want["loss"]), rtol=1e-5)
+        np.testing.assert_allclose(
+            float(got["global_norm"]), float(want["global_norm"]), rtol=1e-4
+        )
+    for a, b in zip(fixed.model.weights, free.model.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6)
+    # Three full batches share one trace with the batch size in its shapes;
+    # the short one ran the update whose shapes are unknown.
+    full, other = static.step.update_full, static.step.update
+    assert full.experimental_get_tracing_count() == 1
+    assert other.experimental_get_tracing_count() == 1
+    (features, *_), _ = full.get_concrete_function().structured_input_signature
+    assert features["source_ids"].shape.as_list() == [size, None]
+    (features, *_), _ = other.get_concrete_function().structured_input_signature
+    assert features["source_ids"].shape.as_list() == [None, None]
+
+
+def test_token_batching_and_xla_keep_one_update(toy_data, tmp_path):
+    for name, run in [
+        ("tokens", {"batch_type": "tokens"}),
+        ("xla", {"jit_compile": True}),
+    ]:
+        trainer = make_trainer(
+            toy_data, str(tmp_path / name), 10, with_dev=False, **run
+        )
+        batch = next(trainer._iterator)
+        trainer._build(batch)
+        step = trainer._make_train_step(trainer.train_dataset.element_spec).step
+        assert step.batch_size is None and step.update_full is None

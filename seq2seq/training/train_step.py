@@ -265,6 +265,15 @@ class TrainStep:
         `fused_adam.apply_gradients` (the same update and variables, one
         kernel per variable) where `fused_adam.supports` the optimizer and
         training is not distributed; otherwise `optimizer.apply_gradients`.
+      batch_size: The rows of a full batch with fixed-size batching, or None
+        (token batching). A full batch then runs a second compiled update
+        (`update_full`, `accumulate_full`) traced with that leading
+        dimension, so that the graph optimizer folds the shape arithmetic of
+        every step of the model's loops (4-6% fewer CPU-seconds per step of
+        nmt_small on the real corpus, docs/performance.md); the other
+        batches (the last of a bucket or of an epoch) run `update`, whose
+        dimensions are all unknown. Ignored under a distribution strategy
+        and with `jit_compile` (XLA compiles each shape anyway).
     """
 
     def __init__(
@@ -279,6 +288,7 @@ class TrainStep:
         seed=0,
         dense_gradients=None,
         fused_optimizer=False,
+        batch_size=None,
     ):
         self.model = model
         self.optimizer = optimizer
@@ -332,6 +342,23 @@ class TrainStep:
         self.accumulate = tf.function(
             self._accumulate, input_signature=signature, autograph=False
         )
+        self.batch_size = None
+        self.update_full = self.accumulate_full = None
+        if batch_size and not self.distributed and not self.jit_compile:
+            self.batch_size = int(batch_size)
+            full = [
+                {
+                    key: tf.TensorSpec([self.batch_size, *value.shape[1:]], value.dtype)
+                    for key, value in spec.items()
+                },
+                *signature[1:],
+            ]
+            self.update_full = tf.function(
+                self._update, input_signature=full, autograph=False
+            )
+            self.accumulate_full = tf.function(
+                self._accumulate, input_signature=full, autograph=False
+            )
 
     # ----------------------------------------------------------- replica
 
@@ -472,6 +499,13 @@ class TrainStep:
 
     # ------------------------------------------------------------- host
 
+    def _full(self, batch):
+        """Whether `batch` runs the updates traced for full batches."""
+        return (
+            self.batch_size is not None
+            and batch["source_ids"].shape[0] == self.batch_size
+        )
+
     def __call__(self, batches, sampling_probability=0.0, gradients=False):
         """Runs one update on `batches` (a list of `accumulation_steps` host
         batches, or one batch).
@@ -501,12 +535,13 @@ class TrainStep:
         probability = tf.cast(sampling_probability, tf.float32)
         accumulated = {}
         for index, batch in enumerate(batches[:-1]):
-            metrics = self.accumulate(
+            accumulate = self.accumulate_full if self._full(batch) else self.accumulate
+            metrics = accumulate(
                 select_ids(batch), normalizer_t, probability, tf.constant(index)
             )
             for key, value in metrics.items():
                 accumulated[key] = accumulated.get(key, 0.0) + float(value)
-        update = self.update
+        update = self.update_full if self._full(batches[-1]) else self.update
         if gradients:
             if self._update_with_gradients is None:
                 self._update_with_gradients = tf.function(

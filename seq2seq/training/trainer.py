@@ -355,6 +355,10 @@ class Trainer:
             jit_compile=self.config.jit_compile,
             seed=self.config.tf_random_seed,
             fused_optimizer=self.config.fused_optimizer,
+            # Token batching gives batches of every size.
+            batch_size=(
+                self.config.batch_size if self.config.batch_type == "examples" else None
+            ),
         )
 
         def train_step(batches, sampling_probability=None, gradients=False):
@@ -362,7 +366,6 @@ class Trainer:
                 sampling_probability = self.sampling_probability()
             return step(batches, sampling_probability, gradients=gradients)
 
-        train_step.compiled = step.update
         train_step.step = step
         return train_step
 
