@@ -269,7 +269,7 @@ class TrainStep:
         (token batching). A full batch then runs a second compiled update
         (`update_full`, `accumulate_full`) traced with that leading
         dimension, so that the graph optimizer folds the shape arithmetic of
-        every step of the model's loops (4-6% fewer CPU-seconds per step of
+        every step of the model's loops (4-14% less CPU time per step of
         nmt_small on the real corpus, docs/performance.md); the other
         batches (the last of a bucket or of an epoch) run `update`, whose
         dimensions are all unknown. Ignored under a distribution strategy
