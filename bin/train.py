@@ -455,28 +455,52 @@ def main(argv):
     # first write until the run ends (normally, on an error or a signal).
     existed = os.path.isdir(output_dir)
     options_path = os.path.join(output_dir, TRAIN_OPTIONS_FILENAME)
-    wrote_options = False
+    undo_options = False
+    previous_options = None  # The file's bytes before this run, if any.
     lock = run_dir.lock_output_dir(output_dir) if is_chief else contextlib.nullcontext()
     try:
         with lock:
             if is_chief:
-                wrote_options = not os.path.exists(options_path)
+                undo_options = True
+                previous_options = _read_if_exists(options_path)
                 trainer_lib.check_and_write_train_options(train_options, output_dir)
                 logging.info("Writing to %s", output_dir)
             trainer = _make_trainer(
                 values, train_options, train_pipeline, dev_pipeline, config, strategy
             )
-            wrote_options = False  # From here on the run owns its files.
+            undo_options = False  # From here on the run owns its files.
             trainer.train()
     except BaseException:
-        # A config error found while building the model (a nested param,
-        # say) leaves output_dir as it found it.
-        if wrote_options:
-            _remove_if_possible(options_path)
-            if not existed:
-                _remove_if_possible(output_dir)
+        # A config error found while building the model or its input (a
+        # nested param, an unknown --batch_type, say) leaves output_dir as it
+        # found it, with an earlier run's train_options.json.
+        if undo_options:
+            if previous_options is not None:
+                _write_if_possible(options_path, previous_options)
+            else:
+                _remove_if_possible(options_path)
+                if not existed:
+                    _remove_if_possible(output_dir)
         raise
     return 0
+
+
+def _read_if_exists(path):
+    """The bytes of file `path`, or None when there is none."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def _write_if_possible(path, data):
+    """Puts `data` back into file `path`; an error leaves it as it is."""
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+    except OSError:
+        pass
 
 
 def _remove_if_possible(path):

@@ -56,6 +56,14 @@ class Row:
 
 
 ROWS = [
+    # bin.train resuming a trained model: a bad flag found while building the
+    # input, after train_options.json was rewritten, puts the earlier run's
+    # file back.
+    Row(
+        "train-batch-type-unknown-resuming",
+        TRAIN + ["--batch_type", "sentences", "--output_dir", "<model>"],
+        ("batch_type", "'sentences'"),
+    ),
     # bin.train: configs, YAML and flags (fail before TensorFlow loads).
     Row(
         "train-model-params-bad-yaml",
