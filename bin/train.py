@@ -495,12 +495,19 @@ def _read_if_exists(path):
 
 
 def _write_if_possible(path, data):
-    """Puts `data` back into file `path`; an error leaves it as it is."""
+    """Puts `data` back into file `path`; an error leaves it as it is.
+
+    Written under a temporary name and renamed, as `TrainOptions.dump`
+    writes, so that a failed write (a full disk) cannot truncate the file.
+    """
+    temporary = path + ".tmp"
     try:
-        with open(path, "wb") as handle:
+        with open(temporary, "wb") as handle:
             handle.write(data)
+        os.replace(temporary, path)
     except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
 
 
 def _remove_if_possible(path):
