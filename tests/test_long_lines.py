@@ -61,6 +61,52 @@ def test_limited_split_is_the_prefix_of_the_full_split(
             assert lengths.numpy().tolist() == [min(len(r), limit) for r in full]
 
 
+def _rules_in_python(line, delimiter, prepend, append, limit):
+    """The tokens of one line by the rules of `text_tokens`, in plain
+    Python: invalid UTF-8 replaced, a final carriage return dropped, split
+    at every character of the delimiter (into characters if it is empty),
+    empty tokens dropped, the special tokens added, the first `limit` kept."""
+    text = line.decode("utf-8", errors="replace")
+    if text.endswith("\r"):
+        text = text[:-1]
+    if delimiter:
+        for other in delimiter[1:]:
+            text = text.replace(other, delimiter[0])
+        tokens = [token for token in text.split(delimiter[0]) if token]
+    else:
+        tokens = list(text)
+    tokens = [prepend] * bool(prepend) + tokens + [append] * bool(append)
+    return [token.encode() for token in tokens[:limit]]
+
+
+@pytest.mark.parametrize("delimiter", [" ", ",; ", "", "\\", "\u7b11"])
+def test_split_follows_the_rules(monkeypatch, delimiter):
+    rng = random.Random(7)
+    pieces = ["a", "bc", " ", "  ", ",", ";", "\\", "\u7b11", "\u00e9", "\r"]
+    lines = (
+        TRICKY_LINES
+        + LONG_LINES
+        + [
+            "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30))).encode()
+            for _ in range(40)
+        ]
+    )
+    texts = tf.constant(lines)
+    for prefix_bytes in (2, ip.PREFIX_BYTES_PER_TOKEN):
+        monkeypatch.setattr(text_tokens, "PREFIX_BYTES_PER_TOKEN", prefix_bytes)
+        for prepend, append in [(None, None), (None, "END"), ("START", "END")]:
+            for limit in [None, 1, 2, 3, 7, 40]:
+                tokens, lengths = ip.split_tokens_batch(
+                    texts, delimiter, prepend, append, max_tokens=limit
+                )
+                want = [
+                    _rules_in_python(line, delimiter, prepend, append, limit)
+                    for line in lines
+                ]
+                assert tokens.to_list() == want, (prepend, append, limit)
+                assert lengths.numpy().tolist() == [len(row) for row in want]
+
+
 def test_limited_split_of_one_line_gives_its_first_tokens():
     line = " ".join(f"t{i}" for i in range(100_000))
     tokens, length = ip.split_tokens(

@@ -84,26 +84,102 @@ def split_tokens_batch(
       and the [N] tf.int32 row lengths.
     """
     limit = max_tokens if max_tokens is not None and max_tokens > 0 else None
+    # The line tokens that can survive the cut to `limit`.
+    wanted = None if limit is None else max(limit - (prepend_token is not None), 0)
     if not isinstance(delimiter, str):
-        tokens = delimiter.tokenize(_clean_lines(texts, ""))
+        pieces = delimiter.tokenize(_clean_lines(texts, ""))
     elif limit is None:
-        tokens = _split_lines(texts, delimiter)
+        pieces = _all_pieces(texts, delimiter)
     else:
-        # The line tokens that can survive the cut to `limit`.
-        wanted = max(limit - (prepend_token is not None), 0)
-        tokens = _first_tokens(texts, delimiter, wanted)
-    count = tf.shape(texts)[0]
-    pieces = []
-    if prepend_token is not None:
-        pieces.append(tf.RaggedTensor.from_tensor(tf.fill([count, 1], prepend_token)))
-    pieces.append(tokens)
+        pieces = _first_pieces(texts, delimiter, wanted)
+    return _finish_rows(
+        pieces,
+        drop_empty=isinstance(delimiter, str),
+        wanted=wanted,
+        prepend_token=prepend_token,
+        append_token=append_token,
+    )
+
+
+# The helpers below work on the flat values and row indices of the ragged
+# tokens rather than with ragged ops (boolean masks, slices, concatenations):
+# the result is the same in a graph of a quarter of the ops (about 200
+# instead of 750 with a token limit). Graph size is what counts here: every
+# `tf.data` iterator optimizes its map functions again when it starts, which
+# took longer than parsing a thousand short lines.
+
+
+def _finish_rows(pieces, drop_empty, wanted, prepend_token, append_token):
+    """The tokens of each row with the special tokens added.
+
+    Args:
+      pieces: [N, None] ragged tf.string, each row's pieces in order.
+      drop_empty: Whether empty pieces are dropped.
+      wanted: Keep at most this many pieces per row (a Python int, before
+        the special tokens), or None for all.
+      prepend_token, append_token: As for `split_tokens_batch`. With
+        `wanted`, the appended token is kept only in rows of fewer than
+        `wanted` pieces: in the others the cut to the limit removes it.
+
+    Returns:
+      `(tokens [N, None] ragged tf.string, lengths [N] tf.int32)`.
+    """
+    values = pieces.flat_values
+    rows = pieces.value_rowids()
+    count = pieces.nrows()
+    kept = (
+        tf.cast(tf.strings.length(values) > 0, tf.int64)
+        if drop_empty
+        else tf.ones_like(rows)
+    )
+    lengths = tf.math.unsorted_segment_sum(kept, rows, count)
+    # Each piece's position among the kept pieces of its row.
+    positions = tf.cumsum(kept, exclusive=True) - tf.gather(
+        tf.cumsum(lengths, exclusive=True), rows
+    )
+    keep = kept > 0
+    if wanted is not None:
+        keep &= positions < wanted
+        lengths = tf.minimum(lengths, wanted)
+    if drop_empty or wanted is not None:
+        chosen = _indices_where(keep)
+        values, rows, positions = (
+            tf.gather(x, chosen) for x in (values, rows, positions)
+        )
+    offset = int(prepend_token is not None)
+    total = lengths + offset
     if append_token is not None:
-        pieces.append(tf.RaggedTensor.from_tensor(tf.fill([count, 1], append_token)))
-    if len(pieces) > 1:
-        tokens = tf.concat(pieces, axis=1)
-    if limit is not None:
-        tokens = tokens[:, :limit]
-    return tokens, tf.cast(tokens.row_lengths(), tf.int32)
+        if wanted is None:
+            ending = None
+            total += 1
+        else:
+            # Rows cut to `wanted` tokens have no room left for it.
+            room = lengths < wanted
+            ending = _indices_where(room)
+            total += tf.cast(room, tf.int64)
+    starts = tf.cumsum(total, exclusive=True)
+    indices = [tf.gather(starts, rows) + positions + offset]
+    parts = [values]
+    if prepend_token is not None:
+        indices.append(starts)
+        parts.append(tf.fill(tf.shape(starts), prepend_token))
+    if append_token is not None:
+        ends = starts + lengths + offset
+        if ending is not None:
+            ends = tf.gather(ends, ending)
+        indices.append(ends)
+        parts.append(tf.fill(tf.shape(ends), append_token))
+    if len(parts) > 1:
+        # (Its indices are int32: a batch holds fewer than 2**31 tokens.)
+        values = tf.dynamic_stitch([tf.cast(i, tf.int32) for i in indices], parts)
+    tokens = tf.RaggedTensor.from_row_lengths(values, total, validate=False)
+    return tokens, tf.cast(total, tf.int32)
+
+
+def _indices_where(mask):
+    """The [K] int64 indices of the true items of a [N] bool mask (what
+    `tf.boolean_mask` gathers, in fewer ops)."""
+    return tf.reshape(tf.where(mask), [-1])
 
 
 def _clean_lines(texts, delimiter):
@@ -125,19 +201,20 @@ def _clean_lines(texts, delimiter):
     return texts
 
 
-def _split_lines(texts, delimiter):
-    """All tokens of each line: a [N, None] ragged tf.string."""
+def _all_pieces(texts, delimiter):
+    """The pieces of each whole line: [N, None] ragged tf.string, with the
+    empty pieces between repeated delimiters still in."""
     texts = _clean_lines(texts, delimiter)
     if delimiter == "":
         return tf.strings.unicode_split(texts, "UTF-8", errors="replace")
-    tokens = tf.strings.split(texts, sep=delimiter[0])
-    return tf.ragged.boolean_mask(tokens, tf.strings.length(tokens) > 0)
+    return tf.strings.split(texts, sep=delimiter[0])
 
 
-def _leading_tokens(texts, delimiter, count):
-    """The first `count` (at least 1) non-empty tokens of each line, with a
-    delimiter; the split stops after `count` separators, so a long line
-    makes at most `count + 1` strings."""
+def _leading_pieces(texts, delimiter, count):
+    """The first `count` tokens of each line and then the rest of it, as
+    [N, None] ragged pieces (an empty one only for an empty line or after
+    a final delimiter); the split stops after `count` separators, so a long
+    line makes at most `count + 1` strings."""
     texts = _clean_lines(texts, delimiter)
     separator = delimiter[0]
     pattern = _re2_literal(separator)
@@ -147,16 +224,18 @@ def _leading_tokens(texts, delimiter, count):
         texts, f"{pattern}+", separator.replace("\\", "\\\\")
     )
     texts = tf.strings.regex_replace(texts, f"^{pattern}", "")
-    pieces = tf.strings.split(texts, sep=separator, maxsplit=count)[:, :count]
-    return tf.ragged.boolean_mask(pieces, tf.strings.length(pieces) > 0)
+    return tf.strings.split(texts, sep=separator, maxsplit=count)
 
 
-def _first_tokens(texts, delimiter, count):
-    """`_split_lines(texts, delimiter)[:, :count]`, reading a bounded prefix
-    of each line where that is enough (see `split_tokens_batch`)."""
+def _first_pieces(texts, delimiter, count):
+    """Pieces of each line whose first `count` non-empty ones are the first
+    `count` tokens of `_all_pieces(texts, delimiter)`, reading a bounded
+    prefix of each line where that is enough (see `split_tokens_batch`)."""
     if count == 0:
         return tf.RaggedTensor.from_row_lengths(
-            tf.zeros([0], tf.string), tf.zeros([tf.shape(texts)[0]], tf.int64)
+            tf.zeros([0], tf.string),
+            tf.zeros([tf.shape(texts)[0]], tf.int64),
+            validate=False,
         )
     # A character takes at most 4 bytes of UTF-8 (an invalid byte becomes
     # one U+FFFD), so a prefix of this many bytes holds the first
@@ -165,21 +244,30 @@ def _first_tokens(texts, delimiter, count):
     if bound > INT32_MAX:
         # Past what string ops take as a length (tens of millions of tokens
         # kept): no prefix helps, split the lines whole.
-        return _split_lines(texts, delimiter)[:, :count]
+        return _all_pieces(texts, delimiter)
     if delimiter == "":
-        return _split_lines(tf.strings.substr(texts, 0, bound), delimiter)[:, :count]
+        return _all_pieces(tf.strings.substr(texts, 0, bound), delimiter)
     # `count + 1` tokens of the prefix: the first `count` are then followed
     # by a separator inside it, so none of them was cut.
-    leading = _leading_tokens(tf.strings.substr(texts, 0, bound), delimiter, count + 1)
-    whole = (tf.strings.length(texts) <= bound) | (leading.row_lengths() > count)
-    leading = tf.ragged.boolean_mask(
-        leading, leading.with_flat_values(tf.repeat(whole, leading.row_lengths()))
-    )[:, :count]
+    leading = _leading_pieces(tf.strings.substr(texts, 0, bound), delimiter, count + 1)
+    values, rows = leading.flat_values, leading.value_rowids()
+    found = tf.math.unsorted_segment_sum(
+        tf.cast(tf.strings.length(values) > 0, tf.int32), rows, leading.nrows()
+    )
+    whole = (tf.strings.length(texts) <= bound) | (found > count)
+    chosen = _indices_where(tf.gather(whole, rows))
     # The other lines are split whole (only up to their first `count`
-    # tokens); a row is empty in one of the two parts, so concatenating the
-    # rows puts each line's tokens together.
-    rest = _leading_tokens(tf.where(whole, "", texts), delimiter, count)
-    return tf.concat([leading, rest], axis=1)
+    # tokens); a row has pieces in only one of the two parts.
+    rest = _leading_pieces(tf.where(whole, "", texts), delimiter, count)
+    values = tf.concat([tf.gather(values, chosen), rest.flat_values], 0)
+    rows = tf.concat([tf.gather(rows, chosen), rest.value_rowids()], 0)
+    order = tf.argsort(rows, stable=True)
+    return tf.RaggedTensor.from_value_rowids(
+        tf.gather(values, order),
+        tf.gather(rows, order),
+        nrows=leading.nrows(),
+        validate=False,
+    )
 
 
 def _re2_literal(char):
