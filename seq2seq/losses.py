@@ -191,8 +191,9 @@ def linear_cross_entropy_sum(
     low = None if product_dtype is None else tf.as_dtype(product_dtype)
 
     def product(a, b, **kwargs):
-        """float32 `a @ b` of operands already in `low` (if set), the result
-        rounded to `low` first."""
+        """`a @ b` as float32, of operands already in `low` (if set) and
+        then taken in `low` (by TensorFlow's kernel: on CPUs with bfloat16
+        dot products the float32 product rounded once)."""
         if low is None:
             return tf.matmul(a, b, **kwargs)
         return tf.cast(tf.matmul(a, b, **kwargs), tf.float32)

@@ -71,10 +71,13 @@ def test_attention_model_learns_to_reverse(tmp_path, feed, project_query):
     trainer = make_trainer(
         data,
         str(tmp_path / "model"),
-        train_steps=600,
+        # At 600 steps the general-score model was still at the knee of its
+        # curve on a CPU with AVX2 only (BLEU 89.8, loss 0.094); at 800 all
+        # three reach BLEU 100 there, with a loss below 0.003.
+        train_steps=800,
         model_params=params,
         metrics=[{"class": "BleuMetricSpec"}],
-        save_checkpoints_steps=600,
+        save_checkpoints_steps=800,
     )
     trainer.train()
     results = trainer.evaluate()
