@@ -495,19 +495,13 @@ def _read_if_exists(path):
 
 
 def _write_if_possible(path, data):
-    """Puts `data` back into file `path`; an error leaves it as it is.
+    """Puts `data` (bytes) back into file `path`; a failed write (a full
+    disk) leaves the file as it is and raises nothing, so that the error
+    being handled is the one reported."""
+    from seq2seq.atomic_write import WRITE_ERRORS, replace_file
 
-    Written under a temporary name and renamed, as `TrainOptions.dump`
-    writes, so that a failed write (a full disk) cannot truncate the file.
-    """
-    temporary = path + ".tmp"
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
+    with contextlib.suppress(*WRITE_ERRORS):
+        replace_file(path, data)
 
 
 def _remove_if_possible(path):

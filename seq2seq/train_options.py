@@ -12,6 +12,7 @@ import os
 
 import tensorflow as tf
 
+from seq2seq.atomic_write import replace_file
 from seq2seq.data.vocab import file_checksum
 from seq2seq.errors import DataError, UserError
 
@@ -219,20 +220,14 @@ class TrainOptions:
         )
 
     def dump(self, model_dir):
-        """Writes `train_options.json` (pretty JSON) into `model_dir`.
-
-        The file is written under a temporary name and then renamed, so an
-        existing file is never left half-written.
+        """Writes `train_options.json` (pretty JSON) into `model_dir`,
+        creating it; an existing file is never left half-written
+        (`seq2seq.atomic_write.replace_file`).
         """
-        tf.io.gfile.makedirs(model_dir)
         text = json.dumps(
             self.to_dict(), indent=2, sort_keys=True, default=_json_default
         )
-        path = TrainOptions.path(model_dir)
-        tmp_path = path + ".tmp"
-        with tf.io.gfile.GFile(tmp_path, "w") as handle:
-            handle.write(text + "\n")
-        tf.io.gfile.rename(tmp_path, path, overwrite=True)
+        replace_file(TrainOptions.path(model_dir), text + "\n")
 
     @classmethod
     def load(cls, model_dir):

@@ -85,6 +85,30 @@ def test_attention_model_learns_to_reverse(tmp_path, feed, project_query):
     assert results["loss/teacher_forced"] < 0.1
 
 
+def test_only_the_training_dataset_is_autotuned(toy_data, tmp_path):
+    # The dev set and inference inputs are read once per iterator; their
+    # iterators must not wait for tf.data's autotuning thread when they end
+    # (`batching.read_once`). The training iterator keeps the tuning.
+    from seq2seq.inference import inference
+
+    trainer = make_trainer(toy_data, str(tmp_path / "model"), train_steps=1)
+    assert trainer.train_dataset.options().autotune.enabled is not False
+    assert trainer.dev_dataset.options().autotune.enabled is False
+    pipeline = make_input_pipeline_from_def(
+        text_pipeline(toy_data["dev"]), ModeKeys.INFER, shuffle=False, num_epochs=1
+    )
+    model = trainer.model
+    plain = inference.make_dataset(model, pipeline, 4)
+    by_length = inference.make_sorted_dataset(model, pipeline, 4, sort_window=8)
+    assert plain.options().autotune.enabled is False
+    assert by_length.options().autotune.enabled is False
+    # Nothing else changes: every sentence comes out, once.
+    positions = np.concatenate([p.numpy() for _, p in by_length])
+    assert sorted(positions.tolist()) == list(range(len(positions)))
+    rows = sum(int(batch["source_len"].shape[0]) for batch in plain)
+    assert rows == len(positions) > 8
+
+
 def test_events_and_checkpoints_are_written(toy_data, tmp_path):
     out = str(tmp_path / "model")
     trainer = make_trainer(

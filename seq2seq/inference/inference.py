@@ -341,7 +341,7 @@ def _preprocessed(model, batches):
         return (features, *extra) if extra else features
 
     dataset = batches.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return batching.read_once(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def _strings(array):

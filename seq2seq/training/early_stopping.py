@@ -23,6 +23,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from seq2seq.atomic_write import replace_file
 from seq2seq.errors import UserError
 from seq2seq.run_dir import BEST_DIR, BEST_FILE, best_dir, read_best  # noqa: F401
 
@@ -184,9 +185,7 @@ class BestCheckpointTracker:
             "min_delta": self.min_delta,
             "patience": self.patience,
         }
-        path = os.path.join(best_dir(self.output_dir), BEST_FILE)
-        tf.io.gfile.makedirs(best_dir(self.output_dir))
-        tmp = path + ".tmp"
-        with tf.io.gfile.GFile(tmp, "w") as handle:
-            handle.write(json.dumps(state, indent=2, sort_keys=True) + "\n")
-        tf.io.gfile.rename(tmp, path, overwrite=True)
+        replace_file(
+            os.path.join(best_dir(self.output_dir), BEST_FILE),
+            json.dumps(state, indent=2, sort_keys=True) + "\n",
+        )

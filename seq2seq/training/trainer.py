@@ -299,10 +299,11 @@ class Trainer:
             allow_smaller_final_batch=not training,
             **kwargs,
         )
-        return dataset.map(
+        dataset = dataset.map(
             tf.autograph.experimental.do_not_convert(self.model.preprocess),
             num_parallel_calls=tf.data.AUTOTUNE,
         ).prefetch(tf.data.AUTOTUNE)
+        return dataset if training else batching.read_once(dataset)
 
     def _writing(self, what):
         """`run_dir.writing` for this run's output directory."""
