@@ -9,8 +9,8 @@ renames it over the file: the file holds either its old or its new
 contents, never a mix.
 
 Paths go through `tf.io.gfile`, so cloud storage paths (`gs://...`) work
-too; there the rename is a copy and a delete, which the storage makes
-no less safe than a plain write.
+too, where the rename is the file system's own (on GCS, a copy and a
+delete).
 """
 
 import contextlib
