@@ -191,9 +191,10 @@ def linear_cross_entropy_sum(
     low = None if product_dtype is None else tf.as_dtype(product_dtype)
 
     def product(a, b, **kwargs):
-        """`a @ b` as float32, of operands already in `low` (if set) and
-        then taken in `low` (by TensorFlow's kernel: on CPUs with bfloat16
-        dot products the float32 product rounded once)."""
+        """`a @ b` as float32. With `low` set, `a` and `b` are already in
+        `low` and the product is TensorFlow's `low` matmul, cast up (on
+        CPUs with bfloat16 dot products, the float32 product rounded
+        once)."""
         if low is None:
             return tf.matmul(a, b, **kwargs)
         return tf.cast(tf.matmul(a, b, **kwargs), tf.float32)
