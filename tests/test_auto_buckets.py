@@ -1,11 +1,15 @@
 """Tests for `--buckets auto` (seq2seq.data.auto_buckets)."""
 
+import collections
+import random
+
 import pytest
+import tensorflow as tf
 from test_batching import examples_dataset
 
 from seq2seq.configurable import ModeKeys
 from seq2seq.data import auto_buckets, batching
-from seq2seq.data.input_pipeline import ParallelTextInputPipeline
+from seq2seq.data.input_pipeline import InputPipeline, ParallelTextInputPipeline
 from seq2seq.errors import ConfigError
 
 
@@ -45,12 +49,73 @@ def test_bad_histogram_arguments():
 
 
 def test_length_histogram_counts_every_example():
-    dataset = examples_dataset([1, 3, 3, 2, 5])
-    counts = auto_buckets.length_histogram(dataset, lambda e: e["source_len"])
-    assert counts == [0, 1, 1, 2, 0, 1]
-    assert auto_buckets.length_histogram(
-        dataset, lambda e: e["source_len"], max_examples=2
-    ) == [0, 1, 0, 1]
+    lengths = tf.data.Dataset.from_tensor_slices([1, 3, 3, 2, 5]).batch(2)
+    assert auto_buckets.length_histogram(lengths) == [0, 1, 1, 2, 0, 1]
+    # The first examples only, also within a batch: 1, 3 and 3.
+    assert auto_buckets.length_histogram(lengths, max_examples=3) == [0, 1, 0, 2]
+    assert auto_buckets.length_histogram(lengths, max_examples=2) == [0, 1, 0, 1]
+
+
+def _histogram(pipeline, key_fn, max_source_len=None, max_target_len=None):
+    lengths = batching._lengths_in_file_order(
+        pipeline, key_fn, max_source_len, max_target_len
+    )
+    assert lengths.options().autotune.enabled is False
+    return auto_buckets.length_histogram(lengths)
+
+
+def _by_hand(pairs, key_fn, max_source_len, max_target_len):
+    counts = collections.Counter()
+    for source, target in pairs:
+        # Sequence ends on both sides and a start on the target, then the cuts.
+        source_len = min(len(source.split()) + 1, max_source_len)
+        target_len = min(len(target.split()) + 2, max_target_len)
+        counts[key_fn(source_len, target_len)] += 1
+    return [counts[length] for length in range(max(counts) + 1)]
+
+
+@pytest.mark.parametrize("by_example_length", [False, True])
+def test_pipelines_are_counted_with_their_cuts(tmp_path, by_example_length):
+    rng = random.Random(3)
+    pairs = [
+        (
+            " ".join(["w"] * rng.randint(1, 9)),
+            " ".join(["x"] * rng.randint(1, 9)),
+        )
+        for _ in range(300)  # more than one parse batch
+    ]
+    source, target = tmp_path / "s.txt", tmp_path / "t.txt"
+    source.write_text("".join(s + "\n" for s, _ in pairs))
+    target.write_text("".join(t + "\n" for _, t in pairs))
+    pipeline = ParallelTextInputPipeline(
+        {"source_files": [str(source)], "target_files": [str(target)]},
+        ModeKeys.TRAIN,
+    )
+    pipeline.check()  # as make_dataset does before reading the files
+    assert pipeline.parses_batches
+    if by_example_length:
+        key_fn, by_hand = batching.example_length, max
+    else:
+        key_fn, by_hand = (lambda e: e["source_len"]), (lambda s, t: s)
+    expected = _by_hand(pairs, by_hand, 6, 8)
+    # Parsed in batches, parsed record by record, and a dataset of examples.
+    assert _histogram(pipeline, key_fn, 6, 8) == expected
+    one_by_one = _RecordByRecord(pipeline.params, ModeKeys.TRAIN)
+    one_by_one.check()
+    assert not one_by_one.parses_batches
+    assert _histogram(one_by_one, key_fn, 6, 8) == expected
+    examples = pipeline._parse_dataset(pipeline.read_records())
+    assert _histogram(examples, key_fn, 6, 8) == expected
+    # No cuts: the longest length is 10 (9 words and the end) or 11.
+    uncut = _histogram(pipeline, key_fn)
+    assert uncut == _by_hand(pairs, by_hand, 99, 99)
+    assert len(uncut) == (12 if by_example_length else 11)
+
+
+class _RecordByRecord(ParallelTextInputPipeline):
+    """The same pipeline without its vectorized parser."""
+
+    parse_batch = InputPipeline.parse_batch
 
 
 def test_parse_auto():

@@ -21,7 +21,6 @@ with token batching or `--pad_to_bucket`.
 """
 
 import numpy as np
-import tensorflow as tf
 from absl import logging
 
 from seq2seq.errors import ConfigError
@@ -84,45 +83,41 @@ def boundaries_from_histogram(counts, min_width=MIN_WIDTH, min_fraction=MIN_FRAC
     return [b for b in boundaries if b <= last]
 
 
-def length_histogram(dataset, key_fn, max_examples=AUTO_SAMPLE_EXAMPLES):
-    """Counts the lengths `key_fn(example)` of the first `max_examples`
-    examples of an unbatched `dataset`.
+def length_histogram(lengths, max_examples=AUTO_SAMPLE_EXAMPLES):
+    """Counts the first `max_examples` lengths of a dataset of [N] int
+    batches of lengths (one entry per example).
 
     Returns:
       A list: entry `L` is the number of examples of length `L`.
     """
-    lengths = (
-        dataset.take(max_examples)
-        .map(
-            tf.autograph.experimental.do_not_convert(key_fn),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-        .batch(8192)
-    )
     counts = np.zeros([0], np.int64)
+    remaining = max_examples
     for batch in lengths:
-        found = np.bincount(batch.numpy().astype(np.int64))
+        found = np.bincount(batch.numpy().astype(np.int64)[:remaining])
         if len(found) > len(counts):
             found[: len(counts)] += counts
             counts = found
         else:
             counts[: len(found)] += found
+        remaining -= min(remaining, int(batch.shape[0]))
+        if not remaining:
+            break
     return counts.tolist()
 
 
-def auto_boundaries(dataset, key_fn, what="the training data"):
-    """`boundaries_from_histogram` of the lengths of `dataset` (logged).
+def auto_boundaries(lengths, what="the training data"):
+    """`boundaries_from_histogram` of `length_histogram(lengths)` (logged).
 
     Args:
-      dataset: Unbatched examples in a fixed order (e.g. the input
-        pipeline's records in file order, parsed).
-      key_fn: example -> [] int32 length the batching groups by.
+      lengths: A dataset of [N] int batches: the length the batching groups
+        by of each example, in a fixed order (e.g. the input pipeline's
+        records in file order).
       what: Names the data in the log line and the error.
 
     Raises:
       ConfigError: The data has no examples.
     """
-    counts = length_histogram(dataset, key_fn)
+    counts = length_histogram(lengths)
     total = sum(counts)
     if not total:
         raise ConfigError(

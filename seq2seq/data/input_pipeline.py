@@ -486,18 +486,21 @@ class InputPipeline(Configurable):
                 deterministic=True,
             )
         return (
-            records.batch(PARSE_BATCH_SIZE)
-            .map(
-                tf.autograph.experimental.do_not_convert(
-                    lambda *batch: self.parse_batch(
-                        batch if len(batch) > 1 else batch[0]
-                    )
-                ),
-                num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True,
-            )
+            self._parse_batches(records)
             .unbatch()
             .map(tf.autograph.experimental.do_not_convert(_as_dense_example))
+        )
+
+    def _parse_batches(self, records):
+        """Raw records to batches of up to `PARSE_BATCH_SIZE` examples, for
+        a pipeline that `parses_batches` (`parse_batch`'s dicts: ragged
+        tokens [N, None], lengths [N])."""
+        return records.batch(PARSE_BATCH_SIZE).map(
+            tf.autograph.experimental.do_not_convert(
+                lambda *batch: self.parse_batch(batch if len(batch) > 1 else batch[0])
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,
         )
 
     def _target_features(self, text, delimiter, split=split_tokens):
