@@ -493,8 +493,11 @@ def _ours_train(spec):
     import tensorflow as tf
 
     from seq2seq.configurable import ModeKeys
+    from seq2seq.training import cpu_threads
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
+
+    cpu_threads.configure_training_threads()
 
     model_class, params = _ours_model_config(spec)
     if spec.get("learning_rate"):
@@ -597,8 +600,11 @@ def _ours_train_budget(spec):
     import tensorflow as tf
 
     from seq2seq.configurable import ModeKeys
+    from seq2seq.training import cpu_threads
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
+
+    cpu_threads.configure_training_threads()
 
     model_class, params = common.load_model_config(
         spec.get("config", CONFIG_PATH),

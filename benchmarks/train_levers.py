@@ -92,6 +92,12 @@ VARIANTS = {
         "buckets": TUTORIAL_BUCKETS,
         "env": {"TF_NUM_INTRAOP_THREADS": "1"},
     },
+    # TensorFlow's own intra-op threads, as wide as the machine (on at most
+    # two CPUs training uses one: seq2seq.training.cpu_threads).
+    "tf_intraop": {
+        "buckets": TUTORIAL_BUCKETS,
+        "env": {"TF_NUM_INTRAOP_THREADS": "0"},
+    },
     # Large CPU tensors from glibc's malloc instead of TensorFlow's oneDNN
     # pool, glibc tuned to give them back: blocks from 16 MB mapped alone,
     # the heap trimmed past 16 MB, two arenas (docs/training.md, "Memory").
@@ -136,9 +142,11 @@ def real_corpus_trainer(
     """
     from seq2seq.configurable import ModeKeys, deep_merge
     from seq2seq.data import batching
+    from seq2seq.training import cpu_threads
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
 
+    cpu_threads.configure_training_threads()
     model_class, model_params = common.load_model_config(
         CONFIG, paths["vocab_source"], vocab_target=paths["vocab_target"]
     )

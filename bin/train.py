@@ -319,7 +319,7 @@ def main(argv):
     from seq2seq import run_dir
     from seq2seq.data import batching, input_pipeline, tokenizers
     from seq2seq.train_options import TRAIN_OPTIONS_FILENAME
-    from seq2seq.training import cpu_features, distribution
+    from seq2seq.training import cpu_features, cpu_threads, distribution
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
 
@@ -348,6 +348,8 @@ def main(argv):
         values["gpu_memory_fraction"],
         values["log_device_placement"],
     )
+    if not evaluate_only:
+        cpu_threads.configure_training_threads()
     if values["mixed_precision"] == "auto":
         values["mixed_precision"] = cpu_features.resolve_mixed_precision("auto")
         logging.info(
