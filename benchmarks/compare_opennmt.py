@@ -488,16 +488,17 @@ def ours_dev_loss(trainer):
 
 
 def _ours_train(spec):
+    # As bin/train.py: before TensorFlow runs its first op.
+    from seq2seq.training import cpu_threads
+
+    cpu_threads.configure_training_threads()
     import_rss_mb = _import_rss_mb()
 
     import tensorflow as tf
 
     from seq2seq.configurable import ModeKeys
-    from seq2seq.training import cpu_threads
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
-
-    cpu_threads.configure_training_threads()
 
     model_class, params = _ours_model_config(spec)
     if spec.get("learning_rate"):
@@ -595,16 +596,17 @@ def _ours_train_budget(spec):
     `vocab_target`, with `overrides` merged into its parameters and
     `learning_rate` set.
     """
+    # As bin/train.py: before TensorFlow runs its first op.
+    from seq2seq.training import cpu_threads
+
+    cpu_threads.configure_training_threads()
     import_rss_mb = _import_rss_mb()
 
     import tensorflow as tf
 
     from seq2seq.configurable import ModeKeys
-    from seq2seq.training import cpu_threads
     from seq2seq.training import trainer as trainer_lib
     from seq2seq.training.utils import TrainOptions
-
-    cpu_threads.configure_training_threads()
 
     model_class, params = common.load_model_config(
         spec.get("config", CONFIG_PATH),

@@ -528,26 +528,19 @@ def _lengths_in_file_order(pipeline, key_fn, max_source_len, max_target_len):
                 lengths[key] = _cut_length(example[key], limit or INT32_MAX)
         return key_fn(lengths)
 
+    def keyed(dataset):
+        return dataset.map(
+            tf.autograph.experimental.do_not_convert(cut_key),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
     if isinstance(pipeline, tf.data.Dataset):
-        lengths = pipeline.map(
-            tf.autograph.experimental.do_not_convert(cut_key),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        ).batch(_LENGTH_BATCH)
+        examples = pipeline
     elif pipeline.parses_batches:
-        lengths = pipeline._parse_batches(pipeline.read_records()).map(
-            tf.autograph.experimental.do_not_convert(cut_key),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        return read_once(keyed(pipeline._parse_batches(pipeline.read_records())))
     else:
-        lengths = (
-            pipeline._parse_dataset(pipeline.read_records())
-            .map(
-                tf.autograph.experimental.do_not_convert(cut_key),
-                num_parallel_calls=tf.data.AUTOTUNE,
-            )
-            .batch(_LENGTH_BATCH)
-        )
-    return read_once(lengths)
+        examples = pipeline._parse_dataset(pipeline.read_records())
+    return read_once(keyed(examples).batch(_LENGTH_BATCH))
 
 
 def create_input_fn(
