@@ -3,7 +3,6 @@
 
 import os
 
-import tensorflow as tf
 from test_train_cli import base_args, run_train
 
 from seq2seq.training import cpu_features, cpu_threads
@@ -28,7 +27,7 @@ def test_auto_buckets_and_auto_precision_train(toy_data, tmp_path):
     assert f"--mixed_precision=auto: {expected}." in result.stderr
     one_thread = cpu_threads.training_intra_op_threads(
         cpu_threads.usable_cpus(),
-        has_gpu=bool(tf.config.list_physical_devices("GPU")),
+        has_gpu=cpu_features.gpu_visible(),
         environ=os.environ,
     )
     assert ("each op runs on 1 intra-op thread" in result.stderr) == (

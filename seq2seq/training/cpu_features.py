@@ -1,4 +1,5 @@
-"""What the host CPU computes natively: bfloat16 matrix units.
+"""What the host computes natively: bfloat16 matrix units, and whether a GPU
+is visible.
 
 `--mixed_precision auto` multiplies in bfloat16 (the output layer's product,
 `bfloat16_logits`) only on a CPU that does so in hardware (x86 `avx512_bf16`
@@ -50,6 +51,13 @@ def host_has_native_bfloat16(path=CPUINFO):
         return False
 
 
+def gpu_visible():
+    """Whether TensorFlow sees a GPU (training then runs on it)."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def resolve_mixed_precision(name, has_gpu=None, native_bfloat16=None):
     """`--mixed_precision` with `auto` resolved.
 
@@ -69,9 +77,7 @@ def resolve_mixed_precision(name, has_gpu=None, native_bfloat16=None):
     if (name or "").strip().lower() != "auto":
         return name
     if has_gpu is None:
-        import tensorflow as tf
-
-        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+        has_gpu = gpu_visible()
     if has_gpu:
         return ""
     if native_bfloat16 is None:

@@ -21,6 +21,8 @@ import os
 
 from absl import logging
 
+from seq2seq.training import cpu_features
+
 SMALL_CPU = 2
 INTRA_OP_ENV = "TF_NUM_INTRAOP_THREADS"
 
@@ -67,8 +69,9 @@ def configure_training_threads(has_gpu=None):
     import tensorflow as tf
 
     if has_gpu is None:
-        has_gpu = bool(tf.config.list_physical_devices("GPU"))
-    threads = training_intra_op_threads(usable_cpus(), has_gpu, os.environ)
+        has_gpu = cpu_features.gpu_visible()
+    num_cpus = usable_cpus()
+    threads = training_intra_op_threads(num_cpus, has_gpu, os.environ)
     if threads is None:
         return None
     try:
@@ -84,7 +87,7 @@ def configure_training_threads(has_gpu=None):
     logging.info(
         "%d CPUs and no GPU: each op runs on %d intra-op thread (set %s=0 for "
         "TensorFlow's default).",
-        usable_cpus(),
+        num_cpus,
         threads,
         INTRA_OP_ENV,
     )
