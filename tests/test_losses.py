@@ -431,6 +431,65 @@ def test_a_linear_output_layer_is_fused_in_its_training_product_dtype():
     )
 
 
+def _ancestors(op):
+    """Every op that `op` waits for, through data and control inputs."""
+    seen, stack = set(), [op]
+    while stack:
+        current = stack.pop()
+        for parent in [t.op for t in current.inputs] + list(current.control_inputs):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+@pytest.mark.parametrize("row_multiple", [1, 16])
+def test_linear_cross_entropy_sum_takes_its_first_chunk_in_two_halves(row_multiple):
+    """The first chunk's rows go through two forward products (and their
+    softmaxes and gradients) of which neither waits for the other, so that
+    the executor can run them on two cores at once; they cover every row."""
+    depth, vocab = 6, 13
+
+    def loss(rows, kernel, bias, labels):
+        return losses.linear_cross_entropy_sum(
+            rows, kernel, bias, labels, row_multiple=row_multiple
+        )
+
+    graph = (
+        tf.function(loss)
+        .get_concrete_function(
+            tf.TensorSpec([None, depth], tf.float32),
+            tf.TensorSpec([depth, vocab], tf.float32),
+            tf.TensorSpec([vocab], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+        )
+        .graph
+    )
+    # The forward products [n, F] x [F, V]; the gradients' products
+    # transpose one side. Later chunks live in the while loop's own graph.
+    forward = [
+        op
+        for op in graph.get_operations()
+        if op.type == "MatMul"
+        and not op.get_attr("transpose_a")
+        and not op.get_attr("transpose_b")
+    ]
+    assert len(forward) == 2
+    first, second = forward
+    assert first not in _ancestors(second) and second not in _ancestors(first)
+    # Both halves together give the whole chunk's sum (hand-checked rows).
+    features, kernel, bias, labels = _linear_case(9, 0.0, True)
+    logits = (features @ kernel + bias).numpy()
+    by_hand = sum(_ce(logits[i], int(labels[i])) for i in range(9))
+    np.testing.assert_allclose(
+        loss(
+            features, tf.convert_to_tensor(kernel), tf.convert_to_tensor(bias), labels
+        ),
+        by_hand,
+        rtol=1e-5,
+    )
+
+
 @pytest.mark.parametrize("rows", [0, 5, 12, 13])
 @pytest.mark.parametrize("row_multiple", [4, 16])
 def test_linear_cross_entropy_sum_pads_its_products_rows(
