@@ -155,10 +155,10 @@ def linear_cross_entropy_sum(
     products are the same three. The first chunk is taken as two halves
     that do not wait for each other, so that with one intra-op thread per
     op (training on a 2-core CPU, `seq2seq.training.cpu_threads`) the
-    executor runs their products and softmaxes on two cores at once.
-    For a loss whose gradient nobody asks for
-    (evaluation), the two gradient products are wasted: use
-    `projected_sequence_loss` without `output_layer` there.
+    executor runs their products and softmaxes on two cores at once. For a
+    loss whose gradient nobody asks for (evaluation), the two gradient
+    products are wasted: use `projected_sequence_loss` without
+    `output_layer` there.
 
     With `product_dtype` "bfloat16" the three products take bfloat16
     operands (the rows, the kernel and the logit gradients rounded) and
